@@ -1,0 +1,178 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// querier is what both a connection pool and a transaction offer. It hides
+// the difference between pgx (PostgreSQL) and database/sql (SQLite).
+type querier interface {
+	exec(ctx context.Context, q string, args ...any) (int64, error)
+	query(ctx context.Context, q string, args ...any) (rows, error)
+	queryRow(ctx context.Context, q string, args ...any) row
+}
+
+type rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+type row interface {
+	Scan(dest ...any) error
+}
+
+type txer interface {
+	querier
+	commit(ctx context.Context) error
+	rollback(ctx context.Context) error
+}
+
+type database interface {
+	querier
+	begin(ctx context.Context) (txer, error)
+	close() error
+	ping(ctx context.Context) error
+}
+
+func isNoRows(err error) bool {
+	return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows)
+}
+
+// isUniqueViolation reports a unique-constraint failure on either database.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// --- pgx ---
+
+type pgxQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+type pgxQ struct{ q pgxQuerier }
+
+func (p pgxQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	tag, err := p.q.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (p pgxQ) query(ctx context.Context, q string, args ...any) (rows, error) {
+	r, err := p.q.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (p pgxQ) queryRow(ctx context.Context, q string, args ...any) row {
+	return p.q.QueryRow(ctx, q, args...)
+}
+
+type pgxDB struct {
+	pgxQ
+	pool *pgxpool.Pool
+}
+
+func (p *pgxDB) begin(ctx context.Context) (txer, error) {
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pgxTx{pgxQ: pgxQ{q: tx}, tx: tx}, nil
+}
+
+func (p *pgxDB) close() error                   { p.pool.Close(); return nil }
+func (p *pgxDB) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+type pgxTx struct {
+	pgxQ
+	tx pgx.Tx
+}
+
+func (t *pgxTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
+func (t *pgxTx) rollback(ctx context.Context) error {
+	err := t.tx.Rollback(ctx)
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return nil
+	}
+	return err
+}
+
+// --- database/sql ---
+
+type sqlQuerier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type sqlQ struct{ q sqlQuerier }
+
+func (s sqlQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	res, err := s.q.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (s sqlQ) query(ctx context.Context, q string, args ...any) (rows, error) {
+	r, err := s.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{r}, nil
+}
+
+func (s sqlQ) queryRow(ctx context.Context, q string, args ...any) row {
+	return s.q.QueryRowContext(ctx, q, args...)
+}
+
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+type sqlDB struct {
+	sqlQ
+	db *sql.DB
+}
+
+func (s *sqlDB) begin(ctx context.Context) (txer, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &sqlTx{sqlQ: sqlQ{q: tx}, tx: tx}, nil
+}
+
+func (s *sqlDB) close() error                   { return s.db.Close() }
+func (s *sqlDB) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+type sqlTx struct {
+	sqlQ
+	tx *sql.Tx
+}
+
+func (t *sqlTx) commit(context.Context) error { return t.tx.Commit() }
+func (t *sqlTx) rollback(context.Context) error {
+	err := t.tx.Rollback()
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}

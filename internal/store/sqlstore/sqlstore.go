@@ -1,0 +1,227 @@
+// Package sqlstore implements store.Store for PostgreSQL (through pgx v5) and
+// for the embedded SQLite default (through modernc.org/sqlite, pure Go).
+//
+// One Go implementation serves both dialects; the SQL differs only where the
+// databases do: row locking (FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite has
+// one writer and takes its write lock at BEGIN IMMEDIATE), id lists (= ANY of
+// an array on PostgreSQL, json_each on SQLite), time values (timestamptz on
+// PostgreSQL; fixed-width UTC text on SQLite, so that text order is time
+// order) and JSON (jsonb vs text). Each dialect owns its migrations under
+// migrations/<dialect>.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/tasker-systems/tasker/internal/store"
+)
+
+const (
+	dialectPostgres = "postgres"
+	dialectSQLite   = "sqlite"
+	// sqliteTimeFormat is fixed width so that comparing the text compares the times.
+	sqliteTimeFormat = "2006-01-02T15:04:05.000000Z"
+	// chunkRows bounds the rows of one multi-row statement (parameter limits).
+	chunkRows = 500
+)
+
+// Store is the SQL implementation of store.Store.
+type Store struct {
+	db      database
+	dialect string
+	pool    *pgxpool.Pool // PostgreSQL only, for LISTEN
+	q       queries
+}
+
+var _ store.Store = (*Store)(nil)
+
+// OpenPostgres connects to PostgreSQL. It does not migrate.
+func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL %s: %w", RedactURL(databaseURL), err)
+	}
+	if cfg.MaxConns < 8 {
+		cfg.MaxConns = 8
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", RedactURL(databaseURL), err)
+	}
+	s := &Store{db: &pgxDB{pgxQ: pgxQ{q: pool}, pool: pool}, dialect: dialectPostgres, pool: pool}
+	s.q = buildQueries(s.dialect)
+	return s, nil
+}
+
+// OpenSQLite opens (creating when missing) the SQLite database file at path,
+// in WAL mode with foreign keys on. It does not migrate.
+func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// One writer: a single connection serializes every statement of this
+	// process, so no transaction ever waits on another of ours.
+	db.SetMaxOpenConns(1)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	s := &Store{db: &sqlDB{sqlQ: sqlQ{q: db}, db: db}, dialect: dialectSQLite}
+	s.q = buildQueries(s.dialect)
+	return s, nil
+}
+
+// RedactURL removes the password from a database URL for messages and logs.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparseable database URL)"
+		}
+		return raw
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// Dialect implements store.Store.
+func (s *Store) Dialect() string { return s.dialect }
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.db.close() }
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error { return s.db.ping(ctx) }
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx txer) error) error {
+	tx, err := s.db.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		if rbErr := tx.rollback(context.WithoutCancel(ctx)); rbErr != nil {
+			return fmt.Errorf("%w (rollback: %v)", err, rbErr)
+		}
+		return err
+	}
+	if err := tx.commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// --- value conversions ---
+
+func utc(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// t converts a time argument for the dialect.
+func (s *Store) t(v time.Time) any {
+	if s.dialect == dialectSQLite {
+		return utc(v).Format(sqliteTimeFormat)
+	}
+	return utc(v)
+}
+
+func (s *Store) tp(v *time.Time) any {
+	if v == nil {
+		return nil
+	}
+	return s.t(*v)
+}
+
+// j converts a JSON argument for the dialect (nil for empty).
+func (s *Store) j(raw []byte) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	if s.dialect == dialectSQLite {
+		return string(raw)
+	}
+	return []byte(raw)
+}
+
+// ids converts an id list for use with the dialect's inList fragment.
+func (s *Store) ids(v []int64) any {
+	if s.dialect == dialectSQLite {
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return v
+}
+
+func (s *Store) strs(v []string) any {
+	if s.dialect == dialectSQLite {
+		b, _ := json.Marshal(v)
+		return string(b)
+	}
+	return v
+}
+
+// scanTime accepts what either driver returns for a time column or a time
+// aggregate: time.Time, fixed-width text, or NULL.
+type scanTime struct {
+	T     time.Time
+	Valid bool
+}
+
+func (st *scanTime) Scan(v any) error {
+	switch x := v.(type) {
+	case nil:
+		st.Valid = false
+		return nil
+	case time.Time:
+		st.T, st.Valid = x.UTC(), true
+		return nil
+	case string:
+		return st.parse(x)
+	case []byte:
+		return st.parse(string(x))
+	}
+	return fmt.Errorf("scan time: unsupported type %T", v)
+}
+
+func (st *scanTime) parse(v string) error {
+	for _, layout := range []string{sqliteTimeFormat, time.RFC3339Nano, "2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			st.T, st.Valid = t.UTC(), true
+			return nil
+		}
+	}
+	return fmt.Errorf("scan time: cannot parse %q", v)
+}
+
+func (st *scanTime) ptr() *time.Time {
+	if !st.Valid {
+		return nil
+	}
+	t := st.T
+	return &t
+}
+
+// nullString scans text that may be NULL.
+type nullString struct{ sql.NullString }
+
+func placeholders(start, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", start+i)
+	}
+	return b.String()
+}

@@ -1,0 +1,372 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+func scanStep(r row, extra ...any) (*taskertype.Step, error) {
+	var st taskertype.Step
+	var state string
+	var cfg, inputs, results, errDoc []byte
+	var backoff *int
+	var lastAt, nextAt, leaseAt, created, updated, completed scanTime
+	dest := []any{&st.ID, &st.TaskID, &st.Name, &st.HandlerClass, &cfg, &state, &st.Retryable,
+		&st.Attempts, &st.MaxAttempts, &st.TimeoutSeconds, &st.Skippable, &inputs, &results, &errDoc,
+		&backoff, &lastAt, &nextAt, &st.LeaseOwner, &leaseAt, &created, &updated, &completed}
+	if err := r.Scan(append(dest, extra...)...); err != nil {
+		return nil, err
+	}
+	st.State = taskertype.StepState(state)
+	st.HandlerConfig, st.Inputs, st.Results, st.Error = cfg, inputs, results, errDoc
+	st.BackoffRequestSeconds = backoff
+	st.LastAttemptedAt, st.NextRetryAt, st.LeaseExpiresAt = lastAt.ptr(), nextAt.ptr(), leaseAt.ptr()
+	st.CreatedAt, st.UpdatedAt, st.CompletedAt = created.T, updated.T, completed.ptr()
+	return &st, nil
+}
+
+// StepList implements store.Store.
+func (s *Store) StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error) {
+	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 ORDER BY s.step_id`, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+	}
+	var out []*taskertype.Step
+	byID := map[int64]*taskertype.Step{}
+	for rs.Next() {
+		st, err := scanStep(rs)
+		if err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+		}
+		out = append(out, st)
+		byID[st.ID] = st
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+	}
+	err = s.eachParent(ctx, taskID, func(child int64, parent string, _ taskertype.StepState) {
+		if st := byID[child]; st != nil {
+			st.Parents = append(st.Parents, parent)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) eachParent(ctx context.Context, taskID int64, fn func(child int64, parent string, state taskertype.StepState)) error {
+	rs, err := s.db.query(ctx, s.q.stepParents, taskID)
+	if err != nil {
+		return fmt.Errorf("edges of task %d: %w", taskID, err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var child int64
+		var name, state string
+		if err := rs.Scan(&child, &name, &state); err != nil {
+			return fmt.Errorf("edges of task %d: %w", taskID, err)
+		}
+		fn(child, name, taskertype.StepState(state))
+	}
+	return rs.Err()
+}
+
+// StepReadiness implements store.Store.
+func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]*taskertype.StepReadiness, error) {
+	rs, err := s.db.query(ctx, s.q.stepReadiness, taskID, s.t(now))
+	if err != nil {
+		return nil, fmt.Errorf("step readiness of task %d: %w", taskID, err)
+	}
+	var out []*taskertype.StepReadiness
+	byID := map[int64]*taskertype.StepReadiness{}
+	for rs.Next() {
+		var r taskertype.StepReadiness
+		var state string
+		var next, lease scanTime
+		var eligible, expired, ready int
+		if err := rs.Scan(&r.StepID, &r.Name, &state, &r.Attempts, &r.MaxAttempts, &r.Retryable, &next,
+			&r.LeaseOwner, &lease, &r.TotalParents, &r.CompletedParents, &eligible, &expired, &ready); err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("step readiness of task %d: %w", taskID, err)
+		}
+		r.State = taskertype.StepState(state)
+		r.NextRetryAt, r.LeaseExpiresAt = next.ptr(), lease.ptr()
+		r.DependenciesSatisfied = r.TotalParents == r.CompletedParents
+		r.RetryEligible, r.BackoffExpired, r.Ready = eligible == 1, expired == 1, ready == 1
+		out = append(out, &r)
+		byID[r.StepID] = &r
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("step readiness of task %d: %w", taskID, err)
+	}
+	err = s.eachParent(ctx, taskID, func(child int64, parent string, state taskertype.StepState) {
+		if r := byID[child]; r != nil && !state.SatisfiesDependents() {
+			r.BlockingParents = append(r.BlockingParents, parent)
+		}
+	})
+	return out, err
+}
+
+// StepClaim implements store.Store.
+func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	now := utc(p.Now)
+	var claimed []*store.ClaimedStep
+	err := s.inTx(ctx, func(tx txer) error {
+		claimed = claimed[:0]
+		rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
+		if err != nil {
+			return fmt.Errorf("claim steps: %w", err)
+		}
+		var trs []transitionRow
+		for rs.Next() {
+			var prev string
+			var seq int
+			st, err := scanStep(rs, &prev, &seq)
+			if err != nil {
+				rs.Close()
+				return fmt.Errorf("claim steps: %w", err)
+			}
+			claimed = append(claimed, &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}})
+			trs = append(trs, transitionRow{stepID: st.ID, from: prev, to: string(taskertype.StepStateInProgress),
+				event: "claim", actor: p.Owner, seq: seq, meta: attemptMeta(st.Attempts)})
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("claim steps: %w", err)
+		}
+		if len(claimed) == 0 {
+			return nil
+		}
+		if err := s.appendStepTransitions(ctx, tx, p.TaskID, trs, now); err != nil {
+			return err
+		}
+		ids := make([]int64, len(claimed))
+		byID := make(map[int64]*store.ClaimedStep, len(claimed))
+		for i, c := range claimed {
+			ids[i] = c.Step.ID
+			byID[c.Step.ID] = c
+		}
+		drs, err := tx.query(ctx, s.q.depResults, s.ids(ids))
+		if err != nil {
+			return fmt.Errorf("dependency results: %w", err)
+		}
+		defer drs.Close()
+		for drs.Next() {
+			var child int64
+			var name string
+			var res []byte
+			if err := drs.Scan(&child, &name, &res); err != nil {
+				return fmt.Errorf("dependency results: %w", err)
+			}
+			if len(res) == 0 {
+				res = []byte("null")
+			}
+			byID[child].DependencyResults[name] = res
+			byID[child].Step.Parents = append(byID[child].Step.Parents, name)
+		}
+		return drs.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+func attemptMeta(attempt int) json.RawMessage {
+	return json.RawMessage(fmt.Sprintf(`{"attempt":%d}`, attempt))
+}
+
+type transitionRow struct {
+	stepID   int64
+	from, to string
+	event    string
+	reason   string
+	actor    string
+	seq      int
+	meta     json.RawMessage
+}
+
+func (s *Store) appendStepTransitions(ctx context.Context, tx txer, taskID int64, trs []transitionRow, now time.Time) error {
+	ids := make([]int64, len(trs))
+	for i, tr := range trs {
+		ids[i] = tr.stepID
+	}
+	if _, err := tx.exec(ctx, s.q.flipStepRecent, s.ids(ids)); err != nil {
+		return fmt.Errorf("step transitions: %w", err)
+	}
+	err := s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
+	metadata, sort_key, most_recent, created_at) VALUES`, 11, len(trs),
+		func(i int) []any {
+			tr := trs[i]
+			return []any{tr.stepID, taskID, tr.from, tr.to, tr.event, tr.reason, tr.actor, s.j(tr.meta), tr.seq, true, s.t(now)}
+		}, "", nil)
+	if err != nil {
+		return fmt.Errorf("step transitions: %w", err)
+	}
+	return nil
+}
+
+// StepRecord implements store.Store.
+func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
+	now := utc(p.Now)
+	applied := make([]bool, len(p.Outcomes))
+	err := s.inTx(ctx, func(tx txer) error {
+		var trs []transitionRow
+		for i, o := range p.Outcomes {
+			giveBack := 0
+			if o.GiveBackAttempt {
+				giveBack = 1
+			}
+			var completed any
+			if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
+				completed = s.t(now)
+			}
+			var prev string
+			var seq, attempts int
+			err := tx.queryRow(ctx, s.recordSQL(), o.StepID, string(o.To), s.j(o.Results), s.j(o.Error), s.tp(o.NextRetryAt),
+				o.BackoffRequestSeconds, giveBack, s.t(now), completed, p.Owner).Scan(&prev, &seq, &attempts)
+			if isNoRows(err) {
+				continue // no longer ours: rescued, resolved or cancelled meanwhile
+			}
+			if err != nil {
+				return fmt.Errorf("record step %d: %w", o.StepID, err)
+			}
+			applied[i] = true
+			meta := map[string]any{"attempt": attempts + giveBack}
+			if len(o.Error) > 0 {
+				meta["error"] = json.RawMessage(o.Error)
+			}
+			if o.NextRetryAt != nil {
+				meta["next_retry_at"] = o.NextRetryAt.UTC()
+			}
+			mj, _ := json.Marshal(meta)
+			trs = append(trs, transitionRow{stepID: o.StepID, from: prev, to: string(o.To), event: o.Event,
+				reason: o.Reason, actor: p.Owner, seq: seq, meta: mj})
+		}
+		if len(trs) == 0 {
+			return nil
+		}
+		return s.appendStepTransitions(ctx, tx, p.TaskID, trs, now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
+}
+
+func (s *Store) recordSQL() string {
+	q := `UPDATE tasker_workflow_steps SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
+	results = COALESCE($3::jsonb, results), error = $4::jsonb, next_retry_at = $5::timestamptz,
+	backoff_request_seconds = $6::integer, attempts = attempts - $7::integer, lease_owner = NULL, lease_expires_at = NULL,
+	updated_at = $8, completed_at = $9::timestamptz
+WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $10
+RETURNING previous_state, transition_seq, attempts`
+	if s.dialect == dialectSQLite {
+		q = castRe.ReplaceAllString(q, "")
+	}
+	return q
+}
+
+// StepTransition implements store.Store.
+func (s *Store) StepTransition(ctx context.Context, p *store.StepTransitionParams) (*store.StepTransitionResult, error) {
+	now := utc(p.Now)
+	res := &store.StepTransitionResult{}
+	err := s.inTx(ctx, func(tx txer) error {
+		res.Moved = res.Moved[:0]
+		from := make([]string, len(p.From))
+		for i, st := range p.From {
+			from[i] = string(st)
+		}
+		rs, err := tx.query(ctx, s.q.stepsMove, p.TaskID, s.ids(p.StepIDs), string(p.To), s.strs(from), p.ResetAttempts,
+			s.j(p.Error), s.tp(p.NextRetryAt), s.t(now), s.tp(p.RequireLeaseExpiredBefore))
+		if err != nil {
+			return fmt.Errorf("move steps of task %d to %s: %w", p.TaskID, p.To, err)
+		}
+		var trs []transitionRow
+		for rs.Next() {
+			var id int64
+			var name, prev string
+			var seq int
+			if err := rs.Scan(&id, &name, &prev, &seq); err != nil {
+				rs.Close()
+				return fmt.Errorf("move steps of task %d: %w", p.TaskID, err)
+			}
+			res.Moved = append(res.Moved, id)
+			var meta json.RawMessage
+			if len(p.Error) > 0 {
+				meta = json.RawMessage(`{"error":` + string(p.Error) + `}`)
+			}
+			trs = append(trs, transitionRow{stepID: id, from: prev, to: string(p.To), event: p.Event, reason: p.Reason,
+				actor: p.Actor, seq: seq, meta: meta})
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("move steps of task %d: %w", p.TaskID, err)
+		}
+		if len(trs) > 0 {
+			if err := s.appendStepTransitions(ctx, tx, p.TaskID, trs, now); err != nil {
+				return err
+			}
+		}
+		if p.Task != nil && (len(res.Moved) > 0 || len(p.StepIDs) == 0) {
+			tr, err := s.taskMove(ctx, tx, p.Task)
+			if err != nil {
+				return err
+			}
+			res.Task = tr
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// StepLeaseExtend implements store.Store.
+func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, until time.Time) (int, error) {
+	if len(stepIDs) == 0 {
+		return 0, nil
+	}
+	n, err := s.db.exec(ctx, s.q.leaseExtend, owner, s.t(until), s.ids(stepIDs))
+	if err != nil {
+		return 0, fmt.Errorf("extend step leases: %w", err)
+	}
+	return int(n), nil
+}
+
+// StepLeaseExpired implements store.Store.
+func (s *Store) StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error) {
+	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s
+WHERE s.state = 'in_progress' AND s.lease_expires_at < $1 ORDER BY s.lease_expires_at LIMIT $2`, s.t(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("expired step leases: %w", err)
+	}
+	defer rs.Close()
+	var out []*taskertype.Step
+	for rs.Next() {
+		st, err := scanStep(rs)
+		if err != nil {
+			return nil, fmt.Errorf("expired step leases: %w", err)
+		}
+		out = append(out, st)
+	}
+	return out, rs.Err()
+}
+
+// StepTransitions implements store.Store.
+func (s *Store) StepTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
+	return s.transitions(ctx, `SELECT tr.id, tr.task_id, tr.step_id, s.name, COALESCE(tr.from_state, ''), tr.to_state, tr.event,
+	tr.reason, tr.actor, tr.metadata, tr.sort_key, tr.most_recent, tr.created_at
+FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s ON s.step_id = tr.step_id
+WHERE tr.task_id = $1 ORDER BY tr.step_id, tr.sort_key`, taskID)
+}

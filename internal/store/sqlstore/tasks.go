@@ -1,0 +1,404 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+func scanTask(r row) (*taskertype.Task, error) {
+	var t taskertype.Task
+	var state string
+	var ctxJSON, tags []byte
+	var created, updated, completed scanTime
+	if err := r.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON, &t.Initiator,
+		&t.SourceSystem, &t.Reason, &tags, &t.Priority, &t.IdempotencyKey, &t.MaxParallelSteps,
+		&created, &updated, &completed); err != nil {
+		return nil, err
+	}
+	t.State = taskertype.TaskState(state)
+	t.Context = json.RawMessage(ctxJSON)
+	if len(tags) > 0 {
+		if err := json.Unmarshal(tags, &t.Tags); err != nil {
+			return nil, fmt.Errorf("task %d tags: %w", t.ID, err)
+		}
+	}
+	t.CreatedAt, t.UpdatedAt, t.CompletedAt = created.T, updated.T, completed.ptr()
+	return &t, nil
+}
+
+// TaskGet implements store.Store.
+func (s *Store) TaskGet(ctx context.Context, taskID int64) (*taskertype.Task, error) {
+	return s.taskGet(ctx, s.db, taskID)
+}
+
+func (s *Store) taskGet(ctx context.Context, q querier, taskID int64) (*taskertype.Task, error) {
+	t, err := scanTask(q.queryRow(ctx, `SELECT `+taskCols+` FROM tasker_tasks t WHERE t.task_id = $1`, taskID))
+	if isNoRows(err) {
+		return nil, &taskertype.TaskNotFoundError{TaskID: taskID}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get task %d: %w", taskID, err)
+	}
+	return t, nil
+}
+
+// TaskList implements store.Store.
+func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*taskertype.Task, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "$?", fmt.Sprintf("$%d", len(args))))
+	}
+	if len(p.States) > 0 {
+		states := make([]string, len(p.States))
+		for i, st := range p.States {
+			states[i] = string(st)
+		}
+		args = append(args, s.strs(states))
+		where = append(where, inListStr(s.dialect, "t.state", len(args)))
+	}
+	if p.Namespace != "" {
+		add("t.namespace = $?", p.Namespace)
+	}
+	if p.Name != "" {
+		add("t.name = $?", p.Name)
+	}
+	if p.CreatedAfter != nil {
+		add("t.created_at >= $?", s.t(*p.CreatedAfter))
+	}
+	if p.CreatedBefore != nil {
+		add("t.created_at < $?", s.t(*p.CreatedBefore))
+	}
+	if p.AfterID > 0 {
+		add("t.task_id < $?", p.AfterID)
+	}
+	limit := p.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 50
+	}
+	q := `SELECT ` + taskCols + ` FROM tasker_tasks t`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(` ORDER BY t.task_id DESC LIMIT $%d`, len(args))
+	if s.dialect == dialectSQLite {
+		q = castRe.ReplaceAllString(q, "")
+	}
+	rs, err := s.db.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	defer rs.Close()
+	var out []*taskertype.Task
+	for rs.Next() {
+		t, err := scanTask(rs)
+		if err != nil {
+			return nil, fmt.Errorf("list tasks: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rs.Err()
+}
+
+// TaskCreate implements store.Store.
+func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	now := utc(p.Now)
+	var taskID int64
+	created := false
+	err := s.inTx(ctx, func(tx txer) error {
+		if p.IdempotencyKey != "" {
+			err := tx.queryRow(ctx, `SELECT task_id FROM tasker_tasks WHERE idempotency_key = $1`, p.IdempotencyKey).Scan(&taskID)
+			if err == nil {
+				return nil
+			}
+			if !isNoRows(err) {
+				return fmt.Errorf("look up idempotency key: %w", err)
+			}
+		}
+		id, err := s.taskInsert(ctx, tx, p, now)
+		if err != nil {
+			return err
+		}
+		taskID, created = id, true
+		return nil
+	})
+	if err != nil && p.IdempotencyKey != "" && isUniqueViolation(err) {
+		// Another process created the task with this key concurrently.
+		if qerr := s.db.queryRow(ctx, `SELECT task_id FROM tasker_tasks WHERE idempotency_key = $1`, p.IdempotencyKey).Scan(&taskID); qerr == nil {
+			err, created = nil, false
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	task, err := s.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := s.StepList(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return &store.TaskCreateResult{Task: task, Steps: steps, Created: created}, nil
+}
+
+func (s *Store) taskInsert(ctx context.Context, tx txer, p *store.TaskCreateParams, now time.Time) (int64, error) {
+	var nsID, namedTaskID int64
+	if err := tx.queryRow(ctx, `INSERT INTO tasker_namespaces (name, created_at) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING namespace_id`, p.Namespace, s.t(now)).Scan(&nsID); err != nil {
+		return 0, fmt.Errorf("upsert namespace: %w", err)
+	}
+	if err := tx.queryRow(ctx, `INSERT INTO tasker_named_tasks (namespace_id, name, version, description, template, created_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (namespace_id, name, version) DO UPDATE SET description = excluded.description, template = excluded.template
+RETURNING named_task_id`, nsID, p.Name, p.Version, p.Description, s.j(p.TemplateJSON), s.t(now)).Scan(&namedTaskID); err != nil {
+		return 0, fmt.Errorf("upsert named task: %w", err)
+	}
+	namedSteps := map[string]int64{}
+	err := s.insertRows(ctx, tx, `INSERT INTO tasker_named_steps (named_task_id, name, handler_class) VALUES`, 3, len(p.Steps),
+		func(i int) []any { return []any{namedTaskID, p.Steps[i].Name, p.Steps[i].HandlerClass} },
+		` ON CONFLICT (named_task_id, name) DO UPDATE SET handler_class = excluded.handler_class RETURNING named_step_id, name`,
+		func(r rows) error {
+			var id int64
+			var name string
+			if err := r.Scan(&id, &name); err != nil {
+				return err
+			}
+			namedSteps[name] = id
+			return nil
+		})
+	if err != nil {
+		return 0, fmt.Errorf("upsert named steps: %w", err)
+	}
+
+	tags := p.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	tagJSON, _ := json.Marshal(tags)
+	var idem any
+	if p.IdempotencyKey != "" {
+		idem = p.IdempotencyKey
+	}
+	var taskID int64
+	if err := tx.queryRow(ctx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
+	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING task_id`,
+		namedTaskID, p.Namespace, p.Name, p.Version, s.j(p.Context), p.Initiator, p.SourceSystem, p.Reason,
+		s.j(tagJSON), p.Priority, idem, p.MaxParallelSteps, s.t(now)).Scan(&taskID); err != nil {
+		return 0, fmt.Errorf("insert task: %w", err)
+	}
+	if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, sort_key, most_recent, created_at)
+VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reason, p.Actor, s.t(now)); err != nil {
+		return 0, fmt.Errorf("insert task transition: %w", err)
+	}
+
+	stepIDs := make(map[string]int64, len(p.Steps))
+	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_steps (task_id, named_step_id, name, handler_class, handler_config,
+	state, transition_seq, retryable, max_attempts, timeout_seconds, skippable, inputs, created_at, updated_at, completed_at) VALUES`, 15, len(p.Steps),
+		func(i int) []any {
+			st := p.Steps[i]
+			state := string(taskertype.StepStatePending)
+			var completed any
+			if st.Bypassed {
+				state = string(taskertype.StepStateResolvedManually)
+				completed = s.t(now)
+			}
+			inputs := st.Inputs
+			if len(inputs) == 0 {
+				inputs = json.RawMessage(`{}`)
+			}
+			return []any{taskID, namedSteps[st.Name], st.Name, st.HandlerClass, s.j(st.HandlerConfig), state, 1,
+				st.Retryable, st.MaxAttempts, st.TimeoutSeconds, st.Skippable, s.j(inputs), s.t(now), s.t(now), completed}
+		},
+		` RETURNING step_id, name`,
+		func(r rows) error {
+			var id int64
+			var name string
+			if err := r.Scan(&id, &name); err != nil {
+				return err
+			}
+			stepIDs[name] = id
+			return nil
+		})
+	if err != nil {
+		return 0, fmt.Errorf("insert steps: %w", err)
+	}
+
+	type edge struct{ from, to int64 }
+	var edges []edge
+	for _, st := range p.Steps {
+		for _, parent := range st.Parents {
+			from, ok := stepIDs[parent]
+			if !ok {
+				return 0, &taskertype.RequestError{Step: st.Name, Msg: fmt.Sprintf("depends on unknown step %q", parent)}
+			}
+			edges = append(edges, edge{from: from, to: stepIDs[st.Name]})
+		}
+	}
+	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_edges (task_id, from_step_id, to_step_id) VALUES`, 3, len(edges),
+		func(i int) []any { return []any{taskID, edges[i].from, edges[i].to} }, "", nil)
+	if err != nil {
+		return 0, fmt.Errorf("insert step edges: %w", err)
+	}
+
+	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
+	sort_key, most_recent, created_at) VALUES`, 10, len(p.Steps),
+		func(i int) []any {
+			st := p.Steps[i]
+			to, event, reason := string(taskertype.StepStatePending), "initialize", ""
+			if st.Bypassed {
+				to, event, reason = string(taskertype.StepStateResolvedManually), "bypass", "bypassed by task request"
+			}
+			return []any{stepIDs[st.Name], taskID, nil, to, event, reason, p.Actor, 1, true, s.t(now)}
+		}, "", nil)
+	if err != nil {
+		return 0, fmt.Errorf("insert step transitions: %w", err)
+	}
+	if err := s.queueApply(ctx, tx, taskID, p.Queue, now); err != nil {
+		return 0, err
+	}
+	return taskID, nil
+}
+
+// TaskTransition implements store.Store.
+func (s *Store) TaskTransition(ctx context.Context, p *store.TaskTransitionParams) (*store.TransitionResult, error) {
+	var res *store.TransitionResult
+	err := s.inTx(ctx, func(tx txer) error {
+		var err error
+		res, err = s.taskMove(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *Store) taskMove(ctx context.Context, tx txer, p *store.TaskTransitionParams) (*store.TransitionResult, error) {
+	now := utc(p.Now)
+	from := make([]string, len(p.From))
+	for i, st := range p.From {
+		from[i] = string(st)
+	}
+	var prev nullString
+	var seq int
+	err := tx.queryRow(ctx, s.q.taskMove, p.TaskID, string(p.To), s.strs(from), s.t(now), p.To.Terminal()).Scan(&prev, &seq)
+	if isNoRows(err) {
+		var cur string
+		err := tx.queryRow(ctx, `SELECT state FROM tasker_tasks WHERE task_id = $1`, p.TaskID).Scan(&cur)
+		if isNoRows(err) {
+			return nil, &taskertype.TaskNotFoundError{TaskID: p.TaskID}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("task %d state: %w", p.TaskID, err)
+		}
+		return &store.TransitionResult{Changed: false, State: taskertype.TaskState(cur)}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transition task %d to %s: %w", p.TaskID, p.To, err)
+	}
+	if _, err := tx.exec(ctx, s.q.flipTaskRecent, p.TaskID); err != nil {
+		return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
+	}
+	if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, most_recent, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9)`, p.TaskID, prev.String, string(p.To), p.Event, p.Reason, p.Actor, s.j(p.Meta), seq, s.t(now)); err != nil {
+		return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
+	}
+	if err := s.queueApply(ctx, tx, p.TaskID, p.Queue, now); err != nil {
+		return nil, err
+	}
+	return &store.TransitionResult{Changed: true, State: p.To}, nil
+}
+
+// TaskSummary implements store.Store.
+func (s *Store) TaskSummary(ctx context.Context, taskID int64, now time.Time) (*store.TaskSummary, error) {
+	var sum store.TaskSummary
+	var earliest scanTime
+	err := s.db.queryRow(ctx, s.q.taskSummary, taskID, s.t(now)).Scan(&sum.Total, &sum.Pending, &sum.InProgress,
+		&sum.WaitingForRetry, &sum.Complete, &sum.Error, &sum.Cancelled, &sum.Ready, &earliest)
+	if err != nil {
+		return nil, fmt.Errorf("summarize task %d: %w", taskID, err)
+	}
+	sum.EarliestRetryAt = earliest.ptr()
+	return &sum, nil
+}
+
+// TaskTransitions implements store.Store.
+func (s *Store) TaskTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
+	return s.transitions(ctx, `SELECT id, task_id, 0, '', COALESCE(from_state, ''), to_state, event, reason, actor, metadata, sort_key, most_recent, created_at
+FROM tasker_task_transitions WHERE task_id = $1 ORDER BY sort_key`, taskID)
+}
+
+func (s *Store) transitions(ctx context.Context, q string, taskID int64) ([]*taskertype.Transition, error) {
+	rs, err := s.db.query(ctx, q, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("transitions of task %d: %w", taskID, err)
+	}
+	defer rs.Close()
+	var out []*taskertype.Transition
+	for rs.Next() {
+		var tr taskertype.Transition
+		var meta []byte
+		var at scanTime
+		if err := rs.Scan(&tr.ID, &tr.TaskID, &tr.StepID, &tr.StepName, &tr.FromState, &tr.ToState, &tr.Event, &tr.Reason,
+			&tr.Actor, &meta, &tr.SortKey, &tr.MostRecent, &at); err != nil {
+			return nil, fmt.Errorf("transitions of task %d: %w", taskID, err)
+		}
+		tr.Metadata, tr.CreatedAt = meta, at.T
+		out = append(out, &tr)
+	}
+	return out, rs.Err()
+}
+
+// insertRows runs a multi-row INSERT in chunks. prefix ends with VALUES; each
+// row has cols parameters; suffix (ON CONFLICT, RETURNING) follows; scan, when
+// not nil, reads every returned row.
+func (s *Store) insertRows(ctx context.Context, q querier, prefix string, cols, n int, row func(i int) []any,
+	suffix string, scan func(rows) error) error {
+	for start := 0; start < n; start += chunkRows {
+		end := min(start+chunkRows, n)
+		var b strings.Builder
+		b.WriteString(prefix)
+		args := make([]any, 0, (end-start)*cols)
+		for i := start; i < end; i++ {
+			if i > start {
+				b.WriteString(",")
+			}
+			b.WriteString(" (")
+			b.WriteString(placeholders(len(args)+1, cols))
+			b.WriteString(")")
+			args = append(args, row(i)...)
+		}
+		b.WriteString(suffix)
+		if scan == nil {
+			if _, err := q.exec(ctx, b.String(), args...); err != nil {
+				return err
+			}
+			continue
+		}
+		rs, err := q.query(ctx, b.String(), args...)
+		if err != nil {
+			return err
+		}
+		for rs.Next() {
+			if err := scan(rs); err != nil {
+				rs.Close()
+				return err
+			}
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

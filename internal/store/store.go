@@ -1,0 +1,300 @@
+// Package store defines the storage seam between the orchestration engine and
+// a database. One implementation, internal/store/sqlstore, serves both
+// PostgreSQL (pgx v5) and the embedded SQLite default (modernc.org/sqlite);
+// both must pass storetest.Exercise. The interface changes freely: it is not
+// a public API. DO NOT IMPLEMENT outside this module.
+//
+// The store applies state changes that the engine decided (internal/
+// statemachine decides; the store guards each UPDATE with the allowed source
+// states). Every state change appends a transition row and, for tasks, writes
+// the durable enqueue record in the same transaction.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Store is the storage seam. Methods take ctx first and one params struct.
+type Store interface {
+	// Dialect returns "postgres" or "sqlite".
+	Dialect() string
+	// Close releases the connections.
+	Close() error
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
+
+	// MigrationStatus lists every known migration and whether it is applied.
+	MigrationStatus(ctx context.Context) ([]Migration, error)
+	// MigrateUp applies pending migrations (all when steps <= 0).
+	MigrateUp(ctx context.Context, steps int) ([]Migration, error)
+	// MigrateDown reverts applied migrations, newest first (all when steps <= 0).
+	MigrateDown(ctx context.Context, steps int) ([]Migration, error)
+
+	// TaskCreate writes a task, its steps, edges, initial transitions and its
+	// first enqueue record in one transaction. With an idempotency key that
+	// already exists it writes nothing and returns the existing task with
+	// Created false.
+	TaskCreate(ctx context.Context, p *TaskCreateParams) (*TaskCreateResult, error)
+	// TaskGet returns one task (taskertype.TaskNotFoundError when missing).
+	TaskGet(ctx context.Context, taskID int64) (*taskertype.Task, error)
+	// TaskList returns tasks matching the filters, newest first.
+	TaskList(ctx context.Context, p *TaskListParams) ([]*taskertype.Task, error)
+	// TaskTransition moves a task from one of p.From to p.To, appends the
+	// transition and applies p.Queue, in one transaction. When the task is in
+	// none of p.From nothing is written and Changed is false.
+	TaskTransition(ctx context.Context, p *TaskTransitionParams) (*TransitionResult, error)
+	// TaskSummary aggregates the task's steps for the finalizer.
+	TaskSummary(ctx context.Context, taskID int64, now time.Time) (*TaskSummary, error)
+	// TaskTransitions returns the task's audit trail in order.
+	TaskTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error)
+
+	// StepList returns every step of a task with its parents' names.
+	StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error)
+	// StepReadiness is viable-step discovery: one set-based query returning,
+	// for every step of the task, its readiness and the facts behind it.
+	StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]*taskertype.StepReadiness, error)
+	// StepClaim atomically claims up to p.Limit ready steps of a task under a
+	// lease, counting an attempt for each, and returns them with their
+	// parents' results.
+	StepClaim(ctx context.Context, p *StepClaimParams) ([]*ClaimedStep, error)
+	// StepRecord applies many attempt outcomes in one transaction. An outcome
+	// whose step is no longer in progress under p.Owner's lease is skipped
+	// (the attempt was rescued or resolved elsewhere); Applied says which.
+	StepRecord(ctx context.Context, p *StepRecordParams) ([]bool, error)
+	// StepTransition applies an operator's (or rescuer's) transition to some
+	// steps of a task in one transaction, optionally with a task transition
+	// and queue change in the same transaction.
+	StepTransition(ctx context.Context, p *StepTransitionParams) (*StepTransitionResult, error)
+	// StepLeaseExtend pushes the lease of steps still held by owner.
+	StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, until time.Time) (int, error)
+	// StepLeaseExpired lists in-progress steps whose lease ended before now.
+	StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error)
+	// StepTransitions returns the audit trail of every step of a task in order.
+	StepTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error)
+
+	// QueueClaim leases up to p.Limit due enqueue records.
+	QueueClaim(ctx context.Context, p *QueueClaimParams) ([]*QueueEntry, error)
+	// QueueRelease hands a leased record back, due at runAt (attempt counted).
+	QueueRelease(ctx context.Context, taskID int64, owner string, runAt time.Time) error
+	// QueueExtend pushes the lease of records still held by owner.
+	QueueExtend(ctx context.Context, owner string, taskIDs []int64, until time.Time) (int, error)
+	// QueueList lists enqueue records (for operators and the event re-publisher).
+	QueueList(ctx context.Context, limit int) ([]*QueueEntry, error)
+	// QueueNextRunAt returns the earliest run_at of an unleased record (nil when none).
+	QueueNextRunAt(ctx context.Context) (*time.Time, error)
+}
+
+// Notifier is an optional capability: a store that can wake idle runners
+// (PostgreSQL LISTEN/NOTIFY). Stores without it are polled.
+type Notifier interface {
+	// Listen delivers a value whenever an enqueue record was written by any
+	// process, until ctx ends.
+	Listen(ctx context.Context) (<-chan struct{}, error)
+}
+
+// Migration is one schema migration.
+type Migration struct {
+	Version   int
+	Name      string
+	Applied   bool
+	AppliedAt *time.Time
+}
+
+// QueueOpKind says what a state change does to the task's enqueue record.
+type QueueOpKind int
+
+const (
+	// QueueNone leaves the record alone.
+	QueueNone QueueOpKind = iota
+	// QueueUpsert writes (or replaces, clearing any lease) the task's record.
+	QueueUpsert
+	// QueueDelete removes the task's record.
+	QueueDelete
+)
+
+// QueueOp is the enqueue side of a state change.
+type QueueOp struct {
+	Kind      QueueOpKind
+	Operation string // "enqueue" or "reenqueue"
+	RunAt     time.Time
+	Priority  int
+	Reason    string
+}
+
+// StepSpec is one step to create.
+type StepSpec struct {
+	Name           string
+	HandlerClass   string
+	HandlerConfig  json.RawMessage
+	Retryable      bool
+	MaxAttempts    int
+	TimeoutSeconds int
+	Skippable      bool
+	Inputs         json.RawMessage
+	// Bypassed steps are created resolved_manually.
+	Bypassed bool
+	// Parents are names of earlier steps in the same request.
+	Parents []string
+}
+
+// TaskCreateParams is the input of TaskCreate.
+type TaskCreateParams struct {
+	Namespace, Name, Version string
+	Description              string
+	TemplateJSON             json.RawMessage
+	Context                  json.RawMessage
+	Initiator                string
+	SourceSystem             string
+	Reason                   string
+	Tags                     []string
+	Priority                 int
+	IdempotencyKey           string
+	MaxParallelSteps         int
+	Steps                    []StepSpec
+	Actor                    string
+	Now                      time.Time
+	Queue                    QueueOp
+}
+
+// TaskCreateResult is the output of TaskCreate.
+type TaskCreateResult struct {
+	Task    *taskertype.Task
+	Steps   []*taskertype.Step
+	Created bool
+}
+
+// TaskListParams filters TaskList. Zero values mean "any".
+type TaskListParams struct {
+	States        []taskertype.TaskState
+	Namespace     string
+	Name          string
+	CreatedAfter  *time.Time
+	CreatedBefore *time.Time
+	// AfterID pages: only tasks with a smaller id (newest first).
+	AfterID int64
+	Limit   int
+}
+
+// TaskTransitionParams is the input of TaskTransition.
+type TaskTransitionParams struct {
+	TaskID int64
+	From   []taskertype.TaskState
+	To     taskertype.TaskState
+	Event  string
+	Reason string
+	Actor  string
+	Meta   json.RawMessage
+	Now    time.Time
+	Queue  QueueOp
+}
+
+// TransitionResult reports the outcome of a guarded transition.
+type TransitionResult struct {
+	Changed bool
+	// State is the state after the call (the unchanged state when Changed is false).
+	State taskertype.TaskState
+}
+
+// TaskSummary counts a task's steps by state, for the finalizer.
+type TaskSummary struct {
+	Total           int
+	Pending         int
+	InProgress      int
+	WaitingForRetry int
+	Complete        int // complete + resolved_manually
+	Error           int
+	Cancelled       int
+	Ready           int // steps that could be claimed now
+	EarliestRetryAt *time.Time
+}
+
+// StepClaimParams is the input of StepClaim.
+type StepClaimParams struct {
+	TaskID     int64
+	Owner      string
+	Limit      int
+	Now        time.Time
+	LeaseUntil time.Time
+}
+
+// ClaimedStep is a step claimed for one attempt.
+type ClaimedStep struct {
+	Step              *taskertype.Step
+	DependencyResults map[string]json.RawMessage
+}
+
+// StepOutcome is the result of one attempt, with the target state decided
+// by the engine.
+type StepOutcome struct {
+	StepID      int64
+	To          taskertype.StepState
+	Event       string
+	Results     json.RawMessage // on success
+	Error       json.RawMessage // on failure
+	NextRetryAt *time.Time
+	// BackoffRequestSeconds is the server-requested delay, if any.
+	BackoffRequestSeconds *int
+	// GiveBackAttempt undoes the attempt count (graceful release).
+	GiveBackAttempt bool
+	Reason          string
+}
+
+// StepRecordParams is the input of StepRecord.
+type StepRecordParams struct {
+	TaskID   int64
+	Owner    string
+	Now      time.Time
+	Outcomes []StepOutcome
+}
+
+// StepTransitionParams moves steps of one task (by id) from one of From to To.
+type StepTransitionParams struct {
+	TaskID        int64
+	StepIDs       []int64
+	From          []taskertype.StepState
+	To            taskertype.StepState
+	Event         string
+	Reason        string
+	Actor         string
+	Now           time.Time
+	ResetAttempts bool
+	// Error, when set, is stored as the step's last error (rescue).
+	Error       json.RawMessage
+	NextRetryAt *time.Time
+	// RequireLeaseExpiredBefore, when set, only moves steps whose lease ended
+	// before this time (the rescuer's guard against a live runner).
+	RequireLeaseExpiredBefore *time.Time
+	// Task, when set, is applied in the same transaction (after the steps).
+	Task *TaskTransitionParams
+}
+
+// StepTransitionResult reports which steps moved and the task's transition.
+type StepTransitionResult struct {
+	Moved []int64
+	Task  *TransitionResult
+}
+
+// QueueClaimParams is the input of QueueClaim.
+type QueueClaimParams struct {
+	Owner      string
+	Limit      int
+	Now        time.Time
+	LeaseUntil time.Time
+}
+
+// QueueEntry is one durable enqueue record.
+type QueueEntry struct {
+	TaskID         int64
+	Operation      string
+	RunAt          time.Time
+	Priority       int
+	Attempts       int
+	Reason         string
+	LeaseOwner     string
+	LeaseExpiresAt *time.Time
+	CreatedAt      time.Time
+}

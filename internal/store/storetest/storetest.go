@@ -1,0 +1,542 @@
+// Package storetest is the conformance suite every store.Store must pass.
+// Run it with Exercise from a test in the implementation's package; it uses
+// real databases only.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// NewStore returns a fresh, migrated, empty store for one test.
+type NewStore func(t *testing.T) store.Store
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// diamond: a -> b, a -> c, (b, c) -> d.
+func diamond(key string) *store.TaskCreateParams {
+	return &store.TaskCreateParams{
+		Namespace: "ns", Name: "diamond", Version: "1.0.0", Context: json.RawMessage(`{"n":1}`),
+		Initiator: "test", Reason: "conformance", Tags: []string{"x"}, MaxParallelSteps: 4, IdempotencyKey: key,
+		Steps: []store.StepSpec{
+			{Name: "a", HandlerClass: "h", Retryable: true, MaxAttempts: 3},
+			{Name: "b", HandlerClass: "h", Retryable: true, MaxAttempts: 3, Parents: []string{"a"}},
+			{Name: "c", HandlerClass: "h", Retryable: false, MaxAttempts: 3, Parents: []string{"a"}},
+			{Name: "d", HandlerClass: "h", Retryable: true, MaxAttempts: 1, Parents: []string{"b", "c"}},
+		},
+		Actor: "test", Now: t0,
+		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: t0},
+	}
+}
+
+func claimNames(cs []*store.ClaimedStep) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.Step.Name
+	}
+	return out
+}
+
+func stepID(t *testing.T, steps []*taskertype.Step, name string) int64 {
+	t.Helper()
+	for _, s := range steps {
+		if s.Name == name {
+			return s.ID
+		}
+	}
+	t.Fatalf("no step %q", name)
+	return 0
+}
+
+func claim(t *testing.T, st store.Store, taskID int64, owner string, now time.Time, limit int) []*store.ClaimedStep {
+	t.Helper()
+	cs, err := st.StepClaim(context.Background(), &store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: limit,
+		Now: now, LeaseUntil: now.Add(time.Minute)})
+	require.NoError(t, err)
+	return cs
+}
+
+func succeed(t *testing.T, st store.Store, taskID int64, owner string, now time.Time, cs ...*store.ClaimedStep) {
+	t.Helper()
+	outs := make([]store.StepOutcome, len(cs))
+	for i, c := range cs {
+		outs[i] = store.StepOutcome{StepID: c.Step.ID, To: taskertype.StepStateComplete, Event: "succeed",
+			Results: json.RawMessage(fmt.Sprintf(`{"from":%q}`, c.Step.Name))}
+	}
+	applied, err := st.StepRecord(context.Background(), &store.StepRecordParams{TaskID: taskID, Owner: owner, Now: now, Outcomes: outs})
+	require.NoError(t, err)
+	for i := range applied {
+		require.True(t, applied[i], "outcome %d not applied", i)
+	}
+}
+
+// Exercise runs the whole conformance suite against the store constructor.
+func Exercise(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+
+	t.Run("MigrateUpDownUp", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		status, err := st.MigrationStatus(ctx)
+		require.NoError(t, err)
+		require.NotEmpty(t, status)
+		for _, m := range status {
+			require.True(t, m.Applied, "migration %d applied", m.Version)
+		}
+		down, err := st.MigrateDown(ctx, 0)
+		require.NoError(t, err)
+		require.Len(t, down, len(status))
+		_, err = st.TaskGet(ctx, 1)
+		require.Error(t, err, "tables are gone after down")
+		up, err := st.MigrateUp(ctx, 0)
+		require.NoError(t, err)
+		require.Len(t, up, len(status))
+		again, err := st.MigrateUp(ctx, 0)
+		require.NoError(t, err)
+		require.Empty(t, again, "up twice applies nothing")
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		require.True(t, res.Created)
+	})
+
+	t.Run("TaskCreateWritesEverything", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		require.True(t, res.Created)
+		task := res.Task
+		require.Equal(t, taskertype.TaskStatePending, task.State)
+		require.Equal(t, "ns", task.Namespace)
+		require.JSONEq(t, `{"n":1}`, string(task.Context))
+		require.Equal(t, []string{"x"}, task.Tags)
+		require.Len(t, res.Steps, 4)
+		byName := map[string]*taskertype.Step{}
+		for _, s := range res.Steps {
+			byName[s.Name] = s
+			require.Equal(t, taskertype.StepStatePending, s.State)
+			require.Equal(t, 0, s.Attempts)
+		}
+		require.ElementsMatch(t, []string{"b", "c"}, byName["d"].Parents)
+		require.False(t, byName["c"].Retryable)
+
+		trs, err := st.TaskTransitions(ctx, task.ID)
+		require.NoError(t, err)
+		require.Len(t, trs, 1)
+		require.Equal(t, "pending", trs[0].ToState)
+		require.True(t, trs[0].MostRecent)
+		strs, err := st.StepTransitions(ctx, task.ID)
+		require.NoError(t, err)
+		require.Len(t, strs, 4)
+
+		q, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Len(t, q, 1)
+		require.Equal(t, task.ID, q[0].TaskID)
+		require.Equal(t, "enqueue", q[0].Operation)
+	})
+
+	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		first, err := st.TaskCreate(ctx, diamond("order-42"))
+		require.NoError(t, err)
+		second, err := st.TaskCreate(ctx, diamond("order-42"))
+		require.NoError(t, err)
+		require.False(t, second.Created)
+		require.Equal(t, first.Task.ID, second.Task.ID)
+		all, err := st.TaskList(ctx, &store.TaskListParams{})
+		require.NoError(t, err)
+		require.Len(t, all, 1)
+	})
+
+	t.Run("ConcurrentIdempotentCreate", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		var wg sync.WaitGroup
+		ids := make([]int64, 8)
+		errs := make([]error, 8)
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := st.TaskCreate(ctx, diamond("same"))
+				errs[i] = err
+				if err == nil {
+					ids[i] = res.Task.ID
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range ids {
+			require.NoError(t, errs[i])
+			require.Equal(t, ids[0], ids[i])
+		}
+	})
+
+	t.Run("BypassedStepsAreResolved", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		p := diamond("")
+		p.Steps[1].Bypassed = true
+		res, err := st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+		b := res.Steps[1]
+		require.Equal(t, "b", b.Name)
+		require.Equal(t, taskertype.StepStateResolvedManually, b.State)
+	})
+
+	t.Run("ClaimFollowsDependencies", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		now := t0.Add(time.Second)
+
+		cs := claim(t, st, id, "w1", now, 10)
+		require.Equal(t, []string{"a"}, claimNames(cs))
+		require.Equal(t, 1, cs[0].Step.Attempts)
+		require.Empty(t, claim(t, st, id, "w2", now, 10), "a is taken, b/c wait for a")
+		succeed(t, st, id, "w1", now, cs...)
+
+		cs = claim(t, st, id, "w1", now, 1)
+		require.Equal(t, []string{"b"}, claimNames(cs), "limit respected, id order")
+		require.JSONEq(t, `{"from":"a"}`, string(cs[0].DependencyResults["a"]))
+		cs2 := claim(t, st, id, "w2", now, 10)
+		require.Equal(t, []string{"c"}, claimNames(cs2))
+		succeed(t, st, id, "w1", now, cs...)
+		require.Empty(t, claim(t, st, id, "w1", now, 10), "d waits for c")
+		succeed(t, st, id, "w2", now, cs2...)
+		cs = claim(t, st, id, "w1", now, 10)
+		require.Equal(t, []string{"d"}, claimNames(cs))
+		require.Len(t, cs[0].DependencyResults, 2)
+		succeed(t, st, id, "w1", now, cs...)
+
+		sum, err := st.TaskSummary(ctx, id, now)
+		require.NoError(t, err)
+		require.Equal(t, 4, sum.Total)
+		require.Equal(t, 4, sum.Complete)
+		require.Equal(t, 0, sum.Ready)
+
+		strs, err := st.StepTransitions(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, strs, 12, "initialize, claim, succeed per step")
+		recent := map[int64]int{}
+		for _, tr := range strs {
+			if tr.MostRecent {
+				recent[tr.StepID]++
+				require.Equal(t, "complete", tr.ToState)
+			}
+		}
+		require.Len(t, recent, 4)
+	})
+
+	t.Run("RecordIsGuardedByLeaseOwner", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		cs := claim(t, st, res.Task.ID, "w1", t0, 10)
+		applied, err := st.StepRecord(ctx, &store.StepRecordParams{TaskID: res.Task.ID, Owner: "intruder", Now: t0,
+			Outcomes: []store.StepOutcome{{StepID: cs[0].Step.ID, To: taskertype.StepStateComplete, Event: "succeed"}}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{false}, applied)
+		steps, err := st.StepList(ctx, res.Task.ID)
+		require.NoError(t, err)
+		require.Equal(t, taskertype.StepStateInProgress, steps[0].State)
+	})
+
+	t.Run("RetryEligibilityAndBackoff", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		cs := claim(t, st, id, "w", t0, 10)
+		next := t0.Add(10 * time.Second)
+		secs := 10
+		applied, err := st.StepRecord(ctx, &store.StepRecordParams{TaskID: id, Owner: "w", Now: t0, Outcomes: []store.StepOutcome{{
+			StepID: cs[0].Step.ID, To: taskertype.StepStateWaitingForRetry, Event: "fail_retryable",
+			Error: json.RawMessage(`{"message":"boom"}`), NextRetryAt: &next, BackoffRequestSeconds: &secs}}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, applied)
+
+		require.Empty(t, claim(t, st, id, "w", t0.Add(9*time.Second), 10), "backoff not expired")
+		sum, err := st.TaskSummary(ctx, id, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, 1, sum.WaitingForRetry)
+		require.NotNil(t, sum.EarliestRetryAt)
+		require.True(t, sum.EarliestRetryAt.Equal(next), "earliest retry %v", sum.EarliestRetryAt)
+
+		rd, err := st.StepReadiness(ctx, id, t0.Add(time.Second))
+		require.NoError(t, err)
+		require.Equal(t, "a", rd[0].Name)
+		require.False(t, rd[0].Ready)
+		require.False(t, rd[0].BackoffExpired)
+		require.True(t, rd[0].RetryEligible)
+		require.Equal(t, []string{"a"}, rd[1].BlockingParents)
+
+		cs = claim(t, st, id, "w", next, 10)
+		require.Equal(t, []string{"a"}, claimNames(cs))
+		require.Equal(t, 2, cs[0].Step.Attempts)
+		succeed(t, st, id, "w", next, cs...)
+
+		// c is not retryable: its first attempt runs, a failure ends it.
+		cs = claim(t, st, id, "w", next, 10)
+		require.Equal(t, []string{"b", "c"}, claimNames(cs))
+		steps, err := st.StepList(ctx, id)
+		require.NoError(t, err)
+		cID := stepID(t, steps, "c")
+		_, err = st.StepRecord(ctx, &store.StepRecordParams{TaskID: id, Owner: "w", Now: next, Outcomes: []store.StepOutcome{{
+			StepID: cID, To: taskertype.StepStateWaitingForRetry, Event: "fail_retryable"}}})
+		require.NoError(t, err)
+		rd, err = st.StepReadiness(ctx, id, next.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, "c", rd[2].Name)
+		require.False(t, rd[2].RetryEligible, "non-retryable step gets one attempt")
+		require.False(t, rd[2].Ready)
+	})
+
+	t.Run("GiveBackAttempt", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		cs := claim(t, st, res.Task.ID, "w", t0, 10)
+		_, err = st.StepRecord(ctx, &store.StepRecordParams{TaskID: res.Task.ID, Owner: "w", Now: t0, Outcomes: []store.StepOutcome{{
+			StepID: cs[0].Step.ID, To: taskertype.StepStatePending, Event: "release", GiveBackAttempt: true}}})
+		require.NoError(t, err)
+		cs = claim(t, st, res.Task.ID, "w", t0, 10)
+		require.Equal(t, 1, cs[0].Step.Attempts, "released attempt is not counted")
+	})
+
+	t.Run("TaskTransitionGuardsAndQueue", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStateInProgress},
+			To: taskertype.TaskStateComplete, Event: "complete", Now: t0})
+		require.NoError(t, err)
+		require.False(t, tr.Changed)
+		require.Equal(t, taskertype.TaskStatePending, tr.State)
+
+		tr, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStatePending},
+			To: taskertype.TaskStateInProgress, Event: "start", Reason: "go", Actor: "w", Now: t0})
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		runAt := t0.Add(30 * time.Second)
+		_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStateInProgress},
+			To: taskertype.TaskStateWaitingForRetry, Event: "wait", Now: t0,
+			Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "reenqueue", RunAt: runAt}})
+		require.NoError(t, err)
+		q, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Len(t, q, 1)
+		require.Equal(t, "reenqueue", q[0].Operation)
+		require.True(t, q[0].RunAt.Equal(runAt))
+
+		trs, err := st.TaskTransitions(ctx, id)
+		require.NoError(t, err)
+		require.Len(t, trs, 3)
+		require.Equal(t, "in_progress", trs[2].FromState)
+		require.Equal(t, "waiting_for_retry", trs[2].ToState)
+		require.True(t, trs[2].MostRecent)
+		require.False(t, trs[1].MostRecent)
+
+		_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: 999999, From: []taskertype.TaskState{taskertype.TaskStatePending},
+			To: taskertype.TaskStateInProgress, Event: "start", Now: t0})
+		require.True(t, errors.Is(err, taskertype.ErrNotFound), "got %v", err)
+	})
+
+	t.Run("QueueClaimLeaseAndRelease", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		a, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		p := diamond("")
+		p.Queue.RunAt = t0.Add(time.Hour)
+		_, err = st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+
+		got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "r1", Limit: 10, Now: t0, LeaseUntil: t0.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, got, 1, "only the due entry")
+		require.Equal(t, a.Task.ID, got[0].TaskID)
+		again, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "r2", Limit: 10, Now: t0.Add(time.Second), LeaseUntil: t0.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Empty(t, again, "leased entry is not claimed twice")
+		n, err := st.QueueExtend(ctx, "r1", []int64{a.Task.ID}, t0.Add(2*time.Minute))
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		expired, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "r2", Limit: 10, Now: t0.Add(3 * time.Minute), LeaseUntil: t0.Add(4 * time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, expired, 1, "expired lease is claimable (a dead runner's work)")
+		require.Equal(t, 2, expired[0].Attempts)
+		require.NoError(t, st.QueueRelease(ctx, a.Task.ID, "r2", t0.Add(5*time.Minute)))
+		next, err := st.QueueNextRunAt(ctx)
+		require.NoError(t, err)
+		require.NotNil(t, next)
+		require.True(t, next.Equal(t0.Add(5*time.Minute)), "next %v", next)
+	})
+
+	t.Run("StepTransitionOperatorAndRescue", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		cs := claim(t, st, id, "dead-runner", t0, 10)
+		aID := cs[0].Step.ID
+		before := t0.Add(30 * time.Second)
+		moved, err := st.StepTransition(ctx, &store.StepTransitionParams{TaskID: id, StepIDs: []int64{aID},
+			From: []taskertype.StepState{taskertype.StepStateInProgress}, To: taskertype.StepStateWaitingForRetry, Event: "fail_retryable",
+			Reason: "lease expired", Actor: "rescuer", Now: before, Error: json.RawMessage(`{"message":"lease expired"}`),
+			RequireLeaseExpiredBefore: &before})
+		require.NoError(t, err)
+		require.Empty(t, moved.Moved, "lease still live: no rescue")
+
+		expired, err := st.StepLeaseExpired(ctx, t0.Add(2*time.Minute), 10)
+		require.NoError(t, err)
+		require.Len(t, expired, 1)
+		after := t0.Add(2 * time.Minute)
+		moved, err = st.StepTransition(ctx, &store.StepTransitionParams{TaskID: id, StepIDs: []int64{aID},
+			From: []taskertype.StepState{taskertype.StepStateInProgress}, To: taskertype.StepStateWaitingForRetry, Event: "fail_retryable",
+			Reason: "lease expired", Actor: "rescuer", Now: after, Error: json.RawMessage(`{"message":"lease expired"}`),
+			RequireLeaseExpiredBefore: &after,
+			Task: &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStatePending,
+				Event: "rescue", Now: after, Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "reenqueue", RunAt: after}}})
+		require.NoError(t, err)
+		require.Equal(t, []int64{aID}, moved.Moved)
+		applied, err := st.StepRecord(ctx, &store.StepRecordParams{TaskID: id, Owner: "dead-runner", Now: after,
+			Outcomes: []store.StepOutcome{{StepID: aID, To: taskertype.StepStateComplete, Event: "succeed"}}})
+		require.NoError(t, err)
+		require.Equal(t, []bool{false}, applied, "a late result of a rescued attempt is discarded")
+
+		// Operator retry resets attempts.
+		moved, err = st.StepTransition(ctx, &store.StepTransitionParams{TaskID: id, StepIDs: []int64{aID},
+			From: []taskertype.StepState{taskertype.StepStateWaitingForRetry, taskertype.StepStateError}, To: taskertype.StepStatePending,
+			Event: "retry", Actor: "ops@example.com", Reason: "fixed upstream", Now: after, ResetAttempts: true})
+		require.NoError(t, err)
+		require.Equal(t, []int64{aID}, moved.Moved)
+		steps, err := st.StepList(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, 0, steps[0].Attempts)
+		require.Equal(t, taskertype.StepStatePending, steps[0].State)
+		strs, err := st.StepTransitions(ctx, id)
+		require.NoError(t, err)
+		last := strs[0]
+		for _, tr := range strs {
+			if tr.StepID == aID && tr.MostRecent {
+				last = tr
+			}
+		}
+		require.Equal(t, "ops@example.com", last.Actor)
+		require.Equal(t, "fixed upstream", last.Reason)
+	})
+
+	t.Run("LeaseExtend", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		cs := claim(t, st, res.Task.ID, "w", t0, 10)
+		n, err := st.StepLeaseExtend(ctx, "other", []int64{cs[0].Step.ID}, t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 0, n)
+		n, err = st.StepLeaseExtend(ctx, "w", []int64{cs[0].Step.ID}, t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		expired, err := st.StepLeaseExpired(ctx, t0.Add(30*time.Minute), 10)
+		require.NoError(t, err)
+		require.Empty(t, expired)
+	})
+
+	t.Run("TaskListFiltersAndPages", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		var ids []int64
+		for i := 0; i < 5; i++ {
+			p := diamond("")
+			p.Now = t0.Add(time.Duration(i) * time.Hour)
+			if i%2 == 1 {
+				p.Name = "other"
+			}
+			res, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err)
+			ids = append(ids, res.Task.ID)
+		}
+		page, err := st.TaskList(ctx, &store.TaskListParams{Limit: 2})
+		require.NoError(t, err)
+		require.Equal(t, []int64{ids[4], ids[3]}, []int64{page[0].ID, page[1].ID})
+		page, err = st.TaskList(ctx, &store.TaskListParams{Limit: 2, AfterID: ids[3]})
+		require.NoError(t, err)
+		require.Equal(t, []int64{ids[2], ids[1]}, []int64{page[0].ID, page[1].ID})
+		named, err := st.TaskList(ctx, &store.TaskListParams{Name: "other", Namespace: "ns"})
+		require.NoError(t, err)
+		require.Len(t, named, 2)
+		after := t0.Add(90 * time.Minute)
+		before := t0.Add(210 * time.Minute)
+		window, err := st.TaskList(ctx, &store.TaskListParams{CreatedAfter: &after, CreatedBefore: &before,
+			States: []taskertype.TaskState{taskertype.TaskStatePending}})
+		require.NoError(t, err)
+		require.Len(t, window, 2)
+		none, err := st.TaskList(ctx, &store.TaskListParams{States: []taskertype.TaskState{taskertype.TaskStateComplete}})
+		require.NoError(t, err)
+		require.Empty(t, none)
+	})
+
+	t.Run("ConcurrentClaimsNeverOverlap", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		p := &store.TaskCreateParams{Namespace: "ns", Name: "wide", Version: "1.0.0", Context: json.RawMessage(`{}`),
+			MaxParallelSteps: 100, Now: t0}
+		for i := 0; i < 200; i++ {
+			p.Steps = append(p.Steps, store.StepSpec{Name: fmt.Sprintf("s%03d", i), HandlerClass: "h", Retryable: true, MaxAttempts: 1})
+		}
+		res, err := st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+		var mu sync.Mutex
+		seen := map[int64]string{}
+		var wg sync.WaitGroup
+		for w := 0; w < 6; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				owner := fmt.Sprintf("w%d", w)
+				for {
+					cs, err := st.StepClaim(ctx, &store.StepClaimParams{TaskID: res.Task.ID, Owner: owner, Limit: 7, Now: t0, LeaseUntil: t0.Add(time.Minute)})
+					if err != nil {
+						t.Errorf("claim: %v", err)
+						return
+					}
+					if len(cs) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, c := range cs {
+						if prev, dup := seen[c.Step.ID]; dup {
+							t.Errorf("step %d claimed by %s and %s", c.Step.ID, prev, owner)
+						}
+						seen[c.Step.ID] = owner
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		require.Len(t, seen, 200)
+	})
+}
