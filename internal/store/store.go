@@ -80,6 +80,8 @@ type Store interface {
 	QueueClaim(ctx context.Context, p *QueueClaimParams) ([]*QueueEntry, error)
 	// QueueRelease hands a leased record back, due at runAt (attempt counted).
 	QueueRelease(ctx context.Context, taskID int64, owner string, runAt time.Time) error
+	// QueueAck deletes the task's record if owner still holds its lease.
+	QueueAck(ctx context.Context, taskID int64, owner string) error
 	// QueueExtend pushes the lease of records still held by owner.
 	QueueExtend(ctx context.Context, owner string, taskIDs []int64, until time.Time) (int, error)
 	// QueueList lists enqueue records (for operators and the event re-publisher).
@@ -270,6 +272,8 @@ type StepTransitionParams struct {
 	RequireLeaseExpiredBefore *time.Time
 	// Task, when set, is applied in the same transaction (after the steps).
 	Task *TaskTransitionParams
+	// Queue is applied to the task's enqueue record when any step moved.
+	Queue QueueOp
 }
 
 // StepTransitionResult reports which steps moved and the task's transition.

@@ -3,9 +3,52 @@
 // TaskHandlerRegistry. Every problem is reported as a
 // *taskertype.TemplateError naming the file, line, field and step; a load
 // reports the problems of every file, not just the first.
+//
+// # Template files
+//
+// Each *.yml or *.yaml file holds exactly one template (one YAML document).
+// The fields are described on [Template] and [StepTemplate]; the YAML keys
+// are the json tags of those structs, plus depends_on_step (a single parent,
+// merged before depends_on_steps) and environments (per-environment step
+// overrides, see [Parse]).
+//
+// # Validation choices
+//
+//   - Unknown fields are rejected, not ignored: a misspelled key such as
+//     "depends_on_stpes" would otherwise silently drop a dependency. The error
+//     suggests the closest known field when one is within edit distance 2
+//     (1 for words of up to three characters); unknown parent steps and
+//     built-in handler names get the same kind of suggestion.
+//   - Values are typed strictly: "5" (a string) is not accepted where an
+//     integer is expected, and yes/no are strings, not booleans (YAML 1.2).
+//     A null value (a key with nothing after it) counts as omitted. The
+//     version is the exception: it is read as text, so 1.0 and 1 are reported
+//     as bad versions rather than as wrong types.
+//   - Names (name, namespace_name, step names, environment names) are
+//     identifiers: letters, digits, '_', '.' and '-', starting with a letter
+//     or digit, at most 128 bytes.
+//   - Versions are strict semantic versions (MAJOR.MINOR.PATCH with optional
+//     -prerelease and +build); "v1.2.0" and "1.2" are rejected.
+//   - Integer fields are bounded by 2147483647 because the store keeps them in
+//     32-bit integer columns.
+//   - YAML merge keys (<<) and anchors/aliases are supported.
+//   - Every environment's overrides are checked (types, unknown fields,
+//     unknown steps) whatever environment is selected, so a typo in the
+//     production block fails a load in development too. Dependency checks
+//     (unknown parents, cycles) run on the merged result of the selected
+//     environment only.
+//   - The context schema is compiled with JSON Schema draft 2020-12 as the
+//     default draft, format assertions on, and no loading of external
+//     references ($ref to files or URLs is rejected; references inside the
+//     schema work).
 package template
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
 
 // Defaults applied to omitted fields.
 const (
@@ -34,6 +77,13 @@ type Template struct {
 	MaxParallelSteps int `json:"max_parallel_steps"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
+
+	// schema is Schema compiled (nil when there is no schema).
+	schema *jsonschema.Schema
+	// semver is Version parsed.
+	semver *semver.Version
+	// line is the YAML line of the name field (0 when unknown).
+	line int
 }
 
 // StepTemplate is one step of a template.

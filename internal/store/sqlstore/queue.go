@@ -80,6 +80,14 @@ WHERE task_id = $1 AND lease_owner = $2`, taskID, owner, s.t(runAt))
 	return nil
 }
 
+// QueueAck implements store.Store.
+func (s *Store) QueueAck(ctx context.Context, taskID int64, owner string) error {
+	if _, err := s.db.exec(ctx, `DELETE FROM tasker_task_queue WHERE task_id = $1 AND lease_owner = $2`, taskID, owner); err != nil {
+		return fmt.Errorf("ack queue entry of task %d: %w", taskID, err)
+	}
+	return nil
+}
+
 // QueueExtend implements store.Store.
 func (s *Store) QueueExtend(ctx context.Context, owner string, taskIDs []int64, until time.Time) (int, error) {
 	if len(taskIDs) == 0 {

@@ -317,6 +317,11 @@ func (s *Store) StepTransition(ctx context.Context, p *store.StepTransitionParam
 				return err
 			}
 		}
+		if len(res.Moved) > 0 {
+			if err := s.queueApply(ctx, tx, p.TaskID, p.Queue, now); err != nil {
+				return err
+			}
+		}
 		if p.Task != nil && (len(res.Moved) > 0 || len(p.StepIDs) == 0) {
 			tr, err := s.taskMove(ctx, tx, p.Task)
 			if err != nil {

@@ -1,0 +1,368 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/statemachine"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// HandleResult is the orchestration result of one Handle call.
+type HandleResult struct {
+	TaskID int64 `json:"task_id"`
+	// Status is the task's state when Handle returned.
+	Status taskertype.TaskState `json:"status"`
+	// Outcome is the finalizer's decision (see Decision).
+	Outcome Action `json:"outcome"`
+	// Reason explains the outcome.
+	Reason string `json:"reason,omitempty"`
+	// StepsExecuted counts the attempts this call ran.
+	StepsExecuted int `json:"steps_executed"`
+	// NextRunAt is when the task should be handled again (waiting for retry).
+	NextRunAt *time.Time `json:"next_run_at,omitempty"`
+}
+
+// Finalized reports whether no further Handle is due (the task ended, is
+// blocked, or another coordinator owns its running steps).
+func (r *HandleResult) Finalized() bool {
+	return r.Outcome != ActionWait && r.Outcome != ActionYield
+}
+
+type attemptResult struct {
+	claimed  *store.ClaimedStep
+	results  json.RawMessage
+	err      error
+	panicked bool
+	timedOut bool
+	started  time.Time
+	duration time.Duration
+}
+
+// Handle is the WorkflowCoordinator: it runs the task's viable steps,
+// max_parallel_steps at a time, recording results in batches as they
+// arrive, until nothing more can run; then the TaskFinalizer decides. When
+// ctx ends, no new step is claimed, in-flight steps get ShutdownGrace to
+// finish, the rest are cancelled and released (no attempt counted) and the
+// task is handed back to the queue.
+func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error) {
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	res := &HandleResult{TaskID: taskID, Status: task.State}
+	switch _, _, err := statemachine.Task(task.State, statemachine.TaskEventStart); {
+	case err != nil:
+		// Terminal, blocked or failed: nothing to run until an operator acts.
+		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
+		return res, nil
+	}
+	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventStart, "coordinator started", e.cfg.Owner, store.QueueOp{})
+	if err != nil {
+		return nil, err
+	}
+	if tr.Changed {
+		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: e.now()})
+	} else if tr.State != taskertype.TaskStateInProgress {
+		res.Status, res.Outcome, res.Reason = tr.State, ActionNone, fmt.Sprintf("task is %s", tr.State)
+		return res, nil
+	}
+	task.State = taskertype.TaskStateInProgress
+
+	executed, stopped, err := e.runSteps(ctx, task)
+	res.StepsExecuted = executed
+	if err != nil {
+		return res, err
+	}
+	if stopped {
+		return e.yield(task, res, "coordinator shutting down")
+	}
+	return e.finalize(ctx, task, res)
+}
+
+// runSteps is the discover -> claim -> execute -> record loop. stopped is
+// true when ctx ended before the task ran out of viable steps.
+func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed int, stopped bool, err error) {
+	// Handlers run under their own context so that a shutdown can let them
+	// finish (ShutdownGrace) before cancelling them.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	dbctx := context.WithoutCancel(ctx)
+
+	results := make(chan attemptResult, max(task.MaxParallelSteps, 1))
+	inflight := map[int64]*store.ClaimedStep{}
+	failed := false
+	heartbeat := time.NewTicker(max(e.cfg.StepLease/3, 10*time.Millisecond))
+	defer heartbeat.Stop()
+	var grace <-chan time.Time
+	shutting := false
+	done := ctx.Done()
+
+	for {
+		if !shutting && !failed && ctx.Err() == nil {
+			if room := task.MaxParallelSteps - len(inflight); room > 0 {
+				now := e.now()
+				claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
+					Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
+				if err != nil {
+					e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
+					return executed, false, err
+				}
+				events := make([]taskertype.Event, 0, len(claimed))
+				for _, c := range claimed {
+					inflight[c.Step.ID] = c
+					executed++
+					events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
+						StepID: c.Step.ID, StepName: c.Step.Name, Time: now, Data: map[string]any{"attempt": c.Step.Attempts}})
+					go e.execute(hctx, task, c, results)
+				}
+				e.bus.Publish(events...)
+			}
+		}
+		if len(inflight) == 0 {
+			return executed, shutting || ctx.Err() != nil, nil
+		}
+
+		var batch []attemptResult
+		select {
+		case r := <-results:
+			batch = append(batch, r)
+		case <-heartbeat.C:
+			ids := make([]int64, 0, len(inflight))
+			for id := range inflight {
+				ids = append(ids, id)
+			}
+			if _, err := e.store.StepLeaseExtend(dbctx, e.cfg.Owner, ids, e.now().Add(e.cfg.StepLease)); err != nil {
+				e.log.Warn("extend step leases", "task_id", task.ID, "err", err)
+			}
+			continue
+		case <-done:
+			done, shutting = nil, true
+			grace = time.After(e.cfg.ShutdownGrace)
+			continue
+		case <-grace:
+			cancelHandlers() // handlers see ctx cancelled; their results are released below
+			grace = nil
+			continue
+		}
+	drain:
+		for {
+			select {
+			case r := <-results:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		for _, r := range batch {
+			delete(inflight, r.claimed.Step.ID)
+		}
+		anyFailed, err := e.record(dbctx, task, batch, shutting && grace == nil)
+		if err != nil {
+			e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
+			return executed, false, err
+		}
+		failed = failed || anyFailed
+	}
+}
+
+// abandon waits for in-flight handlers after a database error; their leases
+// expire and the rescuer returns the steps to the pool.
+func (e *Engine) abandon(_ context.Context, _ int64, inflight map[int64]*store.ClaimedStep, results chan attemptResult, cancel func()) {
+	cancel()
+	for range inflight {
+		<-results
+	}
+}
+
+// execute runs one attempt of a step and reports on results.
+func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.ClaimedStep, results chan<- attemptResult) {
+	st := c.Step
+	r := attemptResult{claimed: c, started: time.Now()}
+	defer func() {
+		r.duration = time.Since(r.started)
+		results <- r
+	}()
+	h := e.handler(st.HandlerClass)
+	if h == nil {
+		r.err = taskertype.Permanent(fmt.Errorf("no handler registered for handler_class %q", st.HandlerClass))
+		return
+	}
+	var cfg map[string]any
+	if len(st.HandlerConfig) > 0 {
+		if err := json.Unmarshal(st.HandlerConfig, &cfg); err != nil {
+			r.err = taskertype.Permanent(fmt.Errorf("decode handler_config: %w", err))
+			return
+		}
+	}
+	inputs := st.Inputs
+	if len(inputs) == 0 {
+		inputs = json.RawMessage(`{}`)
+	}
+	sc := &taskertype.StepContext{
+		TaskID: task.ID, StepID: st.ID, StepName: st.Name, HandlerClass: st.HandlerClass,
+		Namespace: task.Namespace, TaskName: task.Name, Version: task.Version,
+		Context: task.Context, Inputs: inputs, HandlerConfig: cfg, DependencyResults: c.DependencyResults,
+		Attempt: st.Attempts, MaxAttempts: st.MaxAttempts,
+	}
+	if st.TimeoutSeconds > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(st.TimeoutSeconds)*time.Second)
+		defer cancel()
+	}
+	out, err := e.callHandler(ctx, h, sc, &r)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r.timedOut = true
+			err = fmt.Errorf("step timed out after %ds: %w", st.TimeoutSeconds, err)
+		}
+		r.err = err
+		return
+	}
+	raw, err := marshalResults(out)
+	if err != nil {
+		r.err = taskertype.Permanent(fmt.Errorf("encode results: %w", err))
+		return
+	}
+	r.results = raw
+}
+
+func (e *Engine) callHandler(ctx context.Context, h taskertype.StepHandler, sc *taskertype.StepContext, r *attemptResult) (out any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.panicked = true
+			e.log.Error("step handler panicked", "task_id", sc.TaskID, "step", sc.StepName, "panic", p, "stack", string(debug.Stack()))
+			out, err = nil, fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return h.Handle(ctx, sc)
+}
+
+func marshalResults(out any) (json.RawMessage, error) {
+	switch v := out.(type) {
+	case nil:
+		return json.RawMessage(`{}`), nil
+	case json.RawMessage:
+		if !json.Valid(v) {
+			return nil, errors.New("handler returned invalid JSON")
+		}
+		return v, nil
+	case []byte:
+		if !json.Valid(v) {
+			return nil, errors.New("handler returned invalid JSON")
+		}
+		return v, nil
+	}
+	return json.Marshal(out)
+}
+
+// errorDoc is the stored error of a failed attempt.
+type errorDoc struct {
+	Message           string `json:"message"`
+	Kind              string `json:"kind"` // retryable, permanent, timeout, panic, lease_expired, exhausted
+	Attempt           int    `json:"attempt"`
+	RetryAfterSeconds *int   `json:"retry_after_seconds,omitempty"`
+}
+
+// record turns a batch of attempt results into outcomes (deciding each with
+// the state machine and the backoff calculator) and stores them in one
+// transaction. release gives cancelled attempts back instead of failing them.
+func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []attemptResult, release bool) (bool, error) {
+	now := e.now()
+	outcomes := make([]store.StepOutcome, len(batch))
+	events := make([][]taskertype.Event, len(batch))
+	anyFailed := false
+	for i, r := range batch {
+		st := r.claimed.Step
+		o, ev := e.outcome(task, st, r, now, release)
+		outcomes[i], events[i] = o, ev
+	}
+	applied, err := e.store.StepRecord(ctx, &store.StepRecordParams{TaskID: task.ID, Owner: e.cfg.Owner, Now: now, Outcomes: outcomes})
+	if err != nil {
+		return false, err
+	}
+	var publish []taskertype.Event
+	for i, ok := range applied {
+		if !ok {
+			e.log.Warn("attempt result discarded: step no longer held by this coordinator",
+				"task_id", task.ID, "step", batch[i].claimed.Step.Name)
+			continue
+		}
+		if outcomes[i].To == taskertype.StepStateError {
+			anyFailed = true
+		}
+		publish = append(publish, events[i]...)
+	}
+	e.bus.Publish(publish...)
+	return anyFailed, nil
+}
+
+func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptResult, now time.Time, release bool) (store.StepOutcome, []taskertype.Event) {
+	ev := taskertype.Event{TaskID: task.ID, StepID: st.ID, StepName: st.Name, Time: now,
+		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds()}}
+	if r.err == nil {
+		ev.Kind = taskertype.EventStepCompleted
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventSucceed),
+			Event: string(statemachine.StepEventSucceed), Results: r.results, Reason: "handler succeeded"}, []taskertype.Event{ev}
+	}
+	if release {
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventRelease),
+			Event: string(statemachine.StepEventRelease), GiveBackAttempt: true,
+			Reason: "released by a coordinator shutting down"}, nil
+	}
+	doc := errorDoc{Message: r.err.Error(), Kind: "retryable", Attempt: st.Attempts}
+	var perm *taskertype.PermanentError
+	var retry *taskertype.RetryableError
+	var after time.Duration
+	switch {
+	case errors.As(r.err, &perm):
+		doc.Kind = "permanent"
+	case r.timedOut:
+		doc.Kind = "timeout"
+	case r.panicked:
+		doc.Kind = "panic"
+	case errors.As(r.err, &retry):
+		after = retry.After
+	}
+	var backoffReq *int
+	if after > 0 {
+		secs := int((after + time.Second - 1) / time.Second)
+		backoffReq = &secs
+		doc.RetryAfterSeconds = &secs
+	}
+	ev.Kind = taskertype.EventStepFailed
+	ev.Data["error"] = doc.Message
+	ev.Data["kind"] = doc.Kind
+	var reason string
+	switch {
+	case doc.Kind == "permanent":
+		reason = "permanent error"
+	case !st.Retryable:
+		reason = "step is not retryable"
+	case st.Attempts >= st.MaxAttempts:
+		reason = fmt.Sprintf("attempts exhausted (%d of %d)", st.Attempts, st.MaxAttempts)
+	}
+	if reason != "" {
+		ev.Data["permanent"] = true
+		ev.Data["reason"] = reason
+		errJSON, _ := json.Marshal(doc)
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailPermanent),
+			Event: string(statemachine.StepEventFailPermanent), Error: errJSON, BackoffRequestSeconds: backoffReq,
+			Reason: reason}, []taskertype.Event{ev}
+	}
+	delay := e.backoff.Delay(st.Attempts, task.Priority, after)
+	next := now.Add(delay)
+	errJSON, _ := json.Marshal(doc)
+	ev.Data["permanent"] = false
+	retryEv := taskertype.Event{Kind: taskertype.EventStepRetryScheduled, TaskID: task.ID, StepID: st.ID, StepName: st.Name,
+		Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": next, "delay_seconds": delay.Seconds()}}
+	return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailRetryable),
+			Event: string(statemachine.StepEventFailRetryable), Error: errJSON, NextRetryAt: &next,
+			BackoffRequestSeconds: backoffReq, Reason: fmt.Sprintf("retry %d of %d in %s", st.Attempts+1, st.MaxAttempts, delay)},
+		[]taskertype.Event{ev, retryEv}
+}

@@ -1,0 +1,299 @@
+// Package engine is the orchestration core: task initialization, the
+// WorkflowCoordinator (discover -> claim -> execute -> record), the
+// TaskFinalizer, the TaskEnqueuer, the runner that drains the durable queue,
+// the rescuer of expired leases, and the operators' manual operations. It
+// decides every state change with internal/statemachine and applies it
+// through the store seam.
+package engine
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/backoff"
+	"github.com/tasker-systems/tasker/internal/statemachine"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Defaults for Config.
+const (
+	StepLeaseDefault      = 30 * time.Second
+	QueueLeaseDefault     = 60 * time.Second
+	PollIntervalDefault   = time.Second
+	RescueIntervalDefault = 10 * time.Second
+	ShutdownGraceDefault  = 10 * time.Second
+)
+
+// Config configures an Engine. Zero values mean the documented default.
+type Config struct {
+	// Store is the database seam. Required.
+	Store store.Store
+	// Templates resolves task templates. Required.
+	Templates *template.Registry
+	// Backoff configures retry delays. Defaults to backoff.Config defaults.
+	Backoff backoff.Config
+	// EnqueueHandler is told about every committed enqueue request. Defaults
+	// to the database queue handler.
+	EnqueueHandler EnqueueHandler
+	// RequireHandlers makes initialization fail when a step's handler is not
+	// registered in Go (off for Ruby-driven engines, whose handlers live in Ruby).
+	RequireHandlers bool
+	// StepLease is how long a claimed step stays ours without a heartbeat.
+	// Defaults to StepLeaseDefault.
+	StepLease time.Duration
+	// QueueLease is how long a claimed enqueue record stays ours without a
+	// heartbeat. Defaults to QueueLeaseDefault.
+	QueueLease time.Duration
+	// PollInterval is the runner's polling floor. Defaults to PollIntervalDefault.
+	PollInterval time.Duration
+	// RescueInterval is how often the runner looks for expired step leases.
+	// Defaults to RescueIntervalDefault.
+	RescueInterval time.Duration
+	// ShutdownGrace is how long in-flight steps may finish after the context
+	// of Handle ends before they are cancelled and released. Defaults to
+	// ShutdownGraceDefault.
+	ShutdownGrace time.Duration
+	// Owner names this process in leases and transitions. Defaults to
+	// host-pid-random.
+	Owner string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+	// Rand feeds backoff jitter. Defaults to math/rand.
+	Rand func() float64
+}
+
+// Engine runs tasks. It is safe for concurrent use.
+type Engine struct {
+	cfg      Config
+	store    store.Store
+	bus      *Bus
+	backoff  *backoff.Calculator
+	log      *slog.Logger
+	enqueuer EnqueueHandler
+
+	mu       sync.RWMutex
+	handlers map[string]taskertype.StepHandler
+
+	wake chan struct{}
+}
+
+// New validates cfg and returns an Engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("engine: Config.Store is required")
+	}
+	if cfg.Templates == nil {
+		cfg.Templates = template.NewRegistry()
+	}
+	cfg.Backoff = cfg.Backoff.WithDefaults()
+	if err := cfg.Backoff.Validate(); err != nil {
+		return nil, fmt.Errorf("engine: backoff: %w", err)
+	}
+	cfg.StepLease = cmp.Or(cfg.StepLease, StepLeaseDefault)
+	cfg.QueueLease = cmp.Or(cfg.QueueLease, QueueLeaseDefault)
+	cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
+	cfg.RescueInterval = cmp.Or(cfg.RescueInterval, RescueIntervalDefault)
+	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
+	if cfg.StepLease < 0 || cfg.QueueLease < 0 || cfg.PollInterval < 0 || cfg.RescueInterval < 0 || cfg.ShutdownGrace < 0 {
+		return nil, errors.New("engine: durations in Config cannot be negative")
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = newOwner()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Engine{
+		cfg:      cfg,
+		store:    cfg.Store,
+		bus:      NewBus(),
+		backoff:  backoff.New(cfg.Backoff, cfg.Rand),
+		log:      cfg.Logger,
+		handlers: map[string]taskertype.StepHandler{},
+		wake:     make(chan struct{}, 1),
+	}
+	e.enqueuer = cfg.EnqueueHandler
+	if e.enqueuer == nil {
+		e.enqueuer = DatabaseEnqueueHandler{wake: e.nudge}
+	}
+	return e, nil
+}
+
+func newOwner() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", cmp.Or(host, "host"), os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Bus returns the event bus.
+func (e *Engine) Bus() *Bus { return e.bus }
+
+// Store returns the store.
+func (e *Engine) Store() store.Store { return e.store }
+
+// Templates returns the template registry.
+func (e *Engine) Templates() *template.Registry { return e.cfg.Templates }
+
+// Owner returns the lease owner name of this engine.
+func (e *Engine) Owner() string { return e.cfg.Owner }
+
+// Backoff returns the retry delay calculator.
+func (e *Engine) Backoff() *backoff.Calculator { return e.backoff }
+
+// RegisterHandler registers a Go step handler under a handler_class name.
+func (e *Engine) RegisterHandler(name string, h taskertype.StepHandler) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handlers[name] = h
+}
+
+func (e *Engine) handler(name string) taskertype.StepHandler {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.handlers[name]
+}
+
+func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
+
+// nudge wakes a local runner waiting for work.
+func (e *Engine) nudge() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// TaskRequest asks for a new task.
+type TaskRequest struct {
+	Namespace      string                     `json:"namespace"`
+	Name           string                     `json:"name"`
+	Version        string                     `json:"version,omitempty"`
+	Context        json.RawMessage            `json:"context,omitempty"`
+	Initiator      string                     `json:"initiator,omitempty"`
+	SourceSystem   string                     `json:"source_system,omitempty"`
+	Reason         string                     `json:"reason,omitempty"`
+	Tags           []string                   `json:"tags,omitempty"`
+	BypassSteps    []string                   `json:"bypass_steps,omitempty"`
+	Priority       int                        `json:"priority,omitempty"`
+	IdempotencyKey string                     `json:"idempotency_key,omitempty"`
+	StepInputs     map[string]json.RawMessage `json:"step_inputs,omitempty"`
+}
+
+// InitializeTask validates the request against its template and writes the
+// task, its steps, edges, initial transitions and its enqueue record in one
+// transaction. It returns the task and whether it was created (false when
+// the idempotency key already existed).
+func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskertype.Task, bool, error) {
+	ns := cmp.Or(req.Namespace, template.NamespaceDefault)
+	tmpl, err := e.cfg.Templates.Lookup(ns, req.Name, req.Version)
+	if err != nil {
+		return nil, false, err
+	}
+	taskCtx := req.Context
+	if len(taskCtx) == 0 {
+		taskCtx = json.RawMessage(`{}`)
+	}
+	if err := tmpl.ValidateContext(taskCtx); err != nil {
+		return nil, false, err
+	}
+	bypass := map[string]bool{}
+	for _, name := range req.BypassSteps {
+		st := tmpl.Step(name)
+		if st == nil {
+			return nil, false, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "no such step in " + tmpl.Key()}
+		}
+		if !st.Skippable {
+			return nil, false, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "step is not skippable"}
+		}
+		bypass[name] = true
+	}
+	for name := range req.StepInputs {
+		if tmpl.Step(name) == nil {
+			return nil, false, &taskertype.RequestError{Field: "step_inputs", Step: name, Msg: "no such step in " + tmpl.Key()}
+		}
+	}
+	specs := make([]store.StepSpec, 0, len(tmpl.Steps))
+	for _, st := range tmpl.TopoOrder() {
+		if e.cfg.RequireHandlers && !bypass[st.Name] && e.handler(st.HandlerClass) == nil {
+			return nil, false, &taskertype.RequestError{Step: st.Name,
+				Msg: fmt.Sprintf("no handler registered for handler_class %q", st.HandlerClass)}
+		}
+		var cfgJSON json.RawMessage
+		if len(st.HandlerConfig) > 0 {
+			if cfgJSON, err = json.Marshal(st.HandlerConfig); err != nil {
+				return nil, false, &taskertype.RequestError{Step: st.Name, Field: "handler_config", Msg: err.Error()}
+			}
+		}
+		specs = append(specs, store.StepSpec{
+			Name: st.Name, HandlerClass: st.HandlerClass, HandlerConfig: cfgJSON, Retryable: st.Retryable,
+			MaxAttempts: st.MaxAttempts, TimeoutSeconds: st.TimeoutSeconds, Skippable: st.Skippable,
+			Inputs: req.StepInputs[st.Name], Bypassed: bypass[st.Name], Parents: st.DependsOn,
+		})
+	}
+	tmplJSON, _ := json.Marshal(tmpl)
+	now := e.now()
+	res, err := e.store.TaskCreate(ctx, &store.TaskCreateParams{
+		Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version, Description: tmpl.Description,
+		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
+		Reason: req.Reason, Tags: req.Tags, Priority: req.Priority, IdempotencyKey: req.IdempotencyKey,
+		MaxParallelSteps: tmpl.MaxParallelSteps, Steps: specs, Actor: cmp.Or(req.Initiator, "tasker"), Now: now,
+		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: req.Priority,
+			Reason: "task initialized"},
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if res.Created {
+		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: res.Task.ID, Time: now,
+			Data: map[string]any{"namespace": tmpl.Namespace, "name": tmpl.Name, "version": tmpl.Version, "steps": len(specs)}})
+		e.enqueued(ctx, EnqueueRequest{TaskID: res.Task.ID, Operation: OperationEnqueue, Priority: req.Priority,
+			Reason: "task initialized"})
+	}
+	return res.Task, res.Created, nil
+}
+
+// taskEvent moves a task with the state machine deciding the target.
+func (e *Engine) taskEvent(ctx context.Context, taskID int64, ev statemachine.TaskEvent, reason, actor string,
+	queue store.QueueOp) (*store.TransitionResult, error) {
+	to, err := taskTarget(ev)
+	if err != nil {
+		return nil, err
+	}
+	return e.store.TaskTransition(ctx, &store.TaskTransitionParams{
+		TaskID: taskID, From: statemachine.TaskSources(ev), To: to, Event: string(ev), Reason: reason,
+		Actor: actor, Now: e.now(), Queue: queue,
+	})
+}
+
+// taskTarget returns the state an event leads to from any of its sources.
+func taskTarget(ev statemachine.TaskEvent) (taskertype.TaskState, error) {
+	srcs := statemachine.TaskSources(ev)
+	if len(srcs) == 0 {
+		return "", fmt.Errorf("task event %q has no source state", ev)
+	}
+	to, _, err := statemachine.Task(srcs[0], ev)
+	return to, err
+}
+
+func stepTarget(ev statemachine.StepEvent) taskertype.StepState {
+	srcs := statemachine.StepSources(ev)
+	to, _, _ := statemachine.Step(srcs[0], ev)
+	return to
+}

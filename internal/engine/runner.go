@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/statemachine"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// RunTask drives one task to a state where no further Handle is due in this
+// process: it handles the task, sleeps through backoff delays and handles it
+// again. It returns the last HandleResult. When another coordinator holds
+// the task's running steps it waits for them (polling), so that `tasker run`
+// always reports a final state.
+func (e *Engine) RunTask(ctx context.Context, taskID int64) (*HandleResult, error) {
+	for {
+		res, err := e.Handle(ctx, taskID)
+		if err != nil {
+			return res, err
+		}
+		var wait time.Duration
+		switch res.Outcome {
+		case ActionWait:
+			wait = time.Until(*res.NextRunAt)
+		case ActionElsewhere:
+			wait = e.cfg.PollInterval
+		case ActionYield:
+			return res, ctx.Err()
+		default:
+			return res, nil
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return res, ctx.Err()
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// Run is the runner: it claims due enqueue records with a lease and handles
+// their tasks with up to workers coordinators at once, until ctx ends. It
+// wakes on store notifications (PostgreSQL LISTEN/NOTIFY), on local enqueues
+// and on a timer for the next due record, and polls every PollInterval as
+// the floor. It also rescues steps whose lease expired. On ctx end it stops
+// claiming and waits for its coordinators, which finish or release their
+// steps within ShutdownGrace.
+func (e *Engine) Run(ctx context.Context, workers int) error {
+	if workers <= 0 {
+		workers = 4
+	}
+	var notify <-chan struct{}
+	if n, ok := e.store.(store.Notifier); ok {
+		ch, err := n.Listen(ctx)
+		if err != nil {
+			e.log.Warn("listen for notifications; polling only", "err", err)
+		} else {
+			notify = ch
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, workers)
+	rescueTick := time.NewTicker(e.cfg.RescueInterval)
+	defer rescueTick.Stop()
+	e.rescue(ctx)
+	for ctx.Err() == nil {
+		free := workers - len(sem)
+		claimed := 0
+		if free > 0 {
+			now := e.now()
+			entries, err := e.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: e.cfg.Owner, Limit: free, Now: now,
+				LeaseUntil: now.Add(e.cfg.QueueLease)})
+			if err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("claim queue", "err", err)
+				}
+			}
+			claimed = len(entries)
+			for _, entry := range entries {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem; e.nudge() }()
+					e.work(ctx, entry)
+				}()
+			}
+		}
+		if claimed > 0 && claimed == free {
+			continue // more may be due right away
+		}
+		wait := e.cfg.PollInterval
+		if next, err := e.store.QueueNextRunAt(ctx); err == nil && next != nil {
+			wait = min(wait, max(time.Until(*next), time.Millisecond))
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-e.wake:
+		case <-notify:
+		case <-rescueTick.C:
+			e.rescue(ctx)
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+	wg.Wait()
+	return nil
+}
+
+// work handles one claimed enqueue record, keeping its lease alive.
+func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
+	dbctx := context.WithoutCancel(ctx)
+	stop := make(chan struct{})
+	var hb sync.WaitGroup
+	hb.Add(1)
+	go func() {
+		defer hb.Done()
+		t := time.NewTicker(max(e.cfg.QueueLease/3, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if _, err := e.store.QueueExtend(dbctx, e.cfg.Owner, []int64{entry.TaskID}, e.now().Add(e.cfg.QueueLease)); err != nil {
+					e.log.Warn("extend queue lease", "task_id", entry.TaskID, "err", err)
+				}
+			}
+		}
+	}()
+	res, err := e.Handle(ctx, entry.TaskID)
+	close(stop)
+	hb.Wait()
+	if err != nil {
+		e.log.Error("handle task", "task_id", entry.TaskID, "err", err)
+		delay := e.backoff.Delay(entry.Attempts, entry.Priority, 0)
+		if rerr := e.store.QueueRelease(dbctx, entry.TaskID, e.cfg.Owner, e.now().Add(delay)); rerr != nil {
+			e.log.Error("release queue entry", "task_id", entry.TaskID, "err", rerr)
+		}
+		return
+	}
+	// The finalizer replaced or removed the record; if it did not (the task
+	// was not runnable, or runs elsewhere), drop our claim on it.
+	if err := e.store.QueueAck(dbctx, entry.TaskID, e.cfg.Owner); err != nil {
+		e.log.Error("ack queue entry", "task_id", entry.TaskID, "outcome", res.Outcome, "err", err)
+	}
+}
+
+// rescue returns steps whose lease expired (their coordinator died) to the
+// pool: the lost attempt counts as a retryable failure (or ends the step when
+// it was the last), and the task is re-enqueued.
+func (e *Engine) rescue(ctx context.Context) {
+	now := e.now()
+	steps, err := e.store.StepLeaseExpired(ctx, now, 100)
+	if err != nil {
+		if ctx.Err() == nil {
+			e.log.Warn("find expired step leases", "err", err)
+		}
+		return
+	}
+	for _, st := range steps {
+		if err := e.rescueStep(ctx, st, now); err != nil && ctx.Err() == nil {
+			e.log.Warn("rescue step", "task_id", st.TaskID, "step", st.Name, "err", err)
+		}
+	}
+}
+
+func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.Time) error {
+	reason := fmt.Sprintf("lease of %s expired at %s: attempt %d presumed lost", st.LeaseOwner,
+		st.LeaseExpiresAt.UTC().Format(time.RFC3339), st.Attempts)
+	doc, _ := json.Marshal(errorDoc{Message: reason, Kind: "lease_expired", Attempt: st.Attempts})
+	ev := statemachine.StepEventFailRetryable
+	var next *time.Time
+	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+		ev = statemachine.StepEventFailPermanent
+	} else {
+		t := now.Add(e.backoff.Delay(st.Attempts, 0, 0))
+		next = &t
+	}
+	task, err := e.store.TaskGet(ctx, st.TaskID)
+	if err != nil {
+		return err
+	}
+	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
+		TaskID: st.TaskID, StepIDs: []int64{st.ID}, From: []taskertype.StepState{taskertype.StepStateInProgress},
+		To: stepTarget(ev), Event: string(ev), Reason: reason, Actor: e.cfg.Owner, Now: now, Error: doc,
+		NextRetryAt: next, RequireLeaseExpiredBefore: &now,
+		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: now, Priority: task.Priority, Reason: reason},
+	})
+	if err != nil || len(res.Moved) == 0 {
+		return err
+	}
+	e.log.Info("rescued step with expired lease", "task_id", st.TaskID, "step", st.Name, "attempt", st.Attempts)
+	e.bus.Publish(taskertype.Event{Kind: taskertype.EventStepFailed, TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
+		Time: now, Data: map[string]any{"attempt": st.Attempts, "error": reason, "kind": "lease_expired",
+			"permanent": ev == statemachine.StepEventFailPermanent}})
+	e.enqueued(ctx, EnqueueRequest{TaskID: st.TaskID, Operation: OperationReenqueue, Priority: task.Priority, Reason: reason, Time: now})
+	return nil
+}
+
+// Explain returns viable-step discovery's view of every step of a task, with
+// a sentence saying why each is or is not running.
+func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepReadiness, error) {
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	rs, err := e.store.StepReadiness(ctx, taskID, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		r.Reason = explain(task, r, now)
+	}
+	return rs, nil
+}
+
+func explain(task *taskertype.Task, r *taskertype.StepReadiness, now time.Time) string {
+	switch r.State {
+	case taskertype.StepStateComplete:
+		return "complete"
+	case taskertype.StepStateResolvedManually:
+		return "resolved manually"
+	case taskertype.StepStateCancelled:
+		return "cancelled"
+	case taskertype.StepStateError:
+		return fmt.Sprintf("failed after %d of %d attempts; retry it to run again", r.Attempts, r.MaxAttempts)
+	case taskertype.StepStateInProgress:
+		if r.LeaseExpiresAt != nil && r.LeaseExpiresAt.Before(now) {
+			return fmt.Sprintf("attempt %d held by %s whose lease expired at %s; the rescuer will retry it",
+				r.Attempts, r.LeaseOwner, r.LeaseExpiresAt.Format(time.RFC3339))
+		}
+		return fmt.Sprintf("attempt %d running under %s", r.Attempts, r.LeaseOwner)
+	}
+	if task.State.Terminal() || task.State == taskertype.TaskStateBlocked {
+		return fmt.Sprintf("task is %s", task.State)
+	}
+	switch {
+	case !r.DependenciesSatisfied:
+		return fmt.Sprintf("waiting for %d of %d parent(s): %v", r.TotalParents-r.CompletedParents, r.TotalParents, r.BlockingParents)
+	case !r.RetryEligible:
+		return fmt.Sprintf("no attempts left (%d of %d, retryable=%t)", r.Attempts, r.MaxAttempts, r.Retryable)
+	case !r.BackoffExpired:
+		return fmt.Sprintf("waiting for backoff until %s (%s from now)", r.NextRetryAt.Format(time.RFC3339),
+			r.NextRetryAt.Sub(now).Round(time.Second))
+	case r.Ready:
+		return "ready: will run when a coordinator handles the task"
+	}
+	return "not ready"
+}

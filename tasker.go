@@ -1,0 +1,334 @@
+package tasker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/backoff"
+	"github.com/tasker-systems/tasker/internal/builtin"
+	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/template"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Types shared with the engine, re-exported so that users need one import.
+type (
+	// Task is one run of a task template.
+	Task = taskertype.Task
+	// Step is one workflow step of a task.
+	Step = taskertype.Step
+	// TaskState is a task's lifecycle state.
+	TaskState = taskertype.TaskState
+	// StepState is a step's lifecycle state.
+	StepState = taskertype.StepState
+	// Transition is one row of the audit trail.
+	Transition = taskertype.Transition
+	// StepReadiness explains whether a step can run and why.
+	StepReadiness = taskertype.StepReadiness
+	// StepContext is what a step handler receives.
+	StepContext = taskertype.StepContext
+	// StepHandler runs one attempt of a step.
+	StepHandler = taskertype.StepHandler
+	// StepHandlerFunc adapts a function to StepHandler.
+	StepHandlerFunc = taskertype.StepHandlerFunc
+	// Event is a lifecycle event.
+	Event = taskertype.Event
+	// EventKind names a lifecycle event.
+	EventKind = taskertype.EventKind
+	// TaskRequest asks for a new task.
+	TaskRequest = engine.TaskRequest
+	// HandleResult is the orchestration result of one Handle call.
+	HandleResult = engine.HandleResult
+	// Actor names who performs a manual operation and why.
+	Actor = engine.Actor
+	// BackoffConfig configures retry delays (see docs/architecture.md).
+	BackoffConfig = backoff.Config
+	// Template is a validated task template.
+	Template = template.Template
+	// Migration is one schema migration and whether it is applied.
+	Migration = store.Migration
+	// QueueEntry is one durable enqueue record.
+	QueueEntry = store.QueueEntry
+)
+
+// Errors re-exported from taskertype; match them with errors.Is / errors.As.
+var (
+	ErrNotFound          = taskertype.ErrNotFound
+	ErrInvalidTransition = taskertype.ErrInvalidTransition
+	ErrInvalidTemplate   = taskertype.ErrInvalidTemplate
+	ErrInvalidContext    = taskertype.ErrInvalidContext
+	ErrInvalidRequest    = taskertype.ErrInvalidRequest
+)
+
+// Retryable marks err as a retryable step failure; after > 0 is the delay
+// the remote side asked for, which wins over the computed backoff.
+func Retryable(err error, after time.Duration) error { return taskertype.Retryable(err, after) }
+
+// Permanent marks err as a permanent step failure: no more attempts.
+func Permanent(err error) error { return taskertype.Permanent(err) }
+
+// Defaults for Config.
+const (
+	// SQLitePathDefault is the embedded database file used without a DatabaseURL.
+	SQLitePathDefault = "tasker.db"
+	// TemplatesDirDefault is where templates are read from.
+	TemplatesDirDefault = template.DirDefault
+)
+
+// Config configures a Client. Zero values mean the documented default.
+type Config struct {
+	// DatabaseURL selects the database: "postgres://..." (or "postgresql://")
+	// for PostgreSQL, "sqlite:PATH" for a SQLite file. Defaults to the SQLite
+	// file SQLitePathDefault in the working directory.
+	DatabaseURL string
+	// TemplatesDir is read recursively for *.yml / *.yaml templates. Defaults
+	// to TemplatesDirDefault; a missing default directory is not an error.
+	TemplatesDir string
+	// Environment selects environments.<name> overrides in templates.
+	// Defaults to $TASKER_ENV.
+	Environment string
+	// AutoMigrate applies pending migrations at Open. SQLite databases are
+	// always migrated; PostgreSQL only when this is set (production schemas
+	// are usually migrated by `tasker migrate up`).
+	AutoMigrate bool
+	// EnableCommandHandler allows the built-in tasker:command handler to run
+	// programs. Defaults to off.
+	EnableCommandHandler bool
+	// Backoff configures retry delays. Defaults to 1 s base, x2, 5 min cap.
+	Backoff BackoffConfig
+	// EventEnqueue makes the TaskEnqueuer publish task.enqueue/reenqueue
+	// events for an external job system instead of expecting Go runners.
+	EventEnqueue bool
+	// Engine tunes leases and polling; see the engine package defaults.
+	StepLease, QueueLease, PollInterval, RescueInterval, ShutdownGrace time.Duration
+	// Owner names this process in leases and audit rows. Defaults to host-pid-random.
+	Owner string
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Client is a handle on the engine: templates, handlers, the database and
+// the event bus. It is safe for concurrent use.
+type Client struct {
+	engine *engine.Engine
+	store  store.Store
+}
+
+// OpenStore opens the store a database URL names ("" = the SQLite default).
+func openStore(ctx context.Context, url string) (store.Store, bool, error) {
+	switch {
+	case url == "":
+		st, err := sqlstore.OpenSQLite(ctx, SQLitePathDefault)
+		return st, true, err
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		st, err := sqlstore.OpenPostgres(ctx, url)
+		return st, false, err
+	case strings.HasPrefix(url, "sqlite:"):
+		st, err := sqlstore.OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"))
+		return st, true, err
+	}
+	return nil, false, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(url))
+}
+
+// Open connects to the database, loads templates and registers the built-in
+// handlers. Template problems are returned as a taskertype.TemplateErrors
+// listing every problem of every file.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	st, isSQLite, err := openStore(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	c, err := open(ctx, st, isSQLite, cfg)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Client, error) {
+	if isSQLite || cfg.AutoMigrate {
+		if _, err := st.MigrateUp(ctx, 0); err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+	}
+	reg, err := loadTemplates(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var enq engine.EnqueueHandler
+	if cfg.EventEnqueue {
+		enq = engine.EventEnqueueHandler{}
+	}
+	eng, err := engine.New(engine.Config{
+		Store: st, Templates: reg, Backoff: cfg.Backoff, EnqueueHandler: enq, RequireHandlers: !cfg.EventEnqueue,
+		StepLease: cfg.StepLease, QueueLease: cfg.QueueLease, PollInterval: cfg.PollInterval,
+		RescueInterval: cfg.RescueInterval, ShutdownGrace: cfg.ShutdownGrace, Owner: cfg.Owner, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for name, h := range builtin.Handlers(builtin.Options{EnableCommand: cfg.EnableCommandHandler}) {
+		eng.RegisterHandler(name, h)
+	}
+	return &Client{engine: eng, store: st}, nil
+}
+
+func loadTemplates(cfg Config) (*template.Registry, error) {
+	dir := cmp.Or(cfg.TemplatesDir, TemplatesDirDefault)
+	env := cmp.Or(cfg.Environment, os.Getenv("TASKER_ENV"))
+	if cfg.TemplatesDir == "" {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return template.NewRegistry(), nil
+		}
+	}
+	return template.LoadDir(dir, env)
+}
+
+// Close releases the database connections.
+func (c *Client) Close() error { return c.store.Close() }
+
+// Dialect returns "postgres" or "sqlite".
+func (c *Client) Dialect() string { return c.store.Dialect() }
+
+// RegisterHandler registers a Go step handler for a template's handler_class.
+func (c *Client) RegisterHandler(handlerClass string, h StepHandler) {
+	c.engine.RegisterHandler(handlerClass, h)
+}
+
+// AddTemplate parses, validates and registers a YAML template.
+func (c *Client) AddTemplate(file string, yamlDoc []byte) (*Template, error) {
+	t, errs := template.Parse(file, yamlDoc, os.Getenv("TASKER_ENV"))
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	if err := c.engine.Templates().Add(t); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Template looks a template up; version "" means the highest.
+func (c *Client) Template(namespace, name, version string) (*Template, error) {
+	return c.engine.Templates().Lookup(namespace, name, version)
+}
+
+// Templates lists the loaded templates.
+func (c *Client) Templates() []*Template { return c.engine.Templates().List() }
+
+// InitializeTask validates the request and creates the task, its steps and
+// its enqueue record in one transaction. created is false when the
+// idempotency key already existed (the existing task is returned).
+func (c *Client) InitializeTask(ctx context.Context, req *TaskRequest) (task *Task, created bool, err error) {
+	return c.engine.InitializeTask(ctx, req)
+}
+
+// Handle runs the task's viable steps until nothing more can run now, then
+// finalizes it (the reference design's BaseTaskHandler#handle).
+func (c *Client) Handle(ctx context.Context, taskID int64) (*HandleResult, error) {
+	return c.engine.Handle(ctx, taskID)
+}
+
+// RunTask drives a task in this process until it completes, fails or is
+// blocked, sleeping through backoff delays.
+func (c *Client) RunTask(ctx context.Context, taskID int64) (*HandleResult, error) {
+	return c.engine.RunTask(ctx, taskID)
+}
+
+// Run drains the durable queue with up to workers concurrent tasks until
+// ctx ends, then shuts down gracefully.
+func (c *Client) Run(ctx context.Context, workers int) error { return c.engine.Run(ctx, workers) }
+
+// Subscribe returns a channel of lifecycle events of the given kinds (all
+// when none) and a function that cancels the subscription. Events are
+// delivered after commit; a subscriber that falls more than 1024 events
+// behind loses events rather than stalling the engine.
+func (c *Client) Subscribe(kinds ...EventKind) (<-chan Event, func()) {
+	return c.engine.Bus().Subscribe(0, kinds...)
+}
+
+// TaskDetail is a task with its steps.
+type TaskDetail struct {
+	*Task
+	Steps []*Step `json:"steps"`
+}
+
+// Task returns a task with its steps.
+func (c *Client) Task(ctx context.Context, taskID int64) (*TaskDetail, error) {
+	t, err := c.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	steps, err := c.store.StepList(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	return &TaskDetail{Task: t, Steps: steps}, nil
+}
+
+// TaskFilter selects tasks for ListTasks. Zero values mean "any".
+type TaskFilter = store.TaskListParams
+
+// ListTasks lists tasks, newest first.
+func (c *Client) ListTasks(ctx context.Context, f *TaskFilter) ([]*Task, error) {
+	if f == nil {
+		f = &TaskFilter{}
+	}
+	return c.store.TaskList(ctx, f)
+}
+
+// Explain says, for every step of a task, whether it can run and why not.
+func (c *Client) Explain(ctx context.Context, taskID int64) ([]*StepReadiness, error) {
+	return c.engine.Explain(ctx, taskID)
+}
+
+// Transitions returns the task's and its steps' audit trails.
+func (c *Client) Transitions(ctx context.Context, taskID int64) (task, steps []*Transition, err error) {
+	if task, err = c.store.TaskTransitions(ctx, taskID); err != nil {
+		return nil, nil, err
+	}
+	steps, err = c.store.StepTransitions(ctx, taskID)
+	return task, steps, err
+}
+
+// CancelTask cancels a task and its unfinished steps.
+func (c *Client) CancelTask(ctx context.Context, taskID int64, a Actor) (*Task, error) {
+	return c.engine.CancelTask(ctx, taskID, a)
+}
+
+// RetrySteps retries the named failed steps of a task (every failed step
+// when names is empty), resetting their attempts, and re-enqueues the task.
+func (c *Client) RetrySteps(ctx context.Context, taskID int64, names []string, a Actor) ([]string, error) {
+	return c.engine.RetrySteps(ctx, taskID, names, a)
+}
+
+// ResolveStep marks a step resolved_manually so that its children may run.
+func (c *Client) ResolveStep(ctx context.Context, taskID int64, name string, a Actor) (*Step, error) {
+	return c.engine.ResolveStep(ctx, taskID, name, a)
+}
+
+// Queue lists the durable enqueue records, earliest first (at most 1000).
+func (c *Client) Queue(ctx context.Context) ([]*QueueEntry, error) {
+	return c.store.QueueList(ctx, 1000)
+}
+
+// Migrate applies (up) or reverts (down) migrations; steps <= 0 means all.
+func (c *Client) Migrate(ctx context.Context, up bool, steps int) ([]Migration, error) {
+	if up {
+		return c.store.MigrateUp(ctx, steps)
+	}
+	return c.store.MigrateDown(ctx, steps)
+}
+
+// MigrationStatus lists migrations and whether each is applied.
+func (c *Client) MigrationStatus(ctx context.Context) ([]Migration, error) {
+	return c.store.MigrationStatus(ctx)
+}
