@@ -295,7 +295,7 @@ func (p *parser) mapping(n *yaml.Node, field, step string, depth int) []kv {
 			continue
 		}
 		if first, dup := seen[rk.Value]; dup {
-			p.errorf(k.Line, join(field, rk.Value), step, "duplicate field %s (first set at line %d)", quote(rk.Value), first)
+			p.errorf(k.Line, join(field, clip(rk.Value)), step, "duplicate field %s (first set at line %d)", quote(rk.Value), first)
 			continue
 		}
 		seen[rk.Value] = k.Line

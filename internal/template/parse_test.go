@@ -320,6 +320,10 @@ step_templates: [{name: b, handler_class: X}]
 		yaml: "name: a\nstep_templates:\n  - name: b\n    handler_class: \"  \"\n",
 		want: []problem{{line: 4, field: "step_templates[0].handler_class", step: "b", msg: []string{"must not be empty"}}},
 	}, {
+		name: "blank task_handler_class",
+		yaml: "name: a\ntask_handler_class: \" \"\nstep_templates: [{name: b, handler_class: X}]\n",
+		want: []problem{{line: 2, field: "task_handler_class", msg: []string{"must not be empty"}}},
+	}, {
 		name: "empty step_templates",
 		yaml: "name: a\nstep_templates: []\n",
 		want: []problem{{line: 2, field: "step_templates", msg: []string{"at least one step"}}},
@@ -511,10 +515,10 @@ environments:
 	require.Nil(t, errs)
 	fetch = prod.Step("fetch")
 	require.Equal(t, map[string]any{
-		"url":     "https://prod",                                                     // scalar replaced
+		"url":     "https://prod",                                                    // scalar replaced
 		"headers": map[string]any{"accept": "json", "x-env": "prod", "x-extra": "1"}, // maps deep-merged
-		"tags":    []any{"c"},                                                         // list replaced
-		"limits":  100,                                                                // map replaced by a scalar
+		"tags":    []any{"c"},                                                        // list replaced
+		"limits":  100,                                                               // map replaced by a scalar
 	}, fetch.HandlerConfig)
 	require.Equal(t, 5, fetch.MaxAttempts)
 	require.Equal(t, 10, fetch.TimeoutSeconds, "fields the override does not set are kept")

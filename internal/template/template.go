@@ -88,9 +88,15 @@ type Template struct {
 
 // StepTemplate is one step of a template.
 type StepTemplate struct {
-	Name          string         `json:"name"`
-	Description   string         `json:"description,omitempty"`
-	HandlerClass  string         `json:"handler_class"`
+	// Name identifies the step within its template.
+	Name string `json:"name"`
+	// Description is free text.
+	Description string `json:"description,omitempty"`
+	// HandlerClass names the step handler: one of BuiltinHandlers or a
+	// handler the application registers.
+	HandlerClass string `json:"handler_class"`
+	// HandlerConfig is the step's free-form configuration, after environment
+	// overrides were deep-merged (YAML integers are int, floats float64).
 	HandlerConfig map[string]any `json:"handler_config,omitempty"`
 	// DependsOn lists parent step names (depends_on_step and depends_on_steps merged, in order, no duplicates).
 	DependsOn []string `json:"depends_on_steps,omitempty"`

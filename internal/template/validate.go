@@ -29,6 +29,9 @@ const maxIdentLen = 128
 // 32-bit integer columns.
 const maxInt = math.MaxInt32
 
+// maxCycleNames bounds the step names a cycle message lists.
+const maxCycleNames = 20
+
 var identRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // identProblem explains why s is not an identifier, or returns "".
@@ -49,10 +52,10 @@ func identProblem(s string) string {
 // the "tasker:" prefix, name a built-in handler.
 func handlerProblem(s string, isStep bool) string {
 	if strings.TrimSpace(s) == "" {
-		if isStep {
+		if isStep || s != "" {
 			return "must not be empty"
 		}
-		return ""
+		return "" // an optional task_handler_class may be omitted
 	}
 	if strings.TrimSpace(s) != s {
 		return fmt.Sprintf("%s has leading or trailing spaces", quote(s))
@@ -158,8 +161,12 @@ func checkGraph(t *Template, site graphSite, ignore map[string]bool) []*taskerty
 	}
 
 	for _, cycle := range findCycles(parents) {
-		labels := make([]string, 0, len(cycle)+1)
-		for _, i := range cycle {
+		labels := make([]string, 0, maxCycleNames+2)
+		for k, i := range cycle {
+			if k == maxCycleNames && len(cycle) > maxCycleNames+1 {
+				labels = append(labels, fmt.Sprintf("... (%d more)", len(cycle)-maxCycleNames-1), t.Steps[cycle[len(cycle)-1]].Name)
+				break
+			}
 			labels = append(labels, t.Steps[i].Name)
 		}
 		labels = append(labels, t.Steps[cycle[0]].Name)

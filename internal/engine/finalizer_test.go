@@ -1,0 +1,75 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+func TestDecideTable(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name string
+		sum  store.TaskSummary
+		want Action
+	}{
+		{"all complete", store.TaskSummary{Total: 3, Complete: 3}, ActionComplete},
+		{"error beats ready", store.TaskSummary{Total: 3, Error: 1, Ready: 1, Pending: 1, Complete: 1}, ActionFail},
+		{"error beats running", store.TaskSummary{Total: 3, Error: 1, InProgress: 1, Complete: 1}, ActionFail},
+		{"error beats waiting", store.TaskSummary{Total: 2, Error: 1, WaitingForRetry: 1}, ActionFail},
+		{"ready continues", store.TaskSummary{Total: 2, Ready: 1, Pending: 1, Complete: 1}, ActionContinue},
+		{"ready beats running elsewhere", store.TaskSummary{Total: 3, Ready: 1, Pending: 1, InProgress: 1, Complete: 1}, ActionContinue},
+		{"running elsewhere", store.TaskSummary{Total: 2, InProgress: 1, Complete: 1}, ActionElsewhere},
+		{"running beats waiting", store.TaskSummary{Total: 2, InProgress: 1, WaitingForRetry: 1}, ActionElsewhere},
+		{"waiting for retry", store.TaskSummary{Total: 2, WaitingForRetry: 1, Complete: 1, EarliestRetryAt: &at}, ActionWait},
+		{"blocked by cancelled parent", store.TaskSummary{Total: 2, Pending: 1, Cancelled: 1}, ActionBlock},
+		{"blocked pending without ready", store.TaskSummary{Total: 2, Pending: 1, Complete: 1}, ActionBlock},
+		{"empty task completes", store.TaskSummary{}, ActionComplete},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := Decide(&tc.sum)
+			require.Equal(t, tc.want, d.Action, d.Reason)
+			require.NotEmpty(t, d.Reason)
+			if tc.want == ActionWait {
+				require.Equal(t, &at, d.RetryAt)
+			}
+		})
+	}
+}
+
+func TestBusNeverBlocks(t *testing.T) {
+	t.Parallel()
+	b := NewBus()
+	slow, cancel := b.Subscribe(2)
+	defer cancel()
+	fast, cancelFast := b.Subscribe(100)
+	defer cancelFast()
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 50; i++ {
+			b.Publish(eventN(i))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked on a slow subscriber")
+	}
+	require.Len(t, slow, 2)
+	require.Len(t, fast, 50)
+	require.Equal(t, int64(48), b.Dropped())
+	for i := 0; i < 50; i++ {
+		ev := <-fast
+		require.Equal(t, int64(i), ev.TaskID, "events arrive in order")
+	}
+}
+
+func eventN(i int) taskertype.Event { return taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: int64(i)} }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite: Go (race detector, PostgreSQL and SQLite), each
+# fuzzer briefly, and a smoke run of the example. Starts its own throwaway
+# PostgreSQL unless TEST_DATABASE_URL is already set.
+#
+#   ./scripts/test.sh            # everything
+#   FUZZTIME=30s ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-3s}
+
+if [[ -z "${TEST_DATABASE_URL:-}" ]]; then
+  # shellcheck source=scripts/pg-throwaway.sh
+  source scripts/pg-throwaway.sh
+  if ! pg_up; then
+    echo "test.sh: could not start PostgreSQL (is postgresql-15 installed?)" >&2
+    if [[ "${CI:-}" == true ]]; then exit 1; fi
+    echo "test.sh: PostgreSQL tests will be skipped" >&2
+  else
+    export TEST_DATABASE_URL="$DATABASE_URL"
+  fi
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+echo "== fuzzers ($FUZZTIME each)"
+for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
+  for fz in $(grep -h '^func Fuzz' "$target"/*_test.go | sed -E 's/^func (Fuzz[A-Za-z0-9_]*).*/\1/'); do
+    echo "-- $fz in $target"
+    go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$FUZZTIME" "$target" >/tmp/tasker-fuzz.log 2>&1 || { cat /tmp/tasker-fuzz.log; exit 1; }
+  done
+done
+echo "== all tests passed"
