@@ -168,7 +168,7 @@ func TestInitializeBadInputWritesNothing(t *testing.T) {
 			{"context not JSON", tasker.TaskRequest{Namespace: "shop", Name: "checkout",
 				Context: json.RawMessage(`{"order_id":`)}, tasker.ErrInvalidContext, []string{"shop/checkout@1.0.0"}},
 			{"oversized context", tasker.TaskRequest{Namespace: "shop", Name: "checkout",
-				Context: json.RawMessage(`{"order_id":1,"email":"` + strings.Repeat("x", 2<<20) + `"}`)}, tasker.ErrInvalidContext, []string{"exceeds"}},
+				Context: json.RawMessage(`{"order_id":1,"email":"` + strings.Repeat("x", 2<<20) + `"}`)}, tasker.ErrInvalidContext, []string{"more than the limit of 1048576 bytes"}},
 			{"missing handler", tasker.TaskRequest{Namespace: "shop", Name: "checkout",
 				Context: json.RawMessage(`{"order_id":1,"email":"a@b"}`)}, tasker.ErrInvalidRequest, []string{`"notify"`, "Notify"}},
 			{"unknown bypass step", tasker.TaskRequest{Namespace: "shop", Name: "checkout", BypassSteps: []string{"nope"},
@@ -228,7 +228,7 @@ func TestEventsInOrder(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		_, err := c.AddTemplate("linear.yml", []byte(templateYAML(newShape("ev", "a", "b<a"), 3, nil,
-			map[string]string{"b": "{fail_times: 1}"})))
+			map[string]string{"b": "{fail_times: 1, retry_after: 1}"})))
 		require.NoError(t, err)
 		c.RegisterHandler("Recorder", &recorder{})
 		events, cancel := c.Subscribe()
@@ -435,7 +435,7 @@ func TestRescueExpiredLease(t *testing.T) {
 	backends(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		dead, err := tasker.Open(ctx, tasker.Config{DatabaseURL: url, AutoMigrate: true, TemplatesDir: t.TempDir(),
-			Backoff: fastBackoff(), StepLease: 300 * time.Millisecond, Owner: "doomed"})
+			Backoff: fastBackoff(), StepLease: 300 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond, Owner: "doomed"})
 		require.NoError(t, err)
 		defer dead.Close()
 		started := make(chan struct{})

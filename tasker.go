@@ -193,8 +193,12 @@ func loadTemplates(cfg Config) (*template.Registry, error) {
 	return template.LoadDir(dir, env)
 }
 
-// Close releases the database connections.
-func (c *Client) Close() error { return c.store.Close() }
+// Close stops this client's Run loops (gracefully, as if their contexts
+// ended), then releases the database connections.
+func (c *Client) Close() error {
+	c.engine.Close()
+	return c.store.Close()
+}
 
 // Dialect returns "postgres" or "sqlite".
 func (c *Client) Dialect() string { return c.store.Dialect() }

@@ -35,4 +35,17 @@ for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirnam
     go test -run='^$' -fuzz="^${fz}\$" -fuzztime="$FUZZTIME" "$target" >/tmp/tasker-fuzz.log 2>&1 || { cat /tmp/tasker-fuzz.log; exit 1; }
   done
 done
+echo "== quick start (the README's first command)"
+go run ./cmd/tasker run shop/order_fulfillment --templates examples/order_fulfillment \
+  --context @examples/order_fulfillment/context.json --json >/tmp/tasker-quickstart.json
+grep -q '"status": *"complete"' /tmp/tasker-quickstart.json || { cat /tmp/tasker-quickstart.json; exit 1; }
+
+# Further stages (Ruby gem, benchmark smoke, fault injection) live in
+# scripts/test.d/*.sh; each gets TEST_DATABASE_URL and exits non-zero on
+# failure.
+for stage in scripts/test.d/*.sh; do
+  [[ -e "$stage" ]] || continue
+  echo "== $(basename "$stage" .sh)"
+  bash "$stage"
+done
 echo "== all tests passed"

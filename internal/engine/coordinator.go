@@ -85,6 +85,10 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	return e.finalize(ctx, task, res)
 }
 
+// handlerGiveUp is how long a shutting-down coordinator waits for handlers
+// after cancelling them before it abandons their steps to lease expiry.
+const handlerGiveUp = time.Second
+
 // runSteps is the discover -> claim -> execute -> record loop. stopped is
 // true when ctx ended before the task ran out of viable steps.
 func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed int, stopped bool, err error) {
@@ -99,7 +103,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 	failed := false
 	heartbeat := time.NewTicker(max(e.cfg.StepLease/3, 10*time.Millisecond))
 	defer heartbeat.Stop()
-	var grace <-chan time.Time
+	var grace, giveUp <-chan time.Time
 	shutting := false
 	done := ctx.Done()
 
@@ -148,7 +152,15 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 		case <-grace:
 			cancelHandlers() // handlers see ctx cancelled; their results are released below
 			grace = nil
+			giveUp = time.After(handlerGiveUp)
 			continue
+		case <-giveUp:
+			// Handlers that ignore cancellation cannot be stopped. Stop
+			// extending their leases and leave: the leases expire and the
+			// rescuer counts those attempts as failed, as after a crash.
+			e.log.Warn("handlers ignored cancellation; leaving their step leases to expire",
+				"task_id", task.ID, "steps", len(inflight))
+			return executed, true, nil
 		}
 	drain:
 		for {

@@ -88,6 +88,11 @@ type Engine struct {
 	handlers map[string]taskertype.StepHandler
 
 	wake chan struct{}
+
+	// quit is closed by Close; runners derive their context from it.
+	quit      chan struct{}
+	closeOnce sync.Once
+	runners   sync.WaitGroup
 }
 
 // New validates cfg and returns an Engine.
@@ -127,6 +132,7 @@ func New(cfg Config) (*Engine, error) {
 		log:      cfg.Logger,
 		handlers: map[string]taskertype.StepHandler{},
 		wake:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
 	}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
@@ -171,6 +177,13 @@ func (e *Engine) handler(name string) taskertype.StepHandler {
 }
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
+
+// Close stops every Run loop of this engine (as if their contexts ended)
+// and waits for them to shut down gracefully. It does not close the store.
+func (e *Engine) Close() {
+	e.closeOnce.Do(func() { close(e.quit) })
+	e.runners.Wait()
+}
 
 // nudge wakes a local runner waiting for work.
 func (e *Engine) nudge() {

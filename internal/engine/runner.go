@@ -57,6 +57,17 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	if workers <= 0 {
 		workers = 4
 	}
+	e.runners.Add(1)
+	defer e.runners.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-e.quit:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var notify <-chan struct{}
 	if n, ok := e.store.(store.Notifier); ok {
 		ch, err := n.Listen(ctx)
@@ -71,6 +82,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	rescueTick := time.NewTicker(e.cfg.RescueInterval)
 	defer rescueTick.Stop()
 	e.rescue(ctx)
+	errWait := time.Duration(0) // grows while the database keeps failing
 	for ctx.Err() == nil {
 		free := workers - len(sem)
 		claimed := 0
@@ -78,11 +90,15 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			now := e.now()
 			entries, err := e.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: e.cfg.Owner, Limit: free, Now: now,
 				LeaseUntil: now.Add(e.cfg.QueueLease)})
-			if err != nil {
-				if ctx.Err() == nil {
-					e.log.Warn("claim queue", "err", err)
+			if err != nil && ctx.Err() == nil {
+				errWait = min(max(2*errWait, e.cfg.PollInterval), maxErrorWait)
+				e.log.Warn("claim queue; retrying", "err", err, "retry_in", errWait)
+				if !sleepCtx(ctx, errWait) {
+					break
 				}
+				continue
 			}
+			errWait = 0
 			claimed = len(entries)
 			for _, entry := range entries {
 				sem <- struct{}{}
@@ -114,6 +130,21 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// maxErrorWait caps the runner's backoff while the database is failing.
+const maxErrorWait = 5 * time.Second
+
+// sleepCtx sleeps for d; it returns false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // work handles one claimed enqueue record, keeping its lease alive.
