@@ -300,8 +300,12 @@ step_templates:
 		_, err = c.RetrySteps(ctx, task.ID, []string{"nope"}, tasker.Actor{Who: "ops"})
 		require.True(t, errors.Is(err, tasker.ErrNotFound), "%v", err)
 
+		_, _, err = c.Transitions(ctx, task.ID+1000)
+		require.True(t, errors.Is(err, tasker.ErrNotFound), "%v", err)
+
 		failing.Store(false)
-		retried, err := c.RetrySteps(ctx, task.ID, nil, tasker.Actor{Who: "ops@example.com", Reason: "card updated"})
+		// Naming a step twice retries it once.
+		retried, err := c.RetrySteps(ctx, task.ID, []string{"charge", "charge"}, tasker.Actor{Who: "ops@example.com", Reason: "card updated"})
 		require.NoError(t, err)
 		require.Equal(t, []string{"charge"}, retried)
 		res, err = c.RunTask(ctx, task.ID)

@@ -299,6 +299,9 @@ func (c *Client) Transitions(ctx context.Context, taskID int64) (task, steps []*
 	if task, err = c.store.TaskTransitions(ctx, taskID); err != nil {
 		return nil, nil, err
 	}
+	if len(task) == 0 { // every task has at least its initial transition
+		return nil, nil, &taskertype.TaskNotFoundError{TaskID: taskID}
+	}
 	steps, err = c.store.StepTransitions(ctx, taskID)
 	return task, steps, err
 }

@@ -175,8 +175,8 @@ func (e TemplateErrors) Is(target error) bool { return target == ErrInvalidTempl
 
 // ContextViolation is one failing path of a task context.
 type ContextViolation struct {
-	Path    string // JSON pointer, "" for the document root
-	Message string
+	Path    string `json:"path"` // JSON pointer, "" for the document root
+	Message string `json:"message"`
 }
 
 // ContextValidationError reports a task context that the template's schema

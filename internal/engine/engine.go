@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -214,6 +215,9 @@ type TaskRequest struct {
 // transaction. It returns the task and whether it was created (false when
 // the idempotency key already existed).
 func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskertype.Task, bool, error) {
+	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
+		return nil, false, &taskertype.RequestError{Field: "priority", Msg: "must fit in 32 bits"}
+	}
 	ns := cmp.Or(req.Namespace, template.NamespaceDefault)
 	tmpl, err := e.cfg.Templates.Lookup(ns, req.Name, req.Version)
 	if err != nil {

@@ -69,70 +69,80 @@ func Decide(sum *store.TaskSummary) Decision {
 // finalize applies the finalizer's decision. ActionContinue sends the task
 // back through the coordinator loop.
 func (e *Engine) finalize(ctx context.Context, task *taskertype.Task, res *HandleResult) (*HandleResult, error) {
-	dbctx := context.WithoutCancel(ctx)
 	for {
-		sum, err := e.store.TaskSummary(dbctx, task.ID, e.now())
+		if err := e.decide(ctx, task, res, e.cfg.Owner); err != nil || res.Outcome != ActionContinue {
+			return res, err
+		}
+		if ctx.Err() != nil {
+			return e.yield(task, res, "coordinator shutting down")
+		}
+		n, stopped, err := e.runSteps(ctx, task)
+		res.StepsExecuted += n
 		if err != nil {
 			return res, err
 		}
-		d := Decide(sum)
-		res.Outcome, res.Reason = d.Action, d.Reason
-		var ev statemachine.TaskEvent
-		var kind taskertype.EventKind
-		queue := store.QueueOp{Kind: store.QueueDelete}
-		switch d.Action {
-		case ActionContinue:
-			if ctx.Err() != nil {
-				return e.yield(task, res, "coordinator shutting down")
-			}
-			n, stopped, err := e.runSteps(ctx, task)
-			res.StepsExecuted += n
-			if err != nil {
-				return res, err
-			}
-			if stopped {
-				return e.yield(task, res, "coordinator shutting down")
-			}
-			continue
-		case ActionElsewhere:
-			res.Status = taskertype.TaskStateInProgress
-			return res, nil
-		case ActionFail:
-			ev, kind = statemachine.TaskEventFail, taskertype.EventTaskFailed
-		case ActionComplete:
-			ev, kind = statemachine.TaskEventComplete, taskertype.EventTaskCompleted
-		case ActionBlock:
-			ev, kind = statemachine.TaskEventBlock, taskertype.EventTaskBlocked
-		case ActionWait:
-			ev = statemachine.TaskEventWait
-			runAt := e.now()
-			if d.RetryAt != nil && d.RetryAt.After(runAt) {
-				runAt = *d.RetryAt
-			}
-			queue = store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: runAt,
-				Priority: task.Priority, Reason: d.Reason}
-			res.NextRunAt = &runAt
+		if stopped {
+			return e.yield(task, res, "coordinator shutting down")
 		}
-		tr, err := e.taskEvent(dbctx, task.ID, ev, d.Reason, e.cfg.Owner, queue)
-		if err != nil {
-			return res, err
-		}
-		res.Status = tr.State
-		if !tr.Changed {
-			// An operator moved the task meanwhile (cancelled, resolved).
-			res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", tr.State)
-			return res, nil
-		}
-		now := e.now()
-		if kind != "" {
-			e.bus.Publish(taskertype.Event{Kind: kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": d.Reason}})
-		}
-		if d.Action == ActionWait {
-			e.enqueued(dbctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,
-				DelaySeconds: max(res.NextRunAt.Sub(now).Seconds(), 0), Reason: d.Reason, Time: now})
-		}
-		return res, nil
 	}
+}
+
+// decide runs the TaskFinalizer once: it summarizes the task's steps,
+// decides, and applies the decision (task transition, enqueue record,
+// events) as actor. ActionContinue changes nothing: the caller runs the
+// ready steps (the Go coordinator loop, or an external worker's next claim).
+func (e *Engine) decide(ctx context.Context, task *taskertype.Task, res *HandleResult, actor string) error {
+	dbctx := context.WithoutCancel(ctx)
+	sum, err := e.store.TaskSummary(dbctx, task.ID, e.now())
+	if err != nil {
+		return err
+	}
+	d := Decide(sum)
+	res.Outcome, res.Reason = d.Action, d.Reason
+	var ev statemachine.TaskEvent
+	var kind taskertype.EventKind
+	queue := store.QueueOp{Kind: store.QueueDelete}
+	switch d.Action {
+	case ActionContinue:
+		return nil
+	case ActionElsewhere:
+		res.Status = taskertype.TaskStateInProgress
+		return nil
+	case ActionFail:
+		ev, kind = statemachine.TaskEventFail, taskertype.EventTaskFailed
+	case ActionComplete:
+		ev, kind = statemachine.TaskEventComplete, taskertype.EventTaskCompleted
+	case ActionBlock:
+		ev, kind = statemachine.TaskEventBlock, taskertype.EventTaskBlocked
+	case ActionWait:
+		ev = statemachine.TaskEventWait
+		runAt := e.now()
+		if d.RetryAt != nil && d.RetryAt.After(runAt) {
+			runAt = *d.RetryAt
+		}
+		queue = store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: runAt,
+			Priority: task.Priority, Reason: d.Reason}
+		res.NextRunAt = &runAt
+	}
+	tr, err := e.taskEvent(dbctx, task.ID, ev, d.Reason, actor, queue)
+	if err != nil {
+		return err
+	}
+	res.Status = tr.State
+	if !tr.Changed {
+		// An operator moved the task meanwhile (cancelled, resolved).
+		res.Outcome, res.Reason, res.NextRunAt = ActionNone, fmt.Sprintf("task is %s", tr.State), nil
+		return nil
+	}
+	now := e.now()
+	if kind != "" {
+		e.bus.Publish(taskertype.Event{Kind: kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": d.Reason}})
+	}
+	if d.Action == ActionWait {
+		e.enqueued(dbctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,
+			DelaySeconds: max(res.NextRunAt.Sub(now).Seconds(), 0), Reason: d.Reason, Time: now})
+	}
+	return nil
 }
 
 // yield hands a task back to the queue, due now, after a shutdown.

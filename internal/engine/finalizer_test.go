@@ -72,4 +72,6 @@ func TestBusNeverBlocks(t *testing.T) {
 	}
 }
 
-func eventN(i int) taskertype.Event { return taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: int64(i)} }
+func eventN(i int) taskertype.Event {
+	return taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: int64(i)}
+}

@@ -128,7 +128,12 @@ func (e *Engine) RetrySteps(ctx context.Context, taskID int64, names []string, a
 				Event: "retry (no step is in error or waiting for retry)"}
 		}
 	}
+	seen := make(map[string]bool, len(names))
 	for _, name := range names {
+		if seen[name] {
+			continue // naming a step twice retries it once
+		}
+		seen[name] = true
 		st := byName[name]
 		if st == nil {
 			return nil, &taskertype.StepNotFoundError{TaskID: taskID, Name: name}

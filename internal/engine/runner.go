@@ -69,7 +69,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 		}
 	}()
 	var notify <-chan struct{}
-	if n, ok := e.store.(store.Notifier); ok {
+	if n, ok := e.store.(store.Notifier); ok && e.store.Dialect() == "postgres" {
 		ch, err := n.Listen(ctx)
 		if err != nil {
 			e.log.Warn("listen for notifications; polling only", "err", err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,14 +65,20 @@ type pgxQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-type pgxQ struct{ q pgxQuerier }
+// pgxQ counts one round trip per statement in rt (see Store.RoundTrips).
+type pgxQ struct {
+	q  pgxQuerier
+	rt *atomic.Int64
+}
 
 func (p pgxQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	p.rt.Add(1)
 	tag, err := p.q.Exec(ctx, q, args...)
 	return tag.RowsAffected(), err
 }
 
 func (p pgxQ) query(ctx context.Context, q string, args ...any) (rows, error) {
+	p.rt.Add(1)
 	r, err := p.q.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -80,6 +87,7 @@ func (p pgxQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 }
 
 func (p pgxQ) queryRow(ctx context.Context, q string, args ...any) row {
+	p.rt.Add(1)
 	return p.q.QueryRow(ctx, q, args...)
 }
 
@@ -89,11 +97,12 @@ type pgxDB struct {
 }
 
 func (p *pgxDB) begin(ctx context.Context) (txer, error) {
+	p.rt.Add(1)
 	tx, err := p.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &pgxTx{pgxQ: pgxQ{q: tx}, tx: tx}, nil
+	return &pgxTx{pgxQ: pgxQ{q: tx, rt: p.rt}, tx: tx}, nil
 }
 
 func (p *pgxDB) close() error                   { p.pool.Close(); return nil }
@@ -104,8 +113,9 @@ type pgxTx struct {
 	tx pgx.Tx
 }
 
-func (t *pgxTx) commit(ctx context.Context) error { return t.tx.Commit(ctx) }
+func (t *pgxTx) commit(ctx context.Context) error { t.rt.Add(1); return t.tx.Commit(ctx) }
 func (t *pgxTx) rollback(ctx context.Context) error {
+	t.rt.Add(1)
 	err := t.tx.Rollback(ctx)
 	if errors.Is(err, pgx.ErrTxClosed) {
 		return nil
@@ -121,9 +131,14 @@ type sqlQuerier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-type sqlQ struct{ q sqlQuerier }
+// sqlQ counts one round trip per statement in rt (see Store.RoundTrips).
+type sqlQ struct {
+	q  sqlQuerier
+	rt *atomic.Int64
+}
 
 func (s sqlQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
+	s.rt.Add(1)
 	res, err := s.q.ExecContext(ctx, q, args...)
 	if err != nil {
 		return 0, err
@@ -132,6 +147,7 @@ func (s sqlQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
 }
 
 func (s sqlQ) query(ctx context.Context, q string, args ...any) (rows, error) {
+	s.rt.Add(1)
 	r, err := s.q.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
@@ -140,6 +156,7 @@ func (s sqlQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 }
 
 func (s sqlQ) queryRow(ctx context.Context, q string, args ...any) row {
+	s.rt.Add(1)
 	return s.q.QueryRowContext(ctx, q, args...)
 }
 
@@ -153,11 +170,12 @@ type sqlDB struct {
 }
 
 func (s *sqlDB) begin(ctx context.Context) (txer, error) {
+	s.rt.Add(1)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &sqlTx{sqlQ: sqlQ{q: tx}, tx: tx}, nil
+	return &sqlTx{sqlQ: sqlQ{q: tx, rt: s.rt}, tx: tx}, nil
 }
 
 func (s *sqlDB) close() error                   { return s.db.Close() }
@@ -168,8 +186,9 @@ type sqlTx struct {
 	tx *sql.Tx
 }
 
-func (t *sqlTx) commit(context.Context) error { return t.tx.Commit() }
+func (t *sqlTx) commit(context.Context) error { t.rt.Add(1); return t.tx.Commit() }
 func (t *sqlTx) rollback(context.Context) error {
+	t.rt.Add(1)
 	err := t.tx.Rollback()
 	if errors.Is(err, sql.ErrTxDone) {
 		return nil

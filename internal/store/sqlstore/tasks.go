@@ -80,8 +80,11 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*taske
 		add("t.task_id < $?", p.AfterID)
 	}
 	limit := p.Limit
-	if limit <= 0 || limit > 1000 {
+	switch {
+	case limit <= 0:
 		limit = 50
+	case limit > 1000:
+		limit = 1000
 	}
 	q := `SELECT ` + taskCols + ` FROM tasker_tasks t`
 	if len(where) > 0 {
