@@ -1,0 +1,396 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/statemachine"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// The external-worker (pull) API. A worker that cannot be called from Go (the
+// Ruby gem) drives a task itself: it claims steps, runs its handlers, reports
+// their results and asks the finalizer what happens next. Each call is
+// stateless and safe to repeat; every decision (readiness, state transitions,
+// backoff, finalization) is made here, with the same functions the Go
+// coordinator uses. Leases are held under the worker's owner name, so several
+// workers (processes) can share one engine.
+
+// ExternalTask is the task part of a claim: what a handler may read.
+type ExternalTask struct {
+	TaskID           int64                `json:"task_id"`
+	Namespace        string               `json:"namespace"`
+	Name             string               `json:"name"`
+	Version          string               `json:"version"`
+	Status           taskertype.TaskState `json:"status"`
+	Context          json.RawMessage      `json:"context"`
+	Priority         int                  `json:"priority"`
+	MaxParallelSteps int                  `json:"max_parallel_steps"`
+	Tags             []string             `json:"tags,omitempty"`
+	Initiator        string               `json:"initiator,omitempty"`
+	SourceSystem     string               `json:"source_system,omitempty"`
+	Reason           string               `json:"reason,omitempty"`
+}
+
+// ExternalStep is one claimed attempt of a step, with everything a handler
+// needs.
+type ExternalStep struct {
+	StepID         int64           `json:"step_id"`
+	Name           string          `json:"name"`
+	HandlerClass   string          `json:"handler_class"`
+	HandlerConfig  json.RawMessage `json:"handler_config"`
+	Inputs         json.RawMessage `json:"inputs"`
+	Attempt        int             `json:"attempt"`
+	MaxAttempts    int             `json:"max_attempts"`
+	Retryable      bool            `json:"retryable"`
+	TimeoutSeconds int             `json:"timeout_seconds"`
+	// DependencyResults holds the results of the step's parents by name.
+	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
+	Parents           []string                   `json:"depends_on"`
+	LeaseExpiresAt    time.Time                  `json:"lease_expires_at"`
+}
+
+// ClaimResult answers ClaimSteps.
+type ClaimResult struct {
+	Task ExternalTask `json:"task"`
+	// Runnable is false when the task is not in a state steps can run in
+	// (complete, failed, blocked, cancelled...); Steps is then empty.
+	Runnable bool           `json:"runnable"`
+	Steps    []ExternalStep `json:"steps"`
+}
+
+// ExternalError is a failed attempt as the worker reports it.
+type ExternalError struct {
+	Message string `json:"message"`
+	// Class is the exception class (Ruby) or error type of the failure.
+	Class     string   `json:"class,omitempty"`
+	Backtrace []string `json:"backtrace,omitempty"`
+	// Retryable false, like Permanent true, ends the step's retries.
+	Retryable *bool `json:"retryable,omitempty"`
+	Permanent bool  `json:"permanent,omitempty"`
+	// RetryAfterSeconds is the delay the remote side asked for (Retry-After);
+	// it wins over the computed backoff.
+	RetryAfterSeconds float64 `json:"retry_after_seconds,omitempty"`
+	// TimedOut reports that the worker stopped the handler at its timeout.
+	TimedOut bool `json:"timed_out,omitempty"`
+}
+
+// ExternalResult is the result of one claimed attempt.
+type ExternalResult struct {
+	StepID  int64           `json:"step_id"`
+	Attempt int             `json:"attempt"`
+	Success bool            `json:"success"`
+	Results json.RawMessage `json:"results,omitempty"`
+	Error   *ExternalError  `json:"error,omitempty"`
+	// DurationMS is how long the handler ran.
+	DurationMS int64 `json:"duration_ms,omitempty"`
+}
+
+// Report statuses of ReportedResult.
+const (
+	// ReportRecorded: the result was recorded; State is the step's new state.
+	ReportRecorded = "recorded"
+	// ReportDiscarded: the caller no longer holds this attempt (its lease
+	// expired and it was rescued, the step was cancelled or resolved, the
+	// result was already reported, or the attempt number is stale).
+	ReportDiscarded = "discarded"
+)
+
+// ReportedResult says what became of one reported result.
+type ReportedResult struct {
+	StepID int64                `json:"step_id"`
+	Status string               `json:"status"`
+	State  taskertype.StepState `json:"state,omitempty"`
+	Reason string               `json:"reason,omitempty"`
+	// NextRetryAt is set when the step waits for a retry.
+	NextRetryAt *time.Time `json:"next_retry_at,omitempty"`
+}
+
+// ReportResult answers ReportResults.
+type ReportResult struct {
+	Results []ReportedResult `json:"results"`
+	// ClaimMore is false when a step failed for good: like the Go
+	// coordinator, the worker should claim nothing more, let its in-flight
+	// steps finish, and finalize.
+	ClaimMore bool `json:"claim_more"`
+}
+
+// ExtendResult answers ExtendLeases.
+type ExtendResult struct {
+	Extended       int       `json:"extended"`
+	LeaseExpiresAt time.Time `json:"lease_expires_at"`
+}
+
+// StepLease returns how long a claim lasts without ExtendLeases.
+func (e *Engine) StepLease() time.Duration { return e.cfg.StepLease }
+
+func externalTask(t *taskertype.Task) ExternalTask {
+	return ExternalTask{TaskID: t.ID, Namespace: t.Namespace, Name: t.Name, Version: t.Version, Status: t.State,
+		Context: t.Context, Priority: t.Priority, MaxParallelSteps: t.MaxParallelSteps, Tags: t.Tags,
+		Initiator: t.Initiator, SourceSystem: t.SourceSystem, Reason: t.Reason}
+}
+
+// ClaimSteps starts the task when it is pending (or waiting for a retry) and
+// claims up to limit of its ready steps for owner, with a lease of
+// Config.StepLease; limit <= 0 means the task's max_parallel_steps. It
+// counts an attempt for each step and publishes step.started.
+func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, limit int) (*ClaimResult, error) {
+	if owner == "" {
+		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
+	}
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
+	res := &ClaimResult{Steps: []ExternalStep{}}
+	if task.State != taskertype.TaskStateInProgress {
+		if _, _, err := statemachine.Task(task.State, statemachine.TaskEventStart); err != nil {
+			res.Task = externalTask(task)
+			return res, nil
+		}
+		tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventStart, "external worker started", owner, store.QueueOp{})
+		if err != nil {
+			return nil, fmt.Errorf("claim steps: start task: %w", err)
+		}
+		if tr.Changed {
+			e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: e.now()})
+		}
+		task.State = tr.State
+	}
+	res.Task = externalTask(task)
+	if task.State != taskertype.TaskStateInProgress {
+		return res, nil
+	}
+	res.Runnable = true
+	if limit <= 0 {
+		limit = max(task.MaxParallelSteps, 1)
+	}
+	now := e.now()
+	lease := now.Add(e.cfg.StepLease)
+	claimed, err := e.store.StepClaim(ctx, &store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: limit, Now: now,
+		LeaseUntil: lease})
+	if err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
+	events := make([]taskertype.Event, 0, len(claimed))
+	for _, c := range claimed {
+		st := c.Step
+		deps := c.DependencyResults
+		if deps == nil {
+			deps = map[string]json.RawMessage{}
+		}
+		es := ExternalStep{StepID: st.ID, Name: st.Name, HandlerClass: st.HandlerClass,
+			HandlerConfig: orEmptyObject(st.HandlerConfig), Inputs: orEmptyObject(st.Inputs), Attempt: st.Attempts,
+			MaxAttempts: st.MaxAttempts, Retryable: st.Retryable, TimeoutSeconds: st.TimeoutSeconds,
+			DependencyResults: deps, Parents: st.Parents, LeaseExpiresAt: lease}
+		if st.LeaseExpiresAt != nil {
+			es.LeaseExpiresAt = *st.LeaseExpiresAt
+		}
+		if es.Parents == nil {
+			es.Parents = []string{}
+		}
+		res.Steps = append(res.Steps, es)
+		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: taskID, StepID: st.ID,
+			StepName: st.Name, Time: now, Data: map[string]any{"attempt": st.Attempts}})
+	}
+	e.bus.Publish(events...)
+	return res, nil
+}
+
+func orEmptyObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 || string(raw) == "null" {
+		return json.RawMessage(`{}`)
+	}
+	return raw
+}
+
+// externalFailure turns a reported error into the error the coordinator's
+// outcome function classifies.
+func externalFailure(x *ExternalError) (error, bool) {
+	if x == nil {
+		x = &ExternalError{Message: "step failed without an error"}
+	}
+	msg := x.Message
+	if msg == "" {
+		msg = "step failed"
+	}
+	if x.Class != "" {
+		msg = x.Class + ": " + msg
+	}
+	err := errors.New(msg)
+	switch {
+	case x.Permanent || (x.Retryable != nil && !*x.Retryable):
+		return taskertype.Permanent(err), x.TimedOut
+	case x.RetryAfterSeconds > 0:
+		return taskertype.Retryable(err, time.Duration(x.RetryAfterSeconds*float64(time.Second))), x.TimedOut
+	}
+	return err, x.TimedOut
+}
+
+// ReportResults records the results of attempts owner claimed, in one
+// transaction, deciding each outcome (complete, waiting for retry with its
+// backoff, or error) exactly as the Go coordinator does. A result for an
+// attempt owner no longer holds is discarded and reported as such, so a
+// repeated report changes nothing.
+func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, results []ExternalResult) (*ReportResult, error) {
+	if owner == "" {
+		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
+	}
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("report results: %w", err)
+	}
+	out := &ReportResult{Results: make([]ReportedResult, len(results)), ClaimMore: true}
+	if len(results) == 0 {
+		return out, nil
+	}
+	steps, err := e.store.StepList(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("report results: %w", err)
+	}
+	byID := make(map[int64]*taskertype.Step, len(steps))
+	for _, st := range steps {
+		byID[st.ID] = st
+	}
+	now := e.now()
+	var (
+		outcomes []store.StepOutcome
+		events   [][]taskertype.Event
+		index    []int // results index of each outcome
+	)
+	seen := map[int64]bool{}
+	for i, r := range results {
+		out.Results[i] = ReportedResult{StepID: r.StepID, Status: ReportDiscarded}
+		st := byID[r.StepID]
+		switch {
+		case st == nil:
+			out.Results[i].Reason = fmt.Sprintf("step %d is not a step of task %d", r.StepID, taskID)
+			continue
+		case seen[r.StepID]:
+			out.Results[i].Reason = "duplicate result for this step in the same report"
+			continue
+		case st.State != taskertype.StepStateInProgress || st.LeaseOwner != owner:
+			out.Results[i].Reason = fmt.Sprintf("step is %s and not held by %s", st.State, owner)
+			continue
+		case r.Attempt != st.Attempts:
+			out.Results[i].Reason = fmt.Sprintf("attempt %d is stale: the step is on attempt %d", r.Attempt, st.Attempts)
+			continue
+		}
+		seen[r.StepID] = true
+		ar := attemptResult{claimed: &store.ClaimedStep{Step: st}, duration: time.Duration(r.DurationMS) * time.Millisecond}
+		if r.Success {
+			raw := r.Results
+			if len(raw) == 0 || string(raw) == "null" {
+				raw = json.RawMessage(`{}`)
+			}
+			if !json.Valid(raw) {
+				ar.err = taskertype.Permanent(errors.New("handler returned invalid JSON results"))
+			}
+			ar.results = raw
+		} else {
+			ar.err, ar.timedOut = externalFailure(r.Error)
+		}
+		o, ev := e.outcome(task, st, ar, now, false)
+		if !r.Success && r.Error != nil && (r.Error.Class != "" || len(r.Error.Backtrace) > 0) {
+			o.Error = withErrorDetails(o.Error, r.Error)
+		}
+		outcomes = append(outcomes, o)
+		events = append(events, ev)
+		index = append(index, i)
+	}
+	if len(outcomes) == 0 {
+		return out, nil
+	}
+	applied, err := e.store.StepRecord(ctx, &store.StepRecordParams{TaskID: taskID, Owner: owner, Now: now, Outcomes: outcomes})
+	if err != nil {
+		return nil, fmt.Errorf("report results: %w", err)
+	}
+	var publish []taskertype.Event
+	for j, ok := range applied {
+		rr := &out.Results[index[j]]
+		if !ok {
+			rr.Reason = "step no longer held by " + owner
+			continue
+		}
+		rr.Status, rr.State, rr.Reason, rr.NextRetryAt = ReportRecorded, outcomes[j].To, outcomes[j].Reason, outcomes[j].NextRetryAt
+		if outcomes[j].To == taskertype.StepStateError {
+			out.ClaimMore = false
+		}
+		publish = append(publish, events[j]...)
+	}
+	e.bus.Publish(publish...)
+	return out, nil
+}
+
+// withErrorDetails adds the worker's exception class and backtrace to the
+// stored error document.
+func withErrorDetails(doc json.RawMessage, x *ExternalError) json.RawMessage {
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		return doc
+	}
+	if x.Class != "" {
+		m["class"] = x.Class
+	}
+	if len(x.Backtrace) > 0 {
+		m["backtrace"] = x.Backtrace
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return doc
+	}
+	return out
+}
+
+// ExtendLeases pushes the leases of steps owner still holds by
+// Config.StepLease from now. Steps no longer held are left alone; Extended
+// counts the others.
+func (e *Engine) ExtendLeases(ctx context.Context, owner string, stepIDs []int64) (*ExtendResult, error) {
+	if owner == "" {
+		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
+	}
+	until := e.now().Add(e.cfg.StepLease)
+	if len(stepIDs) == 0 {
+		return &ExtendResult{LeaseExpiresAt: until}, nil
+	}
+	n, err := e.store.StepLeaseExtend(ctx, owner, stepIDs, until)
+	if err != nil {
+		return nil, fmt.Errorf("extend leases: %w", err)
+	}
+	return &ExtendResult{Extended: n, LeaseExpiresAt: until}, nil
+}
+
+// Finalize runs the TaskFinalizer once for a task an external worker drove,
+// with owner as the actor, and returns the same HandleResult the Go
+// coordinator returns. Outcome ActionContinue means steps are ready: claim
+// again. Call it when the worker has nothing in flight and nothing more to
+// claim.
+func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*HandleResult, error) {
+	if owner == "" {
+		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
+	}
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("finalize: %w", err)
+	}
+	res := &HandleResult{TaskID: taskID, Status: task.State}
+	if task.State != taskertype.TaskStateInProgress {
+		// Only a running task is finalized; the others are where the last
+		// finalizer (or an operator) left them.
+		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
+		return res, nil
+	}
+	if err := e.decide(ctx, task, res, owner); err != nil {
+		return res, fmt.Errorf("finalize: %w", err)
+	}
+	return res, nil
+}
+
+// RescueExpired returns steps whose lease expired (their worker died) to the
+// pool, as the runner does every Config.RescueInterval. Engines without a
+// Go runner (external workers) call it periodically.
+func (e *Engine) RescueExpired(ctx context.Context) { e.rescue(ctx) }
