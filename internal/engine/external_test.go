@@ -201,12 +201,13 @@ func TestExternalWorkerFailures(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
 
-		// b fails with a server-requested delay; c raises an exception.
+		// b fails with a server-requested delay; c raises an exception (with a
+		// delay too, so that the finalizer sees both waiting).
 		rep, err = e.ReportResults(ctx, id, "w1", []engine.ExternalResult{
 			{StepID: b.StepID, Attempt: b.Attempt, Error: &engine.ExternalError{Message: "slow down", Class: "TaskerCore::RetryableError",
 				RetryAfterSeconds: 2}},
 			{StepID: cc.StepID, Attempt: cc.Attempt, Error: &engine.ExternalError{Message: "boom", Class: "RuntimeError",
-				Backtrace: []string{"handler.rb:3:in `process'"}}},
+				RetryAfterSeconds: 1, Backtrace: []string{"handler.rb:3:in `process'"}}},
 		})
 		require.NoError(t, err)
 		require.True(t, rep.ClaimMore)
