@@ -295,7 +295,7 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 			ar.err, ar.timedOut = externalFailure(r.Error)
 		}
 		o, ev := e.outcome(task, st, ar, now, false)
-		if !r.Success && r.Error != nil && (r.Error.Class != "" || len(r.Error.Backtrace) > 0) {
+		if !r.Success && r.Error != nil {
 			o.Error = withErrorDetails(o.Error, r.Error)
 		}
 		outcomes = append(outcomes, o)
@@ -326,12 +326,16 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	return out, nil
 }
 
-// withErrorDetails adds the worker's exception class and backtrace to the
-// stored error document.
+// withErrorDetails stores the worker's own message (without the prefixes
+// the error wrappers add), exception class and backtrace in the error
+// document.
 func withErrorDetails(doc json.RawMessage, x *ExternalError) json.RawMessage {
 	var m map[string]any
 	if err := json.Unmarshal(doc, &m); err != nil {
 		return doc
+	}
+	if x.Message != "" {
+		m["message"] = x.Message
 	}
 	if x.Class != "" {
 		m["class"] = x.Class

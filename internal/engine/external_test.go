@@ -229,7 +229,7 @@ func TestExternalWorkerFailures(t *testing.T) {
 				var doc map[string]any
 				require.NoError(t, json.Unmarshal(st.Error, &doc))
 				require.Equal(t, "RuntimeError", doc["class"])
-				require.Equal(t, "RuntimeError: boom", doc["message"])
+				require.Equal(t, "boom", doc["message"])
 				require.Equal(t, []any{"handler.rb:3:in `process'"}, doc["backtrace"])
 			}
 		}
