@@ -1,0 +1,101 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  # Rails integration: configuration glue, the runner job, the enqueue
+  # subscriber and the re-publisher. Loaded by TaskerCore::Railtie; nothing
+  # here loads libtasker (the embedded transport does that on first use).
+  #
+  # Inside this namespace `Rails` means TaskerCore::Rails; the framework is
+  # always spelled ::Rails.
+  module Rails
+    # Raised for misconfiguration of the integration.
+    class Error < StandardError; end
+
+    autoload :Configuration, "tasker_core/rails/configuration"
+    autoload :EnqueueSubscriber, "tasker_core/rails/enqueue_subscriber"
+    autoload :QueueStore, "tasker_core/rails/queue_store"
+    autoload :Republisher, "tasker_core/rails/republisher"
+    autoload :TaskRunnerJob, "tasker_core/rails/task_runner_job"
+
+    class << self
+      # The integration's settings (the application's config.tasker).
+      def config
+        @config ||= Configuration.new
+      end
+
+      attr_writer :config
+
+      # Hands the settings to TaskerCore.configure. Plain values only: the
+      # core is opened lazily by the first call that needs it.
+      def apply(config)
+        config.validate!
+        self.config = config
+        TaskerCore.configure do |c|
+          set = ->(name, value) { c.public_send("#{name}=", value) if !value.nil? && c.respond_to?("#{name}=") }
+          set.call(:database_url, config.database_url)
+          set.call(:templates_dir, config.templates_dir&.to_s)
+          set.call(:transport, config.transport&.to_sym)
+          set.call(:server_url, config.server_url)
+          set.call(:api_token, config.api_token)
+          set.call(:max_parallel_steps, config.max_parallel_steps)
+          # Tasks are run by ActiveJob, not by Go runners: the core publishes
+          # task.enqueue / task.reenqueue for the subscriber.
+          set.call(:event_enqueue, true)
+          set.call(:logger, ::Rails.logger) if defined?(::Rails.logger) && ::Rails.logger
+        end
+        config
+      end
+
+      # Runs handle(task_id) with the task's handler class (the template's
+      # task_handler_class, else TaskerCore::BaseTaskHandler) and returns the
+      # orchestration result hash.
+      def handle(task_id)
+        handler_for_task(task_id).handle(task_id)
+      end
+
+      def handler_for_task(task_id)
+        registry = TaskerCore::TaskHandlerRegistry.new
+        return registry.find_handler_for_task(task_id) if registry.respond_to?(:find_handler_for_task)
+
+        TaskerCore::BaseTaskHandler.new
+      end
+
+      # The gem's client object for the configured transport (for the queue
+      # calls), or nil when the gem exposes none.
+      def core_client
+        TaskerCore.respond_to?(:client) ? TaskerCore.client : nil
+      end
+
+      # [name, data] of an event, whatever its shape (object or hash).
+      def event_parts(event)
+        if event.respond_to?(:name) && event.respond_to?(:data)
+          [event.name.to_s, stringify(event.data)]
+        else
+          h = stringify(event)
+          [(h["name"] || h["event"] || h["kind"]).to_s, stringify(h["data"] || h)]
+        end
+      end
+
+      def not_found?(error)
+        defined?(TaskerCore::NotFoundError) && error.is_a?(TaskerCore::NotFoundError)
+      end
+
+      def queue_store
+        @queue_store ||= QueueStore.for(config)
+      end
+
+      attr_writer :queue_store
+
+      # The process's re-publisher (created on first use).
+      def republisher
+        @republisher ||= Republisher.new(config: config)
+      end
+
+      private
+
+      def stringify(h)
+        h.respond_to?(:to_h) ? h.to_h.transform_keys(&:to_s) : {}
+      end
+    end
+  end
+end

@@ -1,0 +1,26 @@
+# frozen_string_literal: true
+
+require_relative "boot"
+
+require "rails"
+require "active_job/railtie"
+require "action_controller/railtie"
+require "sidekiq"
+require "tasker_core"
+require "tasker_core/railtie"
+
+module RailsApp
+  # A minimal Rails application for the tasker_core end-to-end test: ActiveJob
+  # on Sidekiq, task templates under config/tasker/tasks, Ruby step handlers
+  # under app/tasks.
+  class Application < Rails::Application
+    config.load_defaults 6.1
+    config.root = File.expand_path("..", __dir__)
+    config.eager_load = false
+    config.secret_key_base = ENV.fetch("SECRET_KEY_BASE", "rails-app-test-only")
+    config.active_job.queue_adapter = :sidekiq
+    config.logger = ActiveSupport::Logger.new(ENV.fetch("RAILS_LOG", File.join(config.root, "log", "#{Rails.env}.log")))
+    config.log_level = :info
+    config.hosts.clear
+  end
+end
