@@ -114,6 +114,10 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			continue // more may be due right away
 		}
 		wait := e.cfg.PollInterval
+		if notify != nil {
+			// Notifications wake us for new work; the poll is only a floor.
+			wait = max(wait, notifiedPollFloor)
+		}
 		if next, err := e.store.QueueNextRunAt(ctx); err == nil && next != nil {
 			wait = min(wait, max(time.Until(*next), time.Millisecond))
 		}
@@ -131,6 +135,13 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	wg.Wait()
 	return nil
 }
+
+// notifiedPollFloor is the idle poll interval of a runner that receives
+// PostgreSQL notifications: new and re-enqueued work wakes it at once, due
+// retries wake it by timer, and a reconnect of the LISTEN connection wakes
+// it once, so polling only guards against the unforeseen. It keeps an idle
+// runner under one query per second.
+const notifiedPollFloor = 5 * time.Second
 
 // maxErrorWait caps the runner's backoff while the database is failing.
 const maxErrorWait = 5 * time.Second
