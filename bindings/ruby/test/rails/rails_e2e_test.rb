@@ -1,0 +1,81 @@
+# frozen_string_literal: true
+
+# End-to-end: the Rails app under test/rails_app, ActiveJob on Sidekiq with a
+# local redis-server, PostgreSQL as the core's database. Run by
+# scripts/test.d/30-rails.sh, which builds `tasker` and libtasker:
+#
+#   TASKER_BIN=... TASKER_LIBRARY_PATH=.../libtasker.so TEST_DATABASE_URL=postgres://... \
+#     ruby bindings/ruby/test/rails/rails_e2e_test.rb
+require "minitest/autorun"
+require_relative "support"
+
+Minitest.after_run { RailsE2E.stop }
+
+class RailsE2ETest < Minitest::Test
+  def e2e = RailsE2E.instance
+
+  # Creates a task from Ruby inside the app; returns [task_id, creator pid].
+  def create_task(name, context, extra_env: {})
+    out = e2e.rails_runner("script/create_task.rb", "shop", name, JSON.generate(context), extra_env: extra_env)
+    res = JSON.parse(out.lines.last)
+    [Integer(res.fetch("task_id")), res.fetch("pid")]
+  end
+
+  def test_task_created_in_the_app_is_run_by_sidekiq
+    task_id, creator = create_task("order_fulfillment", { "order_id" => 7 })
+    task = e2e.wait_for_task(task_id, timeout: 30)
+
+    assert_equal "complete", task["status"], JSON.pretty_generate(task)
+    steps = task["steps"].to_h { |s| [s["name"], s] }
+    assert(steps.values.all? { |s| s["status"] == "complete" })
+    assert_equal({ "shipped" => true, "reservation" => "R-7", "authorization" => "A-7" }, steps["ship_order"]["results"])
+
+    runs = e2e.handled(task_id)
+    refute_empty runs, "no TaskRunnerJob ran for task #{task_id}"
+    run = runs.find { |r| r["lease_owner"].nil? }
+    refute_nil run, "the job pushed by the task.enqueue subscriber did not run: #{runs.inspect}"
+    assert run["sidekiq"], "the job ran outside Sidekiq: #{run.inspect}"
+    assert_equal e2e.sidekiq_pid, run["pid"]
+    refute_equal creator, run["pid"]
+    assert_equal "complete", runs.last["status"]
+    assert_nil e2e.queue_record(task_id), "the durable queue record outlived the task"
+  end
+
+  def test_retryable_error_reenqueues_the_task_with_a_delay
+    task_id, = create_task("flaky_payment", { "order_id" => 8 })
+    task = e2e.wait_for_task(task_id, timeout: 40)
+
+    assert_equal "complete", task["status"], JSON.pretty_generate(task)
+    charge = task["steps"].find { |s| s["name"] == "charge_card" }
+    assert_equal 2, charge["attempts"]
+    assert_equal({ "charged_cents" => 4200, "attempt" => 2 }, charge["results"])
+
+    runs = e2e.handled(task_id).sort_by { |r| r["started"] }
+    assert_operator runs.size, :>=, 2, runs.inspect
+    assert(runs.all? { |r| r["sidekiq"] && r["pid"] == e2e.sidekiq_pid }, runs.inspect)
+    first = runs.first
+    assert_equal "retry_viable", first["outcome"], "the first run should end waiting for the retry: #{runs.inspect}"
+    later = runs.drop(1).find { |r| r["status"] == "complete" }
+    refute_nil later, runs.inspect
+    # set(wait: 2) on task.reenqueue: the second run starts no sooner than the
+    # delay the step asked for (less the time the first run took to finish).
+    assert_operator later["started"] - first["finished"], :>=, 1.5, runs.inspect
+  end
+
+  def test_republisher_pushes_a_task_whose_job_was_never_enqueued
+    # The creating process does not subscribe: as if it died between the
+    # core's commit and perform_later.
+    task_id, = create_task("order_fulfillment", { "order_id" => 9 }, extra_env: { "TASKER_ENQUEUE_SUBSCRIBER" => "0" })
+    record = e2e.queue_record(task_id)
+    refute_nil record, "the core wrote no durable queue record"
+    assert_equal "enqueue", record["operation"]
+
+    task = e2e.wait_for_task(task_id, timeout: 30)
+    assert_equal "complete", task["status"], JSON.pretty_generate(task)
+    runs = e2e.handled(task_id)
+    refute_empty runs
+    assert(runs.all? { |r| r["lease_owner"].to_s.start_with?("rails-republisher:") }, runs.inspect)
+    assert(runs.all? { |r| r["sidekiq"] }, runs.inspect)
+    assert_nil e2e.queue_record(task_id), "the re-published record was not acked"
+  end
+end

@@ -1,0 +1,205 @@
+# frozen_string_literal: true
+
+require "json"
+require "open3"
+require "pg"
+require "redis"
+require "securerandom"
+require "socket"
+require "timeout"
+require "tmpdir"
+require "uri"
+
+# Processes and databases of the Rails end-to-end test: a throwaway
+# PostgreSQL database (inside the cluster of TEST_DATABASE_URL) migrated by
+# `tasker migrate up`, a redis-server on a free port in its own directory, and
+# a Sidekiq process running the Rails app under test/rails_app. Everything is
+# stopped and dropped by #stop, also when a test fails.
+class RailsE2E
+  APP = File.expand_path("../rails_app", __dir__)
+  BOOT_TIMEOUT = 30
+
+  attr_reader :tmp, :db_url, :redis_url, :sidekiq_pid, :env
+
+  def self.instance
+    @instance ||= new.tap(&:start)
+  end
+
+  def self.stop
+    @instance&.stop
+  end
+
+  def initialize
+    @tasker = ENV.fetch("TASKER_BIN") { abort "TASKER_BIN must name a built `tasker` binary" }
+    @base_url = ENV.fetch("TEST_DATABASE_URL") { abort "TEST_DATABASE_URL must name a PostgreSQL database" }
+    @pids = []
+  end
+
+  def start
+    @tmp = Dir.mktmpdir("tasker-rails-e2e")
+    create_database
+    run!(@tasker, "migrate", "up", "--database-url", db_url)
+    start_redis
+    @env = {
+      "RAILS_ENV" => "test",
+      "REDIS_URL" => redis_url,
+      "TASKER_DATABASE_URL" => db_url,
+      "TASKER_TRANSPORT" => ENV.fetch("TASKER_TRANSPORT", "embedded"),
+      "TASKER_REPUBLISH_INTERVAL" => "1",
+      "TASKER_REPUBLISH_GRACE" => "3",
+      "TASKER_REPUBLISH_LEASE" => "30",
+      "SIDEKIQ_POLL_INTERVAL" => "1",
+      "RAILS_LOG" => File.join(tmp, "rails.log")
+    }
+    %w[TASKER_LIBRARY_PATH TASKER_URL TASKER_API_TOKEN].each { |k| @env[k] = ENV[k] if ENV[k] }
+    start_sidekiq
+    self
+  end
+
+  def stop
+    @pids.reverse_each { |pid| terminate(pid) }
+    @pids.clear
+    drop_database
+    if ENV["KEEP_E2E_TMP"]
+      warn "e2e files kept in #{tmp}"
+    else
+      FileUtils.rm_rf(tmp) if tmp
+    end
+  end
+
+  # Runs a Ruby script inside the Rails app (bin/rails runner) and returns
+  # its stdout. extra_env overrides the app environment.
+  def rails_runner(script, *args, extra_env: {})
+    out, err, st = Open3.capture3(env.merge(extra_env), RbConfig.ruby, "bin/rails", "runner", script, *args, chdir: APP)
+    raise "bin/rails runner #{script} failed (#{st}):\n#{out}\n#{err}" unless st.success?
+
+    out
+  end
+
+  # The task as the core reports it (`tasker task show --json`).
+  def task(task_id)
+    JSON.parse(run!(@tasker, "task", "show", task_id.to_s, "--json", "--database-url", db_url))
+  end
+
+  # Polls the core until the task reaches one of states; returns the task.
+  def wait_for_task(task_id, states: %w[complete failed blocked cancelled], timeout: 40)
+    deadline = monotonic + timeout
+    loop do
+      t = task(task_id)
+      return t if states.include?(t["status"])
+      raise "task #{task_id} is still #{t['status']} after #{timeout}s; sidekiq log:\n#{sidekiq_log_tail}" if monotonic > deadline
+
+      sleep 0.2
+    end
+  end
+
+  # TaskRunnerJob runs recorded by the app (config/initializers/job_log.rb).
+  def handled(task_id = nil)
+    all = redis.lrange("rails_app:handled", 0, -1).map { |s| JSON.parse(s) }
+    task_id ? all.select { |e| e["task_id"] == task_id } : all
+  end
+
+  def queue_record(task_id)
+    with_db(db_url) { |c| c.exec_params("SELECT * FROM tasker_task_queue WHERE task_id = $1", [task_id]).first }
+  end
+
+  def redis
+    @redis ||= Redis.new(url: redis_url)
+  end
+
+  def sidekiq_log_tail(lines = 60)
+    File.readlines(File.join(tmp, "sidekiq.log")).last(lines).join
+  rescue Errno::ENOENT
+    "(no log)"
+  end
+
+  private
+
+  def monotonic = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+
+  def run!(*cmd)
+    out, err, st = Open3.capture3(*cmd)
+    raise "#{cmd.join(' ')} failed (#{st}):\n#{out}\n#{err}" unless st.success?
+
+    out
+  end
+
+  def with_db(url)
+    conn = PG.connect(url)
+    yield conn
+  ensure
+    conn&.close
+  end
+
+  def create_database
+    @db_name = "tasker_rails_e2e_#{Process.pid}_#{SecureRandom.hex(3)}"
+    with_db(@base_url) { |c| c.exec("CREATE DATABASE #{@db_name}") }
+    uri = URI.parse(@base_url)
+    uri.path = "/#{@db_name}"
+    @db_url = uri.to_s
+  end
+
+  def drop_database
+    return unless @db_name
+
+    with_db(@base_url) { |c| c.exec("DROP DATABASE IF EXISTS #{@db_name} WITH (FORCE)") }
+    @db_name = nil
+  rescue PG::Error => e
+    warn "dropping #{@db_name}: #{e.message}"
+  end
+
+  def free_port
+    s = TCPServer.new("127.0.0.1", 0)
+    s.addr[1]
+  ensure
+    s&.close
+  end
+
+  def start_redis
+    port = free_port
+    dir = File.join(tmp, "redis")
+    FileUtils.mkdir_p(dir)
+    pid = spawn("redis-server", "--port", port.to_s, "--bind", "127.0.0.1", "--dir", dir, "--save", "",
+                "--appendonly", "no", "--logfile", File.join(dir, "redis.log"), pgroup: true)
+    @pids << pid
+    @redis_url = "redis://127.0.0.1:#{port}/0"
+    wait_until("redis-server on port #{port}") do
+      redis.ping == "PONG"
+    rescue Redis::CannotConnectError
+      false
+    end
+  end
+
+  def start_sidekiq
+    log = File.join(tmp, "sidekiq.log")
+    @sidekiq_pid = spawn(env, "sidekiq", "-r", APP, "-e", "test", "-c", "5", "-q", "default", "-t", "5",
+                         chdir: APP, out: log, err: %i[child out], pgroup: true)
+    @pids << @sidekiq_pid
+    # Sidekiq registers itself in the "processes" set on its first heartbeat.
+    wait_until("Sidekiq to boot (log: #{log})") do
+      raise "sidekiq exited:\n#{sidekiq_log_tail}" if Process.waitpid(@sidekiq_pid, Process::WNOHANG)
+
+      redis.scard("processes").positive?
+    end
+  end
+
+  def wait_until(what, timeout: BOOT_TIMEOUT)
+    deadline = monotonic + timeout
+    until yield
+      raise "timed out waiting for #{what}" if monotonic > deadline
+
+      sleep 0.1
+    end
+  end
+
+  # TERM, then KILL after 10 s, to the process group.
+  def terminate(pid)
+    Process.kill("TERM", -pid)
+    Timeout.timeout(10) { Process.waitpid(pid) }
+  rescue Timeout::Error
+    Process.kill("KILL", -pid)
+    Process.waitpid(pid)
+  rescue Errno::ESRCH, Errno::ECHILD
+    nil
+  end
+end

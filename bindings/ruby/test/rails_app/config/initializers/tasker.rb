@@ -1,0 +1,20 @@
+# frozen_string_literal: true
+
+# Written by `rails generate tasker:install`, then pointed at the test
+# environment (every value can come from the environment).
+Rails.application.configure do
+  config.tasker.database_url = ENV.fetch("TASKER_DATABASE_URL", nil)
+  config.tasker.templates_dir = Rails.root.join("config/tasker/tasks").to_s
+  config.tasker.transport = ENV.fetch("TASKER_TRANSPORT", "embedded").to_sym
+  config.tasker.server_url = ENV.fetch("TASKER_URL", nil)
+  config.tasker.max_parallel_steps = 4
+  config.tasker.queue_name = "default"
+
+  # The test creates one task with the subscriber off, as if the process had
+  # died between the core's commit and perform_later.
+  config.tasker.enqueue_subscriber = ENV["TASKER_ENQUEUE_SUBSCRIBER"] != "0"
+  config.tasker.republisher = :sidekiq
+  config.tasker.republish_interval = Float(ENV.fetch("TASKER_REPUBLISH_INTERVAL", "15"))
+  config.tasker.republish_grace = Float(ENV.fetch("TASKER_REPUBLISH_GRACE", "30"))
+  config.tasker.republish_lease = Float(ENV.fetch("TASKER_REPUBLISH_LEASE", "300"))
+end
