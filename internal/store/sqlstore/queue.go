@@ -158,6 +158,10 @@ func (s *Store) listenOnce(ctx context.Context, pool *pgxpool.Pool, ch chan stru
 		return err
 	}
 	defer conn.Release()
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return err
+	}
 	if _, err := conn.Exec(ctx, `LISTEN tasker_queue`); err != nil {
 		return err
 	}
@@ -168,11 +172,15 @@ func (s *Store) listenOnce(ctx context.Context, pool *pgxpool.Pool, ch chan stru
 	default:
 	}
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
 			if ctx.Err() != nil {
 				_, _ = conn.Exec(context.WithoutCancel(ctx), `UNLISTEN *`)
 			}
 			return err
+		}
+		if n.Payload != "" && n.Payload != schema {
+			continue // another deployment's queue in this database
 		}
 		select {
 		case ch <- struct{}{}:

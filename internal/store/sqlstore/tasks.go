@@ -165,9 +165,36 @@ ON CONFLICT (namespace_id, name, version) DO UPDATE SET description = excluded.d
 RETURNING named_task_id`, nsID, p.Name, p.Version, p.Description, s.j(p.TemplateJSON), s.t(now)).Scan(&namedTaskID); err != nil {
 		return 0, fmt.Errorf("upsert named task: %w", err)
 	}
+	// Named steps exist after the template's first task: read them, and
+	// upsert only those missing or changed (rewriting a thousand unchanged
+	// rows on every creation cost more than the read).
 	namedSteps := map[string]int64{}
-	err := s.insertRows(ctx, tx, `INSERT INTO tasker_named_steps (named_task_id, name, handler_class) VALUES`, 3, len(p.Steps),
-		func(i int) []any { return []any{namedTaskID, p.Steps[i].Name, p.Steps[i].HandlerClass} },
+	known := map[string]string{}
+	rs, err := tx.query(ctx, `SELECT named_step_id, name, handler_class FROM tasker_named_steps WHERE named_task_id = $1`, namedTaskID)
+	if err != nil {
+		return 0, fmt.Errorf("read named steps: %w", err)
+	}
+	for rs.Next() {
+		var id int64
+		var name, class string
+		if err := rs.Scan(&id, &name, &class); err != nil {
+			rs.Close()
+			return 0, fmt.Errorf("read named steps: %w", err)
+		}
+		namedSteps[name], known[name] = id, class
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, fmt.Errorf("read named steps: %w", err)
+	}
+	var upsert []store.StepSpec
+	for _, st := range p.Steps {
+		if class, ok := known[st.Name]; !ok || class != st.HandlerClass {
+			upsert = append(upsert, st)
+		}
+	}
+	err = s.insertRows(ctx, tx, `INSERT INTO tasker_named_steps (named_task_id, name, handler_class) VALUES`, 3, len(upsert),
+		func(i int) []any { return []any{namedTaskID, upsert[i].Name, upsert[i].HandlerClass} },
 		` ON CONFLICT (named_task_id, name) DO UPDATE SET handler_class = excluded.handler_class RETURNING named_step_id, name`,
 		func(r rows) error {
 			var id int64
@@ -377,7 +404,13 @@ func (s *Store) insertRows(ctx context.Context, q querier, prefix string, cols, 
 				b.WriteString(",")
 			}
 			b.WriteString(" (")
-			b.WriteString(placeholders(len(args)+1, cols))
+			if s.dialect == dialectSQLite {
+				// Anonymous parameters: SQLite looks named ones ($n) up in
+				// a list, which is quadratic in a statement of thousands.
+				b.WriteString(strings.Repeat("?, ", cols-1) + "?")
+			} else {
+				b.WriteString(placeholders(len(args)+1, cols))
+			}
 			b.WriteString(")")
 			args = append(args, row(i)...)
 		}
