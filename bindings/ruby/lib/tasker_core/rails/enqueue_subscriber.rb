@@ -40,7 +40,7 @@ module TaskerCore
             job.perform_later(task_id)
           end
         rescue StandardError => e
-          ::Rails.logger&.error("tasker: could not enqueue #{name} for #{data.inspect}: #{e.class}: #{e.message}; " \
+          TaskerCore::Rails.logger.error("tasker: could not enqueue #{name} for #{data.inspect}: #{e.class}: #{e.message}; " \
                                 "the re-publisher will push it from the durable queue record")
           nil
         end

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "logger"
+
 module TaskerCore
   # Rails integration: configuration glue, the runner job, the enqueue
   # subscriber and the re-publisher. Loaded by TaskerCore::Railtie; nothing
@@ -85,6 +87,15 @@ module TaskerCore
       end
 
       attr_writer :queue_store
+
+      # Rails.logger when there is one, else warnings to stderr.
+      def logger
+        return ::Rails.logger if ::Rails.respond_to?(:logger) && ::Rails.logger
+
+        @logger ||= Logger.new($stderr, level: Logger::WARN)
+      end
+
+      attr_writer :logger
 
       # The process's re-publisher (created on first use).
       def republisher

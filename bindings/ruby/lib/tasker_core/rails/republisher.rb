@@ -110,7 +110,7 @@ module TaskerCore
       end
 
       def log(level, msg)
-        (@logger || ::Rails.logger)&.public_send(level, msg)
+        (@logger || TaskerCore::Rails.logger).public_send(level, msg)
       end
     end
   end

@@ -1,5 +1,8 @@
 # frozen_string_literal: true
 
+# redis-rb 4.8 warns about calls Sidekiq 6.4 makes; not ours to fix.
+Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+
 redis = { url: ENV.fetch("REDIS_URL", "redis://127.0.0.1:6379/0") }
 Sidekiq.configure_server do |config|
   config.redis = redis
