@@ -72,6 +72,9 @@ type openConfig struct {
 	autoMigrate bool
 	logger      *slog.Logger
 	owner       string
+	// eventEnqueue publishes task.enqueue/reenqueue events for external
+	// workers instead of expecting Go runners.
+	eventEnqueue bool
 }
 
 // openClient opens a Client on the global database. Commands that do not
@@ -87,6 +90,7 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 		EnableCommandHandler: a.enableCommand,
 		Owner:                cmp.Or(oc.owner, newOwner()),
 		Logger:               oc.logger,
+		EventEnqueue:         oc.eventEnqueue,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

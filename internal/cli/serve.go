@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
 )
 
@@ -26,6 +27,7 @@ type serveFlags struct {
 	migrate         bool
 	shutdownTimeout time.Duration
 	logLevel        string
+	eventEnqueue    bool
 }
 
 // listenDefault is where `tasker serve` listens unless told otherwise.
@@ -64,6 +66,8 @@ waits for the running ones to finish or hand their steps back.`,
 	fl.BoolVar(&f.migrate, "migrate", false, "apply pending migrations at start (SQLite is always migrated)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take at shutdown")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.BoolVar(&f.eventEnqueue, "event-enqueue", false,
+		"leave queued tasks to external workers (the Ruby gem): publish task.enqueue/task.reenqueue events, run no Go coordinators, only rescue expired step leases")
 	return cmd
 }
 
@@ -95,7 +99,8 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	log := slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
 	owner := newOwner()
 
-	c, err := a.openClient(ctx, openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner})
+	c, err := a.openClient(ctx, openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner,
+		eventEnqueue: f.eventEnqueue})
 	if err != nil {
 		return err
 	}
@@ -114,7 +119,11 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRunner()
 	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(runCtx, f.workers) }()
+	if f.eventEnqueue {
+		go func() { runDone <- rescueLoop(runCtx, c, log) }()
+	} else {
+		go func() { runDone <- c.Run(runCtx, f.workers) }()
+	}
 
 	var srv *http.Server
 	serveDone := make(chan error, 1)
@@ -171,4 +180,27 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	}
 	log.Info("stopped", "owner", owner)
 	return nil
+}
+
+// rescueLoopInterval is how often `serve --event-enqueue` rescues expired
+// step leases.
+const rescueLoopInterval = 10 * time.Second
+
+// rescueLoop returns steps of dead external workers to the pool until ctx
+// ends; it is all that runs in Go under --event-enqueue.
+func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger) error {
+	t := time.NewTicker(rescueLoopInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if n, err := c.RescueExpired(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("rescue expired step leases", "err", err)
+			} else if n > 0 {
+				log.Info("rescued steps with expired leases", "steps", n)
+			}
+		}
+	}
 }

@@ -395,6 +395,21 @@ func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 }
 
 // RescueExpired returns steps whose lease expired (their worker died) to the
-// pool, as the runner does every Config.RescueInterval. Engines without a
-// Go runner (external workers) call it periodically.
-func (e *Engine) RescueExpired(ctx context.Context) { e.rescue(ctx) }
+// pool, as the runner does every Config.RescueInterval, and says how many
+// it rescued. Engines without a Go runner (external workers) call it
+// periodically.
+func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
+	now := e.now()
+	steps, err := e.store.StepLeaseExpired(ctx, now, 100)
+	if err != nil {
+		return 0, fmt.Errorf("find expired step leases: %w", err)
+	}
+	n := 0
+	for _, st := range steps {
+		if err := e.rescueStep(ctx, st, now); err != nil {
+			return n, fmt.Errorf("rescue step %s of task %d: %w", st.Name, st.TaskID, err)
+		}
+		n++
+	}
+	return n, nil
+}

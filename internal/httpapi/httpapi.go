@@ -61,6 +61,8 @@ type server struct {
 	log   *slog.Logger
 	mux   *http.ServeMux
 	token []byte
+	// dispatch serves POST /v1/rpc/{method} (pull.go).
+	dispatch *Dispatcher
 }
 
 // New returns the HTTP handler of the API, serving c. The handler is safe
@@ -69,7 +71,8 @@ func New(c *tasker.Client, opts Options) http.Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	s := &server{c: c, opts: opts, log: cmp.Or(opts.Logger, slog.Default()), mux: http.NewServeMux()}
+	s := &server{c: c, opts: opts, log: cmp.Or(opts.Logger, slog.Default()), mux: http.NewServeMux(),
+		dispatch: NewDispatcher(c, opts.Version)}
 	if opts.Token != "" {
 		s.token = []byte(opts.Token)
 	}
@@ -96,6 +99,8 @@ func (s *server) routes() {
 
 	s.mux.HandleFunc("GET /v1/templates", s.listTemplates)
 	s.mux.HandleFunc("GET /v1/templates/{namespace}/{name}", s.getTemplate)
+
+	s.mux.HandleFunc("POST /v1/rpc/{method}", s.rpc)
 }
 
 type ctxKey struct{}

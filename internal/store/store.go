@@ -288,6 +288,9 @@ type QueueClaimParams struct {
 	Limit      int
 	Now        time.Time
 	LeaseUntil time.Time
+	// DueBefore, when set, claims only records with run_at <= DueBefore
+	// (a grace period before now); zero means Now.
+	DueBefore time.Time
 }
 
 // QueueEntry is one durable enqueue record.

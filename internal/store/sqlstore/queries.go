@@ -113,7 +113,7 @@ JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id WHERE ` + inList(dial
 		queueClaim: `UPDATE tasker_task_queue SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3
 WHERE task_id IN (
 	SELECT task_id FROM tasker_task_queue
-	WHERE run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+	WHERE run_at <= $5 AND (lease_expires_at IS NULL OR lease_expires_at < $3)
 	ORDER BY priority DESC, run_at LIMIT $4 ` + lock + `)
 RETURNING task_id, operation, run_at, priority, attempts, reason, COALESCE(lease_owner, ''), lease_expires_at, created_at`,
 

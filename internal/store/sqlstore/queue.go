@@ -59,7 +59,11 @@ func (s *Store) scanQueue(rs rows) ([]*store.QueueEntry, error) {
 
 // QueueClaim implements store.Store.
 func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*store.QueueEntry, error) {
-	rs, err := s.db.query(ctx, s.q.queueClaim, p.Owner, s.t(p.LeaseUntil), s.t(p.Now), p.Limit)
+	due := p.DueBefore
+	if due.IsZero() {
+		due = p.Now
+	}
+	rs, err := s.db.query(ctx, s.q.queueClaim, p.Owner, s.t(p.LeaseUntil), s.t(p.Now), p.Limit, s.t(due))
 	if err != nil {
 		return nil, fmt.Errorf("claim queue: %w", err)
 	}
