@@ -79,3 +79,58 @@ class RailsE2ETest < Minitest::Test
     assert_nil e2e.queue_record(task_id), "the re-published record was not acked"
   end
 end
+
+# The Railtie and the generators, in the same app.
+class RailsBootAndGeneratorTest < Minitest::Test
+  APP = RailsE2E::APP
+
+  def runner(dir, code, env = {})
+    base = { "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL, "TASKER_DATABASE_URL" => "sqlite:#{Dir.tmpdir}/unused.db" }
+    %w[TASKER_LIBRARY_PATH].each { |k| base[k] = ENV[k] if ENV[k] }
+    out, err, st = Open3.capture3(base.merge(env), RbConfig.ruby, "bin/rails", "runner", code, chdir: dir)
+    assert st.success?, "bin/rails runner failed:\n#{out}\n#{err}"
+    out
+  end
+
+  def test_boot_loads_nothing_native
+    out = runner(APP, <<~RUBY)
+      maps = File.read("/proc/self/maps")
+      puts({ libtasker: maps.include?("libtasker"), subscriber: TaskerCore::Rails::EnqueueSubscriber.installed?,
+             templates_dir: Rails.application.config.tasker.templates_dir }.to_json)
+    RUBY
+    res = JSON.parse(out.lines.last)
+    refute res["libtasker"], "booting the app loaded libtasker"
+    assert res["subscriber"]
+    assert_equal File.join(APP, "config/tasker/tasks"), res["templates_dir"]
+  end
+
+  def test_generators_write_a_valid_template_and_loadable_handlers
+    Dir.mktmpdir("tasker-gen") do |tmp|
+      app = File.join(tmp, "app")
+      FileUtils.cp_r(APP, app)
+      FileUtils.rm_rf([File.join(app, "config/initializers/tasker.rb"), File.join(app, "config/tasker"),
+                       File.join(app, "app/tasks")])
+      File.write(File.join(app, "config/boot.rb"), "$LOAD_PATH.unshift #{File.expand_path('../../lib', __dir__).inspect}\n")
+      out, st = Open3.capture2e({ "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }, RbConfig.ruby, "bin/rails", "generate",
+                                "tasker:install", chdir: app)
+      assert st.success?, out
+      out, st = Open3.capture2e({ "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }, RbConfig.ruby, "bin/rails", "generate",
+                                "tasker:task", "billing/invoice", "collect", "send_invoice", "--parallel", chdir: app)
+      assert st.success?, out
+      %w[config/initializers/tasker.rb config/tasker/tasks/example/hello_world.yaml config/tasker/tasks/billing/invoice.yaml
+         app/tasks/example/hello_world_handler.rb app/tasks/example/hello_world/say_hello_handler.rb
+         app/tasks/billing/invoice/send_invoice_handler.rb].each { |f| assert File.exist?(File.join(app, f)), "#{f} missing" }
+
+      out, st = Open3.capture2e(ENV.fetch("TASKER_BIN"), "template", "validate", File.join(app, "config/tasker/tasks"))
+      assert st.success?, out
+      assert_includes out, "2 templates OK"
+
+      res = runner(app, <<~RUBY)
+        puts [Example::HelloWorldHandler.superclass.name, Example::HelloWorld::SayGoodbyeHandler.superclass.name,
+              Billing::Invoice::SendInvoiceHandler.new.process(nil, nil, nil)].to_json
+      RUBY
+      assert_equal ["TaskerCore::BaseTaskHandler", "TaskerCore::BaseStepHandler", { "send_invoice" => "done" }],
+                   JSON.parse(res.lines.last)
+    end
+  end
+end
