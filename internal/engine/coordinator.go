@@ -174,7 +174,11 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 		for _, r := range batch {
 			delete(inflight, r.claimed.Step.ID)
 		}
-		anyFailed, err := e.record(dbctx, task, batch, shutting && grace == nil)
+		var anyFailed bool
+		err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() (err error) {
+			anyFailed, err = e.record(dbctx, task, batch, shutting && grace == nil)
+			return err
+		})
 		if err != nil {
 			e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
 			return executed, false, err

@@ -1,0 +1,338 @@
+package faultinject
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/tasker-systems/tasker"
+)
+
+type attemptKey struct {
+	task int64
+	step string
+}
+
+type logAttempt struct {
+	start Record
+	end   *Record
+}
+
+// errorMeta is the part of a failure transition's metadata the checks read.
+type errorMeta struct {
+	Attempt int `json:"attempt"`
+	Error   struct {
+		Kind    string `json:"kind"`
+		Attempt int    `json:"attempt"`
+	} `json:"error"`
+}
+
+// Check verifies the invariants from the database (through the public API)
+// and from the handler log, and fills rep's figures and violations:
+//
+//   - every task is terminal (complete or error), and failed only for a
+//     planned permanent error or attempts used up by killed runners; the
+//     durable queue is empty;
+//   - no attempt started before every parent's completion was recorded;
+//   - attempts of one step never overlapped: each attempt ended (its end
+//     record, or the moment its process was reaped after SIGKILL) before
+//     the next one started; a killed attempt was failed by the rescuer only
+//     after its process was gone, and the next attempt started after that;
+//   - attempt numbers never exceed max_attempts (database and log);
+//   - every complete step has exactly one completion and its stored result
+//     is the one its successful attempt returned;
+//   - with EventEnqueue, every committed enqueue was delivered as an event
+//     at least once, unless the process that committed it was killed before
+//     it could publish (then the durable record got the task handled).
+func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int64]TaskPlan, kills []Kill,
+	eventMode bool, rep *Report) error {
+	recs, torn, err := ReadLog(logPath)
+	if err != nil {
+		return err
+	}
+	rep.TornLogLines = torn
+	violate := func(format string, args ...any) {
+		if len(rep.Violations) < 200 {
+			rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
+		}
+	}
+	killedAt := map[string]time.Time{} // SIGKILLed owners
+	for _, k := range kills {
+		if !k.Graceful {
+			killedAt[k.Owner] = k.At
+		}
+	}
+	attempts := map[attemptKey][]*logAttempt{}
+	open := map[string]*logAttempt{} // task/step/attempt/owner -> attempt without end yet
+	enqueues := map[int64][]Record{}
+	for _, r := range recs {
+		k := fmt.Sprintf("%d/%s/%d/%s", r.Task, r.Step, r.Attempt, r.Owner)
+		switch r.Ev {
+		case RecStart:
+			a := &logAttempt{start: r}
+			if open[k] != nil {
+				violate("task %d step %s: attempt %d started twice under %s", r.Task, r.Step, r.Attempt, r.Owner)
+			}
+			open[k] = a
+			attempts[attemptKey{r.Task, r.Step}] = append(attempts[attemptKey{r.Task, r.Step}], a)
+			rep.Attempts++
+		case RecEnd:
+			if a := open[k]; a != nil {
+				r := r
+				a.end = &r
+				delete(open, k)
+			} else {
+				violate("task %d step %s: end of attempt %d under %s without a start", r.Task, r.Step, r.Attempt, r.Owner)
+			}
+		case RecEnqueue:
+			enqueues[r.Task] = append(enqueues[r.Task], r)
+		}
+	}
+
+	queue, err := c.Queue(ctx)
+	if err != nil {
+		return fmt.Errorf("check: list queue: %w", err)
+	}
+	for _, e := range queue {
+		violate("task %d left in the durable queue (%s, %s)", e.TaskID, e.Operation, e.Reason)
+	}
+	if len(plans) != rep.Tasks {
+		violate("%d tasks created, %d planned", len(plans), rep.Tasks)
+	}
+	ids := make([]int64, 0, len(plans))
+	for id := range plans {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		if err := checkTask(ctx, c, id, plans[id], attempts, enqueues[id], killedAt, eventMode, rep, violate); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, attempts map[attemptKey][]*logAttempt,
+	enqueues []Record, killedAt map[string]time.Time, eventMode bool, rep *Report, violate func(string, ...any)) error {
+	d, err := c.Task(ctx, id)
+	if err != nil {
+		return fmt.Errorf("check: task %d: %w", id, err)
+	}
+	taskTrs, stepTrs, err := c.Transitions(ctx, id)
+	if err != nil {
+		return fmt.Errorf("check: transitions of task %d: %w", id, err)
+	}
+	trsByStep := map[string][]*tasker.Transition{}
+	for _, tr := range stepTrs {
+		trsByStep[tr.StepName] = append(trsByStep[tr.StepName], tr)
+	}
+	completedAt := map[string]time.Time{}
+	for _, st := range d.Steps {
+		for _, tr := range trsByStep[st.Name] {
+			if tr.ToState == "complete" {
+				completedAt[st.Name] = tr.CreatedAt
+			}
+		}
+	}
+	exhaustedByKills := false
+	for _, st := range d.Steps {
+		key := attemptKey{id, st.Name}
+		trs := trsByStep[st.Name]
+		if st.Attempts > st.MaxAttempts {
+			violate("task %d step %s: %d attempts, max_attempts %d", id, st.Name, st.Attempts, st.MaxAttempts)
+		}
+		// Completions and the stored result.
+		completions := 0
+		for _, tr := range trs {
+			if tr.ToState == "complete" {
+				completions++
+			}
+		}
+		switch {
+		case st.State == "complete" && completions != 1:
+			violate("task %d step %s: complete with %d completion transitions", id, st.Name, completions)
+		case st.State != "complete" && completions != 0:
+			violate("task %d step %s: %s after %d completions", id, st.Name, st.State, completions)
+		}
+		if st.State == "complete" {
+			var res struct {
+				Attempt int    `json:"attempt"`
+				Owner   string `json:"owner"`
+			}
+			if err := json.Unmarshal(st.Results, &res); err != nil || res.Attempt != st.Attempts {
+				violate("task %d step %s: stored result %s is not attempt %d's", id, st.Name, st.Results, st.Attempts)
+			}
+			found := false
+			for _, a := range attempts[key] {
+				if a.start.Attempt == res.Attempt && a.start.Owner == res.Owner && a.end != nil && a.end.Out == "ok" {
+					found = true
+				}
+			}
+			if !found {
+				violate("task %d step %s: stored result of attempt %d under %s has no successful attempt in the log",
+					id, st.Name, res.Attempt, res.Owner)
+			}
+		}
+		// Rescues and releases from the audit trail.
+		rescuedAt := map[int]time.Time{}
+		claimOwner := map[int]string{}
+		for _, tr := range trs {
+			var m errorMeta
+			_ = json.Unmarshal(tr.Metadata, &m)
+			switch {
+			case tr.Event == "claim":
+				claimOwner[m.Attempt] = tr.Actor
+			case tr.Event == "release":
+				rep.Released++
+			case tr.FromState == "in_progress" && m.Error.Kind == "lease_expired":
+				rep.Rescued++
+				rescuedAt[m.Error.Attempt] = tr.CreatedAt
+				owner := claimOwner[m.Error.Attempt]
+				if k, ok := killedAt[owner]; ok {
+					if tr.CreatedAt.Before(k) && !endedBefore(attempts[key], m.Error.Attempt, owner, tr.CreatedAt) {
+						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive (killed %s)",
+							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner, k.Format(time.RFC3339Nano))
+					}
+				} else {
+					rep.RescuedNoKill++
+				}
+			}
+		}
+		// Log: attempts in start order never overlap; a missing end needs a kill.
+		las := attempts[key]
+		sort.Slice(las, func(i, j int) bool { return las[i].start.T < las[j].start.T })
+		for i, a := range las {
+			if a.start.Attempt > st.MaxAttempts {
+				violate("task %d step %s: log attempt %d over max_attempts %d", id, st.Name, a.start.Attempt, st.MaxAttempts)
+			}
+			if a.start.Attempt > st.Attempts {
+				violate("task %d step %s: log attempt %d, database counts %d", id, st.Name, a.start.Attempt, st.Attempts)
+			}
+			for _, p := range plan.parents(st.Name, d.Steps) {
+				at, ok := completedAt[p]
+				if !ok || a.start.Time().Before(at) {
+					violate("task %d step %s attempt %d started %s before parent %s completed (%v)", id, st.Name,
+						a.start.Attempt, a.start.Time().Format(time.RFC3339Nano), p, at.Format(time.RFC3339Nano))
+				}
+			}
+			var ended time.Time
+			switch k, killed := killedAt[a.start.Owner]; {
+			case a.end != nil:
+				ended = a.end.Time()
+			case killed && k.After(a.start.Time()):
+				ended = k
+				rep.KilledMidAttempt++
+				if r, ok := rescuedAt[a.start.Attempt]; !ok && st.State != "complete" {
+					violate("task %d step %s: killed attempt %d never failed by the rescuer", id, st.Name, a.start.Attempt)
+				} else if ok && i+1 < len(las) && las[i+1].start.Time().Before(r) {
+					violate("task %d step %s: attempt %d started before the rescue of attempt %d", id, st.Name,
+						las[i+1].start.Attempt, a.start.Attempt)
+				}
+			default:
+				violate("task %d step %s: attempt %d under %s never ended and its runner was not killed", id, st.Name,
+					a.start.Attempt, a.start.Owner)
+				continue
+			}
+			if i+1 < len(las) && las[i+1].start.Time().Before(ended) {
+				violate("task %d step %s: attempt %d (%s) started %s before attempt %d (%s) ended %s", id, st.Name,
+					las[i+1].start.Attempt, las[i+1].start.Owner, las[i+1].start.Time().Format(time.RFC3339Nano),
+					a.start.Attempt, a.start.Owner, ended.Format(time.RFC3339Nano))
+			}
+		}
+		if st.State == "error" && st.Attempts >= st.MaxAttempts && plan.Steps[st.Name].Mode != ModePermanent {
+			exhaustedByKills = true
+		}
+	}
+	switch {
+	case d.State == "complete":
+		rep.Complete++
+		if plan.Permanent() {
+			violate("task %d complete although its plan has a permanent failure", id)
+		}
+	case d.State == "error":
+		rep.Failed++
+		switch {
+		case plan.Permanent():
+		case exhaustedByKills:
+			rep.ExhaustedByKills++
+		default:
+			violate("task %d failed without a planned permanent failure or exhausted attempts", id)
+		}
+	default:
+		violate("task %d not terminal: %s", id, d.State)
+	}
+	if eventMode {
+		checkEnqueues(id, taskTrs, stepTrs, enqueues, killedAt, rep, violate)
+	}
+	return nil
+}
+
+// endedBefore reports whether the log shows attempt n under owner ended before t.
+func endedBefore(las []*logAttempt, n int, owner string, t time.Time) bool {
+	for _, a := range las {
+		if a.start.Attempt == n && a.start.Owner == owner {
+			return a.end != nil && !a.end.Time().After(t)
+		}
+	}
+	return true // never started: nothing ran
+}
+
+// parents returns a step's parents as stored.
+func (p TaskPlan) parents(step string, steps []*tasker.Step) []string {
+	for _, st := range steps {
+		if st.Name == step {
+			return st.Parents
+		}
+	}
+	return nil
+}
+
+// checkEnqueues matches every committed enqueue of a task with a delivered
+// event from the process that committed it.
+func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []Record, killedAt map[string]time.Time,
+	rep *Report, violate func(string, ...any)) {
+	type commit struct {
+		owner string
+		kind  string
+		at    time.Time
+		what  string
+	}
+	var commits []commit
+	for i, tr := range taskTrs {
+		switch {
+		case i == 0:
+			commits = append(commits, commit{"driver", "task.enqueue", tr.CreatedAt, "initialization"})
+		case tr.Event == "wait" || tr.Event == "yield":
+			commits = append(commits, commit{tr.Actor, "task.reenqueue", tr.CreatedAt, "task " + tr.Event + ": " + tr.Reason})
+		}
+	}
+	for _, tr := range stepTrs {
+		var m errorMeta
+		_ = json.Unmarshal(tr.Metadata, &m)
+		if tr.FromState == "in_progress" && m.Error.Kind == "lease_expired" {
+			commits = append(commits, commit{tr.Actor, "task.reenqueue", tr.CreatedAt, "rescue of " + tr.StepName})
+		}
+	}
+	used := make([]bool, len(delivered))
+	for _, cm := range commits {
+		rep.EnqueueCommitted++
+		found := false
+		for i, r := range delivered {
+			if !used[i] && r.Owner == cm.owner && r.Out == cm.kind && !r.Time().Before(cm.at) {
+				used[i], found = true, true
+				break
+			}
+		}
+		switch k, killed := killedAt[cm.owner]; {
+		case found:
+			rep.EnqueueDelivered++
+		case killed && !k.Before(cm.at):
+			rep.EnqueueLostWithProcess++
+		default:
+			violate("task %d: %s (%s) committed by %s at %s was never delivered", id, cm.kind, cm.what, cm.owner,
+				cm.at.Format(time.RFC3339Nano))
+		}
+	}
+}
