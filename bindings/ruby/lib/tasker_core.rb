@@ -1,0 +1,88 @@
+# frozen_string_literal: true
+
+require "json"
+require "tasker_core/version"
+require "tasker_core/errors"
+require "tasker_core/configuration"
+require "tasker_core/models"
+require "tasker_core/transport/socket"
+require "tasker_core/transport/embedded" # pure Ruby: ffi and libtasker load on first call
+require "tasker_core/client"
+require "tasker_core/step_handlers"
+require "tasker_core/api_step_handler"
+require "tasker_core/task_handlers"
+require "tasker_core/event_publisher"
+
+# TaskerCore: Ruby task and step handlers for the Tasker workflow engine. The
+# Go core decides everything; Ruby pulls claimed steps, runs the handlers in
+# threads and reports the results. Requiring the gem loads no native code.
+module TaskerCore
+  @lock = Mutex.new
+
+  class << self
+    # The settings (see Configuration).
+    def config
+      @config ||= Configuration.new
+    end
+
+    # Changes the settings; a client opened before is closed, and the next
+    # call opens one with the new settings.
+    def configure
+      yield config if block_given?
+      reset_client!
+      config
+    end
+
+    # The client of the configured transport (opened lazily, once per process).
+    def client
+      c = @client
+      return c if c && @client_pid == Process.pid
+
+      @lock.synchronize do
+        if @client.nil? || @client_pid != Process.pid
+          @client = Client.new(config)
+          @client_pid = Process.pid
+          @step_lease = nil
+        end
+        @client
+      end
+    end
+
+    # Seconds a claimed step stays leased without a heartbeat (asked from the core once).
+    def step_lease_seconds
+      @step_lease ||= client.info["step_lease_seconds"].to_f
+    end
+
+    # Registers a step handler class under a handler_class name (for names
+    # that are not Ruby constants, or to override one).
+    def register_step_handler(name, klass)
+      StepHandlers.register(name, klass)
+    end
+
+    # Stops the event poller and closes the client (tests, shutdown).
+    def reset!
+      EventPublisher.reset!
+      reset_client!
+    end
+
+    # Whether libtasker is loaded in this process image.
+    def native_loaded?
+      Transport::Embedded.loaded?
+    end
+
+    private
+
+    def reset_client!
+      c = nil
+      @lock.synchronize do
+        c = @client if @client_pid == Process.pid
+        @client = nil
+        @step_lease = nil
+      end
+      EventPublisher.stop if c
+      c&.close
+    end
+  end
+end
+
+require "tasker_core/railtie" if defined?(::Rails::Railtie)

@@ -1,0 +1,124 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  # The gem's connection to the core, whichever the transport. Every method
+  # is one call of the protocol (docs/api.md, "RPC and pull API"); #call is
+  # the generic form. Results are Hashes with String keys.
+  class Client
+    attr_reader :transport
+
+    def initialize(config)
+      @config = config
+      @transport =
+        case config.transport
+        when :embedded then Transport::Embedded.new(config)
+        when :socket then Transport::Socket.new(config)
+        else raise ConfigurationError, "unknown transport #{config.transport.inspect}"
+        end
+    end
+
+    # Calls a protocol method with a params Hash; returns the result Hash.
+    def call(method, params = {}, timeout: nil)
+      @transport.call(method, params, timeout: timeout)
+    end
+
+    def ping
+      call("ping")
+    end
+
+    def info
+      call("info")
+    end
+
+    # TaskHandlerRegistry lookup: {"found", "namespace", "name", "version",
+    # "task_handler_class", "yaml_template", "template"}.
+    def find_handler(namespace:, name:, version: nil)
+      call("find_handler", { "namespace" => namespace.to_s, "name" => name.to_s, "version" => version.to_s })
+    end
+
+    # Creates a task from a TaskRequest (or Hash): {"task" => {...}, "created" => bool}.
+    def initialize_task(request)
+      call("initialize_task", request.respond_to?(:to_h) ? request.to_h : request)
+    end
+
+    # The task with its steps: {"task" => {..., "steps" => [...]}}.
+    def task(task_id)
+      call("task", { "task_id" => Integer(task_id) })
+    end
+
+    def claim_steps(task_id, owner:, limit: 0)
+      call("claim_steps", { "task_id" => Integer(task_id), "owner" => owner, "limit" => Integer(limit) })
+    end
+
+    def report_results(task_id, owner:, results:)
+      call("report_results", { "task_id" => Integer(task_id), "owner" => owner, "results" => results })
+    end
+
+    def extend_leases(step_ids, owner:)
+      call("extend_leases", { "owner" => owner, "step_ids" => step_ids })
+    end
+
+    def finalize(task_id, owner:)
+      call("finalize", { "task_id" => Integer(task_id), "owner" => owner })
+    end
+
+    # Runs the task with the Go coordinator (Go and built-in handlers only).
+    def handle_in_go(task_id)
+      call("handle", { "task_id" => Integer(task_id) })
+    end
+
+    def cancel_task(task_id, actor: nil, reason: nil)
+      call("cancel", { "task_id" => Integer(task_id), "actor" => actor.to_s, "reason" => reason.to_s })
+    end
+
+    def retry_steps(task_id, steps: [], actor: nil, reason: nil)
+      call("retry", { "task_id" => Integer(task_id), "steps" => steps, "actor" => actor.to_s, "reason" => reason.to_s })
+    end
+
+    def resolve_step(task_id, step, actor: nil, reason: nil)
+      call("resolve", { "task_id" => Integer(task_id), "step" => step.to_s, "actor" => actor.to_s, "reason" => reason.to_s })
+    end
+
+    # One pass of the expired-lease rescuer: {"rescued" => n}.
+    def rescue_expired
+      call("rescue")
+    end
+
+    # direction: "up", "down" or "status" => {"migrations" => [...]}.
+    def migrate(direction: "up", steps: 0)
+      call("migrate", { "direction" => direction.to_s, "steps" => Integer(steps) })
+    end
+
+    # Leases due durable enqueue records: {"entries" => [{"task_id", "operation", "run_at", ...}]}.
+    def queue_claim(owner:, limit:, lease_seconds:, grace_seconds: 0)
+      call("queue_claim", { "owner" => owner, "limit" => Integer(limit), "lease_seconds" => lease_seconds.to_f,
+                            "grace_seconds" => grace_seconds.to_f })
+    end
+
+    # Deletes the task's enqueue record if owner still holds its lease.
+    def queue_ack(task_id, owner)
+      call("queue_ack", { "task_id" => Integer(task_id), "owner" => owner })
+    end
+
+    def queue_list
+      call("queue_list")
+    end
+
+    def events_subscribe(kinds: [], buffer: 0)
+      call("events_subscribe", { "kinds" => kinds.map(&:to_s), "buffer" => Integer(buffer) })
+    end
+
+    def events_poll(subscription_id, max: 0, wait_ms: 0)
+      call("events_poll", { "subscription_id" => subscription_id, "max" => Integer(max), "wait_ms" => Integer(wait_ms) },
+           timeout: @config.call_timeout.to_f + (wait_ms / 1000.0))
+    end
+
+    def events_unsubscribe(subscription_id)
+      call("events_unsubscribe", { "subscription_id" => subscription_id })
+    end
+
+    def close
+      @transport.close
+    end
+  end
+end

@@ -1,0 +1,210 @@
+# frozen_string_literal: true
+
+module TaskerCore
+  # Runs the steps of one task in Ruby threads, driven by the core: claim a
+  # batch, run it (up to max_parallel_steps at once), report results as
+  # they arrive, claim again; when nothing is claimable and nothing runs,
+  # ask the finalizer. Every decision is the core's.
+  class Coordinator
+    # How often #handle may loop on "continue" without claiming anything
+    # before it gives up and returns the finalizer's answer.
+    MAX_IDLE_CONTINUES = 50
+
+    def initialize(client: TaskerCore.client, owner: TaskerCore.config.owner,
+                   max_parallel_steps: TaskerCore.config.max_parallel_steps)
+      @client = client
+      @owner = owner
+      @max = [max_parallel_steps.to_i, 1].max
+      @beat = [TaskerCore.step_lease_seconds / 3.0, 0.05].max
+    end
+
+    # Drives the task until the core finalizes it (or says to come back
+    # later) and returns the finalizer's result Hash: "task_id", "status",
+    # "outcome", "reason", "steps_executed", "next_run_at", "finalized".
+    def handle(task_id)
+      pool = WorkerPool.new(@max)
+      executed = 0
+      idle = 0
+      loop do
+        n = drive(Integer(task_id), pool)
+        executed += n
+        res = @client.finalize(task_id, owner: @owner)
+        if res["outcome"] == "continue"
+          idle = n.zero? ? idle + 1 : 0
+          if idle < MAX_IDLE_CONTINUES
+            sleep(0.01 * idle) if idle > 1
+            next
+          end
+        end
+        res["steps_executed"] = executed
+        return res
+      end
+    ensure
+      pool&.shutdown
+    end
+
+    private
+
+    # The claim -> run -> report loop; returns how many attempts it ran.
+    def drive(task_id, pool)
+      inflight = {}
+      executed = 0
+      claim_more = true
+      want_claim = true
+      loop do
+        if claim_more && want_claim && inflight.size < @max
+          claim = @client.claim_steps(task_id, owner: @owner, limit: @max - inflight.size)
+          want_claim = false
+          task = Task.new(claim["task"])
+          batch = claim["steps"].map { |doc| Step.new(doc) }
+          batch.each do |step|
+            inflight[step.step_id] = step
+            pool.submit { StepHandlers.run(task, step, batch) }
+          end
+          executed += batch.size
+        end
+        break if inflight.empty?
+
+        results = pool.take(@beat)
+        if results.empty?
+          # The heartbeat: nothing finished for a third of the lease.
+          @client.extend_leases(inflight.keys, owner: @owner)
+          next
+        end
+        results.each { |r| inflight.delete(r["step_id"]) }
+        report = @client.report_results(task_id, owner: @owner, results: results)
+        claim_more &&= report["claim_more"]
+        want_claim = true
+      end
+      executed
+    end
+  end
+
+  # Threads that run step handlers, started on demand up to a limit and
+  # stopped by #shutdown. Results are collected in order of completion.
+  class WorkerPool
+    def initialize(size)
+      @size = size
+      @jobs = Queue.new
+      @threads = []
+      @idle = 0
+      @lock = Mutex.new
+      @done = ConditionVariable.new
+      @results = []
+    end
+
+    def submit(&job)
+      @lock.synchronize do
+        if @idle.zero? && @threads.size < @size
+          @threads << Thread.new { work }
+        else
+          @idle -= 1 if @idle.positive?
+        end
+      end
+      @jobs << job
+    end
+
+    # Waits up to timeout seconds for at least one result, then returns all
+    # results available ([] on timeout).
+    def take(timeout)
+      @lock.synchronize do
+        @done.wait(@lock, timeout) if @results.empty?
+        out = @results
+        @results = []
+        out
+      end
+    end
+
+    def shutdown
+      @threads.size.times { @jobs << nil }
+      @threads.each(&:join)
+      @threads.clear
+    end
+
+    private
+
+    def work
+      while (job = @jobs.pop)
+        result = job.call
+        @lock.synchronize do
+          @results << result
+          @idle += 1
+          @done.signal
+        end
+      end
+    end
+  end
+
+  # Base class of task handlers (the template's task_handler_class). A
+  # subclass needs no code; it may override #handle or #initialize_task to
+  # add behaviour around them.
+  class BaseTaskHandler
+    # The template's YAML (from the registry), when known.
+    attr_reader :yaml_config
+
+    def initialize(yaml_config = nil)
+      @yaml_config = yaml_config
+    end
+
+    # Creates the task (validating the context against the template) and its
+    # durable enqueue record; returns the task Hash ("task_id", "status",
+    # "steps", ...) with "created" (false when the idempotency key existed).
+    def initialize_task(task_request)
+      res = TaskerCore.client.initialize_task(task_request)
+      res["task"].merge("created" => res["created"])
+    end
+
+    # Runs the task's steps with their Ruby handlers until the core
+    # finalizes it; returns the orchestration result Hash.
+    def handle(task_id)
+      Coordinator.new.handle(task_id)
+    end
+  end
+
+  # Template lookup: which task handler class and YAML serve a request.
+  class TaskHandlerRegistry
+    def initialize(client: nil)
+      @client = client
+    end
+
+    # {"found" => bool, "task_handler_class", "ruby_class_name", "yaml_template",
+    #  "namespace", "name", "version", "template"}; a miss has "error".
+    def find_handler_for_task_request(task_request)
+      req = task_request.respond_to?(:to_h) ? task_request.to_h.transform_keys(&:to_s) : task_request
+      find_handler(namespace: req["namespace"] || "default", name: req["name"], version: req["version"])
+    end
+
+    def find_handler(namespace:, name:, version: nil)
+      res = client.find_handler(namespace: namespace, name: name, version: version)
+      res["ruby_class_name"] = res["task_handler_class"] || (res["found"] ? "TaskerCore::BaseTaskHandler" : nil)
+      res
+    end
+
+    # The handler instance for an existing task: its template's
+    # task_handler_class when that constant exists, else BaseTaskHandler.
+    def find_handler_for_task(task_id)
+      t = client.task(task_id)["task"]
+      res = find_handler(namespace: t["namespace"], name: t["name"], version: t["version"])
+      handler_instance(res)
+    end
+
+    # Instantiates the handler class a lookup named.
+    def handler_instance(result)
+      klass = BaseTaskHandler
+      if result["found"] && result["task_handler_class"] && !result["task_handler_class"].empty?
+        begin
+          klass = Object.const_get(result["task_handler_class"])
+        rescue NameError
+          klass = BaseTaskHandler
+        end
+      end
+      klass.new(result["yaml_template"])
+    end
+
+    private
+
+    def client
+      @client || TaskerCore.client
+    end
+  end
+end
