@@ -353,9 +353,22 @@ step_templates:
 		// Cancel a pending task, then again.
 		t3, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "manual"})
 		require.NoError(t, err)
+		cancelEvents, stopEvents := c.Subscribe(tasker.EventStepCancelled, tasker.EventTaskCancelled)
+		defer stopEvents()
 		cancelled, err := c.CancelTask(ctx, t3.ID, tasker.Actor{Who: "ops", Reason: "customer changed mind"})
 		require.NoError(t, err)
 		require.Equal(t, tasker.TaskState("cancelled"), cancelled.State)
+		var cancelKinds []string
+		for len(cancelKinds) == 0 || cancelKinds[len(cancelKinds)-1] != "task.cancelled:" {
+			select {
+			case ev := <-cancelEvents:
+				require.Equal(t, t3.ID, ev.TaskID)
+				cancelKinds = append(cancelKinds, string(ev.Kind)+":"+ev.StepName)
+			case <-time.After(5 * time.Second):
+				t.Fatalf("cancel events so far: %v", cancelKinds)
+			}
+		}
+		require.Len(t, cancelKinds, 1+len(stepsOf(t, c, t3.ID)), "one step.cancelled per step, then task.cancelled: %v", cancelKinds)
 		_, err = c.CancelTask(ctx, t3.ID, tasker.Actor{Who: "ops"})
 		require.True(t, errors.Is(err, tasker.ErrInvalidTransition), "%v", err)
 		d3, err := c.Task(ctx, t3.ID)
@@ -488,4 +501,12 @@ func TestRescueExpiredLease(t *testing.T) {
 		}
 		require.Contains(t, strings.Join(reasons, "\n"), "fail_retryable/survivor/lease of doomed expired")
 	})
+}
+
+// stepsOf returns the steps of a task.
+func stepsOf(t *testing.T, c *tasker.Client, taskID int64) []*tasker.Step {
+	t.Helper()
+	d, err := c.Task(context.Background(), taskID)
+	require.NoError(t, err)
+	return d.Steps
 }

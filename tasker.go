@@ -59,6 +59,26 @@ type (
 	QueueEntry = store.QueueEntry
 )
 
+// Lifecycle event kinds (re-exported from taskertype; see docs/events.md).
+const (
+	EventTaskInitialized    = taskertype.EventTaskInitialized
+	EventTaskEnqueue        = taskertype.EventTaskEnqueue
+	EventTaskReenqueue      = taskertype.EventTaskReenqueue
+	EventTaskStarted        = taskertype.EventTaskStarted
+	EventTaskCompleted      = taskertype.EventTaskCompleted
+	EventTaskFailed         = taskertype.EventTaskFailed
+	EventTaskBlocked        = taskertype.EventTaskBlocked
+	EventTaskCancelled      = taskertype.EventTaskCancelled
+	EventTaskResolved       = taskertype.EventTaskResolved
+	EventStepStarted        = taskertype.EventStepStarted
+	EventStepCompleted      = taskertype.EventStepCompleted
+	EventStepFailed         = taskertype.EventStepFailed
+	EventStepRetryScheduled = taskertype.EventStepRetryScheduled
+	EventStepRetried        = taskertype.EventStepRetried
+	EventStepResolved       = taskertype.EventStepResolved
+	EventStepCancelled      = taskertype.EventStepCancelled
+)
+
 // Errors re-exported from taskertype; match them with errors.Is / errors.As.
 var (
 	ErrNotFound          = taskertype.ErrNotFound

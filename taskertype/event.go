@@ -40,7 +40,8 @@ type Event struct {
 	// StepID and StepName are set for step events.
 	StepID   int64  `json:"step_id,omitempty"`
 	StepName string `json:"step_name,omitempty"`
-	// Time is when the state change was committed.
+	// Time is when the engine made the state change (the transition row's
+	// timestamp, taken just before the commit).
 	Time time.Time `json:"time"`
 	// Data carries the kind-specific payload (see docs/events.md).
 	Data map[string]any `json:"data,omitempty"`

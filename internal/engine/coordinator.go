@@ -28,10 +28,11 @@ type HandleResult struct {
 	NextRunAt *time.Time `json:"next_run_at,omitempty"`
 }
 
-// Finalized reports whether no further Handle is due (the task ended, is
-// blocked, or another coordinator owns its running steps).
+// Finalized reports whether no further Handle is due from this caller (the
+// task ended, is blocked, or another coordinator owns its running steps).
+// It is false for retry_viable, yielded and continue (viable steps remain).
 func (r *HandleResult) Finalized() bool {
-	return r.Outcome != ActionWait && r.Outcome != ActionYield
+	return r.Outcome != ActionWait && r.Outcome != ActionYield && r.Outcome != ActionContinue
 }
 
 type attemptResult struct {
@@ -280,7 +281,7 @@ func marshalResults(out any) (json.RawMessage, error) {
 // errorDoc is the stored error of a failed attempt.
 type errorDoc struct {
 	Message           string `json:"message"`
-	Kind              string `json:"kind"` // retryable, permanent, timeout, panic, lease_expired, exhausted
+	Kind              string `json:"kind"` // retryable, permanent, timeout, panic, lease_expired
 	Attempt           int    `json:"attempt"`
 	RetryAfterSeconds *int   `json:"retry_after_seconds,omitempty"`
 }

@@ -28,8 +28,9 @@ type EnqueueRequest struct {
 // EnqueueHandler is a pluggable TaskEnqueuer backend. The durable record in
 // the queue table is always written in the same transaction as the state
 // change; the handler only announces it, so a crash between commit and the
-// handler loses nothing (runners claim the record, and the event-based
-// handler's records are re-published from the table).
+// handler loses nothing: Go runners claim the record; with the event-based
+// handler an outside consumer (the Rails gem's re-publisher) sweeps records
+// that stay unclaimed and publishes them again.
 type EnqueueHandler interface {
 	HandleEnqueue(ctx context.Context, bus *Bus, req EnqueueRequest)
 }

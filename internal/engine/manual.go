@@ -24,6 +24,9 @@ func (a Actor) who() string { return cmp.Or(a.Who, "operator") }
 // CancelTask cancels a task and every unfinished step of it. Cancelling a
 // task that is already terminal is an InvalidTransitionError.
 func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*taskertype.Task, error) {
+	if err := checkActor(a); err != nil {
+		return nil, err
+	}
 	task, err := e.store.TaskGet(ctx, taskID)
 	if err != nil {
 		return nil, err
@@ -57,8 +60,19 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	if res.Task == nil || !res.Task.Changed {
 		return nil, e.raced(ctx, taskID, statemachine.TaskEventCancel)
 	}
-	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskCancelled, TaskID: taskID, Time: e.now(),
+	names := make(map[int64]string, len(steps))
+	for _, st := range steps {
+		names[st.ID] = st.Name
+	}
+	now := e.now()
+	events := make([]taskertype.Event, 0, len(res.Moved)+1)
+	for _, id := range res.Moved {
+		events = append(events, taskertype.Event{Kind: taskertype.EventStepCancelled, TaskID: taskID, StepID: id,
+			StepName: names[id], Time: now, Data: map[string]any{"reason": reason, "actor": a.who()}})
+	}
+	events = append(events, taskertype.Event{Kind: taskertype.EventTaskCancelled, TaskID: taskID, Time: now,
 		Data: map[string]any{"reason": reason, "actor": a.who(), "steps_cancelled": len(res.Moved)}})
+	e.bus.Publish(events...)
 	return e.store.TaskGet(ctx, taskID)
 }
 
@@ -103,6 +117,9 @@ func (e *Engine) findStep(ctx context.Context, taskID int64, name string) (*task
 // retry when names is empty) back to pending with their attempts reset, and
 // re-enqueues the task (error or blocked tasks go back to pending).
 func (e *Engine) RetrySteps(ctx context.Context, taskID int64, names []string, a Actor) ([]string, error) {
+	if err := checkActor(a); err != nil {
+		return nil, err
+	}
 	task, err := e.store.TaskGet(ctx, taskID)
 	if err != nil {
 		return nil, err
@@ -175,6 +192,9 @@ func (e *Engine) RetrySteps(ctx context.Context, taskID int64, names []string, a
 // ResolveStep marks a step resolved_manually: its children may run as if it
 // had completed. The task is re-enqueued so that they do.
 func (e *Engine) ResolveStep(ctx context.Context, taskID int64, name string, a Actor) (*taskertype.Step, error) {
+	if err := checkActor(a); err != nil {
+		return nil, err
+	}
 	task, err := e.store.TaskGet(ctx, taskID)
 	if err != nil {
 		return nil, err

@@ -220,17 +220,19 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	reason := fmt.Sprintf("lease of %s expired at %s: attempt %d presumed lost", st.LeaseOwner,
 		st.LeaseExpiresAt.UTC().Format(time.RFC3339), st.Attempts)
 	doc, _ := json.Marshal(errorDoc{Message: reason, Kind: "lease_expired", Attempt: st.Attempts})
-	ev := statemachine.StepEventFailRetryable
-	var next *time.Time
-	if !st.Retryable || st.Attempts >= st.MaxAttempts {
-		ev = statemachine.StepEventFailPermanent
-	} else {
-		t := now.Add(e.backoff.Delay(st.Attempts, 0, 0))
-		next = &t
-	}
 	task, err := e.store.TaskGet(ctx, st.TaskID)
 	if err != nil {
 		return err
+	}
+	ev := statemachine.StepEventFailRetryable
+	var next *time.Time
+	var delay time.Duration
+	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+		ev = statemachine.StepEventFailPermanent
+	} else {
+		delay = e.backoff.Delay(st.Attempts, task.Priority, 0)
+		t := now.Add(delay)
+		next = &t
 	}
 	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
 		TaskID: st.TaskID, StepIDs: []int64{st.ID}, From: []taskertype.StepState{taskertype.StepStateInProgress},
@@ -242,9 +244,20 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 		return err
 	}
 	e.log.Info("rescued step with expired lease", "task_id", st.TaskID, "step", st.Name, "attempt", st.Attempts)
-	e.bus.Publish(taskertype.Event{Kind: taskertype.EventStepFailed, TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
+	failed := taskertype.Event{Kind: taskertype.EventStepFailed, TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
 		Time: now, Data: map[string]any{"attempt": st.Attempts, "error": reason, "kind": "lease_expired",
-			"permanent": ev == statemachine.StepEventFailPermanent}})
+			"permanent": ev == statemachine.StepEventFailPermanent}}
+	if next == nil {
+		failed.Data["reason"] = "lease expired on the last allowed attempt"
+		if !st.Retryable {
+			failed.Data["reason"] = "step is not retryable"
+		}
+		e.bus.Publish(failed)
+	} else {
+		e.bus.Publish(failed, taskertype.Event{Kind: taskertype.EventStepRetryScheduled, TaskID: st.TaskID, StepID: st.ID,
+			StepName: st.Name, Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": *next,
+				"delay_seconds": delay.Seconds()}})
+	}
 	e.enqueued(ctx, EnqueueRequest{TaskID: st.TaskID, Operation: OperationReenqueue, Priority: task.Priority, Reason: reason, Time: now})
 	return nil
 }
