@@ -136,7 +136,7 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 			}
 		}
 	}
-	exhaustedByKills := false
+	exhaustedByKills, permanentFailed := false, false
 	for _, st := range d.Steps {
 		key := attemptKey{id, st.Name}
 		trs := trsByStep[st.Name]
@@ -241,24 +241,45 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 					a.start.Attempt, a.start.Owner, ended.Format(time.RFC3339Nano))
 			}
 		}
-		if st.State == "error" && st.Attempts >= st.MaxAttempts && plan.Steps[st.Name].Mode != ModePermanent {
+		var doc struct {
+			Kind string `json:"kind"`
+		}
+		_ = json.Unmarshal(st.Error, &doc)
+		switch {
+		case st.State == "error" && doc.Kind == "permanent":
+			permanentFailed = true
+			if !hasEnd(attempts[key], st.Attempts, ModePermanent) {
+				violate("task %d step %s: failed permanently at attempt %d but no handler returned a permanent error", id, st.Name, st.Attempts)
+			}
+		case st.State == "error" && st.Attempts >= st.MaxAttempts:
 			exhaustedByKills = true
+		case st.State == "error":
+			violate("task %d step %s: error (%s) after %d of %d attempts", id, st.Name, doc.Kind, st.Attempts, st.MaxAttempts)
+		}
+		// A permanent verdict the handler returned must be recorded, unless
+		// its runner died before it could record it.
+		if plan.Steps[st.Name].Mode == ModePermanent && st.State == "complete" {
+			for _, a := range attempts[key] {
+				if a.end != nil && a.end.Out == ModePermanent {
+					if k, killed := killedAt[a.start.Owner]; !killed || k.Before(a.end.Time()) {
+						violate("task %d step %s: permanent error of attempt %d lost without a crash", id, st.Name, a.start.Attempt)
+					}
+					rep.PermanentLostWithProcess++
+				}
+			}
 		}
 	}
 	switch {
 	case d.State == "complete":
 		rep.Complete++
-		if plan.Permanent() {
-			violate("task %d complete although its plan has a permanent failure", id)
-		}
 	case d.State == "error":
 		rep.Failed++
 		switch {
-		case plan.Permanent():
+		case permanentFailed:
 		case exhaustedByKills:
 			rep.ExhaustedByKills++
 		default:
-			violate("task %d failed without a planned permanent failure or exhausted attempts", id)
+			violate("task %d failed without a permanent error or exhausted attempts", id)
 		}
 	default:
 		violate("task %d not terminal: %s", id, d.State)
@@ -267,6 +288,16 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 		checkEnqueues(id, taskTrs, stepTrs, enqueues, killedAt, rep, violate)
 	}
 	return nil
+}
+
+// hasEnd reports whether the log shows attempt n ending with out.
+func hasEnd(las []*logAttempt, n int, out string) bool {
+	for _, a := range las {
+		if a.start.Attempt == n && a.end != nil && a.end.Out == out {
+			return true
+		}
+	}
+	return false
 }
 
 // endedBefore reports whether the log shows attempt n under owner ended before t.

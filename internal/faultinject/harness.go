@@ -87,21 +87,24 @@ type Report struct {
 	Released         int // attempts given back by a graceful shutdown (not counted)
 	KilledMidAttempt int // attempts whose process was killed while the handler ran
 	ExhaustedByKills int // tasks failed because lost attempts used up max_attempts
-	EnqueueCommitted int // event variant: enqueue events that had to be delivered
-	EnqueueDelivered int
-	EnqueueLostWithProcess int // committed, then the process died before publishing
-	TornLogLines     int
-	Duration         time.Duration
-	Violations       []string
+	// PermanentLostWithProcess counts permanent errors a handler returned
+	// whose runner was killed before recording them (the step ran again).
+	PermanentLostWithProcess int
+	EnqueueCommitted         int // event variant: enqueue events that had to be delivered
+	EnqueueDelivered         int
+	EnqueueLostWithProcess   int // committed, then the process died before publishing
+	TornLogLines             int
+	Duration                 time.Duration
+	Violations               []string
 }
 
 func (r *Report) String() string {
 	s := fmt.Sprintf("seed %d: %d tasks (%d complete, %d failed), %d steps, %d attempts; %d SIGKILLs, %d graceful stops, "+
 		"%d PostgreSQL restarts (down %s); %d attempts rescued after lease expiry (%d without a kill), %d killed mid-attempt, "+
-		"%d released on shutdown; %d tasks exhausted by kills; %s; violations = %d",
+		"%d released on shutdown; %d tasks exhausted by kills; %d permanent errors lost with a killed runner; %s; violations = %d",
 		r.Seed, r.Tasks, r.Complete, r.Failed, r.Steps, r.Attempts, r.Kills, r.GracefulStops, r.PGRestarts,
 		r.PGDowntime.Round(time.Millisecond), r.Rescued, r.RescuedNoKill, r.KilledMidAttempt, r.Released,
-		r.ExhaustedByKills, r.Duration.Round(time.Second), len(r.Violations))
+		r.ExhaustedByKills, r.PermanentLostWithProcess, r.Duration.Round(time.Second), len(r.Violations))
 	if r.EnqueueCommitted > 0 {
 		s += fmt.Sprintf("; enqueue events: %d committed, %d delivered, %d lost with a killed process (recovered from the durable record)",
 			r.EnqueueCommitted, r.EnqueueDelivered, r.EnqueueLostWithProcess)

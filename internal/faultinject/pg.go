@@ -105,7 +105,9 @@ func StartCluster(ctx context.Context, parent string) (*Cluster, error) {
 
 // Restart restarts the server with an immediate (crash-like) shutdown: no
 // checkpoint, every connection dropped, WAL replayed at start.
-func (c *Cluster) Restart(ctx context.Context) error { return c.pgctl(ctx, "restart", "-m", "immediate") }
+func (c *Cluster) Restart(ctx context.Context) error {
+	return c.pgctl(ctx, "restart", "-m", "immediate")
+}
 
 // Halt stops the server immediately and leaves it down: connections are
 // refused until Start.
@@ -157,4 +159,3 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
-

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
@@ -173,12 +174,19 @@ func (t *Template) ValidateContext(ctx []byte) error {
 	if len(bytes.TrimSpace(ctx)) == 0 {
 		ctx = []byte("{}")
 	}
+	if !utf8.Valid(ctx) {
+		return fail(taskertype.ContextViolation{Message: "context is not valid UTF-8"})
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(ctx))
 	if err != nil {
 		return fail(taskertype.ContextViolation{Message: "invalid JSON: " + err.Error()})
 	}
 	if _, ok := doc.(map[string]any); !ok {
 		return fail(taskertype.ContextViolation{Message: "task context must be a JSON object, got " + jsonKind(doc)})
+	}
+	if path, found := findNUL(doc, ""); found {
+		// PostgreSQL cannot store NUL in jsonb; refused on every database.
+		return fail(taskertype.ContextViolation{Path: path, Message: "must not contain NUL (\\u0000)"})
 	}
 	sch := t.schema
 	if sch == nil && len(t.Schema) > 0 { // built in memory and never added
@@ -200,6 +208,31 @@ func (t *Template) ValidateContext(ctx []byte) error {
 		}
 	}
 	return fail(taskertype.ContextViolation{Message: err.Error()})
+}
+
+// findNUL returns the JSON pointer of the first string or key holding NUL.
+func findNUL(v any, path string) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return path, strings.IndexByte(x, 0) >= 0
+	case []any:
+		for i, e := range x {
+			if p, ok := findNUL(e, fmt.Sprintf("%s/%d", path, i)); ok {
+				return p, true
+			}
+		}
+	case map[string]any:
+		for k, e := range x {
+			p := path + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k)
+			if strings.IndexByte(k, 0) >= 0 {
+				return p, true
+			}
+			if p, ok := findNUL(e, p); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // jsonKind names the JSON type of a decoded value.
