@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 
@@ -111,6 +112,24 @@ func (p *pgxDB) ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 type pgxTx struct {
 	pgxQ
 	tx pgx.Tx
+}
+
+// copier is an optional capability of a transaction: bulk-loading rows
+// (PostgreSQL COPY). Callers fall back to multi-row INSERTs without it.
+type copier interface {
+	copyRows(ctx context.Context, table string, cols []string, rows [][]any) error
+}
+
+func (t *pgxTx) copyRows(ctx context.Context, table string, cols []string, rows [][]any) error {
+	t.rt.Add(1)
+	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	if int(n) != len(rows) {
+		return fmt.Errorf("copy into %s: wrote %d of %d rows", table, n, len(rows))
+	}
+	return nil
 }
 
 func (t *pgxTx) commit(ctx context.Context) error { t.rt.Add(1); return t.tx.Commit(ctx) }

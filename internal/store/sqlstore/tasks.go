@@ -232,33 +232,50 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reas
 	}
 
 	stepIDs := make(map[string]int64, len(p.Steps))
-	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_steps (task_id, named_step_id, name, handler_class, handler_config,
+	stepRow := func(i int) []any {
+		st := p.Steps[i]
+		state := string(taskertype.StepStatePending)
+		var completed any
+		if st.Bypassed {
+			state = string(taskertype.StepStateResolvedManually)
+			completed = s.t(now)
+		}
+		inputs := st.Inputs
+		if len(inputs) == 0 {
+			inputs = json.RawMessage(`{}`)
+		}
+		return []any{taskID, namedSteps[st.Name], st.Name, st.HandlerClass, s.j(st.HandlerConfig), state, 1,
+			st.Retryable, st.MaxAttempts, st.TimeoutSeconds, st.Skippable, s.j(inputs), s.t(now), s.t(now), completed}
+	}
+	cp, canCopy := tx.(copier)
+	if canCopy {
+		// PostgreSQL: take the ids from the sequence, then COPY the rows.
+		ids, err := s.allocateStepIDs(ctx, tx, len(p.Steps))
+		if err != nil {
+			return 0, err
+		}
+		rows := make([][]any, len(p.Steps))
+		for i, st := range p.Steps {
+			stepIDs[st.Name] = ids[i]
+			rows[i] = append([]any{ids[i]}, stepRow(i)...)
+		}
+		err = cp.copyRows(ctx, "tasker_workflow_steps", []string{"step_id", "task_id", "named_step_id", "name", "handler_class",
+			"handler_config", "state", "transition_seq", "retryable", "max_attempts", "timeout_seconds", "skippable", "inputs",
+			"created_at", "updated_at", "completed_at"}, rows)
+	} else {
+		err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_steps (task_id, named_step_id, name, handler_class, handler_config,
 	state, transition_seq, retryable, max_attempts, timeout_seconds, skippable, inputs, created_at, updated_at, completed_at) VALUES`, 15, len(p.Steps),
-		func(i int) []any {
-			st := p.Steps[i]
-			state := string(taskertype.StepStatePending)
-			var completed any
-			if st.Bypassed {
-				state = string(taskertype.StepStateResolvedManually)
-				completed = s.t(now)
-			}
-			inputs := st.Inputs
-			if len(inputs) == 0 {
-				inputs = json.RawMessage(`{}`)
-			}
-			return []any{taskID, namedSteps[st.Name], st.Name, st.HandlerClass, s.j(st.HandlerConfig), state, 1,
-				st.Retryable, st.MaxAttempts, st.TimeoutSeconds, st.Skippable, s.j(inputs), s.t(now), s.t(now), completed}
-		},
-		` RETURNING step_id, name`,
-		func(r rows) error {
-			var id int64
-			var name string
-			if err := r.Scan(&id, &name); err != nil {
-				return err
-			}
-			stepIDs[name] = id
-			return nil
-		})
+			stepRow, ` RETURNING step_id, name`,
+			func(r rows) error {
+				var id int64
+				var name string
+				if err := r.Scan(&id, &name); err != nil {
+					return err
+				}
+				stepIDs[name] = id
+				return nil
+			})
+	}
 	if err != nil {
 		return 0, fmt.Errorf("insert steps: %w", err)
 	}
@@ -274,14 +291,14 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reas
 			edges = append(edges, edge{from: from, to: stepIDs[st.Name]})
 		}
 	}
-	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_edges (task_id, from_step_id, to_step_id) VALUES`, 3, len(edges),
-		func(i int) []any { return []any{taskID, edges[i].from, edges[i].to} }, "", nil)
+	err = s.bulkInsert(ctx, tx, "tasker_workflow_step_edges", []string{"task_id", "from_step_id", "to_step_id"}, len(edges),
+		func(i int) []any { return []any{taskID, edges[i].from, edges[i].to} })
 	if err != nil {
 		return 0, fmt.Errorf("insert step edges: %w", err)
 	}
 
-	err = s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
-	sort_key, most_recent, created_at) VALUES`, 10, len(p.Steps),
+	err = s.bulkInsert(ctx, tx, "tasker_workflow_step_transitions", []string{"step_id", "task_id", "from_state", "to_state",
+		"event", "reason", "actor", "sort_key", "most_recent", "created_at"}, len(p.Steps),
 		func(i int) []any {
 			st := p.Steps[i]
 			to, event, reason := string(taskertype.StepStatePending), "initialize", ""
@@ -289,7 +306,7 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reas
 				to, event, reason = string(taskertype.StepStateResolvedManually), "bypass", "bypassed by task request"
 			}
 			return []any{stepIDs[st.Name], taskID, nil, to, event, reason, p.Actor, 1, true, s.t(now)}
-		}, "", nil)
+		})
 	if err != nil {
 		return 0, fmt.Errorf("insert step transitions: %w", err)
 	}
@@ -387,6 +404,46 @@ func (s *Store) transitions(ctx context.Context, q string, taskID int64) ([]*tas
 		out = append(out, &tr)
 	}
 	return out, rs.Err()
+}
+
+// allocateStepIDs takes n step ids from the PostgreSQL sequence in one round trip.
+func (s *Store) allocateStepIDs(ctx context.Context, tx txer, n int) ([]int64, error) {
+	rs, err := tx.query(ctx, `SELECT nextval(pg_get_serial_sequence('tasker_workflow_steps', 'step_id')) FROM generate_series(1, $1::integer)`, n)
+	if err != nil {
+		return nil, fmt.Errorf("allocate step ids: %w", err)
+	}
+	defer rs.Close()
+	ids := make([]int64, 0, n)
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("allocate step ids: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("allocate step ids: %w", err)
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("allocate step ids: got %d of %d", len(ids), n)
+	}
+	return ids, nil
+}
+
+// bulkInsert writes n rows into table: COPY where the transaction supports
+// it (PostgreSQL), multi-row INSERTs otherwise.
+func (s *Store) bulkInsert(ctx context.Context, tx txer, table string, cols []string, n int, row func(i int) []any) error {
+	if n == 0 {
+		return nil
+	}
+	if cp, ok := tx.(copier); ok {
+		rows := make([][]any, n)
+		for i := range rows {
+			rows[i] = row(i)
+		}
+		return cp.copyRows(ctx, table, cols, rows)
+	}
+	return s.insertRows(ctx, tx, "INSERT INTO "+table+" ("+strings.Join(cols, ", ")+") VALUES", len(cols), n, row, "", nil)
 }
 
 // insertRows runs a multi-row INSERT in chunks. prefix ends with VALUES; each

@@ -6,3 +6,5 @@
 -- their task (task_id keeps its ON DELETE CASCADE foreign key).
 ALTER TABLE tasker_workflow_step_edges DROP CONSTRAINT tasker_workflow_step_edges_from_step_id_fkey;
 ALTER TABLE tasker_workflow_step_edges DROP CONSTRAINT tasker_workflow_step_edges_to_step_id_fkey;
+-- The index on from_step_id only served those foreign keys' cascades.
+DROP INDEX tasker_workflow_step_edges_from;
