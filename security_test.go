@@ -1,0 +1,119 @@
+package tasker_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/httpapi"
+	"github.com/tasker-systems/tasker/internal/testdb"
+)
+
+const secret = "s3cr3t-Pa55word"
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Database passwords never appear in errors or logs: not when the URL is
+// malformed, not when the server cannot be reached at Open, and not in the
+// runner's warnings while the database stays unreachable.
+func TestNoDatabasePasswordInErrorsOrLogs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, url := range []string{
+		"postgres://tasker:" + secret + "@127.0.0.1:1/tasker?connect_timeout=2",
+		"postgresql://tasker:" + secret + "@127.0.0.1:notaport/tasker",
+		"postgres://tasker:" + secret + "@127.0.0.1:1/tasker?sslmode=bogus",
+		"mysql://tasker:" + secret + "@127.0.0.1/tasker",
+		"postgres://tasker:" + secret + "@[::1/tasker",
+	} {
+		_, err := tasker.Open(ctx, tasker.Config{DatabaseURL: url, AutoMigrate: true, TemplatesDir: t.TempDir()})
+		require.Error(t, err, url)
+		require.NotContains(t, err.Error(), secret, "password leaked: %v", err)
+	}
+
+	logs := &lockedBuffer{}
+	c, err := tasker.Open(ctx, tasker.Config{DatabaseURL: "postgres://tasker:" + secret + "@127.0.0.1:1/tasker?connect_timeout=1",
+		TemplatesDir: t.TempDir(), PollInterval: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil { // the pool may connect eagerly in a future pgx: then the error above covers it
+		require.NotContains(t, err.Error(), secret)
+		return
+	}
+	defer c.Close()
+	rctx, stop := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer stop()
+	require.NoError(t, c.Run(rctx, 1))
+	require.Contains(t, logs.String(), "claim queue", "the runner reported the failing database")
+	require.NotContains(t, logs.String(), secret)
+}
+
+// The API token is never logged, whether it was right or wrong.
+func TestNoTokenInLogs(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "sqlite:"+testdb.SQLitePath(t))
+	logs := &lockedBuffer{}
+	srv := httptest.NewServer(httpapi.New(c, httpapi.Options{Token: secret,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
+	defer srv.Close()
+	for _, tok := range []string{secret, secret + "x", ""} {
+		req, err := http.NewRequest("GET", srv.URL+"/v1/tasks", nil)
+		require.NoError(t, err)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = res.Body.Close()
+		if tok == secret {
+			require.Equal(t, 200, res.StatusCode)
+		} else {
+			require.Equal(t, 401, res.StatusCode)
+		}
+	}
+	require.NotEmpty(t, logs.String())
+	require.False(t, strings.Contains(logs.String(), secret), "token leaked into logs")
+}
+
+// The built-in command handler is off unless enabled: a template using it
+// fails its step permanently instead of running a program.
+func TestCommandHandlerOffByDefault(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "sqlite:"+testdb.SQLitePath(t))
+	_, err := c.AddTemplate("cmd.yml", []byte("name: cmd\nnamespace_name: sec\nstep_templates:\n"+
+		"  - {name: run, handler_class: \"tasker:command\", handler_config: {command: /bin/touch, args: [/tmp/tasker-should-not-exist]}}\n"))
+	require.NoError(t, err)
+	ctx := context.Background()
+	task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "sec", Name: "cmd"})
+	require.NoError(t, err)
+	res, err := c.RunTask(ctx, task.ID)
+	require.NoError(t, err)
+	require.Equal(t, tasker.TaskState("error"), res.Status)
+	d, err := c.Task(ctx, task.ID)
+	require.NoError(t, err)
+	require.Contains(t, string(d.Steps[0].Error), "disabled")
+	require.Equal(t, 1, d.Steps[0].Attempts, "refused permanently, not retried")
+}
