@@ -22,6 +22,7 @@ module TaskerCore
 
     initializer "tasker_core.templates_dir", before: :load_config_initializers do |app|
       app.config.tasker.templates_dir ||= app.root.join("config", "tasker", "tasks").to_s
+      app.config.tasker.environment ||= ::Rails.env.to_s
     end
 
     initializer "tasker_core.configure", after: :load_config_initializers do |app|

@@ -2,15 +2,15 @@
 
 # Unit tests of the Rails glue that need no Rails app, no redis and no
 # libtasker: the enqueue subscriber's mapping (ActiveJob test adapter), the
-# re-publisher's sweep, the configuration checks, and (with
-# TEST_DATABASE_URL and TASKER_BIN) the PostgreSQL queue statements against a
-# migrated schema.
+# re-publisher's sweep and the configuration checks. The same code against
+# the real core, redis and Sidekiq is in rails_e2e_test.rb.
 $LOAD_PATH.unshift File.expand_path("../../lib", __dir__)
 require "minitest/autorun"
 require "active_job"
 require "active_support/core_ext/numeric/time"
 require "json"
 require "ostruct"
+require "tasker_core"
 require "tasker_core/rails/integration"
 
 ActiveJob::Base.queue_adapter = :test
@@ -48,6 +48,12 @@ class RailsIntegrationUnitTest < Minitest::Test
     assert_equal [{ job: TaskerCore::Rails::TaskRunnerJob, args: [6], queue: "default" }], jobs
   end
 
+  def test_wait_for_reports_pushed_jobs
+    TaskerCore::Rails::EnqueueSubscriber.call({ name: "task.enqueue", data: { task_id: 77 } })
+    assert TaskerCore::Rails::EnqueueSubscriber.wait_for(77, timeout: 0.1)
+    refute TaskerCore::Rails::EnqueueSubscriber.wait_for(78, timeout: 0.1)
+  end
+
   def test_queue_name_and_job_class_are_configurable
     @config.queue_name = "tasker"
     TaskerCore::Rails::EnqueueSubscriber.call({ name: "task.enqueue", data: { task_id: 1 } })
@@ -70,6 +76,29 @@ class RailsIntegrationUnitTest < Minitest::Test
     end
 
     def ack(task_id, owner) = @acks << [task_id, owner]
+  end
+
+  # The queue calls go through the gem's client.
+  class FakeClient
+    attr_reader :calls
+
+    def initialize = @calls = []
+
+    def queue_claim(**kw)
+      @calls << [:queue_claim, kw]
+      { "entries" => [{ "task_id" => 9, "operation" => "enqueue", "attempts" => 1 }] }
+    end
+
+    def queue_ack(task_id, owner) = (@calls << [:queue_ack, task_id, owner]) && { "ok" => true }
+  end
+
+  def test_queue_store_uses_the_core_calls
+    client = FakeClient.new
+    store = TaskerCore::Rails::QueueStore.new(client)
+    assert_equal [9], store.claim(owner: "o", limit: 5, lease: 60, grace: 30).map(&:task_id)
+    assert store.ack(9, "o")
+    assert_equal [[:queue_claim, { owner: "o", limit: 5, lease_seconds: 60, grace_seconds: 30 }], [:queue_ack, 9, "o"]],
+                 client.calls
   end
 
   def test_sweep_claims_due_records_and_pushes_jobs_carrying_the_lease_owner
@@ -108,71 +137,5 @@ class RailsIntegrationUnitTest < Minitest::Test
     c.transport = :socket
     c.server_url = nil
     assert_raises(ArgumentError) { c.validate! }
-  end
-end
-
-# The fallback statements against a real migrated schema.
-class RailsQueueStorePostgresTest < Minitest::Test
-  def setup
-    skip "needs TEST_DATABASE_URL and TASKER_BIN" unless ENV["TEST_DATABASE_URL"] && ENV["TASKER_BIN"]
-    require "pg"
-    require "open3"
-    require "securerandom"
-    @base = ENV["TEST_DATABASE_URL"]
-    @db = "tasker_rails_unit_#{Process.pid}_#{SecureRandom.hex(3)}"
-    PG.connect(@base).tap { |c| c.exec("CREATE DATABASE #{@db}") }.close
-    uri = URI.parse(@base)
-    uri.path = "/#{@db}"
-    @url = uri.to_s
-    out, st = Open3.capture2e(ENV["TASKER_BIN"], "migrate", "up", "--database-url", @url)
-    assert st.success?, out
-    @conn = PG.connect(@url)
-    @store = TaskerCore::Rails::QueueStore::Postgres.new(@url)
-  end
-
-  def teardown
-    @store&.close
-    @conn&.close
-    PG.connect(@base).tap { |c| c.exec("DROP DATABASE IF EXISTS #{@db} WITH (FORCE)") }.close if @db
-  end
-
-  # A task row and its queue record, due age_seconds ago.
-  def queued_task(age_seconds)
-    @named ||= @conn.exec(<<~SQL).getvalue(0, 0)
-      WITH ns AS (INSERT INTO tasker_namespaces (name, created_at) VALUES ('ns', now()) RETURNING namespace_id)
-      INSERT INTO tasker_named_tasks (namespace_id, name, version, created_at)
-      SELECT namespace_id, 'n', '1.0.0', now() FROM ns RETURNING named_task_id
-    SQL
-    id = @conn.exec_params(<<~SQL, [@named]).getvalue(0, 0).to_i
-      INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, context, max_parallel_steps, created_at, updated_at)
-      VALUES ($1, 'ns', 'n', '1.0.0', 'pending', '{}', 1, now(), now()) RETURNING task_id
-    SQL
-    @conn.exec_params(<<~SQL, [id, age_seconds])
-      INSERT INTO tasker_task_queue (task_id, operation, run_at, created_at, updated_at)
-      VALUES ($1, 'enqueue', now() - make_interval(secs => $2::float8), now(), now())
-    SQL
-    id
-  end
-
-  def test_claim_respects_grace_and_leases_and_ack_deletes_only_own_claims
-    old = queued_task(10)
-    young = queued_task(0)
-    claimed = @store.claim(owner: "a", limit: 10, lease: 60, grace: 5)
-    assert_equal [old], claimed.map(&:task_id)
-    assert_equal 1, claimed.first.attempts
-    assert_empty @store.claim(owner: "b", limit: 10, lease: 60, grace: 5), "a leased record was claimed twice"
-    refute @store.ack(old, "b")
-    assert @store.ack(old, "a")
-    assert_equal 0, @conn.exec_params("SELECT count(*) FROM tasker_task_queue WHERE task_id = $1", [old]).getvalue(0, 0).to_i
-    assert_equal 1, @conn.exec_params("SELECT count(*) FROM tasker_task_queue WHERE task_id = $1", [young]).getvalue(0, 0).to_i
-  end
-
-  def test_an_expired_lease_is_claimed_again
-    id = queued_task(10)
-    assert_equal [id], @store.claim(owner: "a", limit: 10, lease: 0.2, grace: 5).map(&:task_id)
-    sleep 0.4
-    again = @store.claim(owner: "b", limit: 10, lease: 60, grace: 5)
-    assert_equal [id], again.map(&:task_id)
-    assert_equal 2, again.first.attempts
   end
 end

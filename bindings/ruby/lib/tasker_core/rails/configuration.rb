@@ -17,6 +17,12 @@ module TaskerCore
       # (HTTP to `tasker serve`, no native code). Defaults to
       # $TASKER_TRANSPORT or :embedded.
       attr_accessor :transport
+      # Path of libtasker.so for the embedded transport. Defaults to
+      # $TASKER_LIBRARY_PATH, then the gem's own search path.
+      attr_accessor :library_path
+      # environments.<name> overrides of the templates. Defaults to
+      # $TASKER_ENV, else Rails.env.
+      attr_accessor :environment
       # URL of `tasker serve` for the socket transport. Defaults to $TASKER_URL.
       attr_accessor :server_url
       # Bearer token for `tasker serve`. Defaults to $TASKER_API_TOKEN.
@@ -57,6 +63,8 @@ module TaskerCore
         @templates_dir = nil
         @transport = (ENV["TASKER_TRANSPORT"] || "embedded").to_sym
         @server_url = ENV["TASKER_URL"]
+        @library_path = ENV["TASKER_LIBRARY_PATH"]
+        @environment = ENV["TASKER_ENV"]
         @api_token = ENV["TASKER_API_TOKEN"]
         @max_parallel_steps = nil
         @job_class = "TaskerCore::Rails::TaskRunnerJob"

@@ -10,21 +10,73 @@ module TaskerCore
     # The events come after the core committed the durable queue record. If
     # perform_later fails (redis down) or the process dies before it, the
     # record stays, and the Republisher pushes the job later: the error is
-    # logged, never raised into the core's event delivery.
+    # logged, never raised into the event delivery.
+    #
+    # Subscribing opens the core (EventPublisher.subscribe opens its core
+    # subscription before it returns), so #install only arms the subscriber:
+    # the subscription is made the first time this process opens its client,
+    # before that first call goes out, so the events of every call are seen.
+    # Boot stays free of native code, and a process forked after boot
+    # subscribes again on its own first call.
     module EnqueueSubscriber
       EVENTS = %w[task.enqueue task.reenqueue].freeze
+      # How many enqueued task ids #wait_for remembers.
+      RECENT = 1000
+
+      @lock = Mutex.new
+      @pushed = ConditionVariable.new
+      @recent = []
 
       class << self
-        # Subscribes once per process; returns the subscription.
+        # Arms the subscriber (idempotent). Nothing is opened here.
         def install
-          @install_lock ||= Mutex.new
-          @install_lock.synchronize do
-            @subscription ||= TaskerCore::EventPublisher.subscribe { |event| call(event) }
-          end
+          @armed = true
+          ClientHook.attach
+          # A client opened before (a console that already made calls).
+          subscribe_now if TaskerCore.instance_variable_get(:@client)
+          self
         end
 
         def installed?
-          !@subscription.nil?
+          !!@armed
+        end
+
+        # Whether this process holds a live subscription.
+        def subscribed?
+          sub = @subscription
+          return false if sub.nil? || @subscribed_pid != Process.pid
+
+          pub = TaskerCore::EventPublisher
+          # TaskerCore.reset! forgets subscribers; configure stops the poller.
+          pub.subscribers.include?(sub) && (!pub.respond_to?(:running?) || pub.running?)
+        end
+
+        # Called by ClientHook whenever the client is asked for.
+        def client_opened
+          return if !@armed || subscribed? || Thread.current[:tasker_rails_subscribing]
+
+          subscribe_now
+        end
+
+        def subscribe_now
+          Thread.current[:tasker_rails_subscribing] = true
+          @lock.synchronize do
+            return if subscribed?
+
+            @subscription&.unsubscribe # the parent's, in a forked child
+            @subscription = TaskerCore::EventPublisher.subscribe(*EVENTS) { |event| call(event) }
+            @subscribed_pid = Process.pid
+          end
+        ensure
+          Thread.current[:tasker_rails_subscribing] = false
+        end
+
+        def uninstall
+          @armed = false
+          @lock.synchronize do
+            @subscription&.unsubscribe
+            @subscription = nil
+          end
         end
 
         # Handles one event; returns the enqueued job or nil.
@@ -34,15 +86,63 @@ module TaskerCore
 
           task_id = Integer(data.fetch("task_id"))
           job = TaskerCore::Rails.config.job
-          if name == "task.reenqueue" && (delay = data["delay_seconds"].to_f).positive?
-            job.set(wait: delay.seconds).perform_later(task_id)
-          else
-            job.perform_later(task_id)
-          end
+          delay = data["delay_seconds"].to_f
+          pushed = if name == "task.reenqueue" && delay.positive?
+                     job.set(wait: delay.seconds).perform_later(task_id)
+                   else
+                     job.perform_later(task_id)
+                   end
+          remember(task_id)
+          pushed
         rescue StandardError => e
           TaskerCore::Rails.logger.error("tasker: could not enqueue #{name} for #{data.inspect}: #{e.class}: #{e.message}; " \
-                                "the re-publisher will push it from the durable queue record")
+                                         "the re-publisher will push it from the durable queue record")
           nil
+        end
+
+        # Waits until this process pushed a job for task_id (true) or timeout
+        # seconds passed (false). For short-lived processes (runner scripts,
+        # rake tasks) that create a task and exit: events are delivered by a
+        # poller thread, and a process that exits first leaves the task to
+        # the re-publisher (after its grace period).
+        def wait_for(task_id, timeout: 5)
+          deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+          @lock.synchronize do
+            until @recent.include?(task_id)
+              left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+              return false if left <= 0
+
+              @pushed.wait(@lock, left)
+            end
+            true
+          end
+        end
+
+        private
+
+        def remember(task_id)
+          @lock.synchronize do
+            @recent << task_id
+            @recent.shift while @recent.size > RECENT
+            @pushed.broadcast
+          end
+        end
+      end
+
+      # Prepended to TaskerCore's singleton: subscribes on the first
+      # TaskerCore.client of a process. (Replace with a gem hook when one
+      # exists, see RAILS_NEEDS.md.)
+      module ClientHook
+        def self.attach
+          return if TaskerCore.singleton_class.include?(self)
+
+          TaskerCore.singleton_class.prepend(self)
+        end
+
+        def client
+          c = super
+          EnqueueSubscriber.client_opened
+          c
         end
       end
     end

@@ -33,17 +33,18 @@ module TaskerCore
         config.validate!
         self.config = config
         TaskerCore.configure do |c|
-          set = ->(name, value) { c.public_send("#{name}=", value) if !value.nil? && c.respond_to?("#{name}=") }
-          set.call(:database_url, config.database_url)
-          set.call(:templates_dir, config.templates_dir&.to_s)
-          set.call(:transport, config.transport&.to_sym)
-          set.call(:server_url, config.server_url)
-          set.call(:api_token, config.api_token)
-          set.call(:max_parallel_steps, config.max_parallel_steps)
+          c.database_url = config.database_url if config.database_url
+          c.templates_dir = config.templates_dir.to_s if config.templates_dir
+          c.transport = config.transport.to_sym
+          c.server_url = config.server_url if config.server_url
+          c.api_token = config.api_token if config.api_token
+          c.library_path = config.library_path if config.library_path
+          c.environment = config.environment.to_s if config.environment
+          c.max_parallel_steps = config.max_parallel_steps if config.max_parallel_steps
           # Tasks are run by ActiveJob, not by Go runners: the core publishes
           # task.enqueue / task.reenqueue for the subscriber.
-          set.call(:event_enqueue, true)
-          set.call(:logger, ::Rails.logger) if defined?(::Rails.logger) && ::Rails.logger
+          c.event_enqueue = true
+          c.logger = ::Rails.logger if ::Rails.respond_to?(:logger) && ::Rails.logger
         end
         config
       end
@@ -56,16 +57,7 @@ module TaskerCore
       end
 
       def handler_for_task(task_id)
-        registry = TaskerCore::TaskHandlerRegistry.new
-        return registry.find_handler_for_task(task_id) if registry.respond_to?(:find_handler_for_task)
-
-        TaskerCore::BaseTaskHandler.new
-      end
-
-      # The gem's client object for the configured transport (for the queue
-      # calls), or nil when the gem exposes none.
-      def core_client
-        TaskerCore.respond_to?(:client) ? TaskerCore.client : nil
+        TaskerCore::TaskHandlerRegistry.new.find_handler_for_task(task_id)
       end
 
       # [name, data] of an event, whatever its shape (object or hash).
@@ -79,11 +71,11 @@ module TaskerCore
       end
 
       def not_found?(error)
-        defined?(TaskerCore::NotFoundError) && error.is_a?(TaskerCore::NotFoundError)
+        error.is_a?(TaskerCore::NotFoundError)
       end
 
       def queue_store
-        @queue_store ||= QueueStore.for(config)
+        @queue_store ||= QueueStore.new
       end
 
       attr_writer :queue_store

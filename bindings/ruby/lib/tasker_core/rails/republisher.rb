@@ -106,7 +106,7 @@ module TaskerCore
       end
 
       def store
-        @store ||= QueueStore.for(@config)
+        @store ||= QueueStore.new
       end
 
       def log(level, msg)

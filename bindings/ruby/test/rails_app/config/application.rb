@@ -7,7 +7,6 @@ require "active_job/railtie"
 require "action_controller/railtie"
 require "sidekiq"
 require "tasker_core"
-require "tasker_core/railtie"
 
 module RailsApp
   # A minimal Rails application for the tasker_core end-to-end test: ActiveJob
