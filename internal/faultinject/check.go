@@ -361,6 +361,8 @@ func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []
 			rep.EnqueueDelivered++
 		case killed && !k.Before(cm.at):
 			rep.EnqueueLostWithProcess++
+		case rep.PGRestarts > 0 && !cm.at.Before(rep.PGRestartAt.Add(-StepLease)) && cm.at.Before(rep.PGRestartAt.Add(rep.PGDowntime)):
+			rep.EnqueueLostToRestart++
 		default:
 			violate("task %d: %s (%s) committed by %s at %s was never delivered", id, cm.kind, cm.what, cm.owner,
 				cm.at.Format(time.RFC3339Nano))

@@ -16,7 +16,7 @@ import (
 // TestFaultInjection runs the harness. It starts its own PostgreSQL cluster
 // and runner processes, so it only runs when asked:
 //
-//	TASKER_FAULTINJECT=short go test -run TestFaultInjection ./internal/faultinject   # ~100 tasks, CI
+//	TASKER_FAULTINJECT=short go test -run TestFaultInjection ./internal/faultinject   # 3 x 150 tasks, CI
 //	TASKER_FAULTINJECT=full  go test -run TestFaultInjection -timeout 60m ./internal/faultinject
 //
 // TASKER_FAULTINJECT_SEEDS (comma-separated) overrides the seeds.
@@ -26,16 +26,19 @@ func TestFaultInjection(t *testing.T) {
 		t.Skip("set TASKER_FAULTINJECT=short or full to run the fault-injection harness")
 	}
 	if _, err := faultinject.FindPGBin(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
 		t.Skip(err)
 	}
 	type variant struct {
 		seed  uint64
 		event bool
 	}
-	tasks, timeout := 100, 3*time.Minute
-	variants := []variant{{1, false}, {2, true}}
+	tasks, timeout, killEvery := 150, 3*time.Minute, 1500*time.Millisecond
+	variants := []variant{{1, false}, {2, true}, {3, false}}
 	if mode == "full" {
-		tasks, timeout = 1000, 15*time.Minute
+		tasks, timeout, killEvery = 1000, 15*time.Minute, 3*time.Second
 		variants = []variant{{1, false}, {2, false}, {3, false}, {4, true}}
 	}
 	if s := os.Getenv("TASKER_FAULTINJECT_SEEDS"); s != "" {
@@ -65,7 +68,7 @@ func TestFaultInjection(t *testing.T) {
 	}
 	for _, v := range variants {
 		rep, err := faultinject.Run(context.Background(), faultinject.Config{Seed: v.seed, Tasks: tasks, EventEnqueue: v.event,
-			KillEvery: 2 * time.Second, Timeout: timeout, Workdir: dir, RunnerBin: bin, Out: testWriter{t}})
+			KillEvery: killEvery, Timeout: timeout, Workdir: dir, RunnerBin: bin, Out: testWriter{t}})
 		if err != nil {
 			t.Fatalf("seed %d: %v", v.seed, err)
 		}

@@ -82,11 +82,18 @@ type Report struct {
 	GracefulStops    int // SIGTERMs
 	PGRestarts       int
 	PGDowntime       time.Duration
-	Rescued          int // attempts failed by the rescuer (lease expired)
-	RescuedNoKill    int // ... whose runner was not killed (lost to a database fault)
-	Released         int // attempts given back by a graceful shutdown (not counted)
-	KilledMidAttempt int // attempts whose process was killed while the handler ran
-	ExhaustedByKills int // tasks failed because lost attempts used up max_attempts
+	// PGRestartAt is when the restart began.
+	PGRestartAt time.Time
+	// EnqueueLostToRestart counts enqueue events not published because the
+	// commit that wrote the durable record reported an error while
+	// PostgreSQL restarted (the outcome of a commit cut off by a crash is
+	// unknown to the client; the durable record got the task handled).
+	EnqueueLostToRestart int
+	Rescued              int // attempts failed by the rescuer (lease expired)
+	RescuedNoKill        int // ... whose runner was not killed (lost to a database fault)
+	Released             int // attempts given back by a graceful shutdown (not counted)
+	KilledMidAttempt     int // attempts whose process was killed while the handler ran
+	ExhaustedByKills     int // tasks failed because lost attempts used up max_attempts
 	// PermanentLostWithProcess counts permanent errors a handler returned
 	// whose runner was killed before recording them (the step ran again).
 	PermanentLostWithProcess int
@@ -106,8 +113,9 @@ func (r *Report) String() string {
 		r.PGDowntime.Round(time.Millisecond), r.Rescued, r.RescuedNoKill, r.KilledMidAttempt, r.Released,
 		r.ExhaustedByKills, r.PermanentLostWithProcess, r.Duration.Round(time.Second), len(r.Violations))
 	if r.EnqueueCommitted > 0 {
-		s += fmt.Sprintf("; enqueue events: %d committed, %d delivered, %d lost with a killed process (recovered from the durable record)",
-			r.EnqueueCommitted, r.EnqueueDelivered, r.EnqueueLostWithProcess)
+		s += fmt.Sprintf("; enqueue events: %d committed, %d delivered, %d lost with a killed process, %d lost to a commit "+
+			"cut off by the PostgreSQL restart (both recovered from the durable record)",
+			r.EnqueueCommitted, r.EnqueueDelivered, r.EnqueueLostWithProcess, r.EnqueueLostToRestart)
 	}
 	return s
 }
@@ -171,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() {
 			defer close(done)
 			for ev := range ch {
-				_ = hlog.Append(Record{Ev: RecEnqueue, Task: ev.TaskID, Owner: "driver", Out: string(ev.Kind), T: ev.Time.UnixNano()})
+				_ = hlog.Append(Record{Ev: RecEnqueue, Task: ev.TaskID, Owner: "driver", Out: string(ev.Kind)})
 			}
 		}()
 		stopEvents = func() { cancel(); <-done }
@@ -296,6 +304,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			if !restarted && n >= cfg.Tasks/3 {
 				restarted = true
 				t0 := time.Now()
+				rep.PGRestartAt = t0
 				if err := cluster.Restart(runCtx); err != nil {
 					fmt.Fprintf(cfg.Out, "seed %d: restart PostgreSQL: %v\n", cfg.Seed, err)
 				} else {

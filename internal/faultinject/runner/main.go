@@ -67,8 +67,8 @@ func run() error {
 		go func() {
 			defer close(done)
 			for ev := range events {
-				_ = hlog.Append(faultinject.Record{Ev: faultinject.RecEnqueue, Task: ev.TaskID, Owner: *owner,
-					Out: string(ev.Kind), T: ev.Time.UnixNano()})
+				// T is the delivery time (ev.Time may precede the commit).
+				_ = hlog.Append(faultinject.Record{Ev: faultinject.RecEnqueue, Task: ev.TaskID, Owner: *owner, Out: string(ev.Kind)})
 			}
 		}()
 		stopEvents = func() { cancel(); <-done }

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Fault-injection harness, short form for CI (about a minute): three seeds of
+# 150 tasks (one with the event-based enqueue handler), three runner
+# processes SIGKILLed at random every ~1.5 s and restarted, and one
+# `pg_ctl restart -m immediate`; then every invariant is checked from the
+# database and the handler log (internal/faultinject/check.go).
+#
+# The harness starts its own throwaway PostgreSQL cluster (free port,
+# private directory, server run as the postgres OS user when we are root:
+# the same approach as scripts/pg-throwaway.sh), because it restarts it;
+# the TEST_DATABASE_URL cluster is left alone.
+#
+# The full run (1,000 tasks per seed):
+#   go run ./internal/faultinject/harness -tasks 1000 -seeds 1,2,3
+#   TASKER_FAULTINJECT=full go test -run TestFaultInjection -timeout 60m ./internal/faultinject
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+log=$(mktemp /tmp/tasker-faultinject.XXXXXX)
+trap 'rm -f "$log"' EXIT
+if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^TestFaultInjection$' -v \
+     ./internal/faultinject >"$log" 2>&1; then
+  grep -E 'seed [0-9]+: [0-9]+ tasks' "$log" | sed -E 's/^ *faultinject_test.go:[0-9]+: //'
+  grep -E '^(ok|PASS|--- SKIP)' "$log" || true
+else
+  cat "$log"
+  exit 1
+fi
