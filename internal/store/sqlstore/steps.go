@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -215,33 +216,71 @@ func (s *Store) appendStepTransitions(ctx context.Context, tx txer, taskID int64
 	return nil
 }
 
-// StepRecord implements store.Store.
+// StepRecord implements store.Store. Every outcome of the batch is applied
+// by one UPDATE joined with the outcomes passed as one JSON document, so a
+// batch costs the same few round trips whatever its size.
 func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
 	now := utc(p.Now)
 	applied := make([]bool, len(p.Outcomes))
-	err := s.inTx(ctx, func(tx txer) error {
+	if len(p.Outcomes) == 0 {
+		return applied, nil
+	}
+	type outcomeRow struct {
+		StepID      int64           `json:"step_id"`
+		State       string          `json:"state"`
+		Results     json.RawMessage `json:"results,omitempty"`
+		Error       json.RawMessage `json:"error,omitempty"`
+		NextRetryAt any             `json:"next_retry_at,omitempty"`
+		Backoff     *int            `json:"backoff,omitempty"`
+		GiveBack    int             `json:"give_back"`
+		CompletedAt any             `json:"completed_at,omitempty"`
+	}
+	docs := make([]outcomeRow, len(p.Outcomes))
+	index := make(map[int64]int, len(p.Outcomes))
+	for i, o := range p.Outcomes {
+		d := outcomeRow{StepID: o.StepID, State: string(o.To), Results: o.Results, Error: o.Error,
+			NextRetryAt: s.tp(o.NextRetryAt), Backoff: o.BackoffRequestSeconds}
+		if len(d.Results) > 0 && !json.Valid(d.Results) {
+			return nil, fmt.Errorf("record step %d: results are not valid JSON", o.StepID)
+		}
+		if len(d.Error) > 0 && !json.Valid(d.Error) {
+			return nil, fmt.Errorf("record step %d: error is not valid JSON", o.StepID)
+		}
+		if o.GiveBackAttempt {
+			d.GiveBack = 1
+		}
+		if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
+			d.CompletedAt = s.t(now)
+		}
+		docs[i] = d
+		index[o.StepID] = i
+	}
+	doc, err := json.Marshal(docs)
+	if err != nil {
+		return nil, fmt.Errorf("record steps: %w", err)
+	}
+	err = s.inTx(ctx, func(tx txer) error {
+		clear(applied)
+		rs, err := tx.query(ctx, s.recordSQL(), string(doc), s.t(now), p.Owner)
+		if err != nil {
+			return fmt.Errorf("record steps: %w", err)
+		}
 		var trs []transitionRow
-		for i, o := range p.Outcomes {
-			giveBack := 0
-			if o.GiveBackAttempt {
-				giveBack = 1
-			}
-			var completed any
-			if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
-				completed = s.t(now)
-			}
+		for rs.Next() {
+			var id int64
 			var prev string
 			var seq, attempts int
-			err := tx.queryRow(ctx, s.recordSQL(), o.StepID, string(o.To), s.j(o.Results), s.j(o.Error), s.tp(o.NextRetryAt),
-				o.BackoffRequestSeconds, giveBack, s.t(now), completed, p.Owner).Scan(&prev, &seq, &attempts)
-			if isNoRows(err) {
-				continue // no longer ours: rescued, resolved or cancelled meanwhile
+			if err := rs.Scan(&id, &prev, &seq, &attempts); err != nil {
+				rs.Close()
+				return fmt.Errorf("record steps: %w", err)
 			}
-			if err != nil {
-				return fmt.Errorf("record step %d: %w", o.StepID, err)
+			i, ok := index[id]
+			if !ok {
+				continue
 			}
+			o := p.Outcomes[i]
 			applied[i] = true
-			meta := map[string]any{"attempt": attempts + giveBack}
+			meta := map[string]any{"attempt": attempts + docs[i].GiveBack}
 			if len(o.Error) > 0 {
 				meta["error"] = json.RawMessage(o.Error)
 			}
@@ -252,9 +291,15 @@ func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bo
 			trs = append(trs, transitionRow{stepID: o.StepID, from: prev, to: string(o.To), event: o.Event,
 				reason: o.Reason, actor: p.Owner, seq: seq, meta: mj})
 		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("record steps: %w", err)
+		}
 		if len(trs) == 0 {
 			return nil
 		}
+		// Transitions in the order of the outcomes, as before batching.
+		slices.SortFunc(trs, func(a, b transitionRow) int { return index[a.stepID] - index[b.stepID] })
 		return s.appendStepTransitions(ctx, tx, p.TaskID, trs, now)
 	})
 	if err != nil {
@@ -263,17 +308,29 @@ func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bo
 	return applied, nil
 }
 
+// recordSQL applies a batch of outcomes ($1, a JSON array) to steps still
+// in progress under owner $3's lease; steps no longer held are left alone
+// (rescued, resolved or cancelled meanwhile) and not returned.
 func (s *Store) recordSQL() string {
-	q := `UPDATE tasker_workflow_steps SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
-	results = COALESCE($3::jsonb, results), error = $4::jsonb, next_retry_at = $5::timestamptz,
-	backoff_request_seconds = $6::integer, attempts = attempts - $7::integer, lease_owner = NULL, lease_expires_at = NULL,
-	updated_at = $8, completed_at = $9::timestamptz
-WHERE step_id = $1 AND state = 'in_progress' AND lease_owner = $10
-RETURNING previous_state, transition_seq, attempts`
 	if s.dialect == dialectSQLite {
-		q = castRe.ReplaceAllString(q, "")
+		return `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
+	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
+	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
+	updated_at = $2, completed_at = o.completed_at
+FROM (SELECT value ->> '$.step_id' AS step_id, value ->> '$.state' AS state, value -> '$.results' AS results,
+	value -> '$.error' AS error, value ->> '$.next_retry_at' AS next_retry_at, value ->> '$.backoff' AS backoff,
+	value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at FROM json_each($1)) AS o
+WHERE s.step_id = o.step_id AND s.state = 'in_progress' AND s.lease_owner = $3
+RETURNING step_id, previous_state, transition_seq, attempts`
 	}
-	return q
+	return `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
+	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
+	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
+	updated_at = $2, completed_at = o.completed_at
+FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint, state text, results jsonb, error jsonb, next_retry_at timestamptz,
+	backoff integer, give_back integer, completed_at timestamptz)
+WHERE s.step_id = o.step_id AND s.state = 'in_progress' AND s.lease_owner = $3
+RETURNING s.step_id, s.previous_state, s.transition_seq, s.attempts`
 }
 
 // StepTransition implements store.Store.

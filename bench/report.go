@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+func markdown(r *report, riverJobs, singleTasks, pgbTPS, fanSteps float64) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("Run of %s on %s; PostgreSQL %s, fsync=%s, synchronous_commit=%s, full_page_writes=%s.\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), r.Machine, r.Settings["server_version"], r.Settings["fsync"],
+		r.Settings["synchronous_commit"], r.Settings["full_page_writes"])
+	p("| measure (median of %d) | value |\n|---|---|\n", len(r.River))
+	p("| River no-op jobs/s (%d workers) | %.0f |\n", r.River[0].Workers, riverJobs)
+	p("| tasker single-step tasks/s (%d workers) | %.0f |\n", r.Single[0].Workers, singleTasks)
+	p("| **ratio tasker tasks/s / River jobs/s** | **%.2f** |\n", r.Ratios["single_tasks_per_river_jobs"])
+	p("| pgbench single-row UPDATE tps (16 clients) | %.0f |\n", pgbTPS)
+	p("| tasker fan-out 1,000 steps/s | %.0f |\n", fanSteps)
+	p("| **ratio fan-out 1,000 steps/s / pgbench tps** | **%.2f** |\n", r.Ratios["fanout1000_steps_per_pgbench_tps"])
+	p("| tasker fan-out 10,000 steps/s | %.0f |\n", r.Fanout10k[0].StepsPerSecond)
+	p("| **ratio fan-out 10,000 steps/s / pgbench tps** | **%.2f** |\n", r.Ratios["fanout10000_steps_per_pgbench_tps"])
+	p("| idle `tasker serve` transactions/s | %.2f |\n\n", r.IdleQueries)
+
+	p("Every tasker run (`tasker bench`; latencies in ms):\n\n")
+	p("| run | mode | workers | mps | tasks/s | steps/s | handoff p50 / p95 / p99 | task e2e p50 / p95 / p99 | round trips/step | init tasks/s | peak RSS MiB |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var all []*taskerResult
+	for _, group := range [][]*taskerResult{r.Single, r.Fanout1k, r.Fanout10k, r.Latency, r.Shapes, r.Sweep} {
+		all = append(all, group...)
+	}
+	for _, t := range all {
+		init := "-"
+		if t.Init != nil {
+			init = fmt.Sprintf("%.0f", t.Init.TasksPerSecond)
+		}
+		p("| %s (%d steps) | %s | %d | %d | %.0f | %.0f | %s | %s | %.1f | %s | %.0f |\n", t.Label, t.StepsPerTask, t.Mode,
+			t.Workers, t.MaxParallelSteps, t.TasksPerSecond, t.StepsPerSecond, lat(t.Handoff), lat(t.TaskLatency),
+			t.RoundTripsPerStep, init, t.PeakRSSMB)
+	}
+	p("\nRiver runs:\n\n| workers | jobs | seconds | jobs/s |\n|---|---|---|---|\n")
+	for _, rr := range append(append([]*riverResult{}, r.River...), r.RiverSweep...) {
+		p("| %d | %d | %.2f | %.0f |\n", rr.Workers, rr.Jobs, rr.Seconds, rr.JobsPerSec)
+	}
+	p("\npgbench runs (single-row UPDATE by key, 16 clients):\n\n| seconds | tps |\n|---|---|\n")
+	for _, pr := range r.Pgbench {
+		p("| %d | %.0f |\n", pr.Seconds, pr.TPS)
+	}
+	return b.String()
+}
+
+func lat(l taskerLatency) string {
+	if l.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f / %.1f / %.1f", l.P50, l.P95, l.P99)
+}
+
+func plots(r *report, dir string) error {
+	tp := &chart{Title: "Throughput against workers (no-op, durable PostgreSQL)", XLabel: "workers (tasker: tasks at once; River: MaxWorkers)",
+		YLabel: "per second", LogX: true}
+	var ts, rs series
+	ts.Name, rs.Name = "tasker tasks/s", "River jobs/s"
+	for _, t := range r.Sweep {
+		ts.X, ts.Y = append(ts.X, float64(t.Workers)), append(ts.Y, t.TasksPerSecond)
+	}
+	for _, rr := range r.RiverSweep {
+		rs.X, rs.Y = append(rs.X, float64(rr.Workers)), append(rs.Y, rr.JobsPerSec)
+	}
+	tp.Series = []series{ts, rs}
+	if err := tp.write(filepath.Join(dir, "throughput_vs_workers.svg")); err != nil {
+		return err
+	}
+	lc := &chart{Title: "Latency distributions (hot runner, one task at a time)", XLabel: "percentile", YLabel: "milliseconds"}
+	add := func(name string, l taskerLatency) {
+		if len(l.Quantiles) < 100 {
+			return
+		}
+		s := series{Name: name}
+		for i := 0; i < 100; i++ { // up to p99: the maximum would flatten the rest
+			s.X, s.Y = append(s.X, float64(i)), append(s.Y, l.Quantiles[i])
+		}
+		lc.Series = append(lc.Series, s)
+	}
+	for _, t := range r.Latency {
+		add(t.Shape+" task e2e", t.TaskLatency)
+		if t.Handoff.N > 0 {
+			add(t.Shape+" handoff", t.Handoff)
+		}
+	}
+	if err := lc.write(filepath.Join(dir, "latency.svg")); err != nil {
+		return err
+	}
+	fc := &chart{Title: "Fan-out 10,000: step handoff latency (includes waiting for a slot)", XLabel: "percentile", YLabel: "milliseconds"}
+	for _, t := range append(append([]*taskerResult{}, r.Fanout1k[:1]...), r.Fanout10k...) {
+		if len(t.Handoff.Quantiles) >= 100 {
+			s := series{Name: t.Label}
+			for i := 0; i <= 100; i++ {
+				s.X, s.Y = append(s.X, float64(i)), append(s.Y, t.Handoff.Quantiles[i])
+			}
+			fc.Series = append(fc.Series, s)
+		}
+	}
+	return fc.write(filepath.Join(dir, "fanout_handoff.svg"))
+}
