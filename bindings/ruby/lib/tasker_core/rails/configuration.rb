@@ -94,9 +94,11 @@ module TaskerCore
         if max_parallel_steps && !(max_parallel_steps.is_a?(Integer) && max_parallel_steps.positive?)
           raise ArgumentError, "config.tasker.max_parallel_steps must be a positive integer (got #{max_parallel_steps.inspect})"
         end
-        { republish_interval: republish_interval, republish_grace: republish_grace,
-          republish_lease: republish_lease, republish_batch: republish_batch }.each do |name, v|
+        { republish_interval: republish_interval, republish_lease: republish_lease, republish_batch: republish_batch }.each do |name, v|
           raise ArgumentError, "config.tasker.#{name} must be a positive number (got #{v.inspect})" unless v.is_a?(Numeric) && v.positive?
+        end
+        unless republish_grace.is_a?(Numeric) && republish_grace >= 0
+          raise ArgumentError, "config.tasker.republish_grace must be zero or more seconds (got #{republish_grace.inspect})"
         end
         unless [true, false, :sidekiq].include?(republisher)
           raise ArgumentError, "config.tasker.republisher must be :sidekiq, true or false (got #{republisher.inspect})"
