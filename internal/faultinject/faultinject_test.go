@@ -16,7 +16,7 @@ import (
 // TestFaultInjection runs the harness. It starts its own PostgreSQL cluster
 // and runner processes, so it only runs when asked:
 //
-//	TASKER_FAULTINJECT=short go test -run TestFaultInjection ./internal/faultinject   # 3 x 150 tasks, CI
+//	TASKER_FAULTINJECT=short go test -run TestFaultInjection ./internal/faultinject   # 3 x 250 tasks, CI
 //	TASKER_FAULTINJECT=full  go test -run TestFaultInjection -timeout 60m ./internal/faultinject
 //
 // TASKER_FAULTINJECT_SEEDS (comma-separated) overrides the seeds.
@@ -35,7 +35,7 @@ func TestFaultInjection(t *testing.T) {
 		seed  uint64
 		event bool
 	}
-	tasks, timeout, killEvery := 150, 3*time.Minute, 1500*time.Millisecond
+	tasks, timeout, killEvery := 250, 3*time.Minute, 1500*time.Millisecond
 	variants := []variant{{1, false}, {2, true}, {3, false}}
 	if mode == "full" {
 		tasks, timeout, killEvery = 1000, 15*time.Minute, 3*time.Second

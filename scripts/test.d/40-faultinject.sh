@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fault-injection harness, short form for CI (about a minute): three seeds of
-# 150 tasks (one with the event-based enqueue handler), three runner
+# 250 tasks (one with the event-based enqueue handler), three runner
 # processes SIGKILLed at random every ~1.5 s and restarted, and one
 # `pg_ctl restart -m immediate`; then every invariant is checked from the
 # database and the handler log (internal/faultinject/check.go).
