@@ -41,6 +41,27 @@ class RailsE2ETest < Minitest::Test
     assert_nil e2e.queue_record(task_id), "the durable queue record outlived the task"
   end
 
+  def test_task_created_by_a_web_request_in_puma_is_run_by_sidekiq
+    require "net/http"
+    base, puma_pid = e2e.puma
+    res = Net::HTTP.post(URI("#{base}/orders"), JSON.generate(order_id: 11), "Content-Type" => "application/json")
+    assert_equal "201", res.code, res.body
+    created = JSON.parse(res.body)
+    task_id = created.fetch("task_id")
+    assert_equal puma_pid, created["pid"]
+
+    task = e2e.wait_for_task(task_id, timeout: 30)
+    assert_equal "complete", task["status"], JSON.pretty_generate(task)
+    run = e2e.handled(task_id).find { |r| r["lease_owner"].nil? }
+    refute_nil run, "the job pushed by Puma's subscriber did not run: #{e2e.handled(task_id).inspect}"
+    assert_equal e2e.sidekiq_pid, run["pid"]
+
+    shown = JSON.parse(Net::HTTP.get(URI("#{base}/tasks/#{task_id}")))
+    assert_equal "complete", shown["status"]
+    res = Net::HTTP.post(URI("#{base}/orders"), JSON.generate(order_id: 0), "Content-Type" => "application/json")
+    assert_equal "422", res.code, res.body
+  end
+
   def test_retryable_error_reenqueues_the_task_with_a_delay
     task_id, = create_task("flaky_payment", { "order_id" => 8 })
     task = e2e.wait_for_task(task_id, timeout: 40)

@@ -76,6 +76,26 @@ class RailsE2E
     out
   end
 
+  # Starts Puma (single mode: no fork) serving the app, once; returns its
+  # base URL and pid.
+  def puma
+    @puma ||= begin
+      port = free_port
+      log = File.join(tmp, "puma.log")
+      pid = spawn(env, "puma", "-b", "tcp://127.0.0.1:#{port}", "-w", "0", "-t", "1:4", "-e", "test", "config.ru",
+                  chdir: APP, out: log, err: %i[child out], pgroup: true)
+      @pids << pid
+      wait_until("Puma to listen (log: #{log})") do
+        raise "puma exited:\n#{File.read(log)}" if Process.waitpid(pid, Process::WNOHANG)
+
+        TCPSocket.new("127.0.0.1", port).close || true
+      rescue Errno::ECONNREFUSED
+        false
+      end
+      ["http://127.0.0.1:#{port}", pid]
+    end
+  end
+
   # The task as the core reports it (`tasker task show --json`).
   def task(task_id)
     JSON.parse(run!(@tasker, "task", "show", task_id.to_s, "--json", "--database-url", db_url))
@@ -194,8 +214,10 @@ class RailsE2E
 
   # TERM, then KILL after 10 s, to the process group.
   def terminate(pid)
+    t0 = monotonic
     Process.kill("TERM", -pid)
     Timeout.timeout(10) { Process.waitpid(pid) }
+    warn "stopped #{pid} in #{(monotonic - t0).round(2)} s" if ENV["E2E_DEBUG"]
   rescue Timeout::Error
     Process.kill("KILL", -pid)
     Process.waitpid(pid)
