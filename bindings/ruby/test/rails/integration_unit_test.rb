@@ -138,4 +138,38 @@ class RailsIntegrationUnitTest < Minitest::Test
     c.server_url = nil
     assert_raises(ArgumentError) { c.validate! }
   end
+
+  def with_handle(impl)
+    mod = TaskerCore::Rails.singleton_class
+    mod.alias_method(:__orig_handle, :handle)
+    mod.define_method(:handle, &impl)
+    yield
+  ensure
+    mod.alias_method(:handle, :__orig_handle)
+    mod.remove_method(:__orig_handle)
+  end
+
+  def test_job_runs_handle_acks_its_lease_and_calls_the_hook
+    store = FakeStore.new([])
+    TaskerCore::Rails.queue_store = store
+    seen = []
+    @config.on_task_handled = ->(id, res) { seen << [id, res["outcome"]] }
+    with_handle(->(id) { { "task_id" => id, "outcome" => "complete" } }) do
+      TaskerCore::Rails::TaskRunnerJob.perform_now(4)
+      TaskerCore::Rails::TaskRunnerJob.perform_now(5, "owner-1")
+    end
+    assert_equal [[5, "owner-1"]], store.acks
+    assert_equal [[4, "complete"], [5, "complete"]], seen
+  ensure
+    TaskerCore::Rails.queue_store = nil
+  end
+
+  def test_job_drops_a_missing_task_and_raises_core_errors_for_a_retry
+    with_handle(->(_id) { raise TaskerCore::NotFoundError.new("no task 4", code: "not_found") }) do
+      assert_nil TaskerCore::Rails::TaskRunnerJob.perform_now(4)
+    end
+    with_handle(->(_id) { raise TaskerCore::DatabaseError.new("down", code: "database") }) do
+      assert_raises(TaskerCore::DatabaseError) { TaskerCore::Rails::TaskRunnerJob.perform_now(4) }
+    end
+  end
 end
