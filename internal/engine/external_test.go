@@ -52,7 +52,7 @@ func externalBackends(t *testing.T, fn func(t *testing.T, e *engine.Engine)) {
 			require.Empty(t, errs)
 			require.NoError(t, reg.Add(tmpl))
 			e, err := engine.New(engine.Config{Store: st, Templates: reg, EnqueueHandler: engine.EventEnqueueHandler{},
-				Backoff: backoff.Config{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond, Min: time.Millisecond},
+				Backoff:   backoff.Config{Base: 5 * time.Millisecond, Max: 20 * time.Millisecond, Min: time.Millisecond},
 				StepLease: time.Minute})
 			require.NoError(t, err)
 			fn(t, e)
