@@ -540,9 +540,10 @@ func TestMigrateSQLite(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
 
+	const all = "applied 0001_init\napplied 0002_queue_notify_when_available\n"
 	res = run("migrate", "up")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "applied 0001_init\n", res.stdout)
+	require.Equal(t, all, res.stdout)
 	res = run("migrate", "up")
 	require.Equal(t, 0, res.code, res.String())
 	require.Contains(t, res.stdout, "up to date")
@@ -551,7 +552,16 @@ func TestMigrateSQLite(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+applied \d{4}-\d\d-\d\d`, res.stdout)
 
+	// down reverts the latest migration only.
 	res = run("migrate", "down")
+	require.Equal(t, 0, res.code, res.String())
+	require.Equal(t, "reverted 0002_queue_notify_when_available\n", res.stdout)
+	res = run("migrate", "status")
+	require.Equal(t, 0, res.code, res.String())
+	require.Regexp(t, `(?m)^0001\s+init\s+applied `, res.stdout)
+	require.Regexp(t, `(?m)^0002\s+queue_notify_when_available\s+pending$`, res.stdout)
+
+	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
 	require.Equal(t, "reverted 0001_init\n", res.stdout)
 	res = run("migrate", "status")
@@ -561,9 +571,12 @@ func TestMigrateSQLite(t *testing.T) {
 	res = run("migrate", "up", "--steps", "1")
 	require.Equal(t, 0, res.code, res.String())
 	require.Equal(t, "applied 0001_init\n", res.stdout)
+	res = run("migrate", "up")
+	require.Equal(t, 0, res.code, res.String())
+	require.Equal(t, "applied 0002_queue_notify_when_available\n", res.stdout)
 	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "reverted 0001_init\n", res.stdout)
+	require.Equal(t, "reverted 0002_queue_notify_when_available\nreverted 0001_init\n", res.stdout)
 
 	res = run("migrate", "down", "--steps", "0")
 	require.Equal(t, 2, res.code, res.String())
