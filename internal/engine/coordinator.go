@@ -114,9 +114,13 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 				now := e.now()
 				claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
 					Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
-				if err != nil {
-					e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
+				if err != nil && len(inflight) == 0 {
 					return executed, false, err
+				}
+				if err != nil {
+					// Finish and record the running attempts (recording
+					// retries through the fault); claim again afterwards.
+					e.log.Warn("claim steps; recording the running ones first", "task_id", task.ID, "err", err)
 				}
 				events := make([]taskertype.Event, 0, len(claimed))
 				for _, c := range claimed {
