@@ -63,19 +63,32 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
 		return res, nil
 	}
-	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventStart, "coordinator started", e.cfg.Owner, store.QueueOp{})
+	// The start transition and the first claim share one transaction.
+	to, err := taskTarget(statemachine.TaskEventStart)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	tr, first, err := e.store.TaskStartAndClaim(ctx,
+		&store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventStart), To: to,
+			Event: string(statemachine.TaskEventStart), Reason: "coordinator started", Actor: e.cfg.Owner, Now: now},
+		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps, Now: now,
+			LeaseUntil: now.Add(e.cfg.StepLease)})
 	if err != nil {
 		return nil, err
 	}
 	if tr.Changed {
-		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: e.now()})
+		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
 	} else if tr.State != taskertype.TaskStateInProgress {
 		res.Status, res.Outcome, res.Reason = tr.State, ActionNone, fmt.Sprintf("task is %s", tr.State)
 		return res, nil
 	}
 	task.State = taskertype.TaskStateInProgress
+	if first == nil {
+		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once
+	}
 
-	executed, stopped, err := e.runSteps(ctx, task)
+	executed, stopped, err := e.runSteps(ctx, task, first, now)
 	res.StepsExecuted = executed
 	if err != nil {
 		return res, err
@@ -90,9 +103,11 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 // after cancelling them before it abandons their steps to lease expiry.
 const handlerGiveUp = time.Second
 
-// runSteps is the discover -> claim -> execute -> record loop. stopped is
-// true when ctx ended before the task ran out of viable steps.
-func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed int, stopped bool, err error) {
+// runSteps is the discover -> claim -> execute -> record loop. first, when
+// not nil, are steps the caller already claimed at claimedAt (the loop's
+// first claim). stopped is true when ctx ended before the task ran out of
+// viable steps.
+func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time) (executed int, stopped bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
@@ -108,12 +123,26 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 	shutting := false
 	done := ctx.Done()
 
+	preclaimed := first != nil
+	// drained: the last claim took fewer steps than it could and no result
+	// recorded since can have made another step ready (no completed step
+	// has children), so claiming again would find nothing. Only an
+	// optimization: the finalizer re-checks readiness before it decides.
+	drained := false
+	var withChildren map[string]bool // steps that have children; nil = unknown
+	withChildrenLoaded := false
 	for {
-		if !shutting && !failed && ctx.Err() == nil {
+		if preclaimed || (!drained && !shutting && !failed && ctx.Err() == nil) {
 			if room := task.MaxParallelSteps - len(inflight); room > 0 {
 				now := e.now()
-				claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
-					Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
+				var claimed []*store.ClaimedStep
+				var err error
+				if preclaimed {
+					claimed, now, preclaimed = first, claimedAt, false
+				} else {
+					claimed, err = e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
+						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
+				}
 				if err != nil && len(inflight) == 0 {
 					return executed, false, err
 				}
@@ -122,6 +151,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 					// retries through the fault); claim again afterwards.
 					e.log.Warn("claim steps; recording the running ones first", "task_id", task.ID, "err", err)
 				}
+				drained = err == nil && len(claimed) < room
 				events := make([]taskertype.Event, 0, len(claimed))
 				for _, c := range claimed {
 					inflight[c.Step.ID] = c
@@ -189,7 +219,34 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task) (executed 
 			return executed, false, err
 		}
 		failed = failed || anyFailed
+		if drained {
+			if !withChildrenLoaded {
+				withChildren, withChildrenLoaded = e.stepsWithChildren(task), true
+			}
+			for _, r := range batch {
+				if r.err == nil && (withChildren == nil || withChildren[r.claimed.Step.Name]) {
+					drained = false
+					break
+				}
+			}
+		}
 	}
+}
+
+// stepsWithChildren returns the names of the task's steps that other steps
+// depend on, from its template, or nil when the template is not loaded here.
+func (e *Engine) stepsWithChildren(task *taskertype.Task) map[string]bool {
+	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, st := range tmpl.Steps {
+		for _, p := range st.DependsOn {
+			out[p] = true
+		}
+	}
+	return out
 }
 
 // abandon waits for in-flight handlers after a database error; their leases

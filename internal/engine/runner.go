@@ -190,8 +190,13 @@ func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
 		}
 		return
 	}
-	// The finalizer replaced or removed the record; if it did not (the task
-	// was not runnable, or runs elsewhere), drop our claim on it.
+	// A finalizer transition removed (complete, failed, blocked) or replaced
+	// (retry_viable) the record in its own transaction. Otherwise (the task
+	// was not runnable, runs elsewhere, or yielded) drop our claim on it.
+	switch res.Outcome {
+	case ActionComplete, ActionFail, ActionBlock, ActionWait:
+		return
+	}
 	if err := e.store.QueueAck(dbctx, entry.TaskID, e.cfg.Owner); err != nil {
 		e.log.Error("ack queue entry", "task_id", entry.TaskID, "outcome", res.Outcome, "err", err)
 	}

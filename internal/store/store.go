@@ -61,6 +61,11 @@ type Store interface {
 	// lease, counting an attempt for each, and returns them with their
 	// parents' results.
 	StepClaim(ctx context.Context, p *StepClaimParams) ([]*ClaimedStep, error)
+	// TaskStartAndClaim applies the task transition start and, when the
+	// task is then in start.To (moved now or already there), claims steps
+	// like StepClaim, in one transaction. When the task is in another state
+	// nothing is claimed and the result reports that state.
+	TaskStartAndClaim(ctx context.Context, start *TaskTransitionParams, p *StepClaimParams) (*TransitionResult, []*ClaimedStep, error)
 	// StepRecord applies many attempt outcomes in one transaction. An outcome
 	// whose step is no longer in progress under p.Owner's lease is skipped
 	// (the attempt was rescued or resolved elsewhere); Applied says which.

@@ -32,7 +32,7 @@ func (s *Store) queueApply(ctx context.Context, tx txer, taskID int64, op store.
 		_, err := tx.exec(ctx, `INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason, created_at, updated_at)
 VALUES ($1, $2, $3, $4, 0, $5, $6, $6)
 ON CONFLICT (task_id) DO UPDATE SET operation = excluded.operation, run_at = excluded.run_at, priority = excluded.priority,
-	reason = excluded.reason, lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at`,
+	reason = excluded.reason, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at`,
 			taskID, operation, s.t(runAt), op.Priority, op.Reason, s.t(now))
 		if err != nil {
 			return fmt.Errorf("enqueue task %d: %w", taskID, err)

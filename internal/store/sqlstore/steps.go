@@ -119,10 +119,46 @@ func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) 
 
 // StepClaim implements store.Store.
 func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
-	now := utc(p.Now)
 	var claimed []*store.ClaimedStep
 	err := s.inTx(ctx, func(tx txer) error {
-		claimed = claimed[:0]
+		var err error
+		claimed, err = s.claimTx(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
+
+// TaskStartAndClaim implements store.Store: the start transition and the
+// first claim share one transaction (one commit instead of two).
+func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, []*store.ClaimedStep, error) {
+	var tr *store.TransitionResult
+	var claimed []*store.ClaimedStep
+	err := s.inTx(ctx, func(tx txer) error {
+		var err error
+		claimed = nil
+		if tr, err = s.taskMove(ctx, tx, start); err != nil {
+			return err
+		}
+		if !tr.Changed && tr.State != start.To {
+			return nil // the task left the start's sources: claim nothing
+		}
+		claimed, err = s.claimTx(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, claimed, nil
+}
+
+// claimTx claims up to p.Limit ready steps inside tx.
+func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	now := utc(p.Now)
+	var claimed []*store.ClaimedStep
+	err := func() error {
 		rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
 		if err != nil {
 			return fmt.Errorf("claim steps: %w", err)
@@ -175,7 +211,7 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*sto
 			byID[child].Step.Parents = append(byID[child].Step.Parents, name)
 		}
 		return drs.Err()
-	})
+	}()
 	if err != nil {
 		return nil, err
 	}

@@ -242,6 +242,54 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Len(t, recent, 4)
 	})
 
+	t.Run("TaskStartAndClaim", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		start := func() *store.TaskTransitionParams {
+			return &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStatePending,
+				taskertype.TaskStateWaitingForRetry}, To: taskertype.TaskStateInProgress, Event: "start", Actor: "r1", Now: t0}
+		}
+		claimP := &store.StepClaimParams{TaskID: id, Owner: "r1", Limit: 4, Now: t0, LeaseUntil: t0.Add(time.Minute)}
+		tr, claimed, err := st.TaskStartAndClaim(ctx, start(), claimP)
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		require.Equal(t, []string{"a"}, claimNames(claimed))
+		task, err := st.TaskGet(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, taskertype.TaskStateInProgress, task.State)
+
+		// Already in progress: no change, but claiming still happens.
+		succeed(t, st, id, "r1", t0, claimed...)
+		tr, claimed, err = st.TaskStartAndClaim(ctx, start(), claimP)
+		require.NoError(t, err)
+		require.False(t, tr.Changed)
+		require.ElementsMatch(t, []string{"b", "c"}, claimNames(claimed))
+
+		// A task outside the start's sources: nothing claimed, state reported.
+		res2, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: res2.Task.ID,
+			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateCancelled,
+			Event: "cancel", Actor: "ops", Now: t0})
+		require.NoError(t, err)
+		s2 := start()
+		s2.TaskID = res2.Task.ID
+		tr, claimed, err = st.TaskStartAndClaim(ctx, s2, &store.StepClaimParams{TaskID: res2.Task.ID, Owner: "r1",
+			Limit: 4, Now: t0, LeaseUntil: t0.Add(time.Minute)})
+		require.NoError(t, err)
+		require.False(t, tr.Changed)
+		require.Equal(t, taskertype.TaskStateCancelled, tr.State)
+		require.Empty(t, claimed)
+		steps, err := st.StepList(ctx, res2.Task.ID)
+		require.NoError(t, err)
+		for _, s := range steps {
+			require.Equal(t, 0, s.Attempts, "step %s", s.Name)
+		}
+	})
+
 	t.Run("RecordIsGuardedByLeaseOwner", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
