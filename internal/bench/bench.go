@@ -127,8 +127,8 @@ type Result struct {
 	// (BEGIN and COMMIT included); per step is RoundTrips / StepsCompleted.
 	RoundTrips        int64   `json:"round_trips"`
 	RoundTripsPerStep float64 `json:"round_trips_per_step"`
-	PeakRSSMB     float64 `json:"peak_rss_mb"`
-	EventsDropped int64   `json:"events_dropped"`
+	PeakRSSMB         float64 `json:"peak_rss_mb"`
+	EventsDropped     int64   `json:"events_dropped"`
 }
 
 // InitStats measures task creation.

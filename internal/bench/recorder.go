@@ -17,17 +17,17 @@ type recorder struct {
 	done    chan struct{}
 	stopMu  sync.Once
 
-	mu        sync.Mutex
-	tasks     map[int64]*taskTimeline
-	submits   int
-	finished  int
-	failed    int
-	steps     int
-	last      time.Time
-	expected  int // 0 = not yet known
-	allDone   chan struct{}
-	closed    bool
-	onFinish  func()
+	mu       sync.Mutex
+	tasks    map[int64]*taskTimeline
+	submits  int
+	finished int
+	failed   int
+	steps    int
+	last     time.Time
+	expected int // 0 = not yet known
+	allDone  chan struct{}
+	closed   bool
+	onFinish func()
 }
 
 type taskTimeline struct {
