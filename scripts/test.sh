@@ -22,7 +22,9 @@ if [[ -z "${TEST_DATABASE_URL:-}" ]]; then
   fi
 fi
 
-echo "== go vet"
+echo "== gofmt and go vet"
+unformatted=$(gofmt -l . | grep -v '/testdata/' || true)
+if [[ -n "$unformatted" ]]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 
 echo "== go test -race"
