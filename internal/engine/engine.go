@@ -90,6 +90,9 @@ type Engine struct {
 
 	wake chan struct{}
 
+	// tmplJSON caches templateJSON by *template.Template.
+	tmplJSON sync.Map
+
 	// quit is closed by Close; runners derive their context from it.
 	quit      chan struct{}
 	closeOnce sync.Once
@@ -179,6 +182,17 @@ func (e *Engine) handler(name string) taskertype.StepHandler {
 
 func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
 
+// templateJSON returns the template as stored with its named task,
+// encoded once per loaded template.
+func (e *Engine) templateJSON(t *template.Template) json.RawMessage {
+	if v, ok := e.tmplJSON.Load(t); ok {
+		return v.(json.RawMessage)
+	}
+	b, _ := json.Marshal(t)
+	e.tmplJSON.Store(t, json.RawMessage(b))
+	return b
+}
+
 // Close stops every Run loop of this engine (as if their contexts ended)
 // and waits for them to shut down gracefully. It does not close the store.
 func (e *Engine) Close() {
@@ -267,7 +281,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 			Inputs: req.StepInputs[st.Name], Bypassed: bypass[st.Name], Parents: st.DependsOn,
 		})
 	}
-	tmplJSON, _ := json.Marshal(tmpl)
+	tmplJSON := e.templateJSON(tmpl)
 	now := e.now()
 	res, err := e.store.TaskCreate(ctx, &store.TaskCreateParams{
 		Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version, Description: tmpl.Description,
@@ -276,6 +290,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 		MaxParallelSteps: tmpl.MaxParallelSteps, Steps: specs, Actor: cmp.Or(req.Initiator, "tasker"), Now: now,
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: req.Priority,
 			Reason: "task initialized"},
+		SkipStepsResult: true,
 	})
 	if err != nil {
 		return nil, false, err

@@ -165,6 +165,9 @@ type TaskCreateParams struct {
 	Actor                    string
 	Now                      time.Time
 	Queue                    QueueOp
+	// SkipStepsResult leaves TaskCreateResult.Steps nil instead of reading
+	// the steps back (the engine does not need them).
+	SkipStepsResult bool
 }
 
 // TaskCreateResult is the output of TaskCreate.

@@ -146,6 +146,9 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 	if err != nil {
 		return nil, err
 	}
+	if p.SkipStepsResult {
+		return &store.TaskCreateResult{Task: task, Created: created}, nil
+	}
 	steps, err := s.StepList(ctx, taskID)
 	if err != nil {
 		return nil, err
@@ -338,7 +341,14 @@ func (s *Store) taskMove(ctx context.Context, tx txer, p *store.TaskTransitionPa
 	}
 	var prev nullString
 	var seq int
-	err := tx.queryRow(ctx, s.q.taskMove, p.TaskID, string(p.To), s.strs(from), s.t(now), p.To.Terminal()).Scan(&prev, &seq)
+	written := 0
+	var err error
+	if s.q.taskMoveRecord != "" {
+		err = tx.queryRow(ctx, s.q.taskMoveRecord, p.TaskID, string(p.To), s.strs(from), s.t(now), p.To.Terminal(),
+			p.Event, p.Reason, p.Actor, s.j(p.Meta)).Scan(&prev, &seq, &written)
+	} else {
+		err = tx.queryRow(ctx, s.q.taskMove, p.TaskID, string(p.To), s.strs(from), s.t(now), p.To.Terminal()).Scan(&prev, &seq)
+	}
 	if isNoRows(err) {
 		var cur string
 		err := tx.queryRow(ctx, `SELECT state FROM tasker_tasks WHERE task_id = $1`, p.TaskID).Scan(&cur)
@@ -353,12 +363,15 @@ func (s *Store) taskMove(ctx context.Context, tx txer, p *store.TaskTransitionPa
 	if err != nil {
 		return nil, fmt.Errorf("transition task %d to %s: %w", p.TaskID, p.To, err)
 	}
-	if _, err := tx.exec(ctx, s.q.flipTaskRecent, p.TaskID); err != nil {
-		return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
-	}
-	if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, most_recent, created_at)
+	if written == 0 {
+		// SQLite, or PostgreSQL after a concurrent transition (see taskMovePG).
+		if _, err := tx.exec(ctx, s.q.flipTaskRecent, p.TaskID); err != nil {
+			return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
+		}
+		if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, most_recent, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9)`, p.TaskID, prev.String, string(p.To), p.Event, p.Reason, p.Actor, s.j(p.Meta), seq, s.t(now)); err != nil {
-		return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
+			return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
+		}
 	}
 	if err := s.queueApply(ctx, tx, p.TaskID, p.Queue, now); err != nil {
 		return nil, err
