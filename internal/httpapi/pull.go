@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -200,6 +201,9 @@ func decodeParams(params []byte, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("params: unexpected data after the JSON object", nil)
 	}
+	if v, ok := dst.(interface{ validate() error }); ok {
+		return v.validate()
+	}
 	return nil
 }
 
@@ -360,9 +364,6 @@ func (d *Dispatcher) task(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
 	detail, err := d.c.Task(ctx, p.TaskID)
 	if err != nil {
 		return nil, err
@@ -382,12 +383,6 @@ func (d *Dispatcher) claimSteps(ctx context.Context, params []byte) (any, error)
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
-	if err := requireOwner(p.Owner); err != nil {
-		return nil, err
-	}
 	return d.c.ClaimSteps(ctx, p.TaskID, p.Owner, p.Limit)
 }
 
@@ -401,12 +396,6 @@ type reportParams struct {
 func (d *Dispatcher) reportResults(ctx context.Context, params []byte) (any, error) {
 	var p reportParams
 	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
-	if err := requireOwner(p.Owner); err != nil {
 		return nil, err
 	}
 	for i, r := range p.Results {
@@ -429,9 +418,6 @@ func (d *Dispatcher) extendLeases(ctx context.Context, params []byte) (any, erro
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireOwner(p.Owner); err != nil {
-		return nil, err
-	}
 	return d.c.ExtendLeases(ctx, p.Owner, p.StepIDs)
 }
 
@@ -446,12 +432,6 @@ func (d *Dispatcher) finalize(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
-	if err := requireOwner(p.Owner); err != nil {
-		return nil, err
-	}
 	res, err := d.c.Finalize(ctx, p.TaskID, p.Owner)
 	if err != nil {
 		return nil, err
@@ -462,9 +442,6 @@ func (d *Dispatcher) finalize(ctx context.Context, params []byte) (any, error) {
 func (d *Dispatcher) handle(ctx context.Context, params []byte) (any, error) {
 	var p taskIDParams
 	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := requireTaskID(p.TaskID); err != nil {
 		return nil, err
 	}
 	res, err := d.c.Handle(ctx, p.TaskID)
@@ -485,9 +462,6 @@ type actorTaskParams struct {
 func (d *Dispatcher) cancel(ctx context.Context, params []byte) (any, error) {
 	var p actorTaskParams
 	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := requireTaskID(p.TaskID); err != nil {
 		return nil, err
 	}
 	if _, err := d.c.CancelTask(ctx, p.TaskID, tasker.Actor{Who: p.Actor, Reason: p.Reason}); err != nil {
@@ -513,9 +487,6 @@ func (d *Dispatcher) retry(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
 	var names []string
 	for _, n := range p.Steps {
 		if strings.TrimSpace(n) == "" {
@@ -538,9 +509,6 @@ func (d *Dispatcher) retry(ctx context.Context, params []byte) (any, error) {
 func (d *Dispatcher) resolve(ctx context.Context, params []byte) (any, error) {
 	var p actorTaskParams
 	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := requireTaskID(p.TaskID); err != nil {
 		return nil, err
 	}
 	if strings.TrimSpace(p.Step) == "" {
@@ -784,9 +752,6 @@ func (d *Dispatcher) queueClaim(ctx context.Context, params []byte) (any, error)
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := requireOwner(p.Owner); err != nil {
-		return nil, err
-	}
 	if p.Limit <= 0 || p.Limit > 1000 {
 		return nil, badRequest("limit must be from 1 to 1000", map[string]any{"field": "limit"})
 	}
@@ -807,12 +772,6 @@ func (d *Dispatcher) queueClaim(ctx context.Context, params []byte) (any, error)
 func (d *Dispatcher) queueAck(ctx context.Context, params []byte) (any, error) {
 	var p ownerTaskParams
 	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if err := requireTaskID(p.TaskID); err != nil {
-		return nil, err
-	}
-	if err := requireOwner(p.Owner); err != nil {
 		return nil, err
 	}
 	if err := d.c.QueueAck(ctx, p.TaskID, p.Owner); err != nil {
@@ -866,3 +825,26 @@ func (s *server) rpc(w http.ResponseWriter, r *http.Request) {
 	}
 	s.writeJSON(w, r, http.StatusOK, res)
 }
+
+// validate methods name the required fields of the methods' params;
+// decodeParams calls them after decoding.
+
+func (p *taskIDParams) validate() error { return requireTaskID(p.TaskID) }
+
+func (p *claimParams) validate() error { return cmp.Or(requireTaskID(p.TaskID), requireOwner(p.Owner)) }
+
+func (p *reportParams) validate() error {
+	return cmp.Or(requireTaskID(p.TaskID), requireOwner(p.Owner))
+}
+
+func (p *extendParams) validate() error { return requireOwner(p.Owner) }
+
+func (p *ownerTaskParams) validate() error {
+	return cmp.Or(requireTaskID(p.TaskID), requireOwner(p.Owner))
+}
+
+func (p *actorTaskParams) validate() error { return requireTaskID(p.TaskID) }
+
+func (p *retryParams) validate() error { return requireTaskID(p.TaskID) }
+
+func (p *queueClaimParams) validate() error { return requireOwner(p.Owner) }
