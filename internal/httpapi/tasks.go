@@ -156,12 +156,7 @@ func (s *server) getTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	detail, err := s.c.Task(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, taskDoc{Task: detail})
+	s.writeTask(w, r, id)
 }
 
 func (s *server) listTasks(w http.ResponseWriter, r *http.Request) {
@@ -320,12 +315,7 @@ func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	detail, err := s.c.Task(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeJSON(w, r, http.StatusOK, taskDoc{Task: detail})
+	s.writeTask(w, r, id)
 }
 
 func (s *server) retryTask(w http.ResponseWriter, r *http.Request) {
@@ -378,4 +368,14 @@ func (s *server) resolveStep(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, map[string]*tasker.Step{"step": step})
+}
+
+// writeTask answers 200 with the task's current document.
+func (s *server) writeTask(w http.ResponseWriter, r *http.Request, id int64) {
+	detail, err := s.c.Task(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, taskDoc{Task: detail})
 }
