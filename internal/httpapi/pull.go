@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,30 +62,24 @@ type Dispatcher struct {
 	c       *tasker.Client
 	version string
 
-	mu   sync.Mutex
-	subs map[string]*subscription
-}
-
-type subscription struct {
-	ch       <-chan tasker.Event
-	cancel   func()
-	lastPoll time.Time
-	// busy serializes polls of one subscription, so that events keep their order.
-	busy sync.Mutex
+	mu     sync.Mutex
+	subs   map[string]*subscription
+	groups map[string]*subscriptionGroup
+	// lastReap is when polls last reaped idle subscriptions.
+	lastReap time.Time
 }
 
 // NewDispatcher returns the RPC methods of c; version is reported by "info".
 func NewDispatcher(c *tasker.Client, version string) *Dispatcher {
-	return &Dispatcher{c: c, version: version, subs: map[string]*subscription{}}
+	return &Dispatcher{c: c, version: version, subs: map[string]*subscription{}, groups: map[string]*subscriptionGroup{}}
 }
 
 // Close ends every event subscription.
 func (d *Dispatcher) Close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for id, s := range d.subs {
-		s.cancel()
-		delete(d.subs, id)
+	for id := range d.subs {
+		d.endLocked(id)
 	}
 }
 
@@ -567,55 +559,6 @@ func (d *Dispatcher) migrate(ctx context.Context, params []byte) (any, error) {
 	return map[string][]tasker.Migration{"migrations": ms}, nil
 }
 
-// subscribeParams is the input of "events_subscribe".
-type subscribeParams struct {
-	// Kinds filters event names (all when empty).
-	Kinds []string `json:"kinds"`
-	// Buffer is the subscription's buffer in events (SubscriptionBufferDefault when 0).
-	Buffer int `json:"buffer"`
-}
-
-// subscribeDoc answers "events_subscribe".
-type subscribeDoc struct {
-	SubscriptionID string `json:"subscription_id"`
-}
-
-func (d *Dispatcher) eventsSubscribe(_ context.Context, params []byte) (any, error) {
-	var p subscribeParams
-	if err := decodeParams(params, &p); err != nil {
-		return nil, err
-	}
-	if p.Buffer < 0 || p.Buffer > 1<<20 {
-		return nil, badRequest("buffer must be from 0 to 1048576", map[string]any{"field": "buffer"})
-	}
-	if p.Buffer == 0 {
-		p.Buffer = SubscriptionBufferDefault
-	}
-	kinds := make([]tasker.EventKind, len(p.Kinds))
-	for i, k := range p.Kinds {
-		kinds[i] = tasker.EventKind(k)
-	}
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
-	ch, cancel := d.c.SubscribeBuffered(p.Buffer, kinds...)
-	d.mu.Lock()
-	d.reapLocked(time.Now())
-	d.subs[id] = &subscription{ch: ch, cancel: cancel, lastPoll: time.Now()}
-	d.mu.Unlock()
-	return subscribeDoc{SubscriptionID: id}, nil
-}
-
-// reapLocked ends subscriptions nobody polled for SubscriptionIdleTimeout.
-func (d *Dispatcher) reapLocked(now time.Time) {
-	for id, s := range d.subs {
-		if now.Sub(s.lastPoll) > SubscriptionIdleTimeout {
-			s.cancel()
-			delete(d.subs, id)
-		}
-	}
-}
-
 // pollParams is the input of "events_poll".
 type pollParams struct {
 	SubscriptionID string `json:"subscription_id"`
@@ -632,19 +575,6 @@ type pollDoc struct {
 	// Dropped counts events the engine dropped so far because some
 	// subscriber's buffer was full.
 	Dropped int64 `json:"dropped"`
-}
-
-func (d *Dispatcher) subscription(id string) (*subscription, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	s := d.subs[id]
-	if s == nil {
-		return nil, &apiError{status: http.StatusNotFound, code: CodeNotFound,
-			message: "no subscription " + strconv.Quote(id) + " (it ended or was idle too long): subscribe again",
-			details: map[string]any{"subscription_id": id}}
-	}
-	s.lastPoll = time.Now()
-	return s, nil
 }
 
 func (d *Dispatcher) eventsPoll(ctx context.Context, params []byte) (any, error) {
@@ -705,13 +635,9 @@ func (d *Dispatcher) eventsUnsubscribe(_ context.Context, params []byte) (any, e
 		return nil, err
 	}
 	d.mu.Lock()
-	s := d.subs[p.SubscriptionID]
-	delete(d.subs, p.SubscriptionID)
+	ok := d.endLocked(p.SubscriptionID)
 	d.mu.Unlock()
-	if s != nil {
-		s.cancel()
-	}
-	return map[string]bool{"unsubscribed": s != nil}, nil
+	return map[string]bool{"unsubscribed": ok}, nil
 }
 
 // queueClaimParams is the input of "queue_claim".
