@@ -158,6 +158,7 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := utc(p.Now)
 	var claimed []*store.ClaimedStep
+	anyParents := false
 	err := func() error {
 		rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
 		if err != nil {
@@ -167,12 +168,14 @@ func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) 
 		for rs.Next() {
 			var prev string
 			var seq int
-			st, err := scanStep(rs, &prev, &seq)
+			var hasParents bool
+			st, err := scanStep(rs, &prev, &seq, &hasParents)
 			if err != nil {
 				rs.Close()
 				return fmt.Errorf("claim steps: %w", err)
 			}
 			claimed = append(claimed, &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}})
+			anyParents = anyParents || hasParents
 			trs = append(trs, transitionRow{stepID: st.ID, from: prev, to: string(taskertype.StepStateInProgress),
 				event: "claim", actor: p.Owner, seq: seq, meta: attemptMeta(st.Attempts)})
 		}
@@ -185,6 +188,11 @@ func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) 
 		}
 		if err := s.appendStepTransitions(ctx, tx, p.TaskID, trs, now); err != nil {
 			return err
+		}
+		if !anyParents {
+			// Edges are written with the task and never change: no claimed
+			// step has a dependency whose results to read.
+			return nil
 		}
 		ids := make([]int64, len(claimed))
 		byID := make(map[int64]*store.ClaimedStep, len(claimed))
@@ -236,6 +244,22 @@ func (s *Store) appendStepTransitions(ctx context.Context, tx txer, taskID int64
 	ids := make([]int64, len(trs))
 	for i, tr := range trs {
 		ids[i] = tr.stepID
+	}
+	if s.q.stepTransitions != "" {
+		n := len(trs)
+		from, to, event, reason, actor := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		meta, seq := make([]*string, n), make([]int32, n)
+		for i, tr := range trs {
+			from[i], to[i], event[i], reason[i], actor[i], seq[i] = tr.from, tr.to, tr.event, tr.reason, tr.actor, int32(tr.seq)
+			if len(tr.meta) > 0 {
+				m := string(tr.meta)
+				meta[i] = &m
+			}
+		}
+		if _, err := tx.exec(ctx, s.q.stepTransitions, taskID, ids, from, to, event, reason, actor, meta, seq, s.t(now)); err != nil {
+			return fmt.Errorf("step transitions: %w", err)
+		}
+		return nil
 	}
 	if _, err := tx.exec(ctx, s.q.flipStepRecent, s.ids(ids)); err != nil {
 		return fmt.Errorf("step transitions: %w", err)

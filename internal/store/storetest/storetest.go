@@ -546,6 +546,80 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Empty(t, none)
 	})
 
+	t.Run("ConcurrentTransitionsKeepHistoryConsistent", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		aID := stepID(t, res.Steps, "a")
+		both := []taskertype.TaskState{taskertype.TaskStatePending, taskertype.TaskStateInProgress}
+		stepBoth := []taskertype.StepState{taskertype.StepStatePending, taskertype.StepStateWaitingForRetry}
+		const workers, rounds = 6, 15
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < rounds; i++ {
+					to := taskertype.TaskStateInProgress
+					stepTo := taskertype.StepStateWaitingForRetry
+					if (w+i)%2 == 0 {
+						to, stepTo = taskertype.TaskStatePending, taskertype.StepStatePending
+					}
+					// Every transition's guard admits the state any other
+					// left behind, so all of them must apply.
+					tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id, From: both, To: to,
+						Event: "flip", Actor: fmt.Sprintf("w%d", w), Meta: json.RawMessage(`{"i":1}`), Now: t0})
+					if err != nil {
+						t.Errorf("task transition: %v", err)
+						return
+					}
+					if !tr.Changed {
+						t.Errorf("task transition not applied")
+					}
+					moved, err := st.StepTransition(ctx, &store.StepTransitionParams{TaskID: id, StepIDs: []int64{aID},
+						From: stepBoth, To: stepTo, Event: "flip", Actor: fmt.Sprintf("w%d", w), Now: t0})
+					if err != nil {
+						t.Errorf("step transition: %v", err)
+						return
+					}
+					if len(moved.Moved) != 1 {
+						t.Errorf("step transition not applied")
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		check := func(trs []*taskertype.Transition) {
+			t.Helper()
+			require.Len(t, trs, workers*rounds+1)
+			for i, tr := range trs {
+				require.Equal(t, i+1, tr.SortKey)
+				require.Equal(t, i == len(trs)-1, tr.MostRecent, "transition %d", i+1)
+				if i > 0 {
+					require.Equal(t, trs[i-1].ToState, tr.FromState, "transition %d", i+1)
+				}
+			}
+		}
+		trs, err := st.TaskTransitions(ctx, id)
+		require.NoError(t, err)
+		check(trs)
+		task, err := st.TaskGet(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, string(task.State), trs[len(trs)-1].ToState)
+		require.JSONEq(t, `{"i":1}`, string(trs[len(trs)-1].Metadata))
+		strs, err := st.StepTransitions(ctx, id)
+		require.NoError(t, err)
+		var ofA []*taskertype.Transition
+		for _, tr := range strs {
+			if tr.StepID == aID {
+				ofA = append(ofA, tr)
+			}
+		}
+		check(ofA)
+	})
+
 	t.Run("ConcurrentClaimsNeverOverlap", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
