@@ -2,7 +2,8 @@
 # Rails end-to-end test: the Rails app in bindings/ruby/test/rails_app with
 # ActiveJob on Sidekiq, a throwaway redis-server, and PostgreSQL
 # (TEST_DATABASE_URL) as the core's database. Builds `tasker` (for migrations
-# and to read task state) and libtasker (the embedded transport).
+# and to read task state, and as the server of the socket-transport test) and
+# libtasker (the embedded transport).
 #
 # Without ruby, redis-server or the Debian Ruby packages it skips, except
 # under CI=true, where it fails. Set TASKER_LIBRARY_PATH / TASKER_BIN to reuse
@@ -49,4 +50,7 @@ ruby bindings/ruby/test/rails/integration_unit_test.rb
 # The test starts and stops its own redis-server and Sidekiq (process groups)
 # and drops its database; timeout is the backstop.
 timeout --kill-after=10 170 ruby bindings/ruby/test/rails/rails_e2e_test.rb "$@"
+# The socket transport: `tasker serve --event-enqueue` and two Sidekiq
+# processes in one event subscription group (one job per task.enqueue).
+timeout --kill-after=10 120 ruby bindings/ruby/test/rails/rails_socket_e2e_test.rb
 echo "30-rails: passed in $((SECONDS - start)) s"

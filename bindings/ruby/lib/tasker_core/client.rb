@@ -104,8 +104,12 @@ module TaskerCore
       call("queue_list")
     end
 
-    def events_subscribe(kinds: [], buffer: 0)
-      call("events_subscribe", { "kinds" => kinds.map(&:to_s), "buffer" => Integer(buffer) })
+    # group: a subscription group name; its members share one buffer and
+    # each event goes to one of them (see EventPublisher.subscribe).
+    def events_subscribe(kinds: [], buffer: 0, group: nil)
+      params = { "kinds" => kinds.map(&:to_s), "buffer" => Integer(buffer) }
+      params["group"] = group.to_s if group
+      call("events_subscribe", params)
     end
 
     def events_poll(subscription_id, max: 0, wait_ms: 0)

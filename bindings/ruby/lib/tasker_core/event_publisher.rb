@@ -13,14 +13,25 @@ module TaskerCore
   # a bounded number of events per subscription; when a poller falls too far
   # behind events are dropped (durable work never depends on an event: the
   # enqueue record is the source of truth).
+  #
+  # Groups (competing consumers): subscribe(..., group: "name") joins the core
+  # subscription group "name". Every process whose block subscribes with
+  # that group (and the same event names) shares one buffer at the core, and
+  # each event goes to ONE of them. Useful with the socket transport, where
+  # many processes subscribe to one `tasker serve` but one of them should
+  # act on each task.enqueue. Blocks without a group receive every event as
+  # before. In one process, all blocks of a group share that process's
+  # membership (each sees the events this process was handed).
   module EventPublisher
-    # A block subscribed to some event names (all when none).
+    # A block subscribed to some event names (all when none), optionally in
+    # a group.
     class Subscription
-      attr_reader :names
+      attr_reader :names, :group
 
-      def initialize(names, block)
+      def initialize(names, block, group = nil)
         @names = names.map(&:to_s)
         @block = block
+        @group = group
       end
 
       def wants?(name)
@@ -36,93 +47,130 @@ module TaskerCore
       end
     end
 
+    # One core subscription (for the blocks without a group, or for one
+    # group) and the thread that polls it.
+    class Channel
+      attr_reader :group, :kinds
+      attr_accessor :core_id, :thread, :stopping
+
+      def initialize(group, kinds)
+        @group = group
+        @kinds = kinds
+        @stopping = false
+      end
+
+      def subscribe(client)
+        params = { "kinds" => kinds, "buffer" => 0 }
+        params["group"] = group if group
+        client.call("events_subscribe", params)["subscription_id"]
+      end
+    end
+
     @lock = Mutex.new
     @subscribers = []
-    @thread = nil
+    @channels = {}
     @pid = nil
-    @core_id = nil
 
     class << self
       # How long one poll waits for events, in milliseconds.
       attr_accessor :poll_wait_ms
 
       # Subscribes a block to events of the given names (all when none).
-      def subscribe(*names, &block)
+      # group: a core subscription group (see above); nil (default) receives
+      # every event. Blocks of one group must name the same events.
+      def subscribe(*names, group: nil, &block)
         raise ArgumentError, "EventPublisher.subscribe needs a block" unless block
 
-        sub = Subscription.new(names.flatten, block)
+        group = group&.to_s
+        raise ArgumentError, "group must not be empty" if group && group.strip.empty?
+
+        sub = Subscription.new(names.flatten, block, group)
         @lock.synchronize do
+          if group
+            other = @subscribers.find { |s| s.group == group }
+            if other && other.names.sort != sub.names.sort
+              raise ArgumentError, "group #{group.inspect} already subscribes #{other.names.inspect} in this process"
+            end
+          end
           @subscribers = @subscribers + [sub]
-          start_locked
+          start_locked(group, group ? sub.names.uniq.sort : [])
         end
         sub
       end
 
       def unsubscribe(sub)
         @lock.synchronize { @subscribers = @subscribers - [sub] }
+        # A group nobody in this process listens to any more: leave it, so
+        # that its events go to the other members.
+        stop_channel(sub.group) if sub.group && @subscribers.none? { |s| s.group == sub.group }
       end
 
       def subscribers
         @subscribers
       end
 
-      # Stops the poller and forgets every subscriber.
+      # Whether a poller thread runs in this process.
+      def running?
+        @pid == Process.pid && @channels.values.any? { |ch| ch.thread&.alive? }
+      end
+
+      # Stops the pollers and forgets every subscriber.
       def reset!
         stop
         @lock.synchronize { @subscribers = [] }
       end
 
-      # Stops the poller (subscribers stay, a later subscribe restarts it).
+      # Stops the pollers (subscribers stay, a later subscribe restarts them).
       def stop
-        thread = nil
-        core_id = nil
-        @lock.synchronize do
-          thread = @thread
-          core_id = @core_id
-          @stopping = true
-          @thread = nil
-          @core_id = nil
-        end
-        thread&.join(5)
-        if core_id && @pid == Process.pid
-          begin
-            TaskerCore.client.events_unsubscribe(core_id)
-          rescue Error
-            nil
-          end
-        end
-      ensure
-        @stopping = false
+        @lock.synchronize { @channels.keys }.each { |g| stop_channel(g) }
       end
 
       private
 
-      def start_locked
-        if @pid != Process.pid
-          # A fork: the parent's poller thread and subscription are gone here.
-          @thread = nil
-          @core_id = nil
-          @pid = Process.pid
+      def stop_channel(group)
+        ch = @lock.synchronize do
+          c = @channels.delete(group)
+          c&.stopping = true
+          c
         end
-        return if @thread&.alive?
+        return unless ch
 
-        @core_id ||= TaskerCore.client.events_subscribe["subscription_id"]
-        @stopping = false
-        @thread = Thread.new { run }
-        @thread.name = "tasker_core-events" if @thread.respond_to?(:name=)
+        ch.thread&.join(5)
+        return unless ch.core_id && @pid == Process.pid
+
+        begin
+          TaskerCore.client.events_unsubscribe(ch.core_id)
+        rescue Error
+          nil
+        end
       end
 
-      def run
+      def start_locked(group, kinds)
+        if @pid != Process.pid
+          # A fork: the parent's poller threads and subscriptions are gone here.
+          @channels = {}
+          @pid = Process.pid
+        end
+        ch = (@channels[group] ||= Channel.new(group, kinds))
+        return if ch.thread&.alive?
+
+        ch.core_id ||= ch.subscribe(TaskerCore.client)
+        ch.stopping = false
+        ch.thread = Thread.new { run(ch) }
+        ch.thread.name = "tasker_core-events#{group ? "-#{group}" : ''}" if ch.thread.respond_to?(:name=)
+      end
+
+      def run(channel)
         client = TaskerCore.client
         wait = poll_wait_ms || 200
-        until @stopping
-          id = @core_id
+        until channel.stopping
+          id = channel.core_id
           break unless id
 
           begin
             res = client.events_poll(id, wait_ms: wait)
           rescue NotFoundError
-            @lock.synchronize { @core_id = client.events_subscribe["subscription_id"] unless @stopping }
+            @lock.synchronize { channel.core_id = channel.subscribe(client) unless channel.stopping }
             next
           rescue ForkError
             break
@@ -131,13 +179,13 @@ module TaskerCore
             sleep 1
             next
           end
-          res["events"].each { |doc| dispatch(Event.new(doc)) }
+          res["events"].each { |doc| dispatch(Event.new(doc), channel.group) }
         end
       end
 
-      def dispatch(event)
+      def dispatch(event, group)
         @subscribers.each do |sub|
-          next unless sub.wants?(event.name)
+          next unless sub.group == group && sub.wants?(event.name)
 
           begin
             sub.call(event)

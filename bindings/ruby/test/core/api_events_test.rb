@@ -147,4 +147,40 @@ class EventsTest < RbTestCase
   ensure
     sub&.unsubscribe
   end
+
+  # Two members of one group (this process's EventPublisher and a raw core
+  # subscription standing in for another process) share the events: each
+  # goes to one of them, and together they see all; a block without a
+  # group still sees every one.
+  def test_group_members_share_events
+    grouped = Queue.new
+    everything = Queue.new
+    group = "rbtest-#{SecureRandom.hex(3)}"
+    sub = TaskerCore::EventPublisher.subscribe("task.initialized", group: group) { |e| grouped << e.task_id }
+    all = TaskerCore::EventPublisher.subscribe("task.initialized") { |e| everything << e.task_id }
+    assert_raises(ArgumentError) { TaskerCore::EventPublisher.subscribe("task.enqueue", group: group) { nil } }
+    other = TaskerCore.client.events_subscribe(kinds: ["task.initialized"], group: group)
+    assert_equal 2, other["members"]
+    ids = Array.new(12) { RbTest.create_task("noop")["task_id"] }
+    mine = []
+    theirs = []
+    deadline = Time.now + 10
+    until (mine + theirs).size >= ids.size
+      raise "group saw #{mine.sort} + #{theirs.sort} of #{ids}" if Time.now > deadline
+
+      theirs.concat(TaskerCore.client.events_poll(other["subscription_id"], max: 2, wait_ms: 20)["events"].map { |e| e["task_id"] })
+      mine << grouped.pop until grouped.empty?
+    end
+    sleep 0.3
+    mine << grouped.pop until grouped.empty?
+    assert_empty mine & theirs, "an event reached both members"
+    assert_equal ids.sort, (mine + theirs).sort
+    seen = []
+    seen << everything.pop until seen.size >= ids.size
+    assert_equal ids, seen.select { |id| ids.include?(id) }
+  ensure
+    sub&.unsubscribe
+    all&.unsubscribe
+    TaskerCore.client.events_unsubscribe(other["subscription_id"]) if other
+  end
 end

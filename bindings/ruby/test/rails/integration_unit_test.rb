@@ -127,7 +127,7 @@ class RailsIntegrationUnitTest < Minitest::Test
 
   def test_configuration_is_checked
     assert_same @config, @config.validate!
-    { transport: :grpc, max_parallel_steps: 0, republish_grace: -1, republisher: :cron }.each do |field, bad|
+    { transport: :grpc, max_parallel_steps: 0, republish_grace: -1, republisher: :cron, event_group: " " }.each do |field, bad|
       c = TaskerCore::Rails::Configuration.new
       c.public_send("#{field}=", bad)
       err = assert_raises(ArgumentError) { c.validate! }
@@ -137,6 +137,18 @@ class RailsIntegrationUnitTest < Minitest::Test
     c.transport = :socket
     c.server_url = nil
     assert_raises(ArgumentError) { c.validate! }
+  end
+
+  def test_event_group_defaults_by_transport
+    c = TaskerCore::Rails::Configuration.new
+    c.transport = :embedded
+    assert_nil c.enqueue_event_group
+    c.transport = :socket
+    assert_equal "rails-enqueue", c.enqueue_event_group
+    c.event_group = "shop-enqueue"
+    assert_equal "shop-enqueue", c.enqueue_event_group
+    c.event_group = nil
+    assert_nil c.enqueue_event_group
   end
 
   def with_handle(impl)

@@ -19,7 +19,7 @@ class RailsE2E
   APP = File.expand_path("../rails_app", __dir__)
   BOOT_TIMEOUT = 30
 
-  attr_reader :tmp, :db_url, :redis_url, :sidekiq_pid, :env
+  attr_reader :tmp, :db_url, :redis_url, :sidekiq_pids, :env, :server_url
 
   def self.instance
     @instance ||= new.tap(&:start)
@@ -29,11 +29,20 @@ class RailsE2E
     @instance&.stop
   end
 
-  def initialize
+  # transport: the app's (:socket also starts `tasker serve --event-enqueue`
+  # against the test database); sidekiqs: how many Sidekiq processes;
+  # extra_env: more environment for the app's processes.
+  def initialize(transport: ENV.fetch("TASKER_TRANSPORT", "embedded"), sidekiqs: 1, extra_env: {})
     @tasker = ENV.fetch("TASKER_BIN") { abort "TASKER_BIN must name a built `tasker` binary" }
     @base_url = ENV.fetch("TEST_DATABASE_URL") { abort "TEST_DATABASE_URL must name a PostgreSQL database" }
+    @transport = transport.to_s
+    @sidekiqs = sidekiqs
+    @extra_env = extra_env
     @pids = []
+    @sidekiq_pids = []
   end
+
+  def sidekiq_pid = sidekiq_pids.first
 
   def start
     @tmp = Dir.mktmpdir("tasker-rails-e2e")
@@ -44,7 +53,7 @@ class RailsE2E
       "RAILS_ENV" => "test",
       "REDIS_URL" => redis_url,
       "TASKER_DATABASE_URL" => db_url,
-      "TASKER_TRANSPORT" => ENV.fetch("TASKER_TRANSPORT", "embedded"),
+      "TASKER_TRANSPORT" => @transport,
       "TASKER_REPUBLISH_INTERVAL" => "1",
       "TASKER_REPUBLISH_GRACE" => "3",
       "TASKER_REPUBLISH_LEASE" => "30",
@@ -52,7 +61,12 @@ class RailsE2E
       "RAILS_LOG" => File.join(tmp, "rails.log")
     }
     %w[TASKER_LIBRARY_PATH TASKER_URL TASKER_API_TOKEN].each { |k| @env[k] = ENV[k] if ENV[k] }
-    start_sidekiq
+    if @transport == "socket" && !ENV["TASKER_URL"]
+      start_server
+      @env["TASKER_URL"] = server_url
+    end
+    @env.merge!(@extra_env)
+    @sidekiqs.times { |i| start_sidekiq(i) }
     self
   end
 
@@ -127,10 +141,25 @@ class RailsE2E
     @redis ||= Redis.new(url: redis_url)
   end
 
+  # Jobs pushed (ActiveJob enqueue) by any process: [{"task_id", "pid", "job_id"}].
+  def pushed(task_id = nil)
+    all = redis.lrange("rails_app:pushed", 0, -1).map { |s| JSON.parse(s) }
+    task_id ? all.select { |e| e["task_id"] == task_id } : all
+  end
+
+  # A protocol call to `tasker serve` (socket runs).
+  def rpc(method, params = {})
+    require "net/http"
+    res = Net::HTTP.post(URI("#{server_url}/v1/rpc/#{method}"), JSON.generate(params), "Content-Type" => "application/json")
+    raise "#{method}: HTTP #{res.code} #{res.body}" unless res.is_a?(Net::HTTPSuccess)
+
+    JSON.parse(res.body)
+  end
+
   def sidekiq_log_tail(lines = 60)
-    File.readlines(File.join(tmp, "sidekiq.log")).last(lines).join
-  rescue Errno::ENOENT
-    "(no log)"
+    Dir[File.join(tmp, "sidekiq*.log")].sort.map do |f|
+      "== #{File.basename(f)}\n" + File.readlines(f).last(lines).join
+    end.join.then { |s| s.empty? ? "(no log)" : s }
   end
 
   private
@@ -190,16 +219,36 @@ class RailsE2E
     end
   end
 
-  def start_sidekiq
-    log = File.join(tmp, "sidekiq.log")
-    @sidekiq_pid = spawn(env, "sidekiq", "-r", APP, "-e", "test", "-c", "5", "-q", "default", "-t", "5",
-                         chdir: APP, out: log, err: %i[child out], pgroup: true)
-    @pids << @sidekiq_pid
+  def start_sidekiq(index = 0)
+    log = File.join(tmp, index.zero? ? "sidekiq.log" : "sidekiq-#{index + 1}.log")
+    pid = spawn(env, "sidekiq", "-r", APP, "-e", "test", "-c", "5", "-q", "default", "-t", "5",
+                chdir: APP, out: log, err: %i[child out], pgroup: true)
+    @pids << pid
+    @sidekiq_pids << pid
     # Sidekiq registers itself in the "processes" set on its first heartbeat.
     wait_until("Sidekiq to boot (log: #{log})") do
-      raise "sidekiq exited:\n#{sidekiq_log_tail}" if Process.waitpid(@sidekiq_pid, Process::WNOHANG)
+      raise "sidekiq exited:\n#{sidekiq_log_tail}" if Process.waitpid(pid, Process::WNOHANG)
 
-      redis.scard("processes").positive?
+      redis.scard("processes") > index
+    end
+  end
+
+  # `tasker serve --event-enqueue` on a free port against the test database.
+  def start_server
+    port = free_port
+    log = File.join(tmp, "serve.log")
+    pid = spawn(@tasker, "serve", "--database-url", db_url, "--templates", File.join(APP, "config/tasker/tasks"),
+                "--listen", "127.0.0.1:#{port}", "--event-enqueue", "--log-level", "warn",
+                out: log, err: %i[child out], pgroup: true)
+    @pids << pid
+    @server_url = "http://127.0.0.1:#{port}"
+    wait_until("tasker serve on port #{port} (log: #{log})") do
+      raise "tasker serve exited:\n#{File.read(log)}" if Process.waitpid(pid, Process::WNOHANG)
+
+      require "net/http"
+      Net::HTTP.get_response(URI("#{@server_url}/health/ready")).is_a?(Net::HTTPSuccess)
+    rescue Errno::ECONNREFUSED
+      false
     end
   end
 

@@ -38,6 +38,15 @@ module TaskerCore
       # Subscribe the enqueue subscriber (task.enqueue / task.reenqueue ->
       # job) at boot. Defaults to true.
       attr_accessor :enqueue_subscriber
+      # Core subscription group of the enqueue subscriber (see
+      # EventPublisher.subscribe): the processes of a group share the
+      # task.enqueue / task.reenqueue events, each event going to one of them,
+      # so N processes subscribed to one `tasker serve` push one job per event,
+      # not N. :auto (default): "rails-enqueue" with the socket transport, nil
+      # (no group) with the embedded one, whose events are the process's own.
+      # nil: every process receives every event. Processes that share a
+      # server but not an application should use distinct names.
+      attr_accessor :event_group
       # When to run the re-publisher sweep in this process: :sidekiq (in
       # Sidekiq server processes only), true (always, in a thread), false
       # (never; run `rake tasker:republish` from cron instead). Defaults to
@@ -70,12 +79,22 @@ module TaskerCore
         @job_class = "TaskerCore::Rails::TaskRunnerJob"
         @queue_name = "default"
         @enqueue_subscriber = true
+        @event_group = :auto
         @republisher = :sidekiq
         @republish_interval = 15
         @republish_grace = 30
         @republish_lease = 300
         @republish_batch = 100
         @on_task_handled = nil
+      end
+
+      DEFAULT_SOCKET_EVENT_GROUP = "rails-enqueue"
+
+      # The enqueue subscriber's group after resolving :auto.
+      def enqueue_event_group
+        return event_group&.to_s unless event_group == :auto
+
+        transport&.to_sym == :socket ? DEFAULT_SOCKET_EVENT_GROUP : nil
       end
 
       # The job class, resolved (autoloaded) when first needed.
@@ -99,6 +118,9 @@ module TaskerCore
         end
         unless republish_grace.is_a?(Numeric) && republish_grace >= 0
           raise ArgumentError, "config.tasker.republish_grace must be zero or more seconds (got #{republish_grace.inspect})"
+        end
+        unless event_group.nil? || event_group == :auto || (event_group.is_a?(String) && !event_group.strip.empty?)
+          raise ArgumentError, "config.tasker.event_group must be :auto, nil or a non-empty String (got #{event_group.inspect})"
         end
         unless [true, false, :sidekiq].include?(republisher)
           raise ArgumentError, "config.tasker.republisher must be :sidekiq, true or false (got #{republisher.inspect})"

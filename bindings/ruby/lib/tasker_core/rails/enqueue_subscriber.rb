@@ -12,6 +12,11 @@ module TaskerCore
     # record stays, and the Republisher pushes the job later: the error is
     # logged, never raised into the event delivery.
     #
+    # With the socket transport the subscription joins the core subscription
+    # group config.event_group ("rails-enqueue" by default): every Puma and
+    # Sidekiq process of the app can keep the subscriber on, and each event
+    # is turned into a job by one of them.
+    #
     # Subscribing opens the core (EventPublisher.subscribe opens its core
     # subscription before it returns), so #install only arms the subscriber:
     # the subscription is made the first time this process opens its client,
@@ -64,7 +69,8 @@ module TaskerCore
             return if subscribed?
 
             @subscription&.unsubscribe # the parent's, in a forked child
-            @subscription = TaskerCore::EventPublisher.subscribe(*EVENTS) { |event| call(event) }
+            group = TaskerCore::Rails.config.enqueue_event_group
+            @subscription = TaskerCore::EventPublisher.subscribe(*EVENTS, group: group) { |event| call(event) }
             @subscribed_pid = Process.pid
           end
         ensure

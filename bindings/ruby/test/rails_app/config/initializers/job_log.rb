@@ -14,3 +14,15 @@ ActiveSupport::Notifications.subscribe("handle.tasker_core") do |_name, started,
   }
   Sidekiq.redis { |r| r.rpush("rails_app:handled", entry.to_json) }
 end
+
+# Records every job push (perform_later, by the enqueue subscriber or the
+# re-publisher) in redis (list rails_app:pushed): which process pushed which
+# task's job.
+ActiveSupport::Notifications.subscribe("enqueue.active_job") do |_name, _started, _finished, _id, payload|
+  job = payload[:job]
+  next unless job
+
+  entry = { task_id: job.arguments.first, lease_owner: job.arguments[1], pid: Process.pid, job_id: job.job_id,
+            scheduled_at: job.scheduled_at }
+  Sidekiq.redis { |r| r.rpush("rails_app:pushed", entry.to_json) }
+end

@@ -18,3 +18,10 @@ Rails.application.configure do
   config.tasker.republish_grace = Float(ENV.fetch("TASKER_REPUBLISH_GRACE", "30"))
   config.tasker.republish_lease = Float(ENV.fetch("TASKER_REPUBLISH_LEASE", "300"))
 end
+
+# $TASKER_EVENT_GROUP overrides the enqueue subscriber's group ("" = none,
+# every process pushes a job for every event: the negative control of the
+# socket end-to-end test).
+if ENV.key?("TASKER_EVENT_GROUP")
+  Rails.application.config.tasker.event_group = ENV["TASKER_EVENT_GROUP"].empty? ? nil : ENV["TASKER_EVENT_GROUP"]
+end
