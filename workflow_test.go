@@ -160,6 +160,22 @@ func newShape(name string, edges ...string) shape {
 	return s
 }
 
+// ancestors returns every step that step depends on, directly or not.
+func (s shape) ancestors(step string) map[string]bool {
+	out := map[string]bool{}
+	var walk func(string)
+	walk = func(n string) {
+		for _, p := range s.deps[n] {
+			if !out[p] {
+				out[p] = true
+				walk(p)
+			}
+		}
+	}
+	walk(step)
+	return out
+}
+
 func randomShape(n int, seed uint64) shape {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	var edges []string
@@ -290,6 +306,16 @@ func TestWorkflowShapes(t *testing.T) {
 								require.Equal(t, float64(sc.wantAttempts), out["attempt"])
 							} else {
 								require.Contains(t, string(st.Error), "planned failure")
+							}
+						} else if sc.wantTask == "error" && !sh.ancestors(last)[st.Name] {
+							// Fail fast: once the last step failed for good, the
+							// coordinator claims nothing more, so a step on
+							// another branch either ran once or never started.
+							if st.State == "pending" {
+								require.Equal(t, 0, st.Attempts, "step %s", st.Name)
+							} else {
+								require.Equal(t, tasker.StepState("complete"), st.State, "step %s", st.Name)
+								require.Equal(t, 1, st.Attempts, "step %s", st.Name)
 							}
 						} else {
 							require.Equal(t, tasker.StepState("complete"), st.State, "step %s", st.Name)
