@@ -60,6 +60,14 @@ func (c *Client) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 	return c.engine.Finalize(ctx, taskID, owner)
 }
 
+// Yield hands a task owner was driving back to the queue, due now (the
+// worker is shutting down; it released its unfinished attempts with
+// ExternalResult.Release first). A task that is neither in progress nor
+// pending is left alone (outcome "none").
+func (c *Client) Yield(ctx context.Context, taskID int64, owner, reason string) (*HandleResult, error) {
+	return c.engine.Yield(ctx, taskID, owner, reason)
+}
+
 // RescueExpired returns steps whose lease expired to the pool. Run does it
 // periodically; processes without Go runners (external workers) call it.
 // It returns how many steps it rescued (at most 100 per call).

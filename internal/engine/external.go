@@ -88,6 +88,11 @@ type ExternalResult struct {
 	Error   *ExternalError  `json:"error,omitempty"`
 	// DurationMS is how long the handler ran.
 	DurationMS int64 `json:"duration_ms,omitempty"`
+	// Release gives the attempt back instead of recording a result: the
+	// worker is shutting down and did not let the handler finish. The step
+	// returns to pending and its attempt is not counted, as when the Go
+	// coordinator releases its steps on shutdown. Success must be false.
+	Release bool `json:"release,omitempty"`
 }
 
 // Report statuses of ReportedResult.
@@ -282,6 +287,13 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		}
 		seen[r.StepID] = true
 		ar := attemptResult{claimed: &store.ClaimedStep{Step: st}, duration: time.Duration(r.DurationMS) * time.Millisecond}
+		if r.Release {
+			ar.err = errors.New("released")
+			o, ev := e.outcome(task, st, ar, now, true)
+			o.Reason = "released by " + owner + " shutting down"
+			outcomes, events, index = append(outcomes, o), append(events, ev), append(index, i)
+			continue
+		}
 		if r.Success {
 			raw := r.Results
 			if len(raw) == 0 || string(raw) == "null" {
@@ -412,4 +424,29 @@ func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// Yield hands a task an external worker was driving back to the queue, due
+// now, as the Go coordinator does when it shuts down: the task returns to
+// pending, its queue record is rewritten (lease cleared) and task.reenqueue is
+// published. The worker first releases its unfinished attempts
+// (ExternalResult.Release). A task that is not in progress or pending is
+// left alone (outcome ActionNone).
+func (e *Engine) Yield(ctx context.Context, taskID int64, owner, reason string) (*HandleResult, error) {
+	if owner == "" {
+		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
+	}
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("yield: %w", err)
+	}
+	res := &HandleResult{TaskID: taskID, Status: task.State}
+	if task.State != taskertype.TaskStateInProgress && task.State != taskertype.TaskStatePending {
+		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
+		return res, nil
+	}
+	if reason == "" {
+		reason = "external worker shutting down"
+	}
+	return e.yield(task, res, reason+" ("+owner+")")
 }

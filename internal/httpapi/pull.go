@@ -108,6 +108,7 @@ func init() {
 		"report_results":     (*Dispatcher).reportResults,
 		"extend_leases":      (*Dispatcher).extendLeases,
 		"finalize":           (*Dispatcher).finalize,
+		"yield":              (*Dispatcher).yield,
 		"handle":             (*Dispatcher).handle,
 		"cancel":             (*Dispatcher).cancel,
 		"retry":              (*Dispatcher).retry,
@@ -395,6 +396,10 @@ func (d *Dispatcher) reportResults(ctx context.Context, params []byte) (any, err
 			return nil, badRequest(fmt.Sprintf("results[%d]: step_id and attempt must be positive", i),
 				map[string]any{"field": "results"})
 		}
+		if r.Release && r.Success {
+			return nil, badRequest(fmt.Sprintf("results[%d]: a released attempt cannot be a success", i),
+				map[string]any{"field": "results"})
+		}
 	}
 	return d.c.ReportResults(ctx, p.TaskID, p.Owner, p.Results)
 }
@@ -429,6 +434,27 @@ func (d *Dispatcher) finalize(ctx context.Context, params []byte) (any, error) {
 		return nil, err
 	}
 	return handleDoc{HandleResult: res, Finalized: res.Finalized() && res.Outcome != "continue"}, nil
+}
+
+// yieldParams is the input of "yield".
+type yieldParams struct {
+	TaskID int64  `json:"task_id"`
+	Owner  string `json:"owner"`
+	Reason string `json:"reason"`
+}
+
+func (p *yieldParams) validate() error { return cmp.Or(requireTaskID(p.TaskID), requireOwner(p.Owner)) }
+
+func (d *Dispatcher) yield(ctx context.Context, params []byte) (any, error) {
+	var p yieldParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	res, err := d.c.Yield(ctx, p.TaskID, p.Owner, p.Reason)
+	if err != nil {
+		return nil, err
+	}
+	return handleDoc{HandleResult: res, Finalized: false}, nil
 }
 
 func (d *Dispatcher) handle(ctx context.Context, params []byte) (any, error) {
