@@ -59,6 +59,33 @@ module TaskerCore
       StepHandlers.register(name, klass)
     end
 
+    # Asks every running #handle of this process to hand its task back: stop
+    # claiming, let in-flight handlers finish for config.shutdown_grace
+    # seconds, report them, release the unfinished steps (no attempt
+    # counted) and yield the task to the queue, due now. Handles started
+    # afterwards yield at once. The Rails integration calls it on Sidekiq's
+    # :shutdown event. Safe from a signal handler (it only sets a flag).
+    def shutdown!
+      @shutdown_at ||= Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      @shutdown_pid = Process.pid
+      true
+    end
+
+    # Whether shutdown! was called in this process.
+    def shutting_down?
+      !@shutdown_at.nil? && @shutdown_pid == Process.pid
+    end
+
+    # When shutdown! was called (CLOCK_MONOTONIC seconds), or nil.
+    def shutdown_at
+      shutting_down? ? @shutdown_at : nil
+    end
+
+    # Clears the shutdown flag (tests; a process that keeps running).
+    def cancel_shutdown!
+      @shutdown_at = nil
+    end
+
     # Stops the event poller and closes the client (tests, shutdown).
     def reset!
       EventPublisher.reset!

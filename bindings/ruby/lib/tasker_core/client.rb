@@ -62,6 +62,12 @@ module TaskerCore
       call("finalize", { "task_id" => Integer(task_id), "owner" => owner })
     end
 
+    # Hands a task back to the queue, due now (after releasing unfinished
+    # attempts with {"release" => true} results): outcome "yielded".
+    def yield_task(task_id, owner:, reason: nil)
+      call("yield", { "task_id" => Integer(task_id), "owner" => owner, "reason" => reason.to_s })
+    end
+
     # Runs the task with the Go coordinator (Go and built-in handlers only).
     def handle_in_go(task_id)
       call("handle", { "task_id" => Integer(task_id) })

@@ -45,6 +45,10 @@ module TaskerCore
     attr_accessor :log_level
     # A Logger for the gem's own warnings (nil = none).
     attr_accessor :logger
+    # Seconds #handle lets in-flight step handlers finish after
+    # TaskerCore.shutdown! before it releases their steps (default 8, below
+    # Sidekiq's default 25 s shutdown timeout).
+    attr_accessor :shutdown_grace
     # Name of this process in leases (default ruby-<host>-<pid>-<random>,
     # recomputed after a fork).
     attr_writer :owner
@@ -61,6 +65,7 @@ module TaskerCore
       @event_enqueue = true
       @auto_migrate = false
       @log_level = "warn"
+      @shutdown_grace = 8
     end
 
     def transport=(value)

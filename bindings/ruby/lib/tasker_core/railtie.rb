@@ -15,6 +15,10 @@ module TaskerCore
   #   TaskRunnerJob (ActiveJob);
   # - in Sidekiq server processes the re-publisher sweeps the core's durable
   #   queue for records whose job never arrived;
+  # - in Sidekiq server processes, Sidekiq's :shutdown event calls
+  #   TaskerCore.shutdown!: running jobs hand their tasks back (finished
+  #   steps reported, unfinished ones released without counting the attempt,
+  #   the task re-enqueued due now) before Sidekiq's timeout;
   # - `rake tasker:republish` runs one sweep (for cron);
   # - generators: tasker:install, tasker:task.
   class Railtie < ::Rails::Railtie
@@ -44,6 +48,7 @@ module TaskerCore
           end
         end
       end
+      TaskerCore::Rails.install_sidekiq_shutdown if defined?(::Sidekiq) && ::Sidekiq.server?
     end
 
     rake_tasks do

@@ -9,6 +9,8 @@ module TaskerCore
     # How often #handle may loop on "continue" without claiming anything
     # before it gives up and returns the finalizer's answer.
     MAX_IDLE_CONTINUES = 50
+    # How often (seconds) a waiting #handle checks TaskerCore.shutting_down?.
+    SHUTDOWN_CHECK = 0.1
 
     def initialize(client: TaskerCore.client, owner: TaskerCore.config.owner,
                    max_parallel_steps: TaskerCore.config.max_parallel_steps)
@@ -21,15 +23,26 @@ module TaskerCore
     # Drives the task until the core finalizes it (or says to come back
     # later) and returns the finalizer's result Hash: "task_id", "status",
     # "outcome", "reason", "steps_executed", "next_run_at", "finalized".
+    #
+    # After TaskerCore.shutdown! it hands the task back instead: no more
+    # claims, in-flight handlers get config.shutdown_grace seconds (counted
+    # from shutdown!) to finish and are reported, the unfinished ones are
+    # stopped and their steps released without counting the attempt, and
+    # the task is yielded to the queue, due now (outcome "yielded").
     def handle(task_id)
+      task_id = Integer(task_id)
+      return yield_back(task_id, 0) if TaskerCore.shutting_down?
+
       pool = WorkerPool.new(@max)
       executed = 0
       idle = 0
       loop do
-        n = drive(Integer(task_id), pool)
+        n = drive(task_id, pool)
         executed += n
         res = @client.finalize(task_id, owner: @owner)
         if res["outcome"] == "continue"
+          return yield_back(task_id, executed) if TaskerCore.shutting_down?
+
           idle = n.zero? ? idle + 1 : 0
           if idle < MAX_IDLE_CONTINUES
             sleep(0.01 * idle) if idle > 1
@@ -45,14 +58,22 @@ module TaskerCore
 
     private
 
+    def yield_back(task_id, executed)
+      res = @client.yield_task(task_id, owner: @owner, reason: "Ruby worker shutting down")
+      res["steps_executed"] = executed
+      res
+    end
+
     # The claim -> run -> report loop; returns how many attempts it ran.
     def drive(task_id, pool)
       inflight = {}
       executed = 0
       claim_more = true
       want_claim = true
+      beat_at = nil
       loop do
-        if claim_more && want_claim && inflight.size < @max
+        stopping = TaskerCore.shutting_down?
+        if !stopping && claim_more && want_claim && inflight.size < @max
           claim = @client.claim_steps(task_id, owner: @owner, limit: @max - inflight.size)
           want_claim = false
           task = Task.new(claim["task"])
@@ -65,18 +86,45 @@ module TaskerCore
         end
         break if inflight.empty?
 
-        results = pool.take(@beat)
+        now = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        beat_at ||= now + @beat
+        # Wake up at least every SHUTDOWN_CHECK seconds to notice shutdown!.
+        wait = (beat_at - now).clamp(0, SHUTDOWN_CHECK)
+        if stopping
+          left = TaskerCore.shutdown_at + TaskerCore.config.shutdown_grace.to_f - now
+          if left <= 0
+            release(task_id, inflight, pool)
+            break
+          end
+          wait = [wait, left].min
+        end
+        results = pool.take(wait)
         if results.empty?
-          # The heartbeat: nothing finished for a third of the lease.
-          @client.extend_leases(inflight.keys, owner: @owner)
+          if Process.clock_gettime(Process::CLOCK_MONOTONIC) >= beat_at
+            # The heartbeat: nothing finished for a third of the lease.
+            @client.extend_leases(inflight.keys, owner: @owner)
+            beat_at = nil
+          end
           next
         end
+        beat_at = nil
         results.each { |r| inflight.delete(r["step_id"]) }
         report = @client.report_results(task_id, owner: @owner, results: results)
         claim_more &&= report["claim_more"]
         want_claim = true
       end
       executed
+    end
+
+    # The grace is over: report what finished meanwhile, stop the other
+    # handlers and give their attempts back.
+    def release(task_id, inflight, pool)
+      done = pool.take(0)
+      done.each { |r| inflight.delete(r["step_id"]) }
+      pool.kill
+      results = done + inflight.values.map { |st| { "step_id" => st.step_id, "attempt" => st.attempt, "release" => true } }
+      @client.report_results(task_id, owner: @owner, results: results) unless results.empty?
+      inflight.clear
     end
   end
 
@@ -113,6 +161,20 @@ module TaskerCore
         @results = []
         out
       end
+    end
+
+    # Stops the threads at once, whatever they run (their results are
+    # dropped); the pool can take jobs again afterwards.
+    def kill
+      threads = @lock.synchronize { @threads.dup }
+      threads.each(&:kill)
+      threads.each { |t| t.join(1) }
+      @lock.synchronize do
+        @threads -= threads
+        @idle = 0
+        @results = []
+      end
+      @jobs.clear
     end
 
     def shutdown
@@ -155,7 +217,9 @@ module TaskerCore
     end
 
     # Runs the task's steps with their Ruby handlers until the core
-    # finalizes it; returns the orchestration result Hash.
+    # finalizes it; returns the orchestration result Hash. After
+    # TaskerCore.shutdown! it hands the task back to the queue instead
+    # (outcome "yielded", see Coordinator#handle).
     def handle(task_id)
       Coordinator.new.handle(task_id)
     end

@@ -61,6 +61,27 @@ module RbTest
     end
   end
 
+  # Blocks until StuckHandler.unblock! (or 30 s): a handler still running
+  # when its process shuts down.
+  class StuckHandler < TaskerCore::BaseStepHandler
+    @gate = Queue.new
+    @started = Queue.new
+    class << self
+      attr_reader :gate, :started
+
+      def unblock!
+        @gate << :go
+      end
+    end
+
+    def process(task, _sequence, step)
+      self.class.started << step.attempt
+      Timeout.timeout(30) { self.class.gate.pop }
+      Recorder.record(task_id: task.task_id, step: step.name, attempt: step.attempt)
+      { "unstuck" => true }
+    end
+  end
+
   class FlakyHandler < TaskerCore::BaseStepHandler
     def process(task, _sequence, step)
       Recorder.record(task_id: task.task_id, step: step.name, attempt: step.attempt,

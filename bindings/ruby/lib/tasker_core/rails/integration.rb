@@ -60,6 +60,21 @@ module TaskerCore
         TaskerCore::TaskHandlerRegistry.new.find_handler_for_task(task_id)
       end
 
+      # On Sidekiq's :shutdown event (TERM; Sidekiq then waits its -t timeout
+      # for running jobs), ask every running handle to hand its task back
+      # (TaskerCore.shutdown!). The grace for in-flight step handlers is
+      # lowered to fit in Sidekiq's timeout, less 3 s for the reports.
+      def install_sidekiq_shutdown
+        timeout = ::Sidekiq.respond_to?(:options) ? ::Sidekiq.options[:timeout] : nil
+        if timeout
+          fit = [timeout.to_f - 3, 0.5].max
+          TaskerCore.config.shutdown_grace = [TaskerCore.config.shutdown_grace.to_f, fit].min
+        end
+        ::Sidekiq.configure_server do |sidekiq|
+          sidekiq.on(:shutdown) { TaskerCore.shutdown! }
+        end
+      end
+
       # [name, data] of an event, whatever its shape (object or hash).
       def event_parts(event)
         if event.respond_to?(:name) && event.respond_to?(:data)

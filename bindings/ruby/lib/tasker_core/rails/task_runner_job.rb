@@ -22,7 +22,9 @@ module TaskerCore
         result = ActiveSupport::Notifications.instrument("handle.tasker_core", task_id: task_id, lease_owner: lease_owner) do |payload|
           payload[:result] = TaskerCore::Rails.handle(task_id)
         end
-        TaskerCore::Rails.queue_store.ack(task_id, lease_owner) if lease_owner
+        # A task handed back on shutdown keeps its queue record (rewritten
+        # due now by the yield, or still leased: swept again when it lapses).
+        TaskerCore::Rails.queue_store.ack(task_id, lease_owner) if lease_owner && !TaskerCore.shutting_down?
         hook = TaskerCore::Rails.config.on_task_handled
         hook&.call(task_id, result)
         result
