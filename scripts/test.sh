@@ -41,6 +41,8 @@ echo "== quick start (the README's first command)"
 go run ./cmd/tasker run shop/order_fulfillment --templates examples/order_fulfillment \
   --context @examples/order_fulfillment/context.json --json >/tmp/tasker-quickstart.json
 grep -q '"status": *"complete"' /tmp/tasker-quickstart.json || { cat /tmp/tasker-quickstart.json; exit 1; }
+echo "== Go library example (examples/go_handlers)"
+go run ./examples/go_handlers >/tmp/tasker-go-example.txt || { cat /tmp/tasker-go-example.txt; exit 1; }
 
 # Further stages (Ruby gem, benchmark smoke, fault injection) live in
 # scripts/test.d/*.sh; each gets TEST_DATABASE_URL and exits non-zero on

@@ -378,7 +378,7 @@ func TestTemplateCommands(t *testing.T) {
 
 	res = tasker(t, dir, "template", "validate", examples)
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "3 templates OK\n", res.stdout)
+	require.Equal(t, "4 templates OK\n", res.stdout)
 
 	res = tasker(t, dir, "template", "list", "--templates", examples)
 	require.Equal(t, 0, res.code, res.String())
