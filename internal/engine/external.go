@@ -417,13 +417,16 @@ func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("find expired step leases: %w", err)
 	}
 	n := 0
+	var errs []error
 	for _, st := range steps {
 		if err := e.rescueStep(ctx, st, now); err != nil {
-			return n, fmt.Errorf("rescue step %s of task %d: %w", st.Name, st.TaskID, err)
+			// One step's failure must not keep the others stranded.
+			errs = append(errs, fmt.Errorf("rescue step %s of task %d: %w", st.Name, st.TaskID, err))
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // Yield hands a task an external worker was driving back to the queue, due

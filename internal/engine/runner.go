@@ -206,18 +206,8 @@ func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
 // pool: the lost attempt counts as a retryable failure (or ends the step when
 // it was the last), and the task is re-enqueued.
 func (e *Engine) rescue(ctx context.Context) {
-	now := e.now()
-	steps, err := e.store.StepLeaseExpired(ctx, now, 100)
-	if err != nil {
-		if ctx.Err() == nil {
-			e.log.Warn("find expired step leases", "err", err)
-		}
-		return
-	}
-	for _, st := range steps {
-		if err := e.rescueStep(ctx, st, now); err != nil && ctx.Err() == nil {
-			e.log.Warn("rescue step", "task_id", st.TaskID, "step", st.Name, "err", err)
-		}
+	if _, err := e.RescueExpired(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("rescue expired step leases", "err", err)
 	}
 }
 
