@@ -510,3 +510,60 @@ func stepsOf(t *testing.T, c *tasker.Client, taskID int64) []*tasker.Step {
 	require.NoError(t, err)
 	return d.Steps
 }
+
+// An operator can declare a failed task done: it becomes resolved_manually
+// with the actor and reason recorded, leaves the queue, publishes
+// task.resolved_manually, and does not run again. A finished or already
+// resolved task cannot be resolved.
+func TestResolveTask(t *testing.T) {
+	t.Parallel()
+	backends(t, func(t *testing.T, url string) {
+		c := openClient(t, url)
+		c.RegisterHandler("Declined", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
+			return nil, tasker.Permanent(errors.New("card declined"))
+		}))
+		_, err := c.AddTemplate("r.yml", []byte("name: resolvable\nnamespace_name: test\nstep_templates:\n"+
+			"  - {name: charge, handler_class: Declined}\n  - {name: ship, handler_class: Declined, depends_on_step: charge}\n"))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "resolvable"})
+		require.NoError(t, err)
+		res, err := c.RunTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("error"), res.Status)
+
+		events, stop := c.Subscribe(tasker.EventTaskResolved)
+		defer stop()
+		got, err := c.ResolveTask(ctx, task.ID, tasker.Actor{Who: "ops", Reason: "refunded by hand"})
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("resolved_manually"), got.State)
+		select {
+		case ev := <-events:
+			require.Equal(t, task.ID, ev.TaskID)
+			require.Equal(t, "ops", ev.Data["actor"])
+			require.Equal(t, "refunded by hand", ev.Data["reason"])
+		case <-time.After(5 * time.Second):
+			t.Fatal("no task.resolved_manually event")
+		}
+		taskTrs, _, err := c.Transitions(ctx, task.ID)
+		require.NoError(t, err)
+		last := taskTrs[len(taskTrs)-1]
+		require.Equal(t, "resolved_manually", last.ToState)
+		require.Equal(t, "ops", last.Actor)
+		require.Equal(t, "refunded by hand", last.Reason)
+		d, err := c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.StepState("error"), d.Steps[0].State, "steps keep their states")
+		q, err := c.Queue(ctx)
+		require.NoError(t, err)
+		require.Empty(t, q)
+		h, err := c.Handle(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("resolved_manually"), h.Status, "a resolved task does not run")
+
+		_, err = c.ResolveTask(ctx, task.ID, tasker.Actor{Who: "ops"})
+		require.True(t, errors.Is(err, tasker.ErrInvalidTransition), "%v", err)
+		_, err = c.ResolveTask(ctx, 987654, tasker.Actor{})
+		require.True(t, errors.Is(err, tasker.ErrNotFound), "%v", err)
+	})
+}

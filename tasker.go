@@ -326,6 +326,12 @@ func (c *Client) Transitions(ctx context.Context, taskID int64) (task, steps []*
 	return task, steps, err
 }
 
+// ResolveTask marks a task that is not running resolved_manually (an
+// operator declares it done); its steps keep their states.
+func (c *Client) ResolveTask(ctx context.Context, taskID int64, a Actor) (*Task, error) {
+	return c.engine.ResolveTask(ctx, taskID, a)
+}
+
 // CancelTask cancels a task and its unfinished steps.
 func (c *Client) CancelTask(ctx context.Context, taskID int64, a Actor) (*Task, error) {
 	return c.engine.CancelTask(ctx, taskID, a)

@@ -279,9 +279,13 @@ func wrapRun(fn func(cmd *cobra.Command, args []string) error) func(cmd *cobra.C
 
 // exactArgs requires n positional arguments and, on a mismatch, shows the
 // command's usage line.
-func exactArgs(n int) cobra.PositionalArgs {
+func exactArgs(n int) cobra.PositionalArgs { return rangeArgs(n, n) }
+
+// rangeArgs requires between lo and hi positional arguments and, on a
+// mismatch, shows the command's usage line.
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
-		if len(args) != n {
+		if len(args) < lo || len(args) > hi {
 			return usageErrorf("usage: %s (got %s)", cmd.UseLine(), plural(len(args), "argument"))
 		}
 		return nil

@@ -407,9 +407,13 @@ func (a *app) taskCancelCommand() *cobra.Command {
 func (a *app) taskResolveCommand() *cobra.Command {
 	var o operatorFlags
 	cmd := &cobra.Command{
-		Use:   "resolve ID STEP",
-		Short: "Mark a step resolved manually so that its children may run",
-		Args:  exactArgs(2),
+		Use:   "resolve ID [STEP]",
+		Short: "Mark a step (or, without STEP, the whole task) resolved manually",
+		Long: `With STEP, mark that step resolved manually so that its children may run.
+Without STEP, mark the task itself resolved manually: an operator declares it
+done. A task can be resolved while it is not running (pending, waiting for a
+retry, blocked or failed); its steps keep their states.`,
+		Args: rangeArgs(1, 2),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
 			id, err := parseTaskID(args[0])
 			if err != nil {
@@ -420,6 +424,17 @@ func (a *app) taskResolveCommand() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			return a.withClient(ctx, func(c *tasker.Client) error {
+				if len(args) == 1 {
+					if o.run {
+						return usageErrorf("--run needs a STEP: a resolved task does not run")
+					}
+					task, err := c.ResolveTask(ctx, id, o.actorOf())
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(a.opts.Stdout, "task %d is %s\n", id, task.State)
+					return nil
+				}
 				st, err := c.ResolveStep(ctx, id, args[1], o.actorOf())
 				if err != nil {
 					return err

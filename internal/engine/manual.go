@@ -76,6 +76,36 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	return e.store.TaskGet(ctx, taskID)
 }
 
+// ResolveTask marks a task resolved_manually: an operator declares it done
+// (for example after fixing its effects by hand). It is allowed while the
+// task is not running (pending, waiting for retry, blocked or failed); its
+// steps keep their states, its queue record is removed, and
+// task.resolved_manually is published. A running task must be cancelled
+// first.
+func (e *Engine) ResolveTask(ctx context.Context, taskID int64, a Actor) (*taskertype.Task, error) {
+	if err := checkActor(a); err != nil {
+		return nil, err
+	}
+	task, err := e.store.TaskGet(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := statemachine.Task(task.State, statemachine.TaskEventResolve); err != nil {
+		return nil, withID(err, taskID)
+	}
+	reason := cmp.Or(a.Reason, "resolved by operator")
+	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventResolve, reason, a.who(), store.QueueOp{Kind: store.QueueDelete})
+	if err != nil {
+		return nil, err
+	}
+	if !tr.Changed {
+		return nil, e.raced(ctx, taskID, statemachine.TaskEventResolve)
+	}
+	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskResolved, TaskID: taskID, Time: e.now(),
+		Data: map[string]any{"reason": reason, "actor": a.who()}})
+	return e.store.TaskGet(ctx, taskID)
+}
+
 // raced reports a guarded transition that matched no row because the state
 // changed between the read and the write.
 func (e *Engine) raced(ctx context.Context, taskID int64, ev statemachine.TaskEvent) error {

@@ -95,6 +95,7 @@ func (s *server) routes() {
 	s.mux.HandleFunc("POST /v1/tasks/{id}/handle", s.handleTask)
 	s.mux.HandleFunc("POST /v1/tasks/{id}/cancel", s.cancelTask)
 	s.mux.HandleFunc("POST /v1/tasks/{id}/retry", s.retryTask)
+	s.mux.HandleFunc("POST /v1/tasks/{id}/resolve", s.resolveTask)
 	s.mux.HandleFunc("POST /v1/tasks/{id}/steps/{name}/resolve", s.resolveStep)
 
 	s.mux.HandleFunc("GET /v1/templates", s.listTemplates)

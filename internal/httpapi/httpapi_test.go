@@ -594,6 +594,23 @@ func TestAPI(t *testing.T) {
 			require.Contains(t, string(res.body), `"outcome":"none"`)
 		})
 
+		t.Run("resolve_task", func(t *testing.T) {
+			api := caller{t: t, base: srv.URL}
+			d, _ := api.create(map[string]any{"namespace": "test", "name": "doomed"})
+			require.Equal(t, tasker.TaskState("error"), api.handleUntilDone(d.Task.ID).Status)
+			path := fmt.Sprintf("/v1/tasks/%d/resolve", d.Task.ID)
+			res := api.do("POST", path, map[string]any{"actor": "alice", "reason": "handled by hand"})
+			require.Equal(t, 200, res.status, "%s", res.body)
+			var got taskDoc
+			res.into(t, &got)
+			require.Equal(t, tasker.TaskState("resolved_manually"), got.Task.State)
+			res = api.do("POST", path, map[string]any{"actor": "alice"})
+			e := res.errorCode(t, 409, "invalid_transition")
+			require.Equal(t, map[string]any{"entity": "task", "id": float64(d.Task.ID), "from": "resolved_manually", "event": "resolve"}, e["details"])
+			res = api.do("POST", "/v1/tasks/999999/resolve", map[string]any{})
+			res.errorCode(t, 404, "not_found")
+		})
+
 		t.Run("resolve", func(t *testing.T) {
 			api := caller{t: t, base: srv.URL}
 			d, _ := api.create(map[string]any{"namespace": "test", "name": "doomed"})

@@ -318,6 +318,24 @@ func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {
 	s.writeTask(w, r, id)
 }
 
+func (s *server) resolveTask(w http.ResponseWriter, r *http.Request) {
+	id, err := taskID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var body actorBody
+	if err := decodeBody(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.c.ResolveTask(r.Context(), id, tasker.Actor{Who: body.Actor, Reason: body.Reason}); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeTask(w, r, id)
+}
+
 func (s *server) retryTask(w http.ResponseWriter, r *http.Request) {
 	id, err := taskID(r)
 	if err != nil {
