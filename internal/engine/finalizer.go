@@ -97,52 +97,86 @@ func (e *Engine) decide(ctx context.Context, task *taskertype.Task, res *HandleR
 	if err != nil {
 		return err
 	}
-	d := Decide(sum)
-	res.Outcome, res.Reason = d.Action, d.Reason
-	var ev statemachine.TaskEvent
-	var kind taskertype.EventKind
-	queue := store.QueueOp{Kind: store.QueueDelete}
-	switch d.Action {
-	case ActionContinue:
-		return nil
-	case ActionElsewhere:
-		res.Status = taskertype.TaskStateInProgress
-		return nil
-	case ActionFail:
-		ev, kind = statemachine.TaskEventFail, taskertype.EventTaskFailed
-	case ActionComplete:
-		ev, kind = statemachine.TaskEventComplete, taskertype.EventTaskCompleted
-	case ActionBlock:
-		ev, kind = statemachine.TaskEventBlock, taskertype.EventTaskBlocked
-	case ActionWait:
-		ev = statemachine.TaskEventWait
-		runAt := e.now()
-		if d.RetryAt != nil && d.RetryAt.After(runAt) {
-			runAt = *d.RetryAt
+	v := e.judge(task, sum, actor)
+	var tr *store.TransitionResult
+	if p := v.transition(); p != nil {
+		if tr, err = e.store.TaskTransition(dbctx, p); err != nil {
+			return err
 		}
-		queue = store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: runAt,
-			Priority: task.Priority, Reason: d.Reason}
-		res.NextRunAt = &runAt
 	}
-	tr, err := e.taskEvent(dbctx, task.ID, ev, d.Reason, actor, queue)
-	if err != nil {
-		return err
+	e.settle(dbctx, task, res, v, tr)
+	return nil
+}
+
+// verdict is a TaskFinalizer decision with the transition that applies it.
+type verdict struct {
+	d     Decision
+	ev    statemachine.TaskEvent // "" for continue and running elsewhere
+	kind  taskertype.EventKind   // published once the transition commits
+	queue store.QueueOp
+	runAt *time.Time // retry_viable: when the task is due again
+	p     *store.TaskTransitionParams
+}
+
+// judge decides from a summary and prepares the transition, without
+// writing anything (it may run inside a store transaction).
+func (e *Engine) judge(task *taskertype.Task, sum *store.TaskSummary, actor string) verdict {
+	v := verdict{d: Decide(sum), queue: store.QueueOp{Kind: store.QueueDelete}}
+	switch v.d.Action {
+	case ActionContinue, ActionElsewhere:
+		return v
+	case ActionFail:
+		v.ev, v.kind = statemachine.TaskEventFail, taskertype.EventTaskFailed
+	case ActionComplete:
+		v.ev, v.kind = statemachine.TaskEventComplete, taskertype.EventTaskCompleted
+	case ActionBlock:
+		v.ev, v.kind = statemachine.TaskEventBlock, taskertype.EventTaskBlocked
+	case ActionWait:
+		v.ev = statemachine.TaskEventWait
+		runAt := e.now()
+		if v.d.RetryAt != nil && v.d.RetryAt.After(runAt) {
+			runAt = *v.d.RetryAt
+		}
+		v.runAt = &runAt
+		v.queue = store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: runAt,
+			Priority: task.Priority, Reason: v.d.Reason}
 	}
-	res.Status = tr.State
+	to, err := taskTarget(v.ev)
+	if err != nil { // cannot happen: every event above has sources
+		panic(err)
+	}
+	v.p = &store.TaskTransitionParams{TaskID: task.ID, From: statemachine.TaskSources(v.ev), To: to,
+		Event: string(v.ev), Reason: v.d.Reason, Actor: actor, Now: e.now(), Queue: v.queue}
+	return v
+}
+
+// transition is the task transition that applies the verdict, or nil.
+func (v verdict) transition() *store.TaskTransitionParams { return v.p }
+
+// settle reports an applied verdict on res and publishes its events; tr is
+// the transition's result (nil when the verdict needs none).
+func (e *Engine) settle(ctx context.Context, task *taskertype.Task, res *HandleResult, v verdict, tr *store.TransitionResult) {
+	res.Outcome, res.Reason = v.d.Action, v.d.Reason
+	if v.ev == "" {
+		if v.d.Action == ActionElsewhere {
+			res.Status = taskertype.TaskStateInProgress
+		}
+		return
+	}
+	res.Status, res.NextRunAt = tr.State, v.runAt
 	if !tr.Changed {
 		// An operator moved the task meanwhile (cancelled, resolved).
 		res.Outcome, res.Reason, res.NextRunAt = ActionNone, fmt.Sprintf("task is %s", tr.State), nil
-		return nil
+		return
 	}
 	now := e.now()
-	if kind != "" {
-		e.bus.Publish(taskertype.Event{Kind: kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": d.Reason}})
+	if v.kind != "" {
+		e.bus.Publish(taskertype.Event{Kind: v.kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": v.d.Reason}})
 	}
-	if d.Action == ActionWait {
-		e.enqueued(dbctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,
-			DelaySeconds: max(res.NextRunAt.Sub(now).Seconds(), 0), Reason: d.Reason, Time: now})
+	if v.d.Action == ActionWait {
+		e.enqueued(ctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,
+			DelaySeconds: max(res.NextRunAt.Sub(now).Seconds(), 0), Reason: v.d.Reason, Time: now})
 	}
-	return nil
 }
 
 // yield hands a task back to the queue, due now, after a shutdown.

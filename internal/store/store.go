@@ -70,6 +70,12 @@ type Store interface {
 	// whose step is no longer in progress under p.Owner's lease is skipped
 	// (the attempt was rescued or resolved elsewhere); Applied says which.
 	StepRecord(ctx context.Context, p *StepRecordParams) ([]bool, error)
+	// StepRecordFinalize is StepRecord followed, in the same transaction, by
+	// the task's summary (as TaskSummary at p.Now), handed to decide; the
+	// transition decide returns, if not nil, is applied like TaskTransition
+	// and its result returned.
+	StepRecordFinalize(ctx context.Context, p *StepRecordParams,
+		decide func(*TaskSummary) *TaskTransitionParams) ([]bool, *TransitionResult, error)
 	// StepTransition applies an operator's (or rescuer's) transition to some
 	// steps of a task in one transaction, optionally with a task transition
 	// and queue change in the same transaction.

@@ -280,31 +280,35 @@ func (s *Store) appendStepTransitions(ctx context.Context, tx txer, taskID int64
 // by one UPDATE joined with the outcomes passed as one JSON document, so a
 // batch costs the same few round trips whatever its size.
 func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
+	applied, _, err := s.stepRecord(ctx, p, nil)
+	return applied, err
+}
+
+// StepRecordFinalize implements store.Store: StepRecord, then in the same
+// transaction the task's summary is handed to decide and the transition it
+// returns (if any) is applied.
+func (s *Store) StepRecordFinalize(ctx context.Context, p *store.StepRecordParams,
+	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+	return s.stepRecord(ctx, p, decide)
+}
+
+func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
+	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
 	now := utc(p.Now)
 	applied := make([]bool, len(p.Outcomes))
-	if len(p.Outcomes) == 0 {
-		return applied, nil
+	if len(p.Outcomes) == 0 && decide == nil {
+		return applied, nil, nil
 	}
-	type outcomeRow struct {
-		StepID      int64           `json:"step_id"`
-		State       string          `json:"state"`
-		Results     json.RawMessage `json:"results,omitempty"`
-		Error       json.RawMessage `json:"error,omitempty"`
-		NextRetryAt any             `json:"next_retry_at,omitempty"`
-		Backoff     *int            `json:"backoff,omitempty"`
-		GiveBack    int             `json:"give_back"`
-		CompletedAt any             `json:"completed_at,omitempty"`
-	}
-	docs := make([]outcomeRow, len(p.Outcomes))
+	docs := make([]recordDoc, len(p.Outcomes))
 	index := make(map[int64]int, len(p.Outcomes))
 	for i, o := range p.Outcomes {
-		d := outcomeRow{StepID: o.StepID, State: string(o.To), Results: o.Results, Error: o.Error,
+		d := recordDoc{StepID: o.StepID, State: string(o.To), Results: o.Results, Error: o.Error,
 			NextRetryAt: s.tp(o.NextRetryAt), Backoff: o.BackoffRequestSeconds}
 		if len(d.Results) > 0 && !json.Valid(d.Results) {
-			return nil, fmt.Errorf("record step %d: results are not valid JSON", o.StepID)
+			return nil, nil, fmt.Errorf("record step %d: results are not valid JSON", o.StepID)
 		}
 		if len(d.Error) > 0 && !json.Valid(d.Error) {
-			return nil, fmt.Errorf("record step %d: error is not valid JSON", o.StepID)
+			return nil, nil, fmt.Errorf("record step %d: error is not valid JSON", o.StepID)
 		}
 		if o.GiveBackAttempt {
 			d.GiveBack = 1
@@ -317,55 +321,89 @@ func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bo
 	}
 	doc, err := json.Marshal(docs)
 	if err != nil {
-		return nil, fmt.Errorf("record steps: %w", err)
+		return nil, nil, fmt.Errorf("record steps: %w", err)
 	}
+	var tr *store.TransitionResult
 	err = s.inTx(ctx, func(tx txer) error {
 		clear(applied)
-		rs, err := tx.query(ctx, s.recordSQL(), string(doc), s.t(now), p.Owner)
-		if err != nil {
-			return fmt.Errorf("record steps: %w", err)
+		tr = nil
+		if err := s.recordTx(ctx, tx, p, string(doc), docs, index, applied, now); err != nil {
+			return err
 		}
-		var trs []transitionRow
-		for rs.Next() {
-			var id int64
-			var prev string
-			var seq, attempts int
-			if err := rs.Scan(&id, &prev, &seq, &attempts); err != nil {
-				rs.Close()
-				return fmt.Errorf("record steps: %w", err)
-			}
-			i, ok := index[id]
-			if !ok {
-				continue
-			}
-			o := p.Outcomes[i]
-			applied[i] = true
-			meta := map[string]any{"attempt": attempts + docs[i].GiveBack}
-			if len(o.Error) > 0 {
-				meta["error"] = json.RawMessage(o.Error)
-			}
-			if o.NextRetryAt != nil {
-				meta["next_retry_at"] = o.NextRetryAt.UTC()
-			}
-			mj, _ := json.Marshal(meta)
-			trs = append(trs, transitionRow{stepID: o.StepID, from: prev, to: string(o.To), event: o.Event,
-				reason: o.Reason, actor: p.Owner, seq: seq, meta: mj})
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return fmt.Errorf("record steps: %w", err)
-		}
-		if len(trs) == 0 {
+		if decide == nil {
 			return nil
 		}
-		// Transitions in the order of the outcomes, as before batching.
-		slices.SortFunc(trs, func(a, b transitionRow) int { return index[a.stepID] - index[b.stepID] })
-		return s.appendStepTransitions(ctx, tx, p.TaskID, trs, now)
+		sum, err := s.summary(ctx, tx, p.TaskID, now)
+		if err != nil {
+			return err
+		}
+		if tp := decide(sum); tp != nil {
+			tr, err = s.taskMove(ctx, tx, tp)
+		}
+		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return applied, nil
+	return applied, tr, nil
+}
+
+// recordTx applies a batch of outcomes inside tx (see recordSQL) and
+// appends the moved steps' transitions; applied[i] reports outcome i.
+func (s *Store) recordTx(ctx context.Context, tx txer, p *store.StepRecordParams, doc string, docs []recordDoc,
+	index map[int64]int, applied []bool, now time.Time) error {
+	rs, err := tx.query(ctx, s.recordSQL(), doc, s.t(now), p.Owner)
+	if err != nil {
+		return fmt.Errorf("record steps: %w", err)
+	}
+	var trs []transitionRow
+	for rs.Next() {
+		var id int64
+		var prev string
+		var seq, attempts int
+		if err := rs.Scan(&id, &prev, &seq, &attempts); err != nil {
+			rs.Close()
+			return fmt.Errorf("record steps: %w", err)
+		}
+		i, ok := index[id]
+		if !ok {
+			continue
+		}
+		o := p.Outcomes[i]
+		applied[i] = true
+		meta := map[string]any{"attempt": attempts + docs[i].GiveBack}
+		if len(o.Error) > 0 {
+			meta["error"] = json.RawMessage(o.Error)
+		}
+		if o.NextRetryAt != nil {
+			meta["next_retry_at"] = o.NextRetryAt.UTC()
+		}
+		mj, _ := json.Marshal(meta)
+		trs = append(trs, transitionRow{stepID: o.StepID, from: prev, to: string(o.To), event: o.Event,
+			reason: o.Reason, actor: p.Owner, seq: seq, meta: mj})
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("record steps: %w", err)
+	}
+	if len(trs) == 0 {
+		return nil
+	}
+	// Transitions in the order of the outcomes, as before batching.
+	slices.SortFunc(trs, func(a, b transitionRow) int { return index[a.stepID] - index[b.stepID] })
+	return s.appendStepTransitions(ctx, tx, p.TaskID, trs, now)
+}
+
+// recordDoc is one outcome in the JSON document recordSQL reads.
+type recordDoc struct {
+	StepID      int64           `json:"step_id"`
+	State       string          `json:"state"`
+	Results     json.RawMessage `json:"results,omitempty"`
+	Error       json.RawMessage `json:"error,omitempty"`
+	NextRetryAt any             `json:"next_retry_at,omitempty"`
+	Backoff     *int            `json:"backoff,omitempty"`
+	GiveBack    int             `json:"give_back"`
+	CompletedAt any             `json:"completed_at,omitempty"`
 }
 
 // recordSQL applies a batch of outcomes ($1, a JSON array) to steps still

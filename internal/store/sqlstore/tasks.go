@@ -381,9 +381,13 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9)`, p.TaskID, prev.String, strin
 
 // TaskSummary implements store.Store.
 func (s *Store) TaskSummary(ctx context.Context, taskID int64, now time.Time) (*store.TaskSummary, error) {
+	return s.summary(ctx, s.db, taskID, now)
+}
+
+func (s *Store) summary(ctx context.Context, q querier, taskID int64, now time.Time) (*store.TaskSummary, error) {
 	var sum store.TaskSummary
 	var earliest scanTime
-	err := s.db.queryRow(ctx, s.q.taskSummary, taskID, s.t(now)).Scan(&sum.Total, &sum.Pending, &sum.InProgress,
+	err := q.queryRow(ctx, s.q.taskSummary, taskID, s.t(now)).Scan(&sum.Total, &sum.Pending, &sum.InProgress,
 		&sum.WaitingForRetry, &sum.Complete, &sum.Error, &sum.Cancelled, &sum.Ready, &earliest)
 	if err != nil {
 		return nil, fmt.Errorf("summarize task %d: %w", taskID, err)
