@@ -88,13 +88,16 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once
 	}
 
-	executed, stopped, err := e.runSteps(ctx, task, first, now)
+	executed, stopped, settled, err := e.runSteps(ctx, task, first, now, res)
 	res.StepsExecuted = executed
 	if err != nil {
 		return res, err
 	}
 	if stopped {
 		return e.yield(task, res, "coordinator shutting down")
+	}
+	if settled {
+		return res, nil
 	}
 	return e.finalize(ctx, task, res)
 }
@@ -107,7 +110,13 @@ const handlerGiveUp = time.Second
 // not nil, are steps the caller already claimed at claimedAt (the loop's
 // first claim). stopped is true when ctx ended before the task ran out of
 // viable steps.
-func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time) (executed int, stopped bool, err error) {
+//
+// When the last results of the loop are recorded (nothing left in flight,
+// nothing more expected to be claimable) the TaskFinalizer's decision is
+// applied in the same transaction and reported on res; settled is then true
+// (a "continue" decision does not settle: the loop claims again).
+func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
+	res *HandleResult) (executed int, stopped, settled bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
@@ -144,7 +153,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
 				}
 				if err != nil && len(inflight) == 0 {
-					return executed, false, err
+					return executed, false, false, err
 				}
 				if err != nil {
 					// Finish and record the running attempts (recording
@@ -164,7 +173,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			}
 		}
 		if len(inflight) == 0 {
-			return executed, shutting || ctx.Err() != nil, nil
+			return executed, shutting || ctx.Err() != nil, false, nil
 		}
 
 		var batch []attemptResult
@@ -195,7 +204,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			// rescuer counts those attempts as failed, as after a crash.
 			e.log.Warn("handlers ignored cancellation; leaving their step leases to expire",
 				"task_id", task.ID, "steps", len(inflight))
-			return executed, true, nil
+			return executed, true, false, nil
 		}
 	drain:
 		for {
@@ -209,16 +218,6 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 		for _, r := range batch {
 			delete(inflight, r.claimed.Step.ID)
 		}
-		var anyFailed bool
-		err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() (err error) {
-			anyFailed, err = e.record(dbctx, task, batch, shutting && grace == nil)
-			return err
-		})
-		if err != nil {
-			e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
-			return executed, false, err
-		}
-		failed = failed || anyFailed
 		if drained {
 			if !withChildrenLoaded {
 				withChildren, withChildrenLoaded = e.stepsWithChildren(task), true
@@ -230,7 +229,39 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				}
 			}
 		}
+		// The last batch: nothing in flight and no claim expected (the last
+		// claim came back short and nothing recorded now unlocks a step, or
+		// a step failed). Finalize in the recording transaction.
+		last := len(inflight) == 0 && !shutting && ctx.Err() == nil && (drained || failed || batchFailed(batch))
+		var anyFailed bool
+		var final *finalDecision
+		err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() (err error) {
+			anyFailed, final, err = e.recordAndMaybeFinalize(dbctx, task, batch, shutting && grace == nil, last)
+			return err
+		})
+		if err != nil {
+			e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
+			return executed, false, false, err
+		}
+		failed = failed || anyFailed
+		if final != nil {
+			e.settle(dbctx, task, res, final.v, final.tr)
+			if res.Outcome != ActionContinue {
+				return executed, false, true, nil
+			}
+			drained, failed = false, false // steps are ready after all: claim them
+		}
 	}
+}
+
+// batchFailed reports whether any attempt of the batch failed.
+func batchFailed(batch []attemptResult) bool {
+	for _, r := range batch {
+		if r.err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // stepsWithChildren returns the names of the task's steps that other steps
@@ -351,6 +382,22 @@ type errorDoc struct {
 // the state machine and the backoff calculator) and stores them in one
 // transaction. release gives cancelled attempts back instead of failing them.
 func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []attemptResult, release bool) (bool, error) {
+	anyFailed, _, err := e.recordAndMaybeFinalize(ctx, task, batch, release, false)
+	return anyFailed, err
+}
+
+// finalDecision is a finalizer verdict applied with the last results.
+type finalDecision struct {
+	v  verdict
+	tr *store.TransitionResult
+}
+
+// recordAndMaybeFinalize records a batch of attempt results; with finalize
+// the TaskFinalizer decides and applies its transition in the same
+// transaction (the coordinator's last batch), and the applied decision is
+// returned for settle. Step events are published here.
+func (e *Engine) recordAndMaybeFinalize(ctx context.Context, task *taskertype.Task, batch []attemptResult, release,
+	finalize bool) (bool, *finalDecision, error) {
 	now := e.now()
 	outcomes := make([]store.StepOutcome, len(batch))
 	events := make([][]taskertype.Event, len(batch))
@@ -360,9 +407,23 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 		o, ev := e.outcome(task, st, r, now, release)
 		outcomes[i], events[i] = o, ev
 	}
-	applied, err := e.store.StepRecord(ctx, &store.StepRecordParams{TaskID: task.ID, Owner: e.cfg.Owner, Now: now, Outcomes: outcomes})
+	params := &store.StepRecordParams{TaskID: task.ID, Owner: e.cfg.Owner, Now: now, Outcomes: outcomes}
+	var applied []bool
+	var final *finalDecision
+	var err error
+	if finalize {
+		var v verdict
+		var tr *store.TransitionResult
+		applied, tr, err = e.store.StepRecordFinalize(ctx, params, func(sum *store.TaskSummary) *store.TaskTransitionParams {
+			v = e.judge(task, sum, e.cfg.Owner)
+			return v.transition()
+		})
+		final = &finalDecision{v: v, tr: tr}
+	} else {
+		applied, err = e.store.StepRecord(ctx, params)
+	}
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	var publish []taskertype.Event
 	for i, ok := range applied {
@@ -377,7 +438,7 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 		publish = append(publish, events[i]...)
 	}
 	e.bus.Publish(publish...)
-	return anyFailed, nil
+	return anyFailed, final, nil
 }
 
 func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptResult, now time.Time, release bool) (store.StepOutcome, []taskertype.Event) {

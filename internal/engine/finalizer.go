@@ -76,13 +76,16 @@ func (e *Engine) finalize(ctx context.Context, task *taskertype.Task, res *Handl
 		if ctx.Err() != nil {
 			return e.yield(task, res, "coordinator shutting down")
 		}
-		n, stopped, err := e.runSteps(ctx, task, nil, time.Time{})
+		n, stopped, settled, err := e.runSteps(ctx, task, nil, time.Time{}, res)
 		res.StepsExecuted += n
 		if err != nil {
 			return res, err
 		}
 		if stopped {
 			return e.yield(task, res, "coordinator shutting down")
+		}
+		if settled {
+			return res, nil
 		}
 	}
 }

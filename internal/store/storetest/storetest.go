@@ -290,6 +290,60 @@ func Exercise(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("StepRecordFinalize", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		tr, _, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: id,
+			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
+			Event: "start", Actor: "r1", Now: t0}, &store.StepClaimParams{TaskID: id, Owner: "r1", Limit: 4, Now: t0,
+			LeaseUntil: t0.Add(time.Minute)})
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		steps, err := st.StepList(ctx, id)
+		require.NoError(t, err)
+		a := stepID(t, steps, "a")
+		outcome := func(stepID int64) *store.StepRecordParams {
+			return &store.StepRecordParams{TaskID: id, Owner: "r1", Now: t0, Outcomes: []store.StepOutcome{{
+				StepID: stepID, To: taskertype.StepStateComplete, Event: "succeed", Results: json.RawMessage(`{}`)}}}
+		}
+		// The summary handed to decide already sees the recorded outcome;
+		// no transition when decide returns nil.
+		var seen *store.TaskSummary
+		applied, got, err := st.StepRecordFinalize(ctx, outcome(a), func(sum *store.TaskSummary) *store.TaskTransitionParams {
+			seen = sum
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true}, applied)
+		require.Nil(t, got)
+		require.Equal(t, 1, seen.Complete)
+		require.Equal(t, 2, seen.Ready, "b and c are ready once a is recorded")
+
+		// A transition returned by decide is applied in the same transaction.
+		claimed := claim(t, st, id, "r1", t0, 4)
+		require.ElementsMatch(t, []string{"b", "c"}, claimNames(claimed))
+		succeed(t, st, id, "r1", t0, claimed...)
+		d := claim(t, st, id, "r1", t0, 4)
+		require.Equal(t, []string{"d"}, claimNames(d))
+		_, got, err = st.StepRecordFinalize(ctx, outcome(d[0].Step.ID), func(sum *store.TaskSummary) *store.TaskTransitionParams {
+			require.Equal(t, sum.Total, sum.Complete)
+			return &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStateInProgress},
+				To: taskertype.TaskStateComplete, Event: "complete", Actor: "r1", Now: t0,
+				Queue: store.QueueOp{Kind: store.QueueDelete}}
+		})
+		require.NoError(t, err)
+		require.True(t, got.Changed)
+		task, err := st.TaskGet(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, taskertype.TaskStateComplete, task.State)
+		q, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Empty(t, q)
+	})
+
 	t.Run("RecordIsGuardedByLeaseOwner", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
