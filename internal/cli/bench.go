@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -19,6 +21,8 @@ type benchFlags struct {
 	shape string
 	json  bool
 	quiet bool
+	// cpuProfile, when set, receives a CPU profile of the run.
+	cpuProfile string
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -55,6 +59,17 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 			if !f.quiet {
 				f.cfg.Progress = a.opts.Stderr
 			}
+			if f.cpuProfile != "" {
+				pf, err := os.Create(f.cpuProfile)
+				if err != nil {
+					return fmt.Errorf("bench: cpu profile: %w", err)
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("bench: cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := bench.Run(cmd.Context(), f.cfg)
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
@@ -84,6 +99,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.BoolVar(&f.cfg.KeepSchema, "keep-schema", false, "keep the PostgreSQL schema the run created")
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON on stdout")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
 	return cmd
 }
 
