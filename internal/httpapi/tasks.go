@@ -301,24 +301,17 @@ func (s *server) handleTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) cancelTask(w http.ResponseWriter, r *http.Request) {
-	id, err := taskID(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	var body actorBody
-	if err := decodeBody(r, &body, false); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if _, err := s.c.CancelTask(r.Context(), id, tasker.Actor{Who: body.Actor, Reason: body.Reason}); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeTask(w, r, id)
+	s.taskOperation(w, r, s.c.CancelTask)
 }
 
 func (s *server) resolveTask(w http.ResponseWriter, r *http.Request) {
+	s.taskOperation(w, r, s.c.ResolveTask)
+}
+
+// taskOperation runs an operator operation on the task named by the path,
+// with the actor and reason of the body, and answers with the task.
+func (s *server) taskOperation(w http.ResponseWriter, r *http.Request,
+	op func(context.Context, int64, tasker.Actor) (*tasker.Task, error)) {
 	id, err := taskID(r)
 	if err != nil {
 		s.fail(w, r, err)
@@ -329,7 +322,7 @@ func (s *server) resolveTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if _, err := s.c.ResolveTask(r.Context(), id, tasker.Actor{Who: body.Actor, Reason: body.Reason}); err != nil {
+	if _, err := op(r.Context(), id, tasker.Actor{Who: body.Actor, Reason: body.Reason}); err != nil {
 		s.fail(w, r, err)
 		return
 	}
