@@ -21,9 +21,9 @@ type Actor struct {
 
 func (a Actor) who() string { return cmp.Or(a.Who, "operator") }
 
-// CancelTask cancels a task and every unfinished step of it. Cancelling a
-// task that is already terminal is an InvalidTransitionError.
-func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*taskertype.Task, error) {
+// operable checks the actor, loads the task and checks that ev may apply to
+// it now.
+func (e *Engine) operable(ctx context.Context, taskID int64, a Actor, ev statemachine.TaskEvent) (*taskertype.Task, error) {
 	if err := checkActor(a); err != nil {
 		return nil, err
 	}
@@ -31,8 +31,17 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := statemachine.Task(task.State, statemachine.TaskEventCancel); err != nil {
+	if _, _, err := statemachine.Task(task.State, ev); err != nil {
 		return nil, withID(err, taskID)
+	}
+	return task, nil
+}
+
+// CancelTask cancels a task and every unfinished step of it. Cancelling a
+// task that is already terminal is an InvalidTransitionError.
+func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*taskertype.Task, error) {
+	if _, err := e.operable(ctx, taskID, a, statemachine.TaskEventCancel); err != nil {
+		return nil, err
 	}
 	steps, err := e.store.StepList(ctx, taskID)
 	if err != nil {
@@ -83,15 +92,8 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 // task.resolved_manually is published. A running task must be cancelled
 // first.
 func (e *Engine) ResolveTask(ctx context.Context, taskID int64, a Actor) (*taskertype.Task, error) {
-	if err := checkActor(a); err != nil {
+	if _, err := e.operable(ctx, taskID, a, statemachine.TaskEventResolve); err != nil {
 		return nil, err
-	}
-	task, err := e.store.TaskGet(ctx, taskID)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := statemachine.Task(task.State, statemachine.TaskEventResolve); err != nil {
-		return nil, withID(err, taskID)
 	}
 	reason := cmp.Or(a.Reason, "resolved by operator")
 	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventResolve, reason, a.who(), store.QueueOp{Kind: store.QueueDelete})
