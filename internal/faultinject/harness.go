@@ -105,6 +105,7 @@ type Report struct {
 	Violations               []string
 }
 
+// String formats the report as the harness prints it.
 func (r *Report) String() string {
 	s := fmt.Sprintf("seed %d: %d tasks (%d complete, %d failed), %d steps, %d attempts; %d SIGKILLs, %d graceful stops, "+
 		"%d PostgreSQL restarts (down %s); %d attempts rescued after lease expiry (%d without a kill), %d killed mid-attempt, "+
