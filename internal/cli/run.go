@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/template"
 )
 
 // runFlags are the flags of `tasker run`.
@@ -94,7 +95,7 @@ func readContext(arg string, stdin io.Reader) (json.RawMessage, error) {
 		return nil, usageErrorf("malformed %s: more than one JSON value", src)
 	}
 	if _, ok := v.(map[string]any); !ok {
-		return nil, usageErrorf("%s must be a JSON object, got %s", src, jsonKind(v))
+		return nil, usageErrorf("%s must be a JSON object, got %s", src, template.JSONKind(v))
 	}
 	return json.RawMessage(data), nil
 }
@@ -121,22 +122,6 @@ func jsonErrorText(data []byte, err error) string {
 		return "unexpected end of JSON input"
 	}
 	return err.Error()
-}
-
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "a boolean"
-	case string:
-		return "a string"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "an object"
-	}
-	return "a number"
 }
 
 // currentUser names the operator for audit rows.

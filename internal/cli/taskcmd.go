@@ -31,6 +31,17 @@ func parseTaskID(s string) (int64, error) {
 	return id, nil
 }
 
+// withTask parses the task id argument, opens a client without templates
+// and calls fn.
+func (a *app) withTask(cmd *cobra.Command, arg string, fn func(ctx context.Context, c *tasker.Client, id int64) error) error {
+	id, err := parseTaskID(arg)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	return a.withClient(ctx, func(c *tasker.Client) error { return fn(ctx, c, id) })
+}
+
 // withClient opens a client without templates, calls fn and closes it.
 func (a *app) withClient(ctx context.Context, fn func(c *tasker.Client) error) error {
 	c, err := a.openClient(ctx, openConfig{templates: templatesNone})
@@ -140,12 +151,7 @@ attempts/max attempts, duration and its parents ("<- a, b"); failed steps
 show their last error. --history adds the audit trail.`,
 		Args: exactArgs(1),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			id, err := parseTaskID(args[0])
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			return a.withClient(ctx, func(c *tasker.Client) error {
+			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
 				d, err := c.Task(ctx, id)
 				if err != nil {
 					return err
@@ -266,12 +272,7 @@ func (a *app) taskExplainCommand() *cobra.Command {
 		Short: "Say, for every step of a task, whether it can run and why not",
 		Args:  exactArgs(1),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			id, err := parseTaskID(args[0])
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			return a.withClient(ctx, func(c *tasker.Client) error {
+			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
 				d, err := c.Task(ctx, id)
 				if err != nil {
 					return err
@@ -353,15 +354,10 @@ with --step) back to pending with their attempts reset, and re-enqueue the
 task. With --run the task then runs in this process, like ` + "`tasker run`" + `.`,
 		Args: exactArgs(1),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			id, err := parseTaskID(args[0])
-			if err != nil {
-				return err
-			}
 			if o.json && !o.run {
 				return usageErrorf("--json needs --run")
 			}
-			ctx := cmd.Context()
-			return a.withClient(ctx, func(c *tasker.Client) error {
+			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
 				moved, err := c.RetrySteps(ctx, id, steps, o.actorOf())
 				if err != nil {
 					return err
@@ -385,12 +381,7 @@ func (a *app) taskCancelCommand() *cobra.Command {
 		Short: "Cancel a task and its unfinished steps",
 		Args:  exactArgs(1),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			id, err := parseTaskID(args[0])
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			return a.withClient(ctx, func(c *tasker.Client) error {
+			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
 				t, err := c.CancelTask(ctx, id, o.actorOf())
 				if err != nil {
 					return err
@@ -415,19 +406,14 @@ done. A task can be resolved while it is not running (pending, waiting for a
 retry, blocked or failed); its steps keep their states.`,
 		Args: rangeArgs(1, 2),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			id, err := parseTaskID(args[0])
-			if err != nil {
-				return err
-			}
 			if o.json && !o.run {
 				return usageErrorf("--json needs --run")
 			}
-			ctx := cmd.Context()
-			return a.withClient(ctx, func(c *tasker.Client) error {
+			if len(args) == 1 && o.run {
+				return usageErrorf("--run needs a STEP: a resolved task does not run")
+			}
+			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
 				if len(args) == 1 {
-					if o.run {
-						return usageErrorf("--run needs a STEP: a resolved task does not run")
-					}
 					task, err := c.ResolveTask(ctx, id, o.actorOf())
 					if err != nil {
 						return err

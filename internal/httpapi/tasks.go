@@ -259,11 +259,6 @@ func (s *server) taskTransitions(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	// Client.Transitions answers an unknown task with empty lists: check first.
-	if _, err := s.c.Task(r.Context(), id); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	task, steps, err := s.c.Transitions(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)

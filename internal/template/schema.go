@@ -182,7 +182,7 @@ func (t *Template) ValidateContext(ctx []byte) error {
 		return fail(taskertype.ContextViolation{Message: "invalid JSON: " + err.Error()})
 	}
 	if _, ok := doc.(map[string]any); !ok {
-		return fail(taskertype.ContextViolation{Message: "task context must be a JSON object, got " + jsonKind(doc)})
+		return fail(taskertype.ContextViolation{Message: "task context must be a JSON object, got " + JSONKind(doc)})
 	}
 	if path, found := findNUL(doc, ""); found {
 		// PostgreSQL cannot store NUL in jsonb; refused on every database.
@@ -235,8 +235,9 @@ func findNUL(v any, path string) (string, bool) {
 	return "", false
 }
 
-// jsonKind names the JSON type of a decoded value.
-func jsonKind(v any) string {
+// JSONKind names the JSON type of a decoded value ("an object", "an
+// array", "a string", "a number", "a boolean" or "null"), for messages.
+func JSONKind(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"
