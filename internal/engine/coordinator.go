@@ -236,7 +236,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 		var anyFailed bool
 		var final *finalDecision
 		err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() (err error) {
-			anyFailed, final, err = e.recordAndMaybeFinalize(dbctx, task, batch, shutting && grace == nil, last)
+			anyFailed, final, err = e.record(dbctx, task, batch, shutting && grace == nil, last)
 			return err
 		})
 		if err != nil {
@@ -378,25 +378,19 @@ type errorDoc struct {
 	RetryAfterSeconds *int   `json:"retry_after_seconds,omitempty"`
 }
 
-// record turns a batch of attempt results into outcomes (deciding each with
-// the state machine and the backoff calculator) and stores them in one
-// transaction. release gives cancelled attempts back instead of failing them.
-func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []attemptResult, release bool) (bool, error) {
-	anyFailed, _, err := e.recordAndMaybeFinalize(ctx, task, batch, release, false)
-	return anyFailed, err
-}
-
 // finalDecision is a finalizer verdict applied with the last results.
 type finalDecision struct {
 	v  verdict
 	tr *store.TransitionResult
 }
 
-// recordAndMaybeFinalize records a batch of attempt results; with finalize
-// the TaskFinalizer decides and applies its transition in the same
-// transaction (the coordinator's last batch), and the applied decision is
-// returned for settle. Step events are published here.
-func (e *Engine) recordAndMaybeFinalize(ctx context.Context, task *taskertype.Task, batch []attemptResult, release,
+// record turns a batch of attempt results into outcomes (deciding each with
+// the state machine and the backoff calculator), stores them in one
+// transaction and publishes the step events. release gives cancelled
+// attempts back instead of failing them. With finalize the TaskFinalizer
+// decides and applies its transition in the same transaction (the
+// coordinator's last batch); the applied decision is returned for settle.
+func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []attemptResult, release,
 	finalize bool) (bool, *finalDecision, error) {
 	now := e.now()
 	outcomes := make([]store.StepOutcome, len(batch))

@@ -113,6 +113,17 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 		if claimed > 0 && claimed == free {
 			continue // more may be due right away
 		}
+		if free == 0 {
+			// Every worker is busy: nothing can be claimed until one is
+			// free (it nudges e.wake), so no due time is worth asking for.
+			select {
+			case <-ctx.Done():
+			case <-e.wake:
+			case <-rescueTick.C:
+				e.rescue(ctx)
+			}
+			continue
+		}
 		wait := e.cfg.PollInterval
 		if notify != nil {
 			// Notifications wake us for new work; the poll is only a floor.
