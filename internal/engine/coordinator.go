@@ -64,14 +64,8 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		return res, nil
 	}
 	// The start transition and the first claim share one transaction.
-	to, err := taskTarget(statemachine.TaskEventStart)
-	if err != nil {
-		return nil, err
-	}
 	now := e.now()
-	tr, first, err := e.store.TaskStartAndClaim(ctx,
-		&store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventStart), To: to,
-			Event: string(statemachine.TaskEventStart), Reason: "coordinator started", Actor: e.cfg.Owner, Now: now},
+	tr, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, e.cfg.Owner, "coordinator started", now),
 		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps, Now: now,
 			LeaseUntil: now.Add(e.cfg.StepLease)})
 	if err != nil {
@@ -100,6 +94,12 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		return res, nil
 	}
 	return e.finalize(ctx, task, res)
+}
+
+// startParams is the task transition that starts (or resumes) a task.
+func startParams(taskID int64, actor, reason string, now time.Time) *store.TaskTransitionParams {
+	return &store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventStart),
+		To: taskertype.TaskStateInProgress, Event: string(statemachine.TaskEventStart), Reason: reason, Actor: actor, Now: now}
 }
 
 // handlerGiveUp is how long a shutting-down coordinator waits for handlers

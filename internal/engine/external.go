@@ -152,35 +152,37 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	res := &ClaimResult{Steps: []ExternalStep{}}
-	if task.State != taskertype.TaskStateInProgress {
+	if limit <= 0 {
+		limit = max(task.MaxParallelSteps, 1)
+	}
+	now := e.now()
+	lease := now.Add(e.cfg.StepLease)
+	claim := &store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: limit, Now: now, LeaseUntil: lease}
+	var claimed []*store.ClaimedStep
+	if task.State == taskertype.TaskStateInProgress {
+		if claimed, err = e.store.StepClaim(ctx, claim); err != nil {
+			return nil, fmt.Errorf("claim steps: %w", err)
+		}
+	} else {
 		if _, _, err := statemachine.Task(task.State, statemachine.TaskEventStart); err != nil {
 			res.Task = externalTask(task)
 			return res, nil
 		}
-		tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventStart, "external worker started", owner, store.QueueOp{})
+		// The start transition and the first claim share one transaction.
+		tr, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now), claim)
 		if err != nil {
 			return nil, fmt.Errorf("claim steps: start task: %w", err)
 		}
 		if tr.Changed {
-			e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: e.now()})
+			e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
 		}
-		task.State = tr.State
+		task.State, claimed = tr.State, first
 	}
 	res.Task = externalTask(task)
 	if task.State != taskertype.TaskStateInProgress {
 		return res, nil
 	}
 	res.Runnable = true
-	if limit <= 0 {
-		limit = max(task.MaxParallelSteps, 1)
-	}
-	now := e.now()
-	lease := now.Add(e.cfg.StepLease)
-	claimed, err := e.store.StepClaim(ctx, &store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: limit, Now: now,
-		LeaseUntil: lease})
-	if err != nil {
-		return nil, fmt.Errorf("claim steps: %w", err)
-	}
 	events := make([]taskertype.Event, 0, len(claimed))
 	for _, c := range claimed {
 		st := c.Step
