@@ -80,7 +80,7 @@ func TestBadTemplates(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		ok := tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) { return "ok", nil })
 		c.RegisterHandler("H", ok)
@@ -200,7 +200,7 @@ func TestBadRequests(t *testing.T) {
 // initializations with one idempotency key create one task.
 func TestConcurrentConflictingOperations(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		c.RegisterHandler("Fail", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
 			return nil, tasker.Permanent(errors.New("no"))

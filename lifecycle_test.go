@@ -147,7 +147,7 @@ step_templates:
 
 func TestInitializeBadInputWritesNothing(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		_, err := c.AddTemplate("checkout.yml", []byte(schemaYAML))
 		require.NoError(t, err)
@@ -225,7 +225,7 @@ step_templates:
 
 func TestEventsInOrder(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		_, err := c.AddTemplate("linear.yml", []byte(templateYAML(newShape("ev", "a", "b<a"), 3, nil,
 			map[string]string{"b": "{fail_times: 1, retry_after: 1}"})))
@@ -264,7 +264,7 @@ func TestEventsInOrder(t *testing.T) {
 
 func TestManualOperations(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		var failing atomic.Bool
 		failing.Store(true)
@@ -386,7 +386,7 @@ step_templates:
 
 func TestTimeoutPanicAndIdempotency(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		c.RegisterHandler("Slow", tasker.StepHandlerFunc(func(ctx context.Context, sc *tasker.StepContext) (any, error) {
 			if sc.Attempt == 1 {
@@ -449,7 +449,7 @@ step_templates:
 // completes under a live runner.
 func TestRescueExpiredLease(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		dead, err := tasker.Open(ctx, tasker.Config{DatabaseURL: url, AutoMigrate: true, TemplatesDir: t.TempDir(),
 			Backoff: fastBackoff(), StepLease: 300 * time.Millisecond, ShutdownGrace: 50 * time.Millisecond, Owner: "doomed"})
@@ -517,7 +517,7 @@ func stepsOf(t *testing.T, c *tasker.Client, taskID int64) []*tasker.Step {
 // resolved task cannot be resolved.
 func TestResolveTask(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		c.RegisterHandler("Declined", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
 			return nil, tasker.Permanent(errors.New("card declined"))

@@ -68,7 +68,7 @@ func stepEvents(t *testing.T, c *tasker.Client, taskID int64) []string {
 // task is handed back to the queue, and the next runner runs attempt 1.
 func TestGracefulShutdownReleasesWithoutFailure(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		first := openTuned(t, url, "leaving", nil)
 		started := make(chan struct{})
@@ -125,7 +125,7 @@ func TestGracefulShutdownReleasesWithoutFailure(t *testing.T) {
 // counts the attempt as a retryable failure, naming the lost owner.
 func TestShutdownAbandonsHandlerIgnoringCancellation(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		stuck := openTuned(t, url, "stubborn", nil)
 		started := make(chan struct{})
@@ -167,7 +167,7 @@ func TestShutdownAbandonsHandlerIgnoringCancellation(t *testing.T) {
 // permanently (with the reason) and the task fails; it is not retried.
 func TestRescueOfLastAttemptFailsTask(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		dead := openTuned(t, url, "dead", nil)
 		started := make(chan struct{})
@@ -216,7 +216,7 @@ func TestRescueOfLastAttemptFailsTask(t *testing.T) {
 // once the lease expires: the owner of the expired lease does not matter.
 func TestDeadRunnersQueueLeaseIsReclaimed(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		var st *sqlstore.Store
 		var err error
@@ -279,7 +279,7 @@ func execSQL(t *testing.T, url string, stmts ...string) {
 // as it was, to be rescued when its lease expires.
 func TestTransactionFailingHalfwayWritesNothing(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		sqlite := strings.HasPrefix(url, "sqlite:")
 		c := openTuned(t, url, "tx", nil)

@@ -18,18 +18,6 @@ import (
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
-// backends runs a test against SQLite and PostgreSQL.
-func backends(t *testing.T, fn func(t *testing.T, url string)) {
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		fn(t, "sqlite:"+testdb.SQLitePath(t))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		fn(t, testdb.PostgresURL(t))
-	})
-}
-
 func fastBackoff() tasker.BackoffConfig {
 	return tasker.BackoffConfig{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond, Min: time.Millisecond,
 		Multiplier: 2, Jitter: 0.1, MaxServerDelay: 10 * time.Second, PriorityStep: 0.25}
@@ -259,7 +247,7 @@ var scenarios = []scenario{
 
 func TestWorkflowShapes(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		rec := &recorder{}
 		c.RegisterHandler("Recorder", rec)

@@ -23,18 +23,6 @@ import (
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
-// backends runs a test against SQLite and PostgreSQL.
-func backends(t *testing.T, fn func(t *testing.T, url string)) {
-	t.Run("sqlite", func(t *testing.T) {
-		t.Parallel()
-		fn(t, "sqlite:"+testdb.SQLitePath(t))
-	})
-	t.Run("postgres", func(t *testing.T) {
-		t.Parallel()
-		fn(t, testdb.PostgresURL(t))
-	})
-}
-
 var templates = map[string]string{
 	"chain_v1.yml": `name: chain
 namespace_name: test
@@ -310,7 +298,7 @@ func stepByName(t *testing.T, d tasker.TaskDetail, name string) *tasker.Step {
 
 func TestAPI(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		srv := serve(t, c, httpapi.Options{Version: "1.2.3-test"})
 

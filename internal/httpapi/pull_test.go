@@ -10,11 +10,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/httpapi"
+	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
 func TestRPCPullProtocol(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		srv := serve(t, c, httpapi.Options{Version: "test"})
 		api := caller{t: t, base: srv.URL}

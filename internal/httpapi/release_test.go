@@ -8,13 +8,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/httpapi"
+	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
 // A worker shutting down releases its unfinished attempt (no attempt
 // counted) and yields the task back to the queue, due now.
 func TestRPCReleaseAndYield(t *testing.T) {
 	t.Parallel()
-	backends(t, func(t *testing.T, url string) {
+	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openClient(t, url)
 		d := httpapi.NewDispatcher(c, "test")
 		defer d.Close()

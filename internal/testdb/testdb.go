@@ -106,3 +106,17 @@ func SQLite(tb testing.TB) *sqlstore.Store {
 	}
 	return st
 }
+
+// EachBackend runs fn as two parallel subtests, "sqlite" (a fresh SQLite
+// file) and "postgres" (a fresh schema on TEST_DATABASE_URL), with the
+// database URL to open.
+func EachBackend(t *testing.T, fn func(t *testing.T, url string)) {
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, "sqlite:"+SQLitePath(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		fn(t, PostgresURL(t))
+	})
+}
