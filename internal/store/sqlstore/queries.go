@@ -38,8 +38,6 @@ type queries struct {
 	queueClaim     string
 	stepsMove      string
 	taskMove       string
-	flipStepRecent string
-	flipTaskRecent string
 	// PostgreSQL only (empty for SQLite): the transition writes folded into
 	// one statement each, see stepTransitionsPG and taskMovePG.
 	stepTransitions string
@@ -65,7 +63,7 @@ func buildQueries(dialect string) queries {
 	q := pgQueries(dialect)
 	if dialect == dialectSQLite {
 		for _, f := range []*string{&q.stepClaim, &q.stepReadiness, &q.taskSummary, &q.depResults, &q.queueClaim,
-			&q.stepsMove, &q.taskMove, &q.flipStepRecent, &q.flipTaskRecent, &q.leaseExtend, &q.queueExtend, &q.stepParents} {
+			&q.stepsMove, &q.taskMove, &q.leaseExtend, &q.queueExtend, &q.stepParents} {
 			*f = castRe.ReplaceAllString(*f, "")
 		}
 	}
@@ -76,50 +74,29 @@ func buildQueries(dialect string) queries {
 	return q
 }
 
-// stepTransitionsPG clears most_recent of the steps' current transitions and
-// inserts their new ones in one statement. The INSERT reads the count of the
-// UPDATE's rows, which makes the UPDATE run to completion before any new row
-// is inserted (the partial unique index on most_recent must never see two).
-// It runs after the statement that moved (and so locked) the steps, so its
-// snapshot already holds every committed transition of those steps.
+// stepTransitionsPG inserts the steps' new transitions in one statement.
 // $1 task id, $2..$9 one array per column (in row order), $10 created_at.
-const stepTransitionsPG = `WITH flipped AS (
-	UPDATE tasker_workflow_step_transitions SET most_recent = false WHERE most_recent AND step_id = ANY($2::bigint[])
-	RETURNING 1)
-INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
-	metadata, sort_key, most_recent, created_at)
-SELECT v.step_id, $1, v.from_state, v.to_state, v.event, v.reason, v.actor, v.metadata::jsonb, v.sort_key, true, $10::timestamptz
+const stepTransitionsPG = `INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
+	metadata, sort_key, created_at)
+SELECT v.step_id, $1, v.from_state, v.to_state, v.event, v.reason, v.actor, v.metadata::jsonb, v.sort_key, $10::timestamptz
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[])
 	WITH ORDINALITY AS v(step_id, from_state, to_state, event, reason, actor, metadata, sort_key, n)
-WHERE (SELECT count(*) FROM flipped) >= 0
 ORDER BY v.n`
 
 // taskMovePG is the guarded task state change together with its transition
-// row: the UPDATE of the task, clearing most_recent of the transition it
-// supersedes and inserting the new one, in one statement. It returns the
-// previous state, the new transition_seq and how many transitions it wrote.
-//
-// All parts share one snapshot, taken before the task row lock. When a
-// concurrent transition of the same task committed while this statement
-// waited for that lock, its transition row is invisible here: clearing only
-// the transition whose sort_key precedes the new transition_seq (the
-// current one, normally) detects this, and then nothing is inserted (0) and
-// the caller writes the transition with the two separate statements, whose
-// fresh snapshot sees it. $1 task, $2 to, $3 from list, $4 now, $5 terminal,
-// $6 event, $7 reason, $8 actor, $9 metadata.
+// row, in one statement. It returns the previous state, the new
+// transition_seq (the transition's sort_key) and how many transitions it
+// wrote (1). The UPDATE re-reads the task row after any lock wait, so
+// transition_seq is always the latest. $1 task, $2 to, $3 from list, $4 now,
+// $5 terminal, $6 event, $7 reason, $8 actor, $9 metadata.
 const taskMovePG = `WITH moved AS (
 	UPDATE tasker_tasks SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
 		updated_at = $4::timestamptz, completed_at = CASE WHEN $5::boolean THEN $4::timestamptz ELSE NULL END
 	WHERE task_id = $1 AND state = ANY($3::text[])
 	RETURNING previous_state, transition_seq),
-flipped AS (
-	UPDATE tasker_task_transitions tr SET most_recent = false FROM moved m
-	WHERE tr.task_id = $1 AND tr.most_recent AND tr.sort_key = m.transition_seq - 1
-	RETURNING tr.id),
 inserted AS (
-	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, most_recent, created_at)
-	SELECT $1, m.previous_state, $2, $6, $7, $8, $9::jsonb, m.transition_seq, true, $4::timestamptz FROM moved m
-	WHERE (SELECT count(*) FROM flipped) = 1
+	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
+	SELECT $1, m.previous_state, $2, $6, $7, $8, $9::jsonb, m.transition_seq, $4::timestamptz FROM moved m
 	RETURNING id)
 SELECT m.previous_state, m.transition_seq, (SELECT count(*) FROM inserted) FROM moved m`
 
@@ -186,8 +163,6 @@ RETURNING step_id, name, previous_state, transition_seq`,
 WHERE task_id = $1 AND ` + inListStr(dialect, "state", 3) + `
 RETURNING previous_state, transition_seq`,
 
-		flipStepRecent: `UPDATE tasker_workflow_step_transitions SET most_recent = false WHERE most_recent AND ` + inList(dialect, "step_id", 1),
-		flipTaskRecent: `UPDATE tasker_task_transitions SET most_recent = false WHERE task_id = $1 AND most_recent`,
 
 		leaseExtend: `UPDATE tasker_workflow_steps SET lease_expires_at = $2
 WHERE state = 'in_progress' AND lease_owner = $1 AND ` + inList(dialect, "step_id", 3),

@@ -70,12 +70,12 @@ func seedFinished(tb testing.TB, url string, n int) {
 			SELECT a.task_id, a.step_id, b.step_id FROM tasker_workflow_steps a
 			JOIN tasker_workflow_steps b ON b.task_id = a.task_id
 				AND ((a.name = 's0' AND b.name = 's1') OR (a.name = 's1' AND b.name = 's2'))`,
-		`INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-			SELECT task_id, x.f, x.t, x.e, x.k, x.k = 3, created_at FROM tasker_tasks,
+		`INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, sort_key, created_at)
+			SELECT task_id, x.f, x.t, x.e, x.k, created_at FROM tasker_tasks,
 			(VALUES (NULL, 'pending', 'initialize', 1), ('pending', 'in_progress', 'start', 2),
 				('in_progress', 'complete', 'complete', 3)) AS x(f, t, e, k)`,
-		`INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, sort_key, most_recent, created_at)
-			SELECT step_id, task_id, x.f, x.t, x.e, x.k, x.k = 3, created_at FROM tasker_workflow_steps,
+		`INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, sort_key, created_at)
+			SELECT step_id, task_id, x.f, x.t, x.e, x.k, created_at FROM tasker_workflow_steps,
 			(VALUES (NULL, 'pending', 'initialize', 1), ('pending', 'in_progress', 'claim', 2),
 				('in_progress', 'complete', 'succeed', 3)) AS x(f, t, e, k)`,
 		`ANALYZE`,

@@ -261,14 +261,11 @@ func (s *Store) appendStepTransitions(ctx context.Context, tx txer, taskID int64
 		}
 		return nil
 	}
-	if _, err := tx.exec(ctx, s.q.flipStepRecent, s.ids(ids)); err != nil {
-		return fmt.Errorf("step transitions: %w", err)
-	}
 	err := s.insertRows(ctx, tx, `INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
-	metadata, sort_key, most_recent, created_at) VALUES`, 11, len(trs),
+	metadata, sort_key, created_at) VALUES`, 10, len(trs),
 		func(i int) []any {
 			tr := trs[i]
-			return []any{tr.stepID, taskID, tr.from, tr.to, tr.event, tr.reason, tr.actor, s.j(tr.meta), tr.seq, true, s.t(now)}
+			return []any{tr.stepID, taskID, tr.from, tr.to, tr.event, tr.reason, tr.actor, s.j(tr.meta), tr.seq, s.t(now)}
 		}, "", nil)
 	if err != nil {
 		return fmt.Errorf("step transitions: %w", err)
@@ -534,7 +531,7 @@ WHERE s.state = 'in_progress' AND s.lease_expires_at < $1 ORDER BY s.lease_expir
 // StepTransitions implements store.Store.
 func (s *Store) StepTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
 	return s.transitions(ctx, `SELECT tr.id, tr.task_id, tr.step_id, s.name, COALESCE(tr.from_state, ''), tr.to_state, tr.event,
-	tr.reason, tr.actor, tr.metadata, tr.sort_key, tr.most_recent, tr.created_at
+	tr.reason, tr.actor, tr.metadata, tr.sort_key, tr.sort_key = s.transition_seq, tr.created_at
 FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s ON s.step_id = tr.step_id
 WHERE tr.task_id = $1 ORDER BY tr.step_id, tr.sort_key`, taskID)
 }

@@ -229,8 +229,8 @@ VALUES ($1, $2, $3, $4, 'pending', 1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $1
 		s.j(tagJSON), p.Priority, idem, p.MaxParallelSteps, s.t(now)).Scan(&taskID); err != nil {
 		return 0, fmt.Errorf("insert task: %w", err)
 	}
-	if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, sort_key, most_recent, created_at)
-VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reason, p.Actor, s.t(now)); err != nil {
+	if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, sort_key, created_at)
+VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, $4)`, taskID, p.Reason, p.Actor, s.t(now)); err != nil {
 		return 0, fmt.Errorf("insert task transition: %w", err)
 	}
 
@@ -301,14 +301,14 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, true, $4)`, taskID, p.Reas
 	}
 
 	err = s.bulkInsert(ctx, tx, "tasker_workflow_step_transitions", []string{"step_id", "task_id", "from_state", "to_state",
-		"event", "reason", "actor", "sort_key", "most_recent", "created_at"}, len(p.Steps),
+		"event", "reason", "actor", "sort_key", "created_at"}, len(p.Steps),
 		func(i int) []any {
 			st := p.Steps[i]
 			to, event, reason := string(taskertype.StepStatePending), "initialize", ""
 			if st.Bypassed {
 				to, event, reason = string(taskertype.StepStateResolvedManually), "bypass", "bypassed by task request"
 			}
-			return []any{stepIDs[st.Name], taskID, nil, to, event, reason, p.Actor, 1, true, s.t(now)}
+			return []any{stepIDs[st.Name], taskID, nil, to, event, reason, p.Actor, 1, s.t(now)}
 		})
 	if err != nil {
 		return 0, fmt.Errorf("insert step transitions: %w", err)
@@ -364,12 +364,9 @@ func (s *Store) taskMove(ctx context.Context, tx txer, p *store.TaskTransitionPa
 		return nil, fmt.Errorf("transition task %d to %s: %w", p.TaskID, p.To, err)
 	}
 	if written == 0 {
-		// SQLite, or PostgreSQL after a concurrent transition (see taskMovePG).
-		if _, err := tx.exec(ctx, s.q.flipTaskRecent, p.TaskID); err != nil {
-			return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
-		}
-		if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, most_recent, created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true, $9)`, p.TaskID, prev.String, string(p.To), p.Event, p.Reason, p.Actor, s.j(p.Meta), seq, s.t(now)); err != nil {
+		// SQLite: the transition row is a statement of its own.
+		if _, err := tx.exec(ctx, `INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, p.TaskID, prev.String, string(p.To), p.Event, p.Reason, p.Actor, s.j(p.Meta), seq, s.t(now)); err != nil {
 			return nil, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
 		}
 	}
@@ -398,8 +395,9 @@ func (s *Store) summary(ctx context.Context, q querier, taskID int64, now time.T
 
 // TaskTransitions implements store.Store.
 func (s *Store) TaskTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
-	return s.transitions(ctx, `SELECT id, task_id, 0, '', COALESCE(from_state, ''), to_state, event, reason, actor, metadata, sort_key, most_recent, created_at
-FROM tasker_task_transitions WHERE task_id = $1 ORDER BY sort_key`, taskID)
+	return s.transitions(ctx, `SELECT tr.id, tr.task_id, 0, '', COALESCE(tr.from_state, ''), tr.to_state, tr.event, tr.reason, tr.actor,
+	tr.metadata, tr.sort_key, tr.sort_key = t.transition_seq, tr.created_at
+FROM tasker_task_transitions tr JOIN tasker_tasks t ON t.task_id = tr.task_id WHERE tr.task_id = $1 ORDER BY tr.sort_key`, taskID)
 }
 
 func (s *Store) transitions(ctx context.Context, q string, taskID int64) ([]*taskertype.Transition, error) {
