@@ -31,13 +31,13 @@ const taskCols = `t.task_id, t.namespace, t.name, t.version, t.state, t.context,
 	t.created_at, t.updated_at, t.completed_at`
 
 type queries struct {
-	stepClaim      string
-	stepReadiness  string
-	taskSummary    string
-	depResults     string
-	queueClaim     string
-	stepsMove      string
-	taskMove       string
+	stepClaim     string
+	stepReadiness string
+	taskSummary   string
+	depResults    string
+	queueClaim    string
+	stepsMove     string
+	taskMove      string
 	// PostgreSQL only (empty for SQLite): the transition writes folded into
 	// one statement each, see stepTransitionsPG and taskMovePG.
 	stepTransitions string
@@ -162,7 +162,6 @@ RETURNING step_id, name, previous_state, transition_seq`,
 	updated_at = $4::timestamptz, completed_at = CASE WHEN $5::boolean THEN $4::timestamptz ELSE NULL END
 WHERE task_id = $1 AND ` + inListStr(dialect, "state", 3) + `
 RETURNING previous_state, transition_seq`,
-
 
 		leaseExtend: `UPDATE tasker_workflow_steps SET lease_expires_at = $2
 WHERE state = 'in_progress' AND lease_owner = $1 AND ` + inList(dialect, "step_id", 3),
