@@ -156,7 +156,9 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 	return &store.TaskCreateResult{Task: task, Steps: steps, Created: created}, nil
 }
 
-func (s *Store) taskInsert(ctx context.Context, tx txer, p *store.TaskCreateParams, now time.Time) (int64, error) {
+// namedTaskUpsert writes a template's namespace and named task (new, or
+// changed since its last task) and returns the named task's id.
+func (s *Store) namedTaskUpsert(ctx context.Context, tx txer, p *store.TaskCreateParams, now time.Time) (int64, error) {
 	var nsID, namedTaskID int64
 	if err := tx.queryRow(ctx, `INSERT INTO tasker_namespaces (name, created_at) VALUES ($1, $2)
 ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING namespace_id`, p.Namespace, s.t(now)).Scan(&nsID); err != nil {
@@ -167,6 +169,28 @@ VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (namespace_id, name, version) DO UPDATE SET description = excluded.description, template = excluded.template
 RETURNING named_task_id`, nsID, p.Name, p.Version, p.Description, s.j(p.TemplateJSON), s.t(now)).Scan(&namedTaskID); err != nil {
 		return 0, fmt.Errorf("upsert named task: %w", err)
+	}
+	return namedTaskID, nil
+}
+
+func (s *Store) taskInsert(ctx context.Context, tx txer, p *store.TaskCreateParams, now time.Time) (int64, error) {
+	var namedTaskID int64
+	// After a template's first task its named task exists unchanged: find
+	// it without writing. The upserts of namedTaskUpsert lock the rows they
+	// touch until commit, which made concurrent creations of one template wait for each
+	// other's commit (a third of creation throughput at 16 creators).
+	var same bool
+	err := tx.queryRow(ctx, `SELECT nt.named_task_id, COALESCE(nt.description = $4 AND nt.template = $5, false)
+FROM tasker_named_tasks nt JOIN tasker_namespaces ns ON ns.namespace_id = nt.namespace_id
+WHERE ns.name = $1 AND nt.name = $2 AND nt.version = $3`, p.Namespace, p.Name, p.Version, p.Description,
+		s.j(p.TemplateJSON)).Scan(&namedTaskID, &same)
+	if err != nil && !isNoRows(err) {
+		return 0, fmt.Errorf("read named task: %w", err)
+	}
+	if err != nil || !same {
+		if namedTaskID, err = s.namedTaskUpsert(ctx, tx, p, now); err != nil {
+			return 0, err
+		}
 	}
 	// Named steps exist after the template's first task: read them, and
 	// upsert only those missing or changed (rewriting a thousand unchanged
