@@ -21,6 +21,20 @@ const readyExpr = `(s.state IN ('pending', 'waiting_for_retry')
 		JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id
 		WHERE e.to_step_id = s.step_id AND p.state NOT IN ('complete', 'resolved_manually')))`
 
+// summaryCols are the TaskSummary columns over steps s (see
+// Store.summary's Scan), with now the SQL expression of the current time.
+func summaryCols(now string) string {
+	return `count(*),
+	COALESCE(sum(CASE WHEN s.state = 'pending' THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state = 'in_progress' THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state = 'waiting_for_retry' THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state IN ('complete', 'resolved_manually') THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state = 'error' THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state = 'cancelled' THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN ` + strings.ReplaceAll(readyExpr, "$NOW", now) + ` THEN 1 ELSE 0 END), 0),
+	min(CASE WHEN s.state = 'waiting_for_retry' THEN s.next_retry_at END)`
+}
+
 const stepCols = `s.step_id, s.task_id, s.name, s.handler_class, s.handler_config, s.state, s.retryable,
 	s.attempts, s.max_attempts, s.timeout_seconds, s.skippable, s.inputs, s.results, s.error,
 	s.backoff_request_seconds, s.last_attempted_at, s.next_retry_at, COALESCE(s.lease_owner, ''),
@@ -102,8 +116,13 @@ SELECT m.previous_state, m.transition_seq, (SELECT count(*) FROM inserted) FROM 
 
 func pgQueries(dialect string) queries {
 	lock := ""
+	// The claimed records are found by primary key from an array: as
+	// "task_id IN (subquery)" the planner hash-joined the subquery with a
+	// sequential scan of the whole queue.
+	claimIn, claimEnd := "task_id IN ", ""
 	if dialect == dialectPostgres {
 		lock = "FOR UPDATE SKIP LOCKED"
+		claimIn, claimEnd = "task_id = ANY(ARRAY", ")"
 	}
 	ready := func(now string) string { return strings.ReplaceAll(readyExpr, "$NOW", now) }
 	// The returning list mirrors stepCols without the alias.
@@ -129,25 +148,17 @@ RETURNING ` + returning + `, previous_state, transition_seq,
 	CASE WHEN ` + ready("$2") + ` THEN 1 ELSE 0 END
 FROM tasker_workflow_steps s WHERE s.task_id = $1 ORDER BY s.step_id`,
 
-		taskSummary: `SELECT count(*),
-	COALESCE(sum(CASE WHEN s.state = 'pending' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state = 'in_progress' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state = 'waiting_for_retry' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state IN ('complete', 'resolved_manually') THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state = 'error' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state = 'cancelled' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN ` + ready("$2") + ` THEN 1 ELSE 0 END), 0),
-	min(CASE WHEN s.state = 'waiting_for_retry' THEN s.next_retry_at END)
+		taskSummary: `SELECT ` + summaryCols("$2") + `
 FROM tasker_workflow_steps s WHERE s.task_id = $1`,
 
 		depResults: `SELECT e.to_step_id, p.name, p.results FROM tasker_workflow_step_edges e
 JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id WHERE ` + inList(dialect, "e.to_step_id", 1),
 
 		queueClaim: `UPDATE tasker_task_queue SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3
-WHERE task_id IN (
+WHERE ` + claimIn + `(
 	SELECT task_id FROM tasker_task_queue
 	WHERE run_at <= $5 AND (lease_expires_at IS NULL OR lease_expires_at < $3)
-	ORDER BY priority DESC, run_at LIMIT $4 ` + lock + `)
+	ORDER BY priority DESC, run_at LIMIT $4 ` + lock + `)` + claimEnd + `
 RETURNING task_id, operation, run_at, priority, attempts, reason, COALESCE(lease_owner, ''), lease_expires_at, created_at`,
 
 		stepsMove: `UPDATE tasker_workflow_steps SET state = $3, previous_state = state, transition_seq = transition_seq + 1,

@@ -44,6 +44,11 @@ type Store struct {
 	// roundTrips counts statements sent to the database, including BEGIN,
 	// COMMIT and ROLLBACK (LISTEN connections excluded).
 	roundTrips atomic.Int64
+	// records batches StepRecord/StepRecordFinalize calls across tasks
+	// (PostgreSQL only; nil on SQLite, whose single writer gains nothing).
+	records *combiner[recordReq]
+	// claims batches StepClaim/TaskStartAndClaim calls the same way.
+	claims *combiner[claimReq]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -64,6 +69,8 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	s := &Store{dialect: dialectPostgres, pool: pool}
 	s.db = &pgxDB{pgxQ: pgxQ{q: pool, rt: &s.roundTrips}, pool: pool}
 	s.q = buildQueries(s.dialect)
+	s.records = newCombiner(s.runRecords)
+	s.claims = newCombiner(s.runClaims)
 	return s, nil
 }
 
@@ -113,7 +120,13 @@ func (s *Store) RoundTrips() int64 { return s.roundTrips.Load() }
 func (s *Store) Dialect() string { return s.dialect }
 
 // Close implements store.Store.
-func (s *Store) Close() error { return s.db.close() }
+func (s *Store) Close() error {
+	if s.records != nil {
+		s.records.close()
+		s.claims.close()
+	}
+	return s.db.close()
+}
 
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error { return s.db.ping(ctx) }

@@ -119,6 +119,10 @@ func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) 
 
 // StepClaim implements store.Store.
 func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	if s.claims != nil {
+		_, claimed, err := s.claimBatched(nil, p)
+		return claimed, err
+	}
 	var claimed []*store.ClaimedStep
 	err := s.inTx(ctx, func(tx txer) error {
 		var err error
@@ -134,6 +138,9 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*sto
 // TaskStartAndClaim implements store.Store: the start transition and the
 // first claim share one transaction (one commit instead of two).
 func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, []*store.ClaimedStep, error) {
+	if s.claims != nil {
+		return s.claimBatched(start, p)
+	}
 	var tr *store.TransitionResult
 	var claimed []*store.ClaimedStep
 	err := s.inTx(ctx, func(tx txer) error {
@@ -315,6 +322,9 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 		}
 		docs[i] = d
 		index[o.StepID] = i
+	}
+	if s.records != nil {
+		return s.recordBatched(p, decide)
 	}
 	doc, err := json.Marshal(docs)
 	if err != nil {

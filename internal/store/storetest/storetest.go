@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -492,6 +493,35 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.NoError(t, err)
 		require.NotNil(t, next)
 		require.True(t, next.Equal(t0.Add(5*time.Minute)), "next %v", next)
+	})
+
+	t.Run("QueueClaimOrderAndLimit", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		// Due records are claimed by priority, then oldest run_at first, at
+		// most Limit at a time.
+		var ids []int64
+		for i, prio := range []int{0, 5, 0, 5} {
+			p := diamond("")
+			p.Priority, p.Queue.Priority, p.Queue.RunAt = prio, prio, t0.Add(-time.Duration(10-i)*time.Second)
+			res, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err)
+			ids = append(ids, res.Task.ID)
+		}
+		claim := func(limit int) []int64 {
+			got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "r", Limit: limit, Now: t0, LeaseUntil: t0.Add(time.Minute)})
+			require.NoError(t, err)
+			out := make([]int64, len(got))
+			for i, e := range got {
+				out[i] = e.TaskID
+			}
+			slices.Sort(out)
+			return out
+		}
+		require.Equal(t, []int64{ids[1], ids[3]}, claim(2), "the two priority-5 records")
+		require.Equal(t, []int64{ids[0]}, claim(1), "then the oldest priority-0 record")
+		require.Equal(t, []int64{ids[2]}, claim(10))
+		require.Empty(t, claim(10))
 	})
 
 	t.Run("StepTransitionOperatorAndRescue", func(t *testing.T) {

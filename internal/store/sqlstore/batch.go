@@ -1,0 +1,646 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Cross-task batching (PostgreSQL). Every coordinator of a runner records
+// its steps' results and finalizes its task through the same few
+// statements: the cost of a statement (a round trip, parse/bind/execute,
+// a commit) was most of the cost of a short task. A combiner gathers the
+// calls that arrive while earlier batches are running and executes them
+// together: one transaction, one statement per kind of write for the whole
+// batch, whatever the number of tasks in it. An idle store runs each call
+// alone as soon as it arrives, so batching adds no waiting; a busy one
+// batches as much as is queued. Each call keeps its own result: steps no
+// longer held are reported unapplied and a finalizer transition whose guard
+// fails reports the task's state, exactly as when run alone.
+
+// errStoreClosed is returned by calls made after Close.
+var errStoreClosed = errors.New("store closed")
+
+// combinerWorkers is how many batches of one kind run at once: enough to
+// keep a commit's flush and the next batch's statements overlapping.
+const combinerWorkers = 2
+
+// maxBatch caps the calls in one batch.
+const maxBatch = 256
+
+// combiner merges concurrent requests into batches run by a few goroutines.
+// A request waits on its done channel, closed by run once its results (or
+// error) are set.
+type combiner[R any] struct {
+	reqs chan *R
+	quit chan struct{}
+	once sync.Once // starts the executors
+	stop sync.Once // closes quit
+	wg   sync.WaitGroup
+	run  func(batch []*R)
+}
+
+func newCombiner[R any](run func(batch []*R)) *combiner[R] {
+	return &combiner[R]{reqs: make(chan *R), quit: make(chan struct{}), run: run}
+}
+
+// submit hands r to an executor; it fails only after close.
+func (c *combiner[R]) submit(r *R) error {
+	c.once.Do(func() {
+		for range combinerWorkers {
+			c.wg.Add(1)
+			go c.loop()
+		}
+	})
+	select {
+	case c.reqs <- r:
+		return nil
+	case <-c.quit:
+		return errStoreClosed
+	}
+}
+
+func (c *combiner[R]) loop() {
+	defer c.wg.Done()
+	for {
+		var batch []*R
+		select {
+		case <-c.quit:
+			return
+		case r := <-c.reqs:
+			batch = append(batch, r)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-c.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		c.run(batch)
+	}
+}
+
+// close stops the executors after their current batch. It may be called
+// more than once.
+func (c *combiner[R]) close() {
+	c.stop.Do(func() { close(c.quit) })
+	c.wg.Wait()
+}
+
+// batchAttempts is how often a batch is tried when PostgreSQL aborts it to
+// break a deadlock or a serialization conflict with another process.
+const batchAttempts = 3
+
+// runBatch runs fn in a transaction, again after a deadlock or
+// serialization failure.
+func (s *Store) runBatch(fn func(tx txer) error) error {
+	ctx := context.Background()
+	var err error
+	for range batchAttempts {
+		err = s.inTx(ctx, fn)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			return err
+		}
+	}
+	return err
+}
+
+// recordReq is one StepRecord or StepRecordFinalize call.
+type recordReq struct {
+	p        *store.StepRecordParams
+	decide   func(*store.TaskSummary) *store.TaskTransitionParams
+	finalize bool
+
+	applied []bool
+	tr      *store.TransitionResult
+	err     error
+	done    chan struct{}
+}
+
+// recordBatched is StepRecord/StepRecordFinalize through the combiner.
+func (s *Store) recordBatched(p *store.StepRecordParams, decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+	r := &recordReq{p: p, decide: decide, finalize: decide != nil, applied: make([]bool, len(p.Outcomes)),
+		done: make(chan struct{})}
+	if err := s.records.submit(r); err != nil {
+		return nil, nil, err
+	}
+	<-r.done
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return r.applied, r.tr, nil
+}
+
+func (s *Store) runRecords(batch []*recordReq) {
+	err := s.runBatch(func(tx txer) error { return s.recordBatchTx(context.Background(), tx, batch) })
+	for _, r := range batch {
+		if err != nil {
+			r.err = err
+		}
+		close(r.done)
+	}
+}
+
+// batchRecordDoc is one outcome in the JSON document recordBatchSQL reads;
+// N is its position in the batch.
+type batchRecordDoc struct {
+	N           int             `json:"n"`
+	StepID      int64           `json:"step_id"`
+	Owner       string          `json:"owner"`
+	State       string          `json:"state"`
+	Event       string          `json:"event"`
+	Reason      string          `json:"reason"`
+	Results     json.RawMessage `json:"results,omitempty"`
+	Error       json.RawMessage `json:"error,omitempty"`
+	Meta        json.RawMessage `json:"meta"`
+	NextRetryAt *time.Time      `json:"next_retry_at,omitempty"`
+	Backoff     *int            `json:"backoff,omitempty"`
+	GiveBack    int             `json:"give_back"`
+	Now         time.Time       `json:"now"`
+	CompletedAt *time.Time      `json:"completed_at,omitempty"`
+}
+
+// recordBatchSQL applies every outcome of a batch to the steps still in
+// progress under the outcome's owner and appends their transitions (the
+// attempt number is the step's count before a given-back attempt is
+// undone). It returns the positions of the outcomes applied. See recordSQL
+// for why the held-state and owner tests are join clauses.
+const recordBatchSQL = `WITH rec AS (
+	UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
+		results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
+		backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
+		updated_at = o.now, completed_at = o.completed_at
+	FROM (SELECT o.*, 'in_progress'::text AS held_state
+		FROM jsonb_to_recordset($1::jsonb) AS o(n integer, step_id bigint, owner text, state text, event text, reason text,
+			results jsonb, error jsonb, meta jsonb, next_retry_at timestamptz, backoff integer, give_back integer,
+			now timestamptz, completed_at timestamptz) OFFSET 0) AS o
+	WHERE s.step_id = ANY($2::bigint[]) AND s.step_id = o.step_id AND s.state = o.held_state AND s.lease_owner = o.owner
+	RETURNING o.n, s.step_id, s.task_id, s.previous_state, s.transition_seq, s.attempts + o.give_back AS attempt,
+		o.state, o.event, o.reason, o.owner, o.meta, o.now),
+tr AS (
+	INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
+		metadata, sort_key, created_at)
+	SELECT step_id, task_id, previous_state, state, event, reason, owner, meta || jsonb_build_object('attempt', attempt),
+		transition_seq, now
+	FROM rec ORDER BY n)
+SELECT n FROM rec`
+
+// summariesSQL is the finalizer's summary of several tasks, each at its own
+// time: $1 task ids (distinct), $2 times.
+var summariesSQL = `SELECT r.task_id, ` + summaryCols("r.now") + `
+FROM unnest($1::bigint[], $2::timestamptz[]) AS r(task_id, now)
+JOIN tasker_workflow_steps s ON s.task_id = r.task_id
+GROUP BY r.task_id`
+
+func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) error {
+	type ref struct{ req, outcome int }
+	var docs []batchRecordDoc
+	var refs []ref
+	var ids []int64
+	for ri, r := range batch {
+		clear(r.applied)
+		r.tr, r.err = nil, nil
+		now := utc(r.p.Now)
+		for i, o := range r.p.Outcomes {
+			meta := map[string]any{}
+			if len(o.Error) > 0 {
+				meta["error"] = o.Error
+			}
+			if o.NextRetryAt != nil {
+				meta["next_retry_at"] = o.NextRetryAt.UTC()
+			}
+			mj, err := json.Marshal(meta)
+			if err != nil {
+				return fmt.Errorf("record step %d: %w", o.StepID, err)
+			}
+			d := batchRecordDoc{N: len(docs), StepID: o.StepID, Owner: r.p.Owner, State: string(o.To), Event: o.Event,
+				Reason: o.Reason, Results: o.Results, Error: o.Error, Meta: mj, Backoff: o.BackoffRequestSeconds, Now: now}
+			if o.NextRetryAt != nil {
+				t := utc(*o.NextRetryAt)
+				d.NextRetryAt = &t
+			}
+			if o.GiveBackAttempt {
+				d.GiveBack = 1
+			}
+			if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
+				d.CompletedAt = &now
+			}
+			docs = append(docs, d)
+			refs = append(refs, ref{ri, i})
+			ids = append(ids, o.StepID)
+		}
+	}
+	if len(docs) > 0 {
+		doc, err := json.Marshal(docs)
+		if err != nil {
+			return fmt.Errorf("record steps: %w", err)
+		}
+		rs, err := tx.query(ctx, recordBatchSQL, string(doc), ids)
+		if err != nil {
+			return fmt.Errorf("record steps: %w", err)
+		}
+		for rs.Next() {
+			var n int
+			if err := rs.Scan(&n); err != nil {
+				rs.Close()
+				return fmt.Errorf("record steps: %w", err)
+			}
+			batch[refs[n].req].applied[refs[n].outcome] = true
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return fmt.Errorf("record steps: %w", err)
+		}
+	}
+
+	// The finalizers: one summary query for every task, then each call's
+	// decision, then one statement for every resulting transition.
+	var taskIDs []int64
+	var nows []time.Time
+	seen := map[int64]bool{}
+	for _, r := range batch {
+		if r.finalize && !seen[r.p.TaskID] {
+			seen[r.p.TaskID] = true
+			taskIDs = append(taskIDs, r.p.TaskID)
+			nows = append(nows, utc(r.p.Now))
+		}
+	}
+	if len(taskIDs) == 0 {
+		return nil
+	}
+	sums, err := s.summaries(ctx, tx, taskIDs, nows)
+	if err != nil {
+		return err
+	}
+	var moves []*store.TaskTransitionParams
+	var movers []*recordReq
+	for _, r := range batch {
+		if !r.finalize {
+			continue
+		}
+		sum := sums[r.p.TaskID]
+		if sum == nil {
+			sum = &store.TaskSummary{}
+		}
+		if tp := r.decide(sum); tp != nil {
+			moves = append(moves, tp)
+			movers = append(movers, r)
+		}
+	}
+	results, errs, err := s.taskMoves(ctx, tx, moves)
+	if err != nil {
+		return err
+	}
+	for i, r := range movers {
+		r.tr, r.err = results[i], errs[i]
+	}
+	return nil
+}
+
+// summaries is Store.summary for several distinct tasks in one query.
+func (s *Store) summaries(ctx context.Context, tx txer, taskIDs []int64, nows []time.Time) (map[int64]*store.TaskSummary, error) {
+	rs, err := tx.query(ctx, summariesSQL, taskIDs, nows)
+	if err != nil {
+		return nil, fmt.Errorf("summarize tasks: %w", err)
+	}
+	defer rs.Close()
+	out := make(map[int64]*store.TaskSummary, len(taskIDs))
+	for rs.Next() {
+		var id int64
+		var sum store.TaskSummary
+		var earliest scanTime
+		if err := rs.Scan(&id, &sum.Total, &sum.Pending, &sum.InProgress, &sum.WaitingForRetry, &sum.Complete,
+			&sum.Error, &sum.Cancelled, &sum.Ready, &earliest); err != nil {
+			return nil, fmt.Errorf("summarize tasks: %w", err)
+		}
+		sum.EarliestRetryAt = earliest.ptr()
+		out[id] = &sum
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("summarize tasks: %w", err)
+	}
+	return out, nil
+}
+
+// taskMoveDoc is one guarded task transition in the JSON document
+// taskMovesSQL reads; N is its position.
+type taskMoveDoc struct {
+	N           int             `json:"n"`
+	TaskID      int64           `json:"task_id"`
+	To          string          `json:"to_state"`
+	From        string          `json:"from_states"` // comma-separated
+	Terminal    bool            `json:"terminal"`
+	Event       string          `json:"event"`
+	Reason      string          `json:"reason"`
+	Actor       string          `json:"actor"`
+	Meta        json.RawMessage `json:"meta,omitempty"`
+	Now         time.Time       `json:"now"`
+	Queue       string          `json:"queue"` // "", "delete" or "upsert"
+	Operation   string          `json:"operation,omitempty"`
+	RunAt       time.Time       `json:"run_at"`
+	Priority    int             `json:"priority"`
+	QueueReason string          `json:"queue_reason"`
+}
+
+// taskMovesSQL applies guarded task transitions (a task moves only from one
+// of its from_states), appends their transition rows and applies their
+// queue operations, all in one statement. It returns the positions of the
+// transitions applied.
+const taskMovesSQL = `WITH moved AS (
+	UPDATE tasker_tasks t SET state = v.to_state, previous_state = t.state, transition_seq = t.transition_seq + 1,
+		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END
+	FROM (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(n integer, task_id bigint, to_state text, from_states text,
+		terminal boolean, event text, reason text, actor text, meta jsonb, now timestamptz, queue text, operation text,
+		run_at timestamptz, priority integer, queue_reason text) OFFSET 0) AS v
+	WHERE t.task_id = ANY($2::bigint[]) AND t.task_id = v.task_id AND t.state = ANY(string_to_array(v.from_states, ','))
+	RETURNING v.n, t.task_id, t.previous_state, t.transition_seq, v.to_state, v.event, v.reason, v.actor, v.meta, v.now,
+		v.queue, v.operation, v.run_at, v.priority, v.queue_reason),
+tr AS (
+	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
+	SELECT task_id, previous_state, to_state, event, reason, actor, meta, transition_seq, now FROM moved ORDER BY n),
+dequeued AS (
+	DELETE FROM tasker_task_queue q USING moved m WHERE q.task_id = m.task_id AND m.queue = 'delete'),
+enqueued AS (
+	INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason, created_at, updated_at)
+	SELECT task_id, operation, run_at, priority, 0, queue_reason, now, now FROM moved WHERE queue = 'upsert'
+	ON CONFLICT (task_id) DO UPDATE SET operation = excluded.operation, run_at = excluded.run_at, priority = excluded.priority,
+		reason = excluded.reason, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at)
+SELECT n FROM moved`
+
+// taskMoves applies guarded task transitions in one statement (PostgreSQL).
+// Result i is transition i's: changed, or the task's unchanged state; errs[i]
+// is a TaskNotFoundError for a task that does not exist. err fails the
+// whole transaction.
+func (s *Store) taskMoves(ctx context.Context, tx txer, ps []*store.TaskTransitionParams) (
+	[]*store.TransitionResult, []error, error) {
+	results := make([]*store.TransitionResult, len(ps))
+	errs := make([]error, len(ps))
+	if len(ps) == 0 {
+		return results, errs, nil
+	}
+	docs := make([]taskMoveDoc, len(ps))
+	ids := make([]int64, len(ps))
+	for i, p := range ps {
+		from := make([]string, len(p.From))
+		for j, st := range p.From {
+			from[j] = string(st)
+		}
+		now := utc(p.Now)
+		d := taskMoveDoc{N: i, TaskID: p.TaskID, To: string(p.To), From: strings.Join(from, ","), Terminal: p.To.Terminal(),
+			Event: p.Event, Reason: p.Reason, Actor: p.Actor, Meta: p.Meta, Now: now}
+		switch p.Queue.Kind {
+		case store.QueueNone:
+		case store.QueueDelete:
+			d.Queue = "delete"
+		case store.QueueUpsert:
+			d.Queue, d.Operation, d.RunAt, d.Priority, d.QueueReason = "upsert", p.Queue.Operation, utc(p.Queue.RunAt),
+				p.Queue.Priority, p.Queue.Reason
+			if p.Queue.RunAt.IsZero() {
+				d.RunAt = now
+			}
+			if d.Operation == "" {
+				d.Operation = "enqueue"
+			}
+		default:
+			return nil, nil, fmt.Errorf("transition task %d: unknown queue operation %d", p.TaskID, p.Queue.Kind)
+		}
+		docs[i], ids[i] = d, p.TaskID
+	}
+	doc, err := json.Marshal(docs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+	}
+	rs, err := tx.query(ctx, taskMovesSQL, string(doc), ids)
+	if err != nil {
+		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+	}
+	for rs.Next() {
+		var n int
+		if err := rs.Scan(&n); err != nil {
+			rs.Close()
+			return nil, nil, fmt.Errorf("transition tasks: %w", err)
+		}
+		results[n] = &store.TransitionResult{Changed: true, State: ps[n].To}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+	}
+	// Guards that failed: report the task's state (an operator moved it).
+	var stale []int64
+	for i, r := range results {
+		if r == nil {
+			stale = append(stale, ps[i].TaskID)
+		}
+	}
+	if len(stale) == 0 {
+		return results, errs, nil
+	}
+	states := map[int64]taskertype.TaskState{}
+	srs, err := tx.query(ctx, `SELECT task_id, state FROM tasker_tasks WHERE task_id = ANY($1::bigint[])`, stale)
+	if err != nil {
+		return nil, nil, fmt.Errorf("task states: %w", err)
+	}
+	for srs.Next() {
+		var id int64
+		var st string
+		if err := srs.Scan(&id, &st); err != nil {
+			srs.Close()
+			return nil, nil, fmt.Errorf("task states: %w", err)
+		}
+		states[id] = taskertype.TaskState(st)
+	}
+	srs.Close()
+	if err := srs.Err(); err != nil {
+		return nil, nil, fmt.Errorf("task states: %w", err)
+	}
+	for i, r := range results {
+		if r != nil {
+			continue
+		}
+		if st, ok := states[ps[i].TaskID]; ok {
+			results[i] = &store.TransitionResult{Changed: false, State: st}
+		} else {
+			errs[i] = &taskertype.TaskNotFoundError{TaskID: ps[i].TaskID}
+		}
+	}
+	return results, errs, nil
+}
+
+// claimReq is one StepClaim or TaskStartAndClaim call.
+type claimReq struct {
+	start *store.TaskTransitionParams // nil for StepClaim
+	p     *store.StepClaimParams
+
+	tr      *store.TransitionResult
+	claimed []*store.ClaimedStep
+	err     error
+	done    chan struct{}
+}
+
+// claimBatched is StepClaim/TaskStartAndClaim through the combiner.
+func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, []*store.ClaimedStep, error) {
+	r := &claimReq{start: start, p: p, done: make(chan struct{})}
+	if err := s.claims.submit(r); err != nil {
+		return nil, nil, err
+	}
+	<-r.done
+	if r.err != nil {
+		return nil, nil, r.err
+	}
+	return r.tr, r.claimed, nil
+}
+
+func (s *Store) runClaims(batch []*claimReq) {
+	err := s.runBatch(func(tx txer) error { return s.claimBatchTx(context.Background(), tx, batch) })
+	for _, r := range batch {
+		if err != nil {
+			r.err = err
+		}
+		close(r.done)
+	}
+}
+
+// claimDoc is one claim in the JSON document claimBatchSQL reads.
+type claimDoc struct {
+	N          int       `json:"n"`
+	TaskID     int64     `json:"task_id"`
+	Owner      string    `json:"owner"`
+	Limit      int       `json:"lim"`
+	Now        time.Time `json:"now"`
+	LeaseUntil time.Time `json:"lease_until"`
+}
+
+// claimBatchSQL claims, for each claim of the batch, up to its limit of the
+// task's ready steps (lowest ids first, skipping steps another transaction
+// holds), leases them to its owner and appends their claim transitions. It
+// returns the claimed steps (stepCols), their previous state, new
+// transition_seq, whether they have parents, and the claim's position.
+var claimBatchSQL = `WITH r AS MATERIALIZED (
+	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
+		lease_until timestamptz)),
+picked AS (
+	SELECT r.n, c.step_id FROM r CROSS JOIN LATERAL (
+		SELECT s.step_id FROM tasker_workflow_steps s
+		WHERE s.task_id = r.task_id AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
+		ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) c),
+claimed AS (
+	UPDATE tasker_workflow_steps s SET state = 'in_progress', previous_state = s.state,
+		transition_seq = s.transition_seq + 1, attempts = s.attempts + 1, last_attempted_at = r.now,
+		lease_owner = r.owner, lease_expires_at = r.lease_until, next_retry_at = NULL, updated_at = r.now
+	FROM picked p JOIN r ON r.n = p.n
+	WHERE s.step_id = p.step_id
+	RETURNING ` + stepCols + `, s.previous_state, s.transition_seq,
+		EXISTS (SELECT 1 FROM tasker_workflow_step_edges e WHERE e.to_step_id = s.step_id) AS has_parents,
+		p.n AS claim_n, r.owner AS claim_owner, r.now AS claim_now, s.attempts AS claim_attempt),
+tr AS (
+	INSERT INTO tasker_workflow_step_transitions (step_id, task_id, from_state, to_state, event, reason, actor,
+		metadata, sort_key, created_at)
+	SELECT step_id, task_id, previous_state, 'in_progress', 'claim', '', claim_owner,
+		jsonb_build_object('attempt', claim_attempt), transition_seq, claim_now
+	FROM claimed ORDER BY claim_n, step_id)
+SELECT * FROM claimed ORDER BY claim_n, step_id`
+
+func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) error {
+	// Start transitions first; a task that left the start's sources (an
+	// operator cancelled it) claims nothing.
+	var starts []*store.TaskTransitionParams
+	var starters []*claimReq
+	for _, r := range batch {
+		r.tr, r.claimed, r.err = nil, nil, nil
+		if r.start != nil {
+			starts = append(starts, r.start)
+			starters = append(starters, r)
+		}
+	}
+	results, errs, err := s.taskMoves(ctx, tx, starts)
+	if err != nil {
+		return err
+	}
+	for i, r := range starters {
+		r.tr, r.err = results[i], errs[i]
+	}
+	var docs []claimDoc
+	var claimers []*claimReq
+	for _, r := range batch {
+		if r.err != nil || (r.tr != nil && !r.tr.Changed && r.tr.State != r.start.To) || r.p.Limit <= 0 {
+			continue
+		}
+		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: r.p.Limit,
+			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil)})
+		claimers = append(claimers, r)
+	}
+	if len(docs) == 0 {
+		return nil
+	}
+	doc, err := json.Marshal(docs)
+	if err != nil {
+		return fmt.Errorf("claim steps: %w", err)
+	}
+	rs, err := tx.query(ctx, claimBatchSQL, string(doc))
+	if err != nil {
+		return fmt.Errorf("claim steps: %w", err)
+	}
+	byID := map[int64]*store.ClaimedStep{}
+	var withParents []int64
+	for rs.Next() {
+		var prev, owner string
+		var seq, n, attempt int
+		var hasParents bool
+		var now scanTime
+		st, err := scanStep(rs, &prev, &seq, &hasParents, &n, &owner, &now, &attempt)
+		if err != nil {
+			rs.Close()
+			return fmt.Errorf("claim steps: %w", err)
+		}
+		c := &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}}
+		claimers[n].claimed = append(claimers[n].claimed, c)
+		if hasParents {
+			byID[st.ID] = c
+			withParents = append(withParents, st.ID)
+		}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("claim steps: %w", err)
+	}
+	if len(withParents) == 0 {
+		return nil
+	}
+	// Edges are written with the task and never change: only steps with
+	// parents have dependency results to read.
+	drs, err := tx.query(ctx, s.q.depResults, withParents)
+	if err != nil {
+		return fmt.Errorf("dependency results: %w", err)
+	}
+	defer drs.Close()
+	for drs.Next() {
+		var child int64
+		var name string
+		var res []byte
+		if err := drs.Scan(&child, &name, &res); err != nil {
+			return fmt.Errorf("dependency results: %w", err)
+		}
+		if len(res) == 0 {
+			res = []byte("null")
+		}
+		byID[child].DependencyResults[name] = res
+		byID[child].Step.Parents = append(byID[child].Step.Parents, name)
+	}
+	if err := drs.Err(); err != nil {
+		return fmt.Errorf("dependency results: %w", err)
+	}
+	return nil
+}
