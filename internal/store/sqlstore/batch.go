@@ -106,9 +106,10 @@ const batchAttempts = 3
 // serialization failure.
 func (s *Store) runBatch(fn func(tx txer) error) error {
 	ctx := context.Background()
+	db := s.db.(*pgxDB)
 	var err error
 	for range batchAttempts {
-		err = s.inTx(ctx, fn)
+		err = s.inTxWith(ctx, db.beginBatch, fn)
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			return err
@@ -541,7 +542,7 @@ claimed AS (
 		transition_seq = s.transition_seq + 1, attempts = s.attempts + 1, last_attempted_at = r.now,
 		lease_owner = r.owner, lease_expires_at = r.lease_until, next_retry_at = NULL, updated_at = r.now
 	FROM picked p JOIN r ON r.n = p.n
-	WHERE s.step_id = p.step_id
+	WHERE s.step_id = ANY(ARRAY(SELECT step_id FROM picked)) AND s.step_id = p.step_id
 	RETURNING ` + stepCols + `, s.previous_state, s.transition_seq,
 		EXISTS (SELECT 1 FROM tasker_workflow_step_edges e WHERE e.to_step_id = s.step_id) AS has_parents,
 		p.n AS claim_n, r.owner AS claim_owner, r.now AS claim_now, s.attempts AS claim_attempt),

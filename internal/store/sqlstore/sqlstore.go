@@ -133,7 +133,12 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.ping(ctx) }
 
 // inTx runs fn in a transaction, committing when it returns nil.
 func (s *Store) inTx(ctx context.Context, fn func(tx txer) error) error {
-	tx, err := s.db.begin(ctx)
+	return s.inTxWith(ctx, s.db.begin, fn)
+}
+
+// inTxWith is inTx with the transaction started by begin.
+func (s *Store) inTxWith(ctx context.Context, begin func(context.Context) (txer, error), fn func(tx txer) error) error {
+	tx, err := begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
