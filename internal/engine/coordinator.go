@@ -52,32 +52,23 @@ type attemptResult struct {
 // finish, the rest are cancelled and released (no attempt counted) and the
 // task is handed back to the queue.
 func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error) {
-	task, err := e.store.TaskGet(ctx, taskID)
+	// The start transition, the read of the task and the first claim (up
+	// to the task's max_parallel_steps) share one transaction. A task
+	// outside the start's sources (terminal, blocked, failed) stays as it
+	// is: nothing runs until an operator acts.
+	now := e.now()
+	tr, task, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, e.cfg.Owner, "coordinator started", now),
+		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
 	if err != nil {
 		return nil, err
 	}
 	res := &HandleResult{TaskID: taskID, Status: task.State}
-	switch _, _, err := statemachine.Task(task.State, statemachine.TaskEventStart); {
-	case err != nil:
-		// Terminal, blocked or failed: nothing to run until an operator acts.
-		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
-		return res, nil
-	}
-	// The start transition and the first claim share one transaction.
-	now := e.now()
-	tr, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, e.cfg.Owner, "coordinator started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps, Now: now,
-			LeaseUntil: now.Add(e.cfg.StepLease)})
-	if err != nil {
-		return nil, err
-	}
 	if tr.Changed {
 		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
 	} else if tr.State != taskertype.TaskStateInProgress {
 		res.Status, res.Outcome, res.Reason = tr.State, ActionNone, fmt.Sprintf("task is %s", tr.State)
 		return res, nil
 	}
-	task.State = taskertype.TaskStateInProgress
 	if first == nil {
 		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once
 	}

@@ -169,7 +169,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 			return res, nil
 		}
 		// The start transition and the first claim share one transaction.
-		tr, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now), claim)
+		tr, _, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now), claim)
 		if err != nil {
 			return nil, fmt.Errorf("claim steps: start task: %w", err)
 		}

@@ -64,8 +64,11 @@ type Store interface {
 	// TaskStartAndClaim applies the task transition start and, when the
 	// task is then in start.To (moved now or already there), claims steps
 	// like StepClaim, in one transaction. When the task is in another state
-	// nothing is claimed and the result reports that state.
-	TaskStartAndClaim(ctx context.Context, start *TaskTransitionParams, p *StepClaimParams) (*TransitionResult, []*ClaimedStep, error)
+	// nothing is claimed and the result reports that state. It also returns
+	// the task as it is after the start, so that a coordinator needs no read
+	// of its own; a p.Limit of 0 claims up to the task's max_parallel_steps.
+	TaskStartAndClaim(ctx context.Context, start *TaskTransitionParams, p *StepClaimParams) (*TransitionResult,
+		*taskertype.Task, []*ClaimedStep, error)
 	// StepRecord applies many attempt outcomes in one transaction. An outcome
 	// whose step is no longer in progress under p.Owner's lease is skipped
 	// (the attempt was rescued or resolved elsewhere); Applied says which.

@@ -358,7 +358,8 @@ type taskMoveDoc struct {
 // taskMovesSQL applies guarded task transitions (a task moves only from one
 // of its from_states), appends their transition rows and applies their
 // queue operations, all in one statement. It returns the positions of the
-// transitions applied.
+// transitions applied. Rows are found by primary key from arrays: joined
+// with a CTE of unknown size the planner scans whole tables instead.
 const taskMovesSQL = `WITH moved AS (
 	UPDATE tasker_tasks t SET state = v.to_state, previous_state = t.state, transition_seq = t.transition_seq + 1,
 		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END
@@ -372,7 +373,7 @@ tr AS (
 	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
 	SELECT task_id, previous_state, to_state, event, reason, actor, meta, transition_seq, now FROM moved ORDER BY n),
 dequeued AS (
-	DELETE FROM tasker_task_queue q USING moved m WHERE q.task_id = m.task_id AND m.queue = 'delete'),
+	DELETE FROM tasker_task_queue WHERE task_id = ANY(ARRAY(SELECT task_id FROM moved WHERE queue = 'delete'))),
 enqueued AS (
 	INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason, created_at, updated_at)
 	SELECT task_id, operation, run_at, priority, 0, queue_reason, now, now FROM moved WHERE queue = 'upsert'
@@ -486,22 +487,24 @@ type claimReq struct {
 	p     *store.StepClaimParams
 
 	tr      *store.TransitionResult
+	task    *taskertype.Task // read after the start (TaskStartAndClaim)
 	claimed []*store.ClaimedStep
 	err     error
 	done    chan struct{}
 }
 
-// claimBatched is StepClaim/TaskStartAndClaim through the combiner.
-func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, []*store.ClaimedStep, error) {
+// claimBatched is StepClaim/TaskStartAndClaim through the combiner; the
+// returned request holds the results.
+func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepClaimParams) (*claimReq, error) {
 	r := &claimReq{start: start, p: p, done: make(chan struct{})}
 	if err := s.claims.submit(r); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	<-r.done
 	if r.err != nil {
-		return nil, nil, r.err
+		return nil, r.err
 	}
-	return r.tr, r.claimed, nil
+	return r, nil
 }
 
 func (s *Store) runClaims(batch []*claimReq) {
@@ -554,13 +557,52 @@ tr AS (
 	FROM claimed ORDER BY claim_n, step_id)
 SELECT * FROM claimed ORDER BY claim_n, step_id`
 
+// startedTasks reads the tasks of the start requests (after their start
+// transitions) in one query.
+func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq) error {
+	var ids []int64
+	for _, r := range starters {
+		if r.err == nil {
+			ids = append(ids, r.start.TaskID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	rs, err := tx.query(ctx, `SELECT `+taskCols+` FROM tasker_tasks t WHERE t.task_id = ANY($1::bigint[])`, ids)
+	if err != nil {
+		return fmt.Errorf("read started tasks: %w", err)
+	}
+	defer rs.Close()
+	byID := make(map[int64]*taskertype.Task, len(ids))
+	for rs.Next() {
+		t, err := scanTask(rs)
+		if err != nil {
+			return fmt.Errorf("read started tasks: %w", err)
+		}
+		byID[t.ID] = t
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("read started tasks: %w", err)
+	}
+	for _, r := range starters {
+		if r.err != nil {
+			continue
+		}
+		if r.task = byID[r.start.TaskID]; r.task == nil {
+			r.err = &taskertype.TaskNotFoundError{TaskID: r.start.TaskID}
+		}
+	}
+	return nil
+}
+
 func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) error {
 	// Start transitions first; a task that left the start's sources (an
 	// operator cancelled it) claims nothing.
 	var starts []*store.TaskTransitionParams
 	var starters []*claimReq
 	for _, r := range batch {
-		r.tr, r.claimed, r.err = nil, nil, nil
+		r.tr, r.task, r.claimed, r.err = nil, nil, nil, nil
 		if r.start != nil {
 			starts = append(starts, r.start)
 			starters = append(starters, r)
@@ -573,13 +615,23 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	for i, r := range starters {
 		r.tr, r.err = results[i], errs[i]
 	}
+	if err := s.startedTasks(ctx, tx, starters); err != nil {
+		return err
+	}
 	var docs []claimDoc
 	var claimers []*claimReq
 	for _, r := range batch {
-		if r.err != nil || (r.tr != nil && !r.tr.Changed && r.tr.State != r.start.To) || r.p.Limit <= 0 {
+		if r.err != nil || (r.tr != nil && !r.tr.Changed && r.tr.State != r.start.To) {
 			continue
 		}
-		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: r.p.Limit,
+		limit := r.p.Limit
+		if limit == 0 && r.task != nil {
+			limit = r.task.MaxParallelSteps
+		}
+		if limit <= 0 {
+			continue
+		}
+		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
 			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil)})
 		claimers = append(claimers, r)
 	}

@@ -120,8 +120,11 @@ func (s *Store) StepReadiness(ctx context.Context, taskID int64, now time.Time) 
 // StepClaim implements store.Store.
 func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	if s.claims != nil {
-		_, claimed, err := s.claimBatched(nil, p)
-		return claimed, err
+		r, err := s.claimBatched(nil, p)
+		if err != nil {
+			return nil, err
+		}
+		return r.claimed, nil
 	}
 	var claimed []*store.ClaimedStep
 	err := s.inTx(ctx, func(tx txer) error {
@@ -137,11 +140,17 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*sto
 
 // TaskStartAndClaim implements store.Store: the start transition and the
 // first claim share one transaction (one commit instead of two).
-func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, []*store.ClaimedStep, error) {
+func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult,
+	*taskertype.Task, []*store.ClaimedStep, error) {
 	if s.claims != nil {
-		return s.claimBatched(start, p)
+		r, err := s.claimBatched(start, p)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return r.tr, r.task, r.claimed, nil
 	}
 	var tr *store.TransitionResult
+	var task *taskertype.Task
 	var claimed []*store.ClaimedStep
 	err := s.inTx(ctx, func(tx txer) error {
 		var err error
@@ -149,16 +158,23 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 		if tr, err = s.taskMove(ctx, tx, start); err != nil {
 			return err
 		}
+		if task, err = s.taskGet(ctx, tx, start.TaskID); err != nil {
+			return err
+		}
 		if !tr.Changed && tr.State != start.To {
 			return nil // the task left the start's sources: claim nothing
 		}
-		claimed, err = s.claimTx(ctx, tx, p)
+		cp := *p
+		if cp.Limit == 0 {
+			cp.Limit = task.MaxParallelSteps
+		}
+		claimed, err = s.claimTx(ctx, tx, &cp)
 		return err
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return tr, claimed, nil
+	return tr, task, claimed, nil
 }
 
 // claimTx claims up to p.Limit ready steps inside tx.

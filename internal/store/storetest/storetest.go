@@ -254,20 +254,39 @@ func Exercise(t *testing.T, newStore NewStore) {
 				taskertype.TaskStateWaitingForRetry}, To: taskertype.TaskStateInProgress, Event: "start", Actor: "r1", Now: t0}
 		}
 		claimP := &store.StepClaimParams{TaskID: id, Owner: "r1", Limit: 4, Now: t0, LeaseUntil: t0.Add(time.Minute)}
-		tr, claimed, err := st.TaskStartAndClaim(ctx, start(), claimP)
+		tr, got, claimed, err := st.TaskStartAndClaim(ctx, start(), claimP)
 		require.NoError(t, err)
 		require.True(t, tr.Changed)
 		require.Equal(t, []string{"a"}, claimNames(claimed))
+		require.Equal(t, id, got.ID, "the task is returned as it is after the start")
+		require.Equal(t, taskertype.TaskStateInProgress, got.State)
+		require.Equal(t, 4, got.MaxParallelSteps)
 		task, err := st.TaskGet(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, taskertype.TaskStateInProgress, task.State)
 
 		// Already in progress: no change, but claiming still happens.
 		succeed(t, st, id, "r1", t0, claimed...)
-		tr, claimed, err = st.TaskStartAndClaim(ctx, start(), claimP)
+		tr, _, claimed, err = st.TaskStartAndClaim(ctx, start(), claimP)
 		require.NoError(t, err)
 		require.False(t, tr.Changed)
 		require.ElementsMatch(t, []string{"b", "c"}, claimNames(claimed))
+
+		// Limit 0 claims up to the task's own max_parallel_steps.
+		one := diamond("")
+		one.MaxParallelSteps = 1
+		res1, err := st.TaskCreate(ctx, one)
+		require.NoError(t, err)
+		s1 := start()
+		s1.TaskID = res1.Task.ID
+		zero := &store.StepClaimParams{TaskID: res1.Task.ID, Owner: "r1", Now: t0, LeaseUntil: t0.Add(time.Minute)}
+		_, _, claimed, err = st.TaskStartAndClaim(ctx, s1, zero)
+		require.NoError(t, err)
+		succeed(t, st, res1.Task.ID, "r1", t0, claimed...)
+		_, got, claimed, err = st.TaskStartAndClaim(ctx, s1, zero)
+		require.NoError(t, err)
+		require.Len(t, claimed, 1, "b and c are ready; max_parallel_steps is 1")
+		require.Equal(t, 1, got.MaxParallelSteps)
 
 		// A task outside the start's sources: nothing claimed, state reported.
 		res2, err := st.TaskCreate(ctx, diamond(""))
@@ -278,7 +297,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.NoError(t, err)
 		s2 := start()
 		s2.TaskID = res2.Task.ID
-		tr, claimed, err = st.TaskStartAndClaim(ctx, s2, &store.StepClaimParams{TaskID: res2.Task.ID, Owner: "r1",
+		tr, _, claimed, err = st.TaskStartAndClaim(ctx, s2, &store.StepClaimParams{TaskID: res2.Task.ID, Owner: "r1",
 			Limit: 4, Now: t0, LeaseUntil: t0.Add(time.Minute)})
 		require.NoError(t, err)
 		require.False(t, tr.Changed)
@@ -297,7 +316,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		res, err := st.TaskCreate(ctx, diamond(""))
 		require.NoError(t, err)
 		id := res.Task.ID
-		tr, _, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: id,
+		tr, _, _, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: id,
 			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
 			Event: "start", Actor: "r1", Now: t0}, &store.StepClaimParams{TaskID: id, Owner: "r1", Limit: 4, Now: t0,
 			LeaseUntil: t0.Add(time.Minute)})
