@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -178,7 +180,15 @@ type batchRecordDoc struct {
 // attempt number is the step's count before a given-back attempt is
 // undone). It returns the positions of the outcomes applied. See recordSQL
 // for why the held-state and owner tests are join clauses.
-const recordBatchSQL = `WITH rec AS (
+//
+// It also locks the rows of the tasks to finalize ($3): two coordinators
+// of one task finalizing at once in separate transactions would each see
+// the other's last steps still in progress and both leave the task to the
+// other. With the lock the second waits for the first to commit, and its
+// summary, a later statement, sees the first's results.
+const recordBatchSQL = `WITH locked AS (
+	SELECT task_id FROM tasker_tasks WHERE task_id = ANY($3::bigint[]) ORDER BY task_id FOR UPDATE),
+rec AS (
 	UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
 		results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
 		backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
@@ -196,7 +206,7 @@ tr AS (
 	SELECT step_id, task_id, previous_state, state, event, reason, owner, meta || jsonb_build_object('attempt', attempt),
 		transition_seq, now
 	FROM rec ORDER BY n)
-SELECT n FROM rec`
+SELECT n FROM rec WHERE (SELECT count(*) FROM locked) >= 0`
 
 // summariesSQL is the finalizer's summary of several tasks, each at its own
 // time: $1 task ids (distinct), $2 times. The summary is a LATERAL
@@ -245,12 +255,33 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 			ids = append(ids, o.StepID)
 		}
 	}
+	// The tasks to finalize, each once, in lock order.
+	var fin []*recordReq
+	seen := map[int64]bool{}
+	for _, r := range batch {
+		if r.finalize && !seen[r.p.TaskID] {
+			seen[r.p.TaskID] = true
+			fin = append(fin, r)
+		}
+	}
+	slices.SortFunc(fin, func(a, b *recordReq) int { return cmp.Compare(a.p.TaskID, b.p.TaskID) })
+	taskIDs := make([]int64, len(fin))
+	nows := make([]time.Time, len(fin))
+	for i, r := range fin {
+		taskIDs[i], nows[i] = r.p.TaskID, utc(r.p.Now)
+	}
+	if len(docs) == 0 && len(taskIDs) > 0 {
+		if _, err := tx.exec(ctx, `SELECT 1 FROM tasker_tasks WHERE task_id = ANY($1::bigint[]) ORDER BY task_id FOR UPDATE`,
+			taskIDs); err != nil {
+			return fmt.Errorf("lock tasks: %w", err)
+		}
+	}
 	if len(docs) > 0 {
 		doc, err := json.Marshal(docs)
 		if err != nil {
 			return fmt.Errorf("record steps: %w", err)
 		}
-		rs, err := tx.query(ctx, recordBatchSQL, string(doc), ids)
+		rs, err := tx.query(ctx, recordBatchSQL, string(doc), ids, taskIDs)
 		if err != nil {
 			return fmt.Errorf("record steps: %w", err)
 		}
@@ -270,16 +301,6 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 
 	// The finalizers: one summary query for every task, then each call's
 	// decision, then one statement for every resulting transition.
-	var taskIDs []int64
-	var nows []time.Time
-	seen := map[int64]bool{}
-	for _, r := range batch {
-		if r.finalize && !seen[r.p.TaskID] {
-			seen[r.p.TaskID] = true
-			taskIDs = append(taskIDs, r.p.TaskID)
-			nows = append(nows, utc(r.p.Now))
-		}
-	}
 	if len(taskIDs) == 0 {
 		return nil
 	}

@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -721,6 +723,64 @@ func Exercise(t *testing.T, newStore NewStore) {
 			}
 		}
 		check(ofA)
+	})
+
+	t.Run("ConcurrentFinalizersNeverBothLeave", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		// Two coordinators each run one of a task's two steps and record it
+		// with the finalizer at the same moment. Whatever the interleaving,
+		// exactly one of them sees both steps complete and completes the
+		// task; the other sees the first's step running (or done) and
+		// leaves it. Both leaving would strand the task in progress.
+		for round := range 25 {
+			p := &store.TaskCreateParams{Namespace: "ns", Name: "pair", Version: "1.0.0", Context: json.RawMessage(`{}`),
+				MaxParallelSteps: 2, Now: t0, Steps: []store.StepSpec{
+					{Name: "a", HandlerClass: "h", MaxAttempts: 1}, {Name: "b", HandlerClass: "h", MaxAttempts: 1}}}
+			res, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err)
+			id := res.Task.ID
+			_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{
+				taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress, Event: "start", Actor: "t", Now: t0})
+			require.NoError(t, err)
+			var claims [2][]*store.ClaimedStep
+			for i, owner := range []string{"r1", "r2"} {
+				claims[i], err = st.StepClaim(ctx, &store.StepClaimParams{TaskID: id, Owner: owner, Limit: 1, Now: t0,
+					LeaseUntil: t0.Add(time.Minute)})
+				require.NoError(t, err)
+				require.Len(t, claims[i], 1)
+			}
+			var completed atomic.Int32
+			var wg sync.WaitGroup
+			for i, owner := range []string{"r1", "r2"} {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, tr, err := st.StepRecordFinalize(ctx, &store.StepRecordParams{TaskID: id, Owner: owner, Now: t0,
+						Outcomes: []store.StepOutcome{{StepID: claims[i][0].Step.ID, To: taskertype.StepStateComplete,
+							Event: "succeed", Results: json.RawMessage(`{}`)}}},
+						func(sum *store.TaskSummary) *store.TaskTransitionParams {
+							if sum.Complete != sum.Total {
+								return nil // running elsewhere
+							}
+							return &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{
+								taskertype.TaskStateInProgress}, To: taskertype.TaskStateComplete, Event: "complete",
+								Actor: owner, Now: t0, Queue: store.QueueOp{Kind: store.QueueDelete}}
+						})
+					if !assert.NoError(t, err) {
+						return
+					}
+					if tr != nil && tr.Changed {
+						completed.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			task, err := st.TaskGet(ctx, id)
+			require.NoError(t, err)
+			require.Equal(t, taskertype.TaskStateComplete, task.State, "round %d", round)
+			require.Equal(t, int32(1), completed.Load(), "round %d", round)
+		}
 	})
 
 	t.Run("ConcurrentClaimsNeverOverlap", func(t *testing.T) {
