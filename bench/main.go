@@ -41,6 +41,12 @@ type report struct {
 	Ratios      map[string]float64
 }
 
+// sweepWorkers are the worker counts of the throughput sweep, the same for
+// tasker and River. tasker's workers are coordinator goroutines whose
+// database calls are batched across tasks, so it keeps gaining well past
+// the number of connections.
+var sweepWorkers = []int{1, 4, 16, 64, 256, 1024}
+
 func main() {
 	var (
 		dbURL     = flag.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server URL (durable settings)")
@@ -50,10 +56,10 @@ func main() {
 		reps      = flag.Int("reps", 3, "repetitions of the headline runs")
 		jobs      = flag.Int("jobs", 10000, "River jobs per headline run")
 		tasks     = flag.Int("tasks", 5000, "tasker single-step tasks per headline run")
-		workers   = flag.Int("workers", 16, "tasker workers in the headline runs")
+		workers   = flag.Int("workers", 1024, "tasker workers in the headline runs")
 		rworkers  = flag.Int("river-workers", 100, "River MaxWorkers in the headline runs")
-		parallel  = flag.Int("max-parallel-steps", 100, "max_parallel_steps for fan-out tasks")
-		sweepN    = flag.Int("sweep-tasks", 1500, "tasks (and River jobs x2) per point of the workers sweep")
+		parallel  = flag.Int("max-parallel-steps", 2000, "max_parallel_steps for fan-out tasks")
+		sweepN    = flag.Int("sweep-tasks", 3000, "tasks (and River jobs x2) per point of the workers sweep")
 		pgSeconds = flag.Int("pgbench-seconds", 10, "length of each pgbench run")
 	)
 	flag.Parse()
@@ -162,7 +168,7 @@ func run(ctx context.Context, c *config) error {
 		rep.Shapes = append(rep.Shapes, r)
 	}
 	logf("workers sweep")
-	for _, w := range []int{1, 2, 4, 8, 16, 32} {
+	for _, w := range sweepWorkers {
 		t, err := taskerBench(ctx, c.bin, c.db, "sweep", single(c.sweepN, w)...)
 		if err != nil {
 			return err
@@ -170,7 +176,7 @@ func run(ctx context.Context, c *config) error {
 		rep.Sweep = append(rep.Sweep, t)
 		logf("  tasker %d workers: %.0f tasks/s", w, t.TasksPerSecond)
 	}
-	for _, w := range []int{1, 2, 4, 8, 16, 32, 100} {
+	for _, w := range sweepWorkers {
 		r, err := riverBench(ctx, riverURL, 2*c.sweepN, w)
 		if err != nil {
 			return err

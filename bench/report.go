@@ -21,6 +21,21 @@ func markdown(r *report, riverJobs, singleTasks, pgbTPS, fanSteps float64) strin
 	p("| **ratio fan-out 1,000 steps/s / pgbench tps** | **%.2f** |\n", r.Ratios["fanout1000_steps_per_pgbench_tps"])
 	p("| tasker fan-out 10,000 steps/s | %.0f |\n", r.Fanout10k[0].StepsPerSecond)
 	p("| **ratio fan-out 10,000 steps/s / pgbench tps** | **%.2f** |\n", r.Ratios["fanout10000_steps_per_pgbench_tps"])
+	if len(r.RiverSweep) > 0 && len(r.Sweep) > 0 {
+		rb, tb := r.RiverSweep[0], r.Sweep[0]
+		for _, x := range r.RiverSweep {
+			if x.JobsPerSec > rb.JobsPerSec {
+				rb = x
+			}
+		}
+		for _, x := range r.Sweep {
+			if x.TasksPerSecond > tb.TasksPerSecond {
+				tb = x
+			}
+		}
+		p("| workers sweep, best of each: River jobs/s / tasker tasks/s | %.0f (%d workers) / %.0f (%d workers) = %.2f |\n",
+			rb.JobsPerSec, rb.Workers, tb.TasksPerSecond, tb.Workers, tb.TasksPerSecond/rb.JobsPerSec)
+	}
 	p("| idle `tasker serve` transactions/s | %.2f |\n\n", r.IdleQueries)
 
 	p("Every tasker run (`tasker bench`; latencies in ms):\n\n")

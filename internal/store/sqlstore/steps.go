@@ -371,7 +371,7 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 	return applied, tr, nil
 }
 
-// recordTx applies a batch of outcomes inside tx (see recordSQL) and
+// recordTx applies a batch of outcomes inside tx (see recordSQLite; SQLite only) and
 // appends the moved steps' transitions; applied[i] reports outcome i.
 func (s *Store) recordTx(ctx context.Context, tx txer, p *store.StepRecordParams, doc string, docs []recordDoc,
 	index map[int64]int, applied []bool, now time.Time) error {
@@ -379,7 +379,7 @@ func (s *Store) recordTx(ctx context.Context, tx txer, p *store.StepRecordParams
 	for i, d := range docs {
 		ids[i] = d.StepID
 	}
-	rs, err := tx.query(ctx, s.recordSQL(), doc, s.t(now), p.Owner, s.ids(ids))
+	rs, err := tx.query(ctx, recordSQLite, doc, s.t(now), p.Owner, s.ids(ids))
 	if err != nil {
 		return fmt.Errorf("record steps: %w", err)
 	}
@@ -421,7 +421,7 @@ func (s *Store) recordTx(ctx context.Context, tx txer, p *store.StepRecordParams
 	return s.appendStepTransitions(ctx, tx, p.TaskID, trs, now)
 }
 
-// recordDoc is one outcome in the JSON document recordSQL reads.
+// recordDoc is one outcome in the JSON document recordSQLite reads.
 type recordDoc struct {
 	StepID      int64           `json:"step_id"`
 	State       string          `json:"state"`
@@ -433,22 +433,11 @@ type recordDoc struct {
 	CompletedAt any             `json:"completed_at,omitempty"`
 }
 
-// recordSQL applies a batch of outcomes ($1, a JSON array) to steps still
-// in progress under owner $3's lease; steps no longer held are left alone
-// (rescued, resolved or cancelled meanwhile) and not returned.
-//
-// The steps are found by primary key from the id list $4, and on
-// PostgreSQL the held-state and owner tests are join clauses against the
-// outcome list (OFFSET 0 keeps the planner from folding them into filters on
-// the steps table). The planner knows nothing of the outcome list's length
-// (it guesses 100 rows). With the held-state test as a filter, stale
-// statistics right after a wide fan-out started estimated one in-progress
-// step and the planner re-scanned the whole outcome list for every step
-// (2,000 outcomes: 800 ms instead of 50 ms); without the id list it chose a
-// sequential scan of every step for a one-outcome batch.
-func (s *Store) recordSQL() string {
-	if s.dialect == dialectSQLite {
-		return `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
+// recordSQLite applies a batch of outcomes ($1, a JSON array) to steps still
+// in progress under owner $3's lease (the steps are $4, an id list); steps
+// no longer held are left alone (rescued, resolved or cancelled meanwhile)
+// and not returned. PostgreSQL records through recordBatchSQL (batch.go).
+const recordSQLite = `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
 	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
 	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
 	updated_at = $2, completed_at = o.completed_at
@@ -457,17 +446,6 @@ FROM (SELECT value ->> '$.step_id' AS step_id, value ->> '$.state' AS state, val
 	value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at FROM json_each($1)) AS o
 WHERE s.step_id = o.step_id AND s.step_id IN (SELECT value FROM json_each($4)) AND s.state = 'in_progress' AND s.lease_owner = $3
 RETURNING step_id, previous_state, transition_seq, attempts`
-	}
-	return `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
-	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
-	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
-	updated_at = $2, completed_at = o.completed_at
-FROM (SELECT o.*, 'in_progress'::text AS held_state, $3::text AS held_by
-	FROM jsonb_to_recordset($1::jsonb) AS o(step_id bigint, state text, results jsonb, error jsonb, next_retry_at timestamptz,
-		backoff integer, give_back integer, completed_at timestamptz) OFFSET 0) AS o
-WHERE s.step_id = ANY($4::bigint[]) AND s.step_id = o.step_id AND s.state = o.held_state AND s.lease_owner = o.held_by
-RETURNING s.step_id, s.previous_state, s.transition_seq, s.attempts`
-}
 
 // StepTransition implements store.Store.
 func (s *Store) StepTransition(ctx context.Context, p *store.StepTransitionParams) (*store.StepTransitionResult, error) {
