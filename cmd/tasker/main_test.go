@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -555,10 +556,23 @@ func TestMigrateSQLite(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
 
-	const all = "applied 0001_init\napplied 0002_queue_notify_when_available\n"
+	names := []string{"0001_init", "0002_queue_notify_when_available", "0003_transitions_without_most_recent",
+		"0004_queue_claim_index"}
+	lines := func(verb string, ns ...string) string {
+		var b strings.Builder
+		for _, n := range ns {
+			b.WriteString(verb + " " + n + "\n")
+		}
+		return b.String()
+	}
+	reversed := func(ns []string) []string {
+		out := slices.Clone(ns)
+		slices.Reverse(out)
+		return out
+	}
 	res = run("migrate", "up")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, all, res.stdout)
+	require.Equal(t, lines("applied", names...), res.stdout)
 	res = run("migrate", "up")
 	require.Equal(t, 0, res.code, res.String())
 	require.Contains(t, res.stdout, "up to date")
@@ -570,28 +584,28 @@ func TestMigrateSQLite(t *testing.T) {
 	// down reverts the latest migration only.
 	res = run("migrate", "down")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "reverted 0002_queue_notify_when_available\n", res.stdout)
+	require.Equal(t, lines("reverted", names[3]), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
-	require.Regexp(t, `(?m)^0001\s+init\s+applied `, res.stdout)
-	require.Regexp(t, `(?m)^0002\s+queue_notify_when_available\s+pending$`, res.stdout)
+	require.Regexp(t, `(?m)^0003\s+transitions_without_most_recent\s+applied `, res.stdout)
+	require.Regexp(t, `(?m)^0004\s+queue_claim_index\s+pending$`, res.stdout)
 
 	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "reverted 0001_init\n", res.stdout)
+	require.Equal(t, lines("reverted", reversed(names[:3])...), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
 
 	res = run("migrate", "up", "--steps", "1")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "applied 0001_init\n", res.stdout)
+	require.Equal(t, lines("applied", names[0]), res.stdout)
 	res = run("migrate", "up")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "applied 0002_queue_notify_when_available\n", res.stdout)
+	require.Equal(t, lines("applied", names[1:]...), res.stdout)
 	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "reverted 0002_queue_notify_when_available\nreverted 0001_init\n", res.stdout)
+	require.Equal(t, lines("reverted", reversed(names)...), res.stdout)
 
 	res = run("migrate", "down", "--steps", "0")
 	require.Equal(t, 2, res.code, res.String())
