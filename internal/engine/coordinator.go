@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/statemachine"
@@ -75,10 +73,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once
 	}
 
-	if lanes := laneCount(task, first); lanes > 1 {
-		return e.runLanes(ctx, task, first, now, res, lanes)
-	}
-	executed, stopped, settled, err := e.runSteps(ctx, task, first, now, res, task.MaxParallelSteps, nil)
+	executed, stopped, settled, err := e.runSteps(ctx, task, first, now, res)
 	res.StepsExecuted = executed
 	if err != nil {
 		return res, err
@@ -98,115 +93,28 @@ func startParams(taskID int64, actor, reason string, now time.Time) *store.TaskT
 		To: taskertype.TaskStateInProgress, Event: string(statemachine.TaskEventStart), Reason: reason, Actor: actor, Now: now}
 }
 
-// Lanes: a wide task's steps are run by several loops of one coordinator,
-// each with its share of max_parallel_steps, so that one lane's claim and
-// another's recording keep more than one database connection (and core)
-// busy. A single loop alternates between them and leaves the database idle
-// while it waits for results.
-const (
-	// laneMinParallel is the smallest max_parallel_steps run in lanes.
-	laneMinParallel = 256
-	// lanesPerTask is the number of lanes of a wide task.
-	lanesPerTask = 2
-)
-
-// laneCount is how many lanes run a task whose first claim was first: more
-// than one only for a wide task whose first claim filled its
-// max_parallel_steps (more steps are likely ready).
-func laneCount(task *taskertype.Task, first []*store.ClaimedStep) int {
-	if task.MaxParallelSteps < laneMinParallel || len(first) < task.MaxParallelSteps {
-		return 1
-	}
-	return lanesPerTask
-}
-
-// runLanes runs the task in n lanes, splitting the first claim and
-// max_parallel_steps between them, and merges their results. A lane that
-// sees a step fail or settles the task halts the others' claiming. The
-// lane whose final recording found nothing left running elsewhere carries
-// the finalizer's decision (recording with the finalizer locks the task, so
-// the lanes' last recordings see each other's); when no lane settled, the
-// finalizer decides afterwards, as for a single loop.
-func (e *Engine) runLanes(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
-	res *HandleResult, n int) (*HandleResult, error) {
-	type lane struct {
-		res              HandleResult
-		executed         int
-		stopped, settled bool
-		err              error
-	}
-	lanes := make([]lane, n)
-	var halt atomic.Bool
-	var wg sync.WaitGroup
-	for i := range n {
-		part := first[i*len(first)/n : (i+1)*len(first)/n]
-		capacity := task.MaxParallelSteps / n
-		if i == 0 {
-			capacity += task.MaxParallelSteps % n
-		}
-		lanes[i].res = *res
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l := &lanes[i]
-			l.executed, l.stopped, l.settled, l.err = e.runSteps(ctx, task, part, claimedAt, &l.res, capacity, &halt)
-		}()
-	}
-	wg.Wait()
-	var err error
-	stopped := false
-	var final *HandleResult
-	for i := range lanes {
-		l := &lanes[i]
-		res.StepsExecuted += l.executed
-		stopped = stopped || l.stopped
-		if err == nil {
-			err = l.err
-		}
-		if l.settled && l.res.Outcome != ActionElsewhere {
-			final = &l.res
-		}
-	}
-	if err != nil {
-		return res, err
-	}
-	if final != nil {
-		res.Status, res.Outcome, res.Reason, res.NextRunAt = final.Status, final.Outcome, final.Reason, final.NextRunAt
-		return res, nil
-	}
-	if stopped {
-		return e.yield(task, res, "coordinator shutting down")
-	}
-	return e.finalize(ctx, task, res)
-}
-
 // handlerGiveUp is how long a shutting-down coordinator waits for handlers
 // after cancelling them before it abandons their steps to lease expiry.
 const handlerGiveUp = time.Second
 
-// runSteps is the discover -> claim -> execute -> record loop, running at
-// most capacity steps at once. first, when not nil, are steps the caller
-// already claimed at claimedAt (the loop's first claim). stopped is true
-// when ctx ended before the task ran out of viable steps. halt, when not
-// nil, is shared with the task's other lanes: the loop stops claiming once
-// it is set, and sets it when a step fails or the task settles.
+// runSteps is the discover -> claim -> execute -> record loop. first, when
+// not nil, are steps the caller already claimed at claimedAt (the loop's
+// first claim). stopped is true when ctx ended before the task ran out of
+// viable steps.
 //
 // When the last results of the loop are recorded (nothing left in flight,
 // nothing more expected to be claimable) the TaskFinalizer's decision is
 // applied in the same transaction and reported on res; settled is then true
 // (a "continue" decision does not settle: the loop claims again).
 func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
-	res *HandleResult, capacity int, halt *atomic.Bool) (executed int, stopped, settled bool, err error) {
-	if halt == nil {
-		halt = new(atomic.Bool)
-	}
+	res *HandleResult) (executed int, stopped, settled bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	dbctx := context.WithoutCancel(ctx)
 
-	results := make(chan attemptResult, max(capacity, len(first), 1))
+	results := make(chan attemptResult, max(task.MaxParallelSteps, len(first), 1))
 	inflight := map[int64]*store.ClaimedStep{}
 	failed := false
 	heartbeat := time.NewTicker(max(e.cfg.StepLease/3, 10*time.Millisecond))
@@ -229,8 +137,8 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	unlocksLoaded := false
 	var cursor int64 // the highest step id claimed: claims look above it first
 	for {
-		if preclaimed || (!drained && !shutting && !failed && !halt.Load() && ctx.Err() == nil) {
-			if room := capacity - len(inflight); room > 0 {
+		if preclaimed || (!drained && !shutting && !failed && ctx.Err() == nil) {
+			if room := task.MaxParallelSteps - len(inflight); room > 0 {
 				now := e.now()
 				var claimed []*store.ClaimedStep
 				var err error
@@ -330,15 +238,9 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			return executed, false, false, err
 		}
 		failed = failed || anyFailed
-		if failed {
-			halt.Store(true)
-		}
 		if final != nil {
 			e.settle(dbctx, task, res, final.v, final.tr)
 			if res.Outcome != ActionContinue {
-				if res.Outcome != ActionElsewhere {
-					halt.Store(true)
-				}
 				return executed, false, true, nil
 			}
 			drained, failed = false, false // steps are ready after all: claim them
