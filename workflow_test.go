@@ -189,6 +189,22 @@ var shapes = []shape{
 	newShape("merge", "r1", "r2", "r3", "m<r1,r2,r3"),
 	newShape("tree", "a", "b<a", "c<a", "d<b", "e<b", "f<c", "g<c"),
 	newShape("mixed", "a", "b", "c<a", "d<a,b", "e<c,d", "f<b", "g<e,f"),
+	fanInShape(40),
+}
+
+// fanInShape is root -> n leaves -> join: with max_parallel_steps 8 the
+// leaves run in waves, results are recorded while the next wave is claimed,
+// and the join may be claimed only once the coordinator has seen all n
+// leaves complete.
+func fanInShape(n int) shape {
+	specs := []string{"root"}
+	leaves := make([]string, n)
+	for i := range leaves {
+		leaves[i] = fmt.Sprintf("l%02d", i)
+		specs = append(specs, leaves[i]+"<root")
+	}
+	specs = append(specs, "join<"+strings.Join(leaves, ","))
+	return newShape(fmt.Sprintf("fanin%d", n), specs...)
 }
 
 // templateYAML renders a shape as a template; cfg gives per-step handler_config.

@@ -106,6 +106,15 @@ const handlerGiveUp = time.Second
 // nothing more expected to be claimable) the TaskFinalizer's decision is
 // applied in the same transaction and reported on res; settled is then true
 // (a "continue" decision does not settle: the loop claims again).
+//
+// A batch of successes that is not the last is recorded in the background
+// (one such recording at a time) while the loop claims steps for the slots
+// those attempts freed: the claim and the recording then run on two
+// connections at once instead of one after the other. max_parallel_steps
+// bounds the handlers running; steps whose results are still being recorded
+// do not hold a slot. Steps their results unlock are claimed once the
+// recording has committed. Batches with a failure, the last batch and
+// batches during shutdown are recorded in the loop, as before.
 func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
 	res *HandleResult) (executed int, stopped, settled bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
@@ -136,6 +145,10 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	var unlocks *unlockTracker
 	unlocksLoaded := false
 	var cursor int64 // the highest step id claimed: claims look above it first
+
+	var pending []attemptResult // results not yet handed to a recording
+	pendingUnlocks := false     // a result in pending unlocks a child
+	var recorded chan backgroundRecord
 	for {
 		if preclaimed || (!drained && !shutting && !failed && ctx.Err() == nil) {
 			if room := task.MaxParallelSteps - len(inflight); room > 0 {
@@ -169,60 +182,101 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				e.bus.Publish(events...)
 			}
 		}
-		if len(inflight) == 0 {
+		if len(inflight) == 0 && recorded == nil && len(pending) == 0 {
 			return executed, shutting || ctx.Err() != nil, false, nil
 		}
 
-		var batch []attemptResult
-		select {
-		case r := <-results:
-			batch = append(batch, r)
-		case <-heartbeat.C:
-			ids := make([]int64, 0, len(inflight))
-			for id := range inflight {
-				ids = append(ids, id)
-			}
-			if _, err := e.store.StepLeaseExtend(dbctx, e.cfg.Owner, ids, e.now().Add(e.cfg.StepLease)); err != nil {
-				e.log.Warn("extend step leases", "task_id", task.ID, "err", err)
-			}
-			continue
-		case <-done:
-			done, shutting = nil, true
-			grace = time.After(e.cfg.ShutdownGrace)
-			continue
-		case <-grace:
-			cancelHandlers() // handlers see ctx cancelled; their results are released below
-			grace = nil
-			giveUp = time.After(handlerGiveUp)
-			continue
-		case <-giveUp:
-			// Handlers that ignore cancellation cannot be stopped. Stop
-			// extending their leases and leave: the leases expire and the
-			// rescuer counts those attempts as failed, as after a crash.
-			e.log.Warn("handlers ignored cancellation; leaving their step leases to expire",
-				"task_id", task.ID, "steps", len(inflight))
-			return executed, true, false, nil
+		// The batch in pending is the last (see below) when nothing runs and
+		// nothing more is expected to be claimable.
+		lastPending := len(inflight) == 0 && ((drained && !pendingUnlocks) || failed)
+		if recorded == nil && len(pending) > 0 && !shutting && ctx.Err() == nil && !batchFailed(pending) && !lastPending {
+			// Not the last batch: record it in the background.
+			batch, unlocked := pending, pendingUnlocks
+			pending, pendingUnlocks = nil, false
+			recorded = make(chan backgroundRecord, 1)
+			go func() {
+				err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() error {
+					_, _, err := e.record(dbctx, task, batch, false, false)
+					return err
+				})
+				recorded <- backgroundRecord{unlocked: unlocked, err: err}
+			}()
+			continue // claim for the freed slots meanwhile
 		}
-	drain:
-		for {
+
+		var batch []attemptResult
+		if recorded == nil && len(pending) > 0 {
+			batch, pending = pending, nil // recorded in the loop, below
+		} else {
 			select {
 			case r := <-results:
 				batch = append(batch, r)
-			default:
-				break drain
+			case b := <-recorded:
+				recorded = nil
+				if b.err != nil {
+					e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
+					return executed, false, false, b.err
+				}
+				if b.unlocked {
+					drained = false // the unlocked steps are committed: claim them
+				}
+				continue
+			case <-heartbeat.C:
+				ids := make([]int64, 0, len(inflight)+len(pending))
+				for id := range inflight {
+					ids = append(ids, id)
+				}
+				for _, r := range pending {
+					ids = append(ids, r.claimed.Step.ID)
+				}
+				if _, err := e.store.StepLeaseExtend(dbctx, e.cfg.Owner, ids, e.now().Add(e.cfg.StepLease)); err != nil {
+					e.log.Warn("extend step leases", "task_id", task.ID, "err", err)
+				}
+				continue
+			case <-done:
+				done, shutting = nil, true
+				grace = time.After(e.cfg.ShutdownGrace)
+				continue
+			case <-grace:
+				cancelHandlers() // handlers see ctx cancelled; their results are released below
+				grace = nil
+				giveUp = time.After(handlerGiveUp)
+				continue
+			case <-giveUp:
+				// Handlers that ignore cancellation cannot be stopped. Stop
+				// extending their leases and leave: the leases expire and the
+				// rescuer counts those attempts as failed, as after a crash.
+				e.log.Warn("handlers ignored cancellation; leaving their step leases to expire",
+					"task_id", task.ID, "steps", len(inflight))
+				return executed, true, false, nil
 			}
-		}
-		for _, r := range batch {
-			delete(inflight, r.claimed.Step.ID)
-		}
-		if !unlocksLoaded {
-			unlocks, unlocksLoaded = e.newUnlockTracker(task), true
-		}
-		for _, r := range batch {
-			if r.err == nil && unlocks.completed(r.claimed.Step.Name) {
-				drained = false
+		drain:
+			for {
+				select {
+				case r := <-results:
+					batch = append(batch, r)
+				default:
+					break drain
+				}
 			}
+			for _, r := range batch {
+				delete(inflight, r.claimed.Step.ID)
+			}
+			if !unlocksLoaded {
+				unlocks, unlocksLoaded = e.newUnlockTracker(task), true
+			}
+			for _, r := range batch {
+				if r.err == nil && unlocks.completed(r.claimed.Step.Name) {
+					pendingUnlocks = true
+				}
+			}
+			pending = append(pending, batch...)
+			continue // record in the background, or below once nothing else runs
 		}
+		if pendingUnlocks {
+			drained = false // recorded in the loop: the unlocked steps are claimable after it
+		}
+		pendingUnlocks = false
 		// The last batch: nothing in flight and no claim expected (the last
 		// claim came back short and nothing recorded now unlocks a step, or
 		// a step failed). Finalize in the recording transaction.
@@ -246,6 +300,12 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			drained, failed = false, false // steps are ready after all: claim them
 		}
 	}
+}
+
+// backgroundRecord is the outcome of a recording run off the loop.
+type backgroundRecord struct {
+	unlocked bool // the batch unlocked a child step
+	err      error
 }
 
 // batchFailed reports whether any attempt of the batch failed.
