@@ -144,7 +144,6 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	drained := false
 	var unlocks *unlockTracker
 	unlocksLoaded := false
-	var cursor int64 // the highest step id claimed: claims look above it first
 
 	var pending []attemptResult // results not yet handed to a recording
 	pendingUnlocks := false     // a result in pending unlocks a child
@@ -159,7 +158,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 					claimed, now, preclaimed = first, claimedAt, false
 				} else {
 					claimed, err = e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
-						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease), After: cursor})
+						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
 				}
 				if err != nil && len(inflight) == 0 {
 					return executed, false, false, err
@@ -172,7 +171,6 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				drained = err == nil && len(claimed) < room
 				events := make([]taskertype.Event, 0, len(claimed))
 				for _, c := range claimed {
-					cursor = max(cursor, c.Step.ID)
 					inflight[c.Step.ID] = c
 					executed++
 					events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,

@@ -238,13 +238,6 @@ type StepClaimParams struct {
 	Limit      int
 	Now        time.Time
 	LeaseUntil time.Time
-	// After is a claiming coordinator's cursor, a hint: ready steps with
-	// ids above After are claimed first, and only when fewer than Limit are
-	// found there are the lowest ids searched. A wide task is claimed in id
-	// order, so its lowest ids are finished steps whose dead index entries a
-	// scan from the start would walk again on every claim. 0 claims the
-	// lowest ready ids.
-	After int64
 }
 
 // ClaimedStep is a step claimed for one attempt.

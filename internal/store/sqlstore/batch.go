@@ -555,32 +555,23 @@ type claimDoc struct {
 	TaskID     int64     `json:"task_id"`
 	Owner      string    `json:"owner"`
 	Limit      int       `json:"lim"`
-	After      int64     `json:"after"`
 	Now        time.Time `json:"now"`
 	LeaseUntil time.Time `json:"lease_until"`
 }
 
 // claimBatchSQL claims, for each claim of the batch, up to its limit of the
-// task's ready steps (ids above the claim's cursor first, then the lowest
-// ids; skipping steps another transaction holds), leases them to its owner
-// and appends their claim transitions. The search below the cursor runs
-// only when the one above it came back short. It returns the claimed steps
-// (stepCols), their previous state, new transition_seq, whether they have
-// parents, and the claim's position.
+// task's ready steps (lowest ids first, skipping steps another transaction
+// holds), leases them to its owner and appends their claim transitions. It
+// returns the claimed steps (stepCols), their previous state, new
+// transition_seq, whether they have parents, and the claim's position.
 var claimBatchSQL = `WITH r AS MATERIALIZED (
-	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, after bigint,
-		now timestamptz, lease_until timestamptz)),
+	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
+		lease_until timestamptz)),
 picked AS (
 	SELECT r.n, c.step_id FROM r CROSS JOIN LATERAL (
-		SELECT u.step_id FROM (
-			SELECT a.step_id FROM (SELECT s.step_id FROM tasker_workflow_steps s
-				WHERE s.task_id = r.task_id AND s.step_id > r.after AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
-				ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) a
-			UNION ALL
-			SELECT b.step_id FROM (SELECT s.step_id FROM tasker_workflow_steps s
-				WHERE s.task_id = r.task_id AND s.step_id <= r.after AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
-				ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) b) u
-		LIMIT r.lim) c),
+		SELECT s.step_id FROM tasker_workflow_steps s
+		WHERE s.task_id = r.task_id AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
+		ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) c),
 claimed AS (
 	UPDATE tasker_workflow_steps s SET state = 'in_progress', previous_state = s.state,
 		transition_seq = s.transition_seq + 1, attempts = s.attempts + 1, last_attempted_at = r.now,
@@ -672,7 +663,7 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 		if limit <= 0 {
 			continue
 		}
-		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit, After: r.p.After,
+		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
 			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil)})
 		claimers = append(claimers, r)
 	}
