@@ -180,7 +180,7 @@ func (s *Store) taskInsert(ctx context.Context, tx txer, p *store.TaskCreatePara
 	// touch until commit, which made concurrent creations of one template wait for each
 	// other's commit (a third of creation throughput at 16 creators).
 	var same bool
-	err := tx.queryRow(ctx, `SELECT nt.named_task_id, COALESCE(nt.description = $4 AND nt.template = $5, false)
+	err := tx.queryRow(ctx, `SELECT nt.named_task_id, COALESCE(nt.description = $4 AND nt.template IS NOT DISTINCT FROM $5, false)
 FROM tasker_named_tasks nt JOIN tasker_namespaces ns ON ns.namespace_id = nt.namespace_id
 WHERE ns.name = $1 AND nt.name = $2 AND nt.version = $3`, p.Namespace, p.Name, p.Version, p.Description,
 		s.j(p.TemplateJSON)).Scan(&namedTaskID, &same)
