@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -147,37 +146,21 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
-	task, err := e.store.TaskGet(ctx, taskID)
+	now := e.now()
+	lease := now.Add(e.cfg.StepLease)
+	// The start (when the task is pending or waiting for a retry), the read
+	// of the task and the claim share one transaction, batched with other
+	// claims on PostgreSQL. A task already in progress is only claimed from;
+	// one in any other state is left alone.
+	tr, task, claimed, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
+		&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0), Now: now, LeaseUntil: lease})
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
+	if tr.Changed {
+		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
+	}
 	res := &ClaimResult{Steps: []ExternalStep{}}
-	if limit <= 0 {
-		limit = max(task.MaxParallelSteps, 1)
-	}
-	now := e.now()
-	lease := now.Add(e.cfg.StepLease)
-	claim := &store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: limit, Now: now, LeaseUntil: lease}
-	var claimed []*store.ClaimedStep
-	if task.State == taskertype.TaskStateInProgress {
-		if claimed, err = e.store.StepClaim(ctx, claim); err != nil {
-			return nil, fmt.Errorf("claim steps: %w", err)
-		}
-	} else {
-		if _, _, err := statemachine.Task(task.State, statemachine.TaskEventStart); err != nil {
-			res.Task = externalTask(task)
-			return res, nil
-		}
-		// The start transition and the first claim share one transaction.
-		tr, _, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now), claim)
-		if err != nil {
-			return nil, fmt.Errorf("claim steps: start task: %w", err)
-		}
-		if tr.Changed {
-			e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
-		}
-		task.State, claimed = tr.State, first
-	}
 	res.Task = externalTask(task)
 	if task.State != taskertype.TaskStateInProgress {
 		return res, nil
