@@ -94,18 +94,19 @@ func (e *Engine) finalize(ctx context.Context, task *taskertype.Task, res *Handl
 // decides, and applies the decision (task transition, enqueue record,
 // events) as actor. ActionContinue changes nothing: the caller runs the
 // ready steps (the Go coordinator loop, or an external worker's next claim).
+// It goes through StepRecordFinalize with no outcomes: the summary and the
+// transition share one transaction under the task row's lock (and, on
+// PostgreSQL, a batch with other finalizers).
 func (e *Engine) decide(ctx context.Context, task *taskertype.Task, res *HandleResult, actor string) error {
 	dbctx := context.WithoutCancel(ctx)
-	sum, err := e.store.TaskSummary(dbctx, task.ID, e.now())
+	var v verdict
+	_, tr, err := e.store.StepRecordFinalize(dbctx, &store.StepRecordParams{TaskID: task.ID, Owner: actor, Now: e.now()},
+		func(sum *store.TaskSummary) *store.TaskTransitionParams {
+			v = e.judge(task, sum, actor)
+			return v.transition()
+		})
 	if err != nil {
 		return err
-	}
-	v := e.judge(task, sum, actor)
-	var tr *store.TransitionResult
-	if p := v.transition(); p != nil {
-		if tr, err = e.store.TaskTransition(dbctx, p); err != nil {
-			return err
-		}
 	}
 	e.settle(dbctx, task, res, v, tr)
 	return nil
