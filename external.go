@@ -45,7 +45,14 @@ func (c *Client) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 // outcome as the Go coordinator does. Results of attempts owner no longer
 // holds are discarded and reported as such.
 func (c *Client) ReportResults(ctx context.Context, taskID int64, owner string, results []ExternalResult) (*ReportResult, error) {
-	return c.engine.ReportResults(ctx, taskID, owner, results)
+	return c.engine.ReportResults(ctx, taskID, owner, results, false)
+}
+
+// ReportAndFinalize is ReportResults followed by Finalize in one transaction,
+// for a worker's last report (nothing left in flight): the finalizer's
+// decision is in ReportResult.Final (outcome "continue": claim again).
+func (c *Client) ReportAndFinalize(ctx context.Context, taskID int64, owner string, results []ExternalResult) (*ReportResult, error) {
+	return c.engine.ReportResults(ctx, taskID, owner, results, true)
 }
 
 // ExtendLeases pushes the leases of the steps owner still holds.

@@ -121,6 +121,11 @@ type ReportResult struct {
 	// coordinator, the worker should claim nothing more, let its in-flight
 	// steps finish, and finalize.
 	ClaimMore bool `json:"claim_more"`
+	// Final is the TaskFinalizer's decision when the report asked for it
+	// (the worker's last report, nothing left in flight), applied in the
+	// transaction that recorded the results: what Finalize would return.
+	// Outcome "continue" means steps are ready: claim again.
+	Final *HandleResult `json:"final,omitempty"`
 }
 
 // ExtendResult answers ExtendLeases.
@@ -226,7 +231,12 @@ func externalFailure(x *ExternalError) (error, bool) {
 // backoff, or error) exactly as the Go coordinator does. A result for an
 // attempt owner no longer holds is discarded and reported as such, so a
 // repeated report changes nothing.
-func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, results []ExternalResult) (*ReportResult, error) {
+//
+// With finalize (the worker has nothing left in flight) the TaskFinalizer
+// also decides, in the same transaction, and its decision is returned in
+// Final: one call instead of ReportResults and Finalize.
+func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, results []ExternalResult,
+	finalize bool) (*ReportResult, error) {
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
@@ -235,7 +245,13 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		return nil, fmt.Errorf("report results: %w", err)
 	}
 	out := &ReportResult{Results: make([]ReportedResult, len(results)), ClaimMore: true}
-	if len(results) == 0 {
+	if finalize && task.State != taskertype.TaskStateInProgress {
+		// Only a running task is finalized (see Finalize).
+		out.Final = &HandleResult{TaskID: taskID, Status: task.State, Outcome: ActionNone,
+			Reason: fmt.Sprintf("task is %s", task.State)}
+		finalize = false
+	}
+	if len(results) == 0 && !finalize {
 		return out, nil
 	}
 	steps, err := e.store.StepList(ctx, taskID)
@@ -299,10 +315,21 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		events = append(events, ev)
 		index = append(index, i)
 	}
-	if len(outcomes) == 0 {
+	if len(outcomes) == 0 && !finalize {
 		return out, nil
 	}
-	applied, err := e.store.StepRecord(ctx, &store.StepRecordParams{TaskID: taskID, Owner: owner, Now: now, Outcomes: outcomes})
+	params := &store.StepRecordParams{TaskID: taskID, Owner: owner, Now: now, Outcomes: outcomes}
+	var applied []bool
+	var v verdict
+	var tr *store.TransitionResult
+	if finalize {
+		applied, tr, err = e.store.StepRecordFinalize(ctx, params, func(sum *store.TaskSummary) *store.TaskTransitionParams {
+			v = e.judge(task, sum, owner)
+			return v.transition()
+		})
+	} else {
+		applied, err = e.store.StepRecord(ctx, params)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("report results: %w", err)
 	}
@@ -320,6 +347,10 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		publish = append(publish, events[j]...)
 	}
 	e.bus.Publish(publish...)
+	if finalize {
+		out.Final = &HandleResult{TaskID: taskID, Status: task.State}
+		e.settle(context.WithoutCancel(ctx), task, out.Final, v, tr)
+	}
 	return out, nil
 }
 

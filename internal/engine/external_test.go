@@ -118,14 +118,14 @@ func TestExternalWorkerDrivesDiamond(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, 0, ext.Extended)
 
-		rep, err := e.ReportResults(ctx, id, "w1", succeed(c.Steps))
+		rep, err := e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 		require.True(t, rep.ClaimMore)
 		require.Equal(t, engine.ReportRecorded, rep.Results[0].Status)
 		require.Equal(t, taskertype.StepStateComplete, rep.Results[0].State)
 
 		// Repeating the report is harmless: the attempt is no longer held.
-		rep, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps))
+		rep, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
 
@@ -135,29 +135,34 @@ func TestExternalWorkerDrivesDiamond(t *testing.T) {
 		for _, s := range c.Steps {
 			require.JSONEq(t, `{"from":"a"}`, string(s.DependencyResults["a"]))
 		}
-		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps))
+		// The last report of this batch finalizes in the same call.
+		rep, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), true)
 		require.NoError(t, err)
-
-		res, err := e.Finalize(ctx, id, "w1")
-		require.NoError(t, err)
-		require.Equal(t, engine.ActionContinue, res.Outcome, "d is ready")
+		require.NotNil(t, rep.Final)
+		require.Equal(t, engine.ActionContinue, rep.Final.Outcome, "d is ready")
+		require.Equal(t, taskertype.TaskStateInProgress, rep.Final.Status)
 
 		c, err = e.ClaimSteps(ctx, id, "w1", 0)
 		require.NoError(t, err)
 		require.Equal(t, []string{"d"}, names(c.Steps))
 		require.Len(t, c.Steps[0].DependencyResults, 2)
-		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps))
+		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 
-		res, err = e.Finalize(ctx, id, "w1")
+		res, err := e.Finalize(ctx, id, "w1")
 		require.NoError(t, err)
 		require.Equal(t, engine.ActionComplete, res.Outcome)
 		require.Equal(t, taskertype.TaskStateComplete, res.Status)
 
-		// Finalizing again changes nothing; claiming a finished task gives nothing.
+		// Finalizing again changes nothing, alone or with a report;
+		// claiming a finished task gives nothing.
 		res, err = e.Finalize(ctx, id, "w1")
 		require.NoError(t, err)
 		require.Equal(t, engine.ActionNone, res.Outcome)
+		rep, err = e.ReportResults(ctx, id, "w1", nil, true)
+		require.NoError(t, err)
+		require.Equal(t, engine.ActionNone, rep.Final.Outcome)
+		require.Equal(t, taskertype.TaskStateComplete, rep.Final.Status)
 		c, err = e.ClaimSteps(ctx, id, "w1", 0)
 		require.NoError(t, err)
 		require.False(t, c.Runnable)
@@ -179,7 +184,7 @@ func TestExternalWorkerFailures(t *testing.T) {
 		id := newExternalTask(t, e)
 		c, err := e.ClaimSteps(ctx, id, "w1", 0)
 		require.NoError(t, err)
-		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps))
+		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 		c, err = e.ClaimSteps(ctx, id, "w1", 0)
 		require.NoError(t, err)
@@ -193,11 +198,11 @@ func TestExternalWorkerFailures(t *testing.T) {
 		}
 
 		// A stale attempt and another owner's report are discarded.
-		rep, err := e.ReportResults(ctx, id, "w1", []engine.ExternalResult{{StepID: b.StepID, Attempt: b.Attempt + 1, Success: true}})
+		rep, err := e.ReportResults(ctx, id, "w1", []engine.ExternalResult{{StepID: b.StepID, Attempt: b.Attempt + 1, Success: true}}, false)
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
 		require.Contains(t, rep.Results[0].Reason, "stale")
-		rep, err = e.ReportResults(ctx, id, "w2", []engine.ExternalResult{{StepID: b.StepID, Attempt: b.Attempt, Success: true}})
+		rep, err = e.ReportResults(ctx, id, "w2", []engine.ExternalResult{{StepID: b.StepID, Attempt: b.Attempt, Success: true}}, false)
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
 
@@ -208,7 +213,7 @@ func TestExternalWorkerFailures(t *testing.T) {
 				RetryAfterSeconds: 2}},
 			{StepID: cc.StepID, Attempt: cc.Attempt, Error: &engine.ExternalError{Message: "boom", Class: "RuntimeError",
 				RetryAfterSeconds: 1, Backtrace: []string{"handler.rb:3:in `process'"}}},
-		})
+		}, false)
 		require.NoError(t, err)
 		require.True(t, rep.ClaimMore)
 		require.Equal(t, taskertype.StepStateWaitingForRetry, rep.Results[0].State)
@@ -243,7 +248,7 @@ func TestExternalWorkerFailures(t *testing.T) {
 		require.Equal(t, []string{"c"}, names(c.Steps))
 		require.Equal(t, 2, c.Steps[0].Attempt)
 		rep, err = e.ReportResults(ctx, id, "w1", []engine.ExternalResult{{StepID: c.Steps[0].StepID, Attempt: 2,
-			Error: &engine.ExternalError{Message: "card declined", Permanent: true}}})
+			Error: &engine.ExternalError{Message: "card declined", Permanent: true}}}, false)
 		require.NoError(t, err)
 		require.False(t, rep.ClaimMore)
 		require.Equal(t, taskertype.StepStateError, rep.Results[0].State)
@@ -263,7 +268,7 @@ func TestExternalWorkerValidation(t *testing.T) {
 		_, err = e.ClaimSteps(ctx, 1, "", 0)
 		require.ErrorIs(t, err, taskertype.ErrInvalidRequest)
 		id := newExternalTask(t, e)
-		rep, err := e.ReportResults(ctx, id, "w1", []engine.ExternalResult{{StepID: 12345, Attempt: 1, Success: true}})
+		rep, err := e.ReportResults(ctx, id, "w1", []engine.ExternalResult{{StepID: 12345, Attempt: 1, Success: true}}, false)
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
 		res, err := e.Finalize(ctx, id, "w1")

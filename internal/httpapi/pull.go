@@ -384,6 +384,8 @@ type reportParams struct {
 	TaskID  int64                   `json:"task_id"`
 	Owner   string                  `json:"owner"`
 	Results []tasker.ExternalResult `json:"results"`
+	// Finalize asks for the TaskFinalizer's decision in the same call.
+	Finalize bool `json:"finalize"`
 }
 
 func (d *Dispatcher) reportResults(ctx context.Context, params []byte) (any, error) {
@@ -401,7 +403,22 @@ func (d *Dispatcher) reportResults(ctx context.Context, params []byte) (any, err
 				map[string]any{"field": "results"})
 		}
 	}
-	return d.c.ReportResults(ctx, p.TaskID, p.Owner, p.Results)
+	if !p.Finalize {
+		return d.c.ReportResults(ctx, p.TaskID, p.Owner, p.Results)
+	}
+	rep, err := d.c.ReportAndFinalize(ctx, p.TaskID, p.Owner, p.Results)
+	if err != nil {
+		return nil, err
+	}
+	return reportDoc{ReportResult: rep, Final: &handleDoc{HandleResult: rep.Final,
+		Finalized: rep.Final.Finalized() && rep.Final.Outcome != "continue"}}, nil
+}
+
+// reportDoc answers "report_results" with finalize: the finalizer's result
+// as "finalize" returns it.
+type reportDoc struct {
+	*tasker.ReportResult
+	Final *handleDoc `json:"final,omitempty"`
 }
 
 // extendParams is the input of "extend_leases".

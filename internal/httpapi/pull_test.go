@@ -68,11 +68,23 @@ func TestRPCPullProtocol(t *testing.T) {
 			}
 			ext := rpc("extend_leases", map[string]any{"owner": "w1", "step_ids": []any{steps[0].(map[string]any)["step_id"]}})
 			require.EqualValues(t, 1, ext["extended"])
-			rep := rpc("report_results", map[string]any{"task_id": id, "owner": "w1", "results": results})
+			// Nothing else is in flight: the report asks for the finalizer too.
+			rep := rpc("report_results", map[string]any{"task_id": id, "owner": "w1", "results": results, "finalize": true})
 			require.Equal(t, true, rep["claim_more"])
 			require.Equal(t, "recorded", rep["results"].([]any)[0].(map[string]any)["status"])
 			again := rpc("report_results", map[string]any{"task_id": id, "owner": "w1", "results": results})
 			require.Equal(t, "discarded", again["results"].([]any)[0].(map[string]any)["status"])
+			require.Nil(t, again["final"], "no finalizer without finalize")
+			final := rep["final"].(map[string]any)
+			if order[len(order)-1] != "c" {
+				require.Equal(t, "continue", final["outcome"], "the next step is ready")
+				require.Equal(t, false, final["finalized"])
+				continue
+			}
+			require.Equal(t, "complete", final["outcome"])
+			require.Equal(t, "complete", final["status"])
+			require.Equal(t, true, final["finalized"])
+			break
 		}
 		require.Equal(t, []string{"a", "b", "c"}, order)
 

@@ -50,8 +50,12 @@ module TaskerCore
       call("claim_steps", { "task_id" => Integer(task_id), "owner" => owner, "limit" => Integer(limit) })
     end
 
-    def report_results(task_id, owner:, results:)
-      call("report_results", { "task_id" => Integer(task_id), "owner" => owner, "results" => results })
+    # With finalize: true (nothing left in flight) the finalizer decides in
+    # the same call; its result is under "final" (as #finalize returns it).
+    def report_results(task_id, owner:, results:, finalize: false)
+      params = { "task_id" => Integer(task_id), "owner" => owner, "results" => results }
+      params["finalize"] = true if finalize
+      call("report_results", params)
     end
 
     def extend_leases(step_ids, owner:)

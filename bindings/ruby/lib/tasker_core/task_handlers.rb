@@ -37,9 +37,9 @@ module TaskerCore
       executed = 0
       idle = 0
       loop do
-        n = drive(task_id, pool)
+        n, finalized = drive(task_id, pool)
         executed += n
-        res = @client.finalize(task_id, owner: @owner)
+        res = finalized || @client.finalize(task_id, owner: @owner)
         if res["outcome"] == "continue"
           return yield_back(task_id, executed) if TaskerCore.shutting_down?
 
@@ -64,7 +64,10 @@ module TaskerCore
       res
     end
 
-    # The claim -> run -> report loop; returns how many attempts it ran.
+    # The claim -> run -> report loop; returns how many attempts it ran and,
+    # when its last report settled the task, the finalizer's result (the
+    # last report, with nothing left in flight, asks for the decision; a
+    # "continue" sends the loop back to claiming).
     def drive(task_id, pool)
       inflight = {}
       executed = 0
@@ -109,11 +112,18 @@ module TaskerCore
         end
         beat_at = nil
         results.each { |r| inflight.delete(r["step_id"]) }
-        report = @client.report_results(task_id, owner: @owner, results: results)
+        last = inflight.empty?
+        report = @client.report_results(task_id, owner: @owner, results: results, finalize: last)
         claim_more &&= report["claim_more"]
+        finalized = report["final"] if last
+        if finalized
+          return [executed, finalized] unless finalized["outcome"] == "continue"
+
+          claim_more = true # steps became ready after all (a failure never says continue)
+        end
         want_claim = true
       end
-      executed
+      [executed, nil]
     end
 
     # The grace is over: report what finished meanwhile, stop the other
