@@ -254,7 +254,12 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	if len(results) == 0 && !finalize {
 		return out, nil
 	}
-	steps, err := e.store.StepList(ctx, taskID)
+	ids := make([]int64, len(results))
+	for i, r := range results {
+		ids[i] = r.StepID
+	}
+	// Only the reported steps: a report's cost follows its size, not the task's.
+	steps, err := e.store.StepsByID(ctx, taskID, ids)
 	if err != nil {
 		return nil, fmt.Errorf("report results: %w", err)
 	}

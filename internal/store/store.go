@@ -54,6 +54,9 @@ type Store interface {
 
 	// StepList returns every step of a task with its parents' names.
 	StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error)
+	// StepsByID returns the steps of a task among ids, in id order, without
+	// their parents' names; ids of other tasks or of no step are skipped.
+	StepsByID(ctx context.Context, taskID int64, ids []int64) ([]*taskertype.Step, error)
 	// StepReadiness is viable-step discovery: one set-based query returning,
 	// for every step of the task, its readiness and the facts behind it.
 	StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]*taskertype.StepReadiness, error)

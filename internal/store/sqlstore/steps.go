@@ -63,6 +63,31 @@ func (s *Store) StepList(ctx context.Context, taskID int64) ([]*taskertype.Step,
 	return out, nil
 }
 
+// StepsByID implements store.Store.
+func (s *Store) StepsByID(ctx context.Context, taskID int64, ids []int64) ([]*taskertype.Step, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 AND `+
+		inList(s.dialect, "s.step_id", 2)+` ORDER BY s.step_id`, taskID, s.ids(ids))
+	if err != nil {
+		return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
+	}
+	defer rs.Close()
+	var out []*taskertype.Step
+	for rs.Next() {
+		st, err := scanStep(rs)
+		if err != nil {
+			return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
+		}
+		out = append(out, st)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
+	}
+	return out, nil
+}
+
 func (s *Store) eachParent(ctx context.Context, taskID int64, fn func(child int64, parent string, state taskertype.StepState)) error {
 	rs, err := s.db.query(ctx, s.q.stepParents, taskID)
 	if err != nil {

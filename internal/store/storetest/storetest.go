@@ -516,6 +516,27 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.True(t, next.Equal(t0.Add(5*time.Minute)), "next %v", next)
 	})
 
+	t.Run("StepsByID", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		other, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		a, d := stepID(t, res.Steps, "a"), stepID(t, res.Steps, "d")
+		foreign := stepID(t, other.Steps, "b")
+		got, err := st.StepsByID(ctx, res.Task.ID, []int64{d, foreign, a, 987654321})
+		require.NoError(t, err)
+		require.Len(t, got, 2, "another task's step and an unknown id are skipped")
+		require.Equal(t, a, got[0].ID)
+		require.Equal(t, "a", got[0].Name)
+		require.Equal(t, d, got[1].ID)
+		require.Equal(t, taskertype.StepStatePending, got[1].State)
+		none, err := st.StepsByID(ctx, res.Task.ID, nil)
+		require.NoError(t, err)
+		require.Empty(t, none)
+	})
+
 	t.Run("QueueClaimOrderAndLimit", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
