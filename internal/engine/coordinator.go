@@ -107,14 +107,14 @@ const handlerGiveUp = time.Second
 // applied in the same transaction and reported on res; settled is then true
 // (a "continue" decision does not settle: the loop claims again).
 //
-// A batch of successes that is not the last is recorded in the background
-// (one such recording at a time) while the loop claims steps for the slots
-// those attempts freed: the claim and the recording then run on two
-// connections at once instead of one after the other. max_parallel_steps
-// bounds the handlers running; steps whose results are still being recorded
-// do not hold a slot. Steps their results unlock are claimed once the
-// recording has committed. Batches with a failure, the last batch and
-// batches during shutdown are recorded in the loop, as before.
+// Claims and recordings run off the loop, one of each at a time, so that a
+// wide task keeps two connections busy and the loop goes on collecting
+// results: a batch of successes that is not the last is recorded in the
+// background while a claim fills the slots those attempts freed.
+// max_parallel_steps bounds the handlers running; steps whose results are
+// still being recorded do not hold a slot. Steps their results unlock are
+// claimed once the recording has committed. Batches with a failure, the
+// last batch and batches during shutdown are recorded in the loop.
 func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
 	res *HandleResult) (executed int, stopped, settled bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
@@ -148,45 +148,55 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	var pending []attemptResult // results not yet handed to a recording
 	pendingUnlocks := false     // a result in pending unlocks a child
 	var recorded chan backgroundRecord
+
+	// Claims run off the loop too, one at a time, with the slots free when
+	// they start; the loop goes on taking results meanwhile.
+	var claiming chan backgroundClaim
+	claimLimit := 0
+	reclaim := false     // a recording unlocked steps while the claim ran
+	claimFailed := false // the last claim failed: wait for a result first
+	start := func(claimed []*store.ClaimedStep, now time.Time) {
+		events := make([]taskertype.Event, 0, len(claimed))
+		for _, c := range claimed {
+			inflight[c.Step.ID] = c
+			executed++
+			events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
+				StepID: c.Step.ID, StepName: c.Step.Name, Time: now, Data: map[string]any{"attempt": c.Step.Attempts}})
+			go e.execute(hctx, task, c, results)
+		}
+		e.bus.Publish(events...)
+	}
+	unlocked := func() {
+		drained = false
+		if claiming != nil {
+			reclaim = true // the claim in flight may have run before they were committed
+		}
+	}
 	for {
-		if preclaimed || (!drained && !shutting && !failed && ctx.Err() == nil) {
+		if preclaimed {
+			start(first, claimedAt)
+			preclaimed = false
+			drained = len(first) < task.MaxParallelSteps
+		} else if claiming == nil && !drained && !claimFailed && !shutting && !failed && ctx.Err() == nil {
 			if room := task.MaxParallelSteps - len(inflight); room > 0 {
 				now := e.now()
-				var claimed []*store.ClaimedStep
-				var err error
-				if preclaimed {
-					claimed, now, preclaimed = first, claimedAt, false
-				} else {
-					claimed, err = e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
+				claimLimit, reclaim = room, false
+				ch := make(chan backgroundClaim, 1)
+				claiming = ch
+				go func() {
+					claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
 						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
-				}
-				if err != nil && len(inflight) == 0 {
-					return executed, false, false, err
-				}
-				if err != nil {
-					// Finish and record the running attempts (recording
-					// retries through the fault); claim again afterwards.
-					e.log.Warn("claim steps; recording the running ones first", "task_id", task.ID, "err", err)
-				}
-				drained = err == nil && len(claimed) < room
-				events := make([]taskertype.Event, 0, len(claimed))
-				for _, c := range claimed {
-					inflight[c.Step.ID] = c
-					executed++
-					events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
-						StepID: c.Step.ID, StepName: c.Step.Name, Time: now, Data: map[string]any{"attempt": c.Step.Attempts}})
-					go e.execute(hctx, task, c, results)
-				}
-				e.bus.Publish(events...)
+					ch <- backgroundClaim{claimed: claimed, now: now, err: err}
+				}()
 			}
 		}
-		if len(inflight) == 0 && recorded == nil && len(pending) == 0 {
+		if len(inflight) == 0 && recorded == nil && len(pending) == 0 && claiming == nil {
 			return executed, shutting || ctx.Err() != nil, false, nil
 		}
 
 		// The batch in pending is the last (see below) when nothing runs and
 		// nothing more is expected to be claimable.
-		lastPending := len(inflight) == 0 && ((drained && !pendingUnlocks) || failed)
+		lastPending := len(inflight) == 0 && claiming == nil && ((drained && !pendingUnlocks) || failed)
 		if recorded == nil && len(pending) > 0 && !shutting && ctx.Err() == nil && !batchFailed(pending) && !lastPending {
 			// Not the last batch: record it in the background.
 			batch, unlocked := pending, pendingUnlocks
@@ -209,14 +219,30 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			select {
 			case r := <-results:
 				batch = append(batch, r)
+			case c := <-claiming:
+				claiming = nil
+				if c.err != nil {
+					if len(inflight) == 0 && recorded == nil && len(pending) == 0 {
+						return executed, false, false, c.err
+					}
+					// Finish and record the running attempts (recording
+					// retries through the fault); claim again after a result.
+					e.log.Warn("claim steps; recording the running ones first", "task_id", task.ID, "err", c.err)
+					claimFailed = true
+					continue
+				}
+				drained = len(c.claimed) < claimLimit && !reclaim
+				start(c.claimed, c.now)
+				continue
 			case b := <-recorded:
 				recorded = nil
+				claimFailed = false
 				if b.err != nil {
 					e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
 					return executed, false, false, b.err
 				}
 				if b.unlocked {
-					drained = false // the unlocked steps are committed: claim them
+					unlocked() // the unlocked steps are committed: claim them
 				}
 				continue
 			case <-heartbeat.C:
@@ -260,6 +286,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			for _, r := range batch {
 				delete(inflight, r.claimed.Step.ID)
 			}
+			claimFailed = false
 			if !unlocksLoaded {
 				unlocks, unlocksLoaded = e.newUnlockTracker(task), true
 			}
@@ -272,13 +299,14 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			continue // record in the background, or below once nothing else runs
 		}
 		if pendingUnlocks {
-			drained = false // recorded in the loop: the unlocked steps are claimable after it
+			unlocked() // recorded in the loop: the unlocked steps are claimable after it
 		}
 		pendingUnlocks = false
 		// The last batch: nothing in flight and no claim expected (the last
 		// claim came back short and nothing recorded now unlocks a step, or
 		// a step failed). Finalize in the recording transaction.
-		last := len(inflight) == 0 && !shutting && ctx.Err() == nil && (drained || failed || batchFailed(batch))
+		last := len(inflight) == 0 && claiming == nil && !shutting && ctx.Err() == nil &&
+			(drained || failed || batchFailed(batch))
 		var anyFailed bool
 		var final *finalDecision
 		err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() (err error) {
@@ -298,6 +326,13 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			drained, failed = false, false // steps are ready after all: claim them
 		}
 	}
+}
+
+// backgroundClaim is the outcome of a claim run off the loop.
+type backgroundClaim struct {
+	claimed []*store.ClaimedStep
+	now     time.Time
+	err     error
 }
 
 // backgroundRecord is the outcome of a recording run off the loop.
