@@ -148,6 +148,14 @@ func (s *Store) recordBatched(p *store.StepRecordParams, decide func(*store.Task
 
 func (s *Store) runRecords(batch []*recordReq) {
 	err := s.runBatch(func(tx txer) error { return s.recordBatchTx(context.Background(), tx, batch) })
+	if err != nil && len(batch) > 1 {
+		// One call's input may have failed the whole batch: run each
+		// alone, so that only that call sees the error.
+		for _, r := range batch {
+			s.runRecords([]*recordReq{r})
+		}
+		return
+	}
 	for _, r := range batch {
 		if err != nil {
 			r.err = err
@@ -541,6 +549,12 @@ func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepCla
 
 func (s *Store) runClaims(batch []*claimReq) {
 	err := s.runBatch(func(tx txer) error { return s.claimBatchTx(context.Background(), tx, batch) })
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch { // see runRecords
+			s.runClaims([]*claimReq{r})
+		}
+		return
+	}
 	for _, r := range batch {
 		if err != nil {
 			r.err = err
