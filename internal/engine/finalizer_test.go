@@ -75,3 +75,24 @@ func TestBusNeverBlocks(t *testing.T) {
 func eventN(i int) taskertype.Event {
 	return taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: int64(i)}
 }
+
+func TestUnlockTrackerWaitsForAllParents(t *testing.T) {
+	u := &unlockTracker{children: map[string][]string{"root": {"l1", "l2", "l3"}, "l1": {"join"}, "l2": {"join"},
+		"l3": {"join"}}, waiting: map[string]int{"root": 0, "l1": 1, "l2": 1, "l3": 1, "join": 3}}
+	if !u.completed("root") {
+		t.Fatal("the leaves' only parent completed: they are unlocked")
+	}
+	if u.completed("l1") || u.completed("l3") {
+		t.Fatal("join still waits for l2")
+	}
+	if !u.completed("l2") {
+		t.Fatal("join's last parent completed: it is unlocked")
+	}
+	if u.completed("join") {
+		t.Fatal("join has no children")
+	}
+	var unknown *unlockTracker // template not loaded here
+	if !unknown.completed("anything") {
+		t.Fatal("without the template every completion may unlock a step")
+	}
+}
