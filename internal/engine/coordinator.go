@@ -66,8 +66,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	if tr.Changed {
 		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
 	} else if tr.State != taskertype.TaskStateInProgress {
-		res.Status, res.Outcome, res.Reason = tr.State, ActionNone, fmt.Sprintf("task is %s", tr.State)
-		return res, nil
+		return untouched(res, tr.State), nil
 	}
 	if first == nil {
 		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once

@@ -247,8 +247,7 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	out := &ReportResult{Results: make([]ReportedResult, len(results)), ClaimMore: true}
 	if finalize && task.State != taskertype.TaskStateInProgress {
 		// Only a running task is finalized (see Finalize).
-		out.Final = &HandleResult{TaskID: taskID, Status: task.State, Outcome: ActionNone,
-			Reason: fmt.Sprintf("task is %s", task.State)}
+		out.Final = untouched(&HandleResult{TaskID: taskID}, task.State)
 		finalize = false
 	}
 	if len(results) == 0 && !finalize {
@@ -418,8 +417,7 @@ func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 	if task.State != taskertype.TaskStateInProgress {
 		// Only a running task is finalized; the others are where the last
 		// finalizer (or an operator) left them.
-		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
-		return res, nil
+		return untouched(res, task.State), nil
 	}
 	if err := e.decide(ctx, task, res, owner); err != nil {
 		return res, fmt.Errorf("finalize: %w", err)
@@ -466,8 +464,7 @@ func (e *Engine) Yield(ctx context.Context, taskID int64, owner, reason string) 
 	}
 	res := &HandleResult{TaskID: taskID, Status: task.State}
 	if task.State != taskertype.TaskStateInProgress && task.State != taskertype.TaskStatePending {
-		res.Outcome, res.Reason = ActionNone, fmt.Sprintf("task is %s", task.State)
-		return res, nil
+		return untouched(res, task.State), nil
 	}
 	if reason == "" {
 		reason = "external worker shutting down"

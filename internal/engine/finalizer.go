@@ -169,8 +169,7 @@ func (e *Engine) settle(ctx context.Context, task *taskertype.Task, res *HandleR
 	}
 	res.Status, res.NextRunAt = tr.State, v.runAt
 	if !tr.Changed {
-		// An operator moved the task meanwhile (cancelled, resolved).
-		res.Outcome, res.Reason, res.NextRunAt = ActionNone, fmt.Sprintf("task is %s", tr.State), nil
+		untouched(res, tr.State) // an operator moved the task meanwhile (cancelled, resolved)
 		return
 	}
 	now := e.now()
@@ -181,6 +180,13 @@ func (e *Engine) settle(ctx context.Context, task *taskertype.Task, res *HandleR
 		e.enqueued(ctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,
 			DelaySeconds: max(res.NextRunAt.Sub(now).Seconds(), 0), Reason: v.d.Reason, Time: now})
 	}
+}
+
+// untouched reports on res that the task was left as it is, in state: not
+// runnable (terminal, blocked, failed) or moved meanwhile by an operator.
+func untouched(res *HandleResult, state taskertype.TaskState) *HandleResult {
+	res.Status, res.Outcome, res.Reason, res.NextRunAt = state, ActionNone, fmt.Sprintf("task is %s", state), nil
+	return res
 }
 
 // yield hands a task back to the queue, due now, after a shutdown.

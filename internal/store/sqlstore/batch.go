@@ -38,42 +38,77 @@ const combinerWorkers = 2
 // maxBatch caps the calls in one batch.
 const maxBatch = 256
 
-// combiner merges concurrent requests into batches run by a few goroutines.
-// A request waits on its done channel, closed by run once its results (or
-// error) are set.
-type combiner[R any] struct {
-	reqs chan *R
+// call is what every combined request carries: its error (set by the
+// batch, or by the batch's transaction for this request alone) and the
+// signal that its results are set.
+type call struct {
+	err  error
+	done chan struct{}
+}
+
+func (c *call) base() *call { return c }
+
+// request is a combined call's type (*recordReq, *claimReq).
+type request interface{ base() *call }
+
+// combiner merges concurrent requests into batches run by a few goroutines,
+// each batch in one transaction by exec.
+type combiner[R request] struct {
+	s    *Store
+	exec func(ctx context.Context, tx txer, batch []R) error
+	reqs chan R
 	quit chan struct{}
 	once sync.Once // starts the executors
 	stop sync.Once // closes quit
 	wg   sync.WaitGroup
-	run  func(batch []*R)
 }
 
-func newCombiner[R any](run func(batch []*R)) *combiner[R] {
-	return &combiner[R]{reqs: make(chan *R), quit: make(chan struct{}), run: run}
+func newCombiner[R request](s *Store, exec func(ctx context.Context, tx txer, batch []R) error) *combiner[R] {
+	return &combiner[R]{s: s, exec: exec, reqs: make(chan R), quit: make(chan struct{})}
 }
 
-// submit hands r to an executor; it fails only after close.
-func (c *combiner[R]) submit(r *R) error {
+// do runs r in the next batch and waits for it; the error is r's own or its
+// batch's. It fails without running r after close.
+func (c *combiner[R]) do(r R) error {
 	c.once.Do(func() {
 		for range combinerWorkers {
 			c.wg.Add(1)
 			go c.loop()
 		}
 	})
+	r.base().done = make(chan struct{})
 	select {
 	case c.reqs <- r:
-		return nil
 	case <-c.quit:
 		return errStoreClosed
+	}
+	<-r.base().done
+	return r.base().err
+}
+
+// run executes a batch and signals its requests. A batch that fails is run
+// again one request at a time: one request's input may have failed the
+// whole transaction, and only that request should see the error.
+func (c *combiner[R]) run(batch []R) {
+	err := c.s.runBatch(func(tx txer) error { return c.exec(context.Background(), tx, batch) })
+	if err != nil && len(batch) > 1 {
+		for _, r := range batch {
+			c.run([]R{r})
+		}
+		return
+	}
+	for _, r := range batch {
+		if err != nil {
+			r.base().err = err
+		}
+		close(r.base().done)
 	}
 }
 
 func (c *combiner[R]) loop() {
 	defer c.wg.Done()
 	for {
-		var batch []*R
+		var batch []R
 		select {
 		case <-c.quit:
 			return
@@ -122,46 +157,26 @@ func (s *Store) runBatch(fn func(tx txer) error) error {
 
 // recordReq is one StepRecord or StepRecordFinalize call.
 type recordReq struct {
+	call
 	p        *store.StepRecordParams
 	decide   func(*store.TaskSummary) *store.TaskTransitionParams
 	finalize bool
 
 	applied []bool
 	tr      *store.TransitionResult
-	err     error
-	done    chan struct{}
+}
+
+func newRecordReq(p *store.StepRecordParams, decide func(*store.TaskSummary) *store.TaskTransitionParams) *recordReq {
+	return &recordReq{p: p, decide: decide, finalize: decide != nil, applied: make([]bool, len(p.Outcomes))}
 }
 
 // recordBatched is StepRecord/StepRecordFinalize through the combiner.
 func (s *Store) recordBatched(p *store.StepRecordParams, decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
-	r := &recordReq{p: p, decide: decide, finalize: decide != nil, applied: make([]bool, len(p.Outcomes)),
-		done: make(chan struct{})}
-	if err := s.records.submit(r); err != nil {
+	r := newRecordReq(p, decide)
+	if err := s.records.do(r); err != nil {
 		return nil, nil, err
 	}
-	<-r.done
-	if r.err != nil {
-		return nil, nil, r.err
-	}
 	return r.applied, r.tr, nil
-}
-
-func (s *Store) runRecords(batch []*recordReq) {
-	err := s.runBatch(func(tx txer) error { return s.recordBatchTx(context.Background(), tx, batch) })
-	if err != nil && len(batch) > 1 {
-		// One call's input may have failed the whole batch: run each
-		// alone, so that only that call sees the error.
-		for _, r := range batch {
-			s.runRecords([]*recordReq{r})
-		}
-		return
-	}
-	for _, r := range batch {
-		if err != nil {
-			r.err = err
-		}
-		close(r.done)
-	}
 }
 
 // batchRecordDoc is one outcome in the JSON document recordBatchSQL reads;
@@ -421,16 +436,13 @@ enqueued AS (
 		reason = excluded.reason, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at)
 SELECT n FROM moved`
 
-// taskMoves applies guarded task transitions in one statement (PostgreSQL).
-// Result i is transition i's: changed, or the task's unchanged state; errs[i]
-// is a TaskNotFoundError for a task that does not exist. err fails the
-// whole transaction.
-func (s *Store) taskMoves(ctx context.Context, tx txer, ps []*store.TaskTransitionParams) (
-	[]*store.TransitionResult, []error, error) {
-	results := make([]*store.TransitionResult, len(ps))
-	errs := make([]error, len(ps))
+// applyTaskMoves applies guarded task transitions in one statement
+// (PostgreSQL); moved[i] reports whether transition i's guard held. err
+// fails the whole transaction.
+func (s *Store) applyTaskMoves(ctx context.Context, tx txer, ps []*store.TaskTransitionParams) ([]bool, error) {
+	moved := make([]bool, len(ps))
 	if len(ps) == 0 {
-		return results, errs, nil
+		return moved, nil
 	}
 	docs := make([]taskMoveDoc, len(ps))
 	ids := make([]int64, len(ps))
@@ -456,34 +468,48 @@ func (s *Store) taskMoves(ctx context.Context, tx txer, ps []*store.TaskTransiti
 				d.Operation = "enqueue"
 			}
 		default:
-			return nil, nil, fmt.Errorf("transition task %d: unknown queue operation %d", p.TaskID, p.Queue.Kind)
+			return nil, fmt.Errorf("transition task %d: unknown queue operation %d", p.TaskID, p.Queue.Kind)
 		}
 		docs[i], ids[i] = d, p.TaskID
 	}
 	doc, err := json.Marshal(docs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
 	rs, err := tx.query(ctx, taskMovesSQL, string(doc), ids)
 	if err != nil {
-		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
+	defer rs.Close()
 	for rs.Next() {
 		var n int
 		if err := rs.Scan(&n); err != nil {
-			rs.Close()
-			return nil, nil, fmt.Errorf("transition tasks: %w", err)
+			return nil, fmt.Errorf("transition tasks: %w", err)
 		}
-		results[n] = &store.TransitionResult{Changed: true, State: ps[n].To}
+		moved[n] = true
 	}
-	rs.Close()
 	if err := rs.Err(); err != nil {
-		return nil, nil, fmt.Errorf("transition tasks: %w", err)
+		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
-	// Guards that failed: report the task's state (an operator moved it).
+	return moved, nil
+}
+
+// taskMoves is applyTaskMoves with each transition's result: changed, or
+// the task's unchanged state (an operator moved it); errs[i] is a
+// TaskNotFoundError for a task that does not exist.
+func (s *Store) taskMoves(ctx context.Context, tx txer, ps []*store.TaskTransitionParams) (
+	[]*store.TransitionResult, []error, error) {
+	moved, err := s.applyTaskMoves(ctx, tx, ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	results := make([]*store.TransitionResult, len(ps))
+	errs := make([]error, len(ps))
 	var stale []int64
-	for i, r := range results {
-		if r == nil {
+	for i, ok := range moved {
+		if ok {
+			results[i] = &store.TransitionResult{Changed: true, State: ps[i].To}
+		} else {
 			stale = append(stale, ps[i].TaskID)
 		}
 	}
@@ -523,44 +549,23 @@ func (s *Store) taskMoves(ctx context.Context, tx txer, ps []*store.TaskTransiti
 
 // claimReq is one StepClaim or TaskStartAndClaim call.
 type claimReq struct {
+	call
 	start *store.TaskTransitionParams // nil for StepClaim
 	p     *store.StepClaimParams
 
 	tr      *store.TransitionResult
 	task    *taskertype.Task // read after the start (TaskStartAndClaim)
 	claimed []*store.ClaimedStep
-	err     error
-	done    chan struct{}
 }
 
 // claimBatched is StepClaim/TaskStartAndClaim through the combiner; the
 // returned request holds the results.
 func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepClaimParams) (*claimReq, error) {
-	r := &claimReq{start: start, p: p, done: make(chan struct{})}
-	if err := s.claims.submit(r); err != nil {
+	r := &claimReq{start: start, p: p}
+	if err := s.claims.do(r); err != nil {
 		return nil, err
 	}
-	<-r.done
-	if r.err != nil {
-		return nil, r.err
-	}
 	return r, nil
-}
-
-func (s *Store) runClaims(batch []*claimReq) {
-	err := s.runBatch(func(tx txer) error { return s.claimBatchTx(context.Background(), tx, batch) })
-	if err != nil && len(batch) > 1 {
-		for _, r := range batch { // see runRecords
-			s.runClaims([]*claimReq{r})
-		}
-		return
-	}
-	for _, r := range batch {
-		if err != nil {
-			r.err = err
-		}
-		close(r.done)
-	}
 }
 
 // claimDoc is one claim in the JSON document claimBatchSQL reads.
@@ -603,14 +608,13 @@ tr AS (
 	FROM claimed ORDER BY claim_n, step_id)
 SELECT * FROM claimed ORDER BY claim_n, step_id`
 
-// startedTasks reads the tasks of the start requests (after their start
-// transitions) in one query.
-func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq) error {
-	var ids []int64
-	for _, r := range starters {
-		if r.err == nil {
-			ids = append(ids, r.start.TaskID)
-		}
+// startedTasks reads the tasks of the start requests after their start
+// transitions, in one query, and sets each request's transition result:
+// changed (moved[i]), or the state the task is in.
+func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq, moved []bool) error {
+	ids := make([]int64, len(starters))
+	for i, r := range starters {
+		ids[i] = r.start.TaskID
 	}
 	if len(ids) == 0 {
 		return nil
@@ -631,13 +635,12 @@ func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq)
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("read started tasks: %w", err)
 	}
-	for _, r := range starters {
-		if r.err != nil {
-			continue
-		}
+	for i, r := range starters {
 		if r.task = byID[r.start.TaskID]; r.task == nil {
 			r.err = &taskertype.TaskNotFoundError{TaskID: r.start.TaskID}
+			continue
 		}
+		r.tr = &store.TransitionResult{Changed: moved[i], State: r.task.State}
 	}
 	return nil
 }
@@ -654,14 +657,11 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 			starters = append(starters, r)
 		}
 	}
-	results, errs, err := s.taskMoves(ctx, tx, starts)
+	moved, err := s.applyTaskMoves(ctx, tx, starts)
 	if err != nil {
 		return err
 	}
-	for i, r := range starters {
-		r.tr, r.err = results[i], errs[i]
-	}
-	if err := s.startedTasks(ctx, tx, starters); err != nil {
+	if err := s.startedTasks(ctx, tx, starters, moved); err != nil {
 		return err
 	}
 	var docs []claimDoc
@@ -692,8 +692,7 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	if err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}
-	byID := map[int64]*store.ClaimedStep{}
-	var withParents []int64
+	withParents := map[int64]*store.ClaimedStep{}
 	for rs.Next() {
 		var prev, owner string
 		var seq, n, attempt int
@@ -707,39 +706,12 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 		c := &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}}
 		claimers[n].claimed = append(claimers[n].claimed, c)
 		if hasParents {
-			byID[st.ID] = c
-			withParents = append(withParents, st.ID)
+			withParents[st.ID] = c
 		}
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}
-	if len(withParents) == 0 {
-		return nil
-	}
-	// Edges are written with the task and never change: only steps with
-	// parents have dependency results to read.
-	drs, err := tx.query(ctx, s.q.depResults, withParents)
-	if err != nil {
-		return fmt.Errorf("dependency results: %w", err)
-	}
-	defer drs.Close()
-	for drs.Next() {
-		var child int64
-		var name string
-		var res []byte
-		if err := drs.Scan(&child, &name, &res); err != nil {
-			return fmt.Errorf("dependency results: %w", err)
-		}
-		if len(res) == 0 {
-			res = []byte("null")
-		}
-		byID[child].DependencyResults[name] = res
-		byID[child].Step.Parents = append(byID[child].Step.Parents, name)
-	}
-	if err := drs.Err(); err != nil {
-		return fmt.Errorf("dependency results: %w", err)
-	}
-	return nil
+	return s.dependencyResults(ctx, tx, withParents)
 }

@@ -9,10 +9,10 @@ func (s *Store) RecordBatchForTest(ps []*store.StepRecordParams,
 	decides []func(*store.TaskSummary) *store.TaskTransitionParams) ([][]bool, []*store.TransitionResult, []error) {
 	reqs := make([]*recordReq, len(ps))
 	for i, p := range ps {
-		reqs[i] = &recordReq{p: p, decide: decides[i], finalize: decides[i] != nil,
-			applied: make([]bool, len(p.Outcomes)), done: make(chan struct{})}
+		reqs[i] = newRecordReq(p, decides[i])
+		reqs[i].done = make(chan struct{})
 	}
-	s.runRecords(reqs)
+	s.records.run(reqs)
 	applied := make([][]bool, len(ps))
 	trs := make([]*store.TransitionResult, len(ps))
 	errs := make([]error, len(ps))

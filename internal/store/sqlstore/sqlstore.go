@@ -46,9 +46,9 @@ type Store struct {
 	roundTrips atomic.Int64
 	// records batches StepRecord/StepRecordFinalize calls across tasks
 	// (PostgreSQL only; nil on SQLite, whose single writer gains nothing).
-	records *combiner[recordReq]
+	records *combiner[*recordReq]
 	// claims batches StepClaim/TaskStartAndClaim calls the same way.
-	claims *combiner[claimReq]
+	claims *combiner[*claimReq]
 }
 
 var _ store.Store = (*Store)(nil)
@@ -69,8 +69,8 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	s := &Store{dialect: dialectPostgres, pool: pool}
 	s.db = &pgxDB{pgxQ: pgxQ{q: pool, rt: &s.roundTrips}, pool: pool}
 	s.q = buildQueries(s.dialect)
-	s.records = newCombiner(s.runRecords)
-	s.claims = newCombiner(s.runClaims)
+	s.records = newCombiner(s, s.recordBatchTx)
+	s.claims = newCombiner(s, s.claimBatchTx)
 	return s, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -205,73 +206,78 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 // claimTx claims up to p.Limit ready steps inside tx.
 func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := utc(p.Now)
-	var claimed []*store.ClaimedStep
-	anyParents := false
-	err := func() error {
-		rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
-		if err != nil {
-			return fmt.Errorf("claim steps: %w", err)
-		}
-		var trs []transitionRow
-		for rs.Next() {
-			var prev string
-			var seq int
-			var hasParents bool
-			st, err := scanStep(rs, &prev, &seq, &hasParents)
-			if err != nil {
-				rs.Close()
-				return fmt.Errorf("claim steps: %w", err)
-			}
-			claimed = append(claimed, &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}})
-			anyParents = anyParents || hasParents
-			trs = append(trs, transitionRow{stepID: st.ID, from: prev, to: string(taskertype.StepStateInProgress),
-				event: "claim", actor: p.Owner, seq: seq, meta: attemptMeta(st.Attempts)})
-		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return fmt.Errorf("claim steps: %w", err)
-		}
-		if len(claimed) == 0 {
-			return nil
-		}
-		if err := s.appendStepTransitions(ctx, tx, p.TaskID, trs, now); err != nil {
-			return err
-		}
-		if !anyParents {
-			// Edges are written with the task and never change: no claimed
-			// step has a dependency whose results to read.
-			return nil
-		}
-		ids := make([]int64, len(claimed))
-		byID := make(map[int64]*store.ClaimedStep, len(claimed))
-		for i, c := range claimed {
-			ids[i] = c.Step.ID
-			byID[c.Step.ID] = c
-		}
-		drs, err := tx.query(ctx, s.q.depResults, s.ids(ids))
-		if err != nil {
-			return fmt.Errorf("dependency results: %w", err)
-		}
-		defer drs.Close()
-		for drs.Next() {
-			var child int64
-			var name string
-			var res []byte
-			if err := drs.Scan(&child, &name, &res); err != nil {
-				return fmt.Errorf("dependency results: %w", err)
-			}
-			if len(res) == 0 {
-				res = []byte("null")
-			}
-			byID[child].DependencyResults[name] = res
-			byID[child].Step.Parents = append(byID[child].Step.Parents, name)
-		}
-		return drs.Err()
-	}()
+	rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
 	if err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
+	var claimed []*store.ClaimedStep
+	withParents := map[int64]*store.ClaimedStep{}
+	var trs []transitionRow
+	for rs.Next() {
+		var prev string
+		var seq int
+		var hasParents bool
+		st, err := scanStep(rs, &prev, &seq, &hasParents)
+		if err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("claim steps: %w", err)
+		}
+		c := &store.ClaimedStep{Step: st, DependencyResults: map[string]json.RawMessage{}}
+		claimed = append(claimed, c)
+		if hasParents {
+			withParents[st.ID] = c
+		}
+		trs = append(trs, transitionRow{stepID: st.ID, from: prev, to: string(taskertype.StepStateInProgress),
+			event: "claim", actor: p.Owner, seq: seq, meta: attemptMeta(st.Attempts)})
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	if err := s.appendStepTransitions(ctx, tx, p.TaskID, trs, now); err != nil {
+		return nil, err
+	}
+	if err := s.dependencyResults(ctx, tx, withParents); err != nil {
 		return nil, err
 	}
 	return claimed, nil
+}
+
+// dependencyResults reads the results of the parents of the claimed steps
+// in withParents (the claimed steps that have parents, by id) into their
+// DependencyResults and Parents. Edges are written with the task and never
+// change, so steps without parents need no read.
+func (s *Store) dependencyResults(ctx context.Context, tx txer, withParents map[int64]*store.ClaimedStep) error {
+	if len(withParents) == 0 {
+		return nil
+	}
+	ids := slices.Collect(maps.Keys(withParents))
+	rs, err := tx.query(ctx, s.q.depResults, s.ids(ids))
+	if err != nil {
+		return fmt.Errorf("dependency results: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var child int64
+		var name string
+		var res []byte
+		if err := rs.Scan(&child, &name, &res); err != nil {
+			return fmt.Errorf("dependency results: %w", err)
+		}
+		if len(res) == 0 {
+			res = []byte("null")
+		}
+		c := withParents[child]
+		c.DependencyResults[name] = res
+		c.Step.Parents = append(c.Step.Parents, name)
+	}
+	if err := rs.Err(); err != nil {
+		return fmt.Errorf("dependency results: %w", err)
+	}
+	return nil
 }
 
 func attemptMeta(attempt int) json.RawMessage {
