@@ -259,16 +259,19 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 		r.tr, r.err = nil, nil
 		now := utc(r.p.Now)
 		for i, o := range r.p.Outcomes {
-			meta := map[string]any{}
-			if len(o.Error) > 0 {
-				meta["error"] = o.Error
-			}
-			if o.NextRetryAt != nil {
-				meta["next_retry_at"] = o.NextRetryAt.UTC()
-			}
-			mj, err := json.Marshal(meta)
-			if err != nil {
-				return fmt.Errorf("record step %d: %w", o.StepID, err)
+			mj := json.RawMessage(`{}`) // a success's transition metadata: the attempt, added in SQL
+			if len(o.Error) > 0 || o.NextRetryAt != nil {
+				meta := map[string]any{}
+				if len(o.Error) > 0 {
+					meta["error"] = o.Error
+				}
+				if o.NextRetryAt != nil {
+					meta["next_retry_at"] = o.NextRetryAt.UTC()
+				}
+				var err error
+				if mj, err = json.Marshal(meta); err != nil {
+					return fmt.Errorf("record step %d: %w", o.StepID, err)
+				}
 			}
 			d := batchRecordDoc{N: len(docs), StepID: o.StepID, Owner: r.p.Owner, State: string(o.To), Event: o.Event,
 				Reason: o.Reason, Results: o.Results, Error: o.Error, Meta: mj, Backoff: o.BackoffRequestSeconds, Now: now}

@@ -350,17 +350,22 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 	if len(p.Outcomes) == 0 && decide == nil {
 		return applied, nil, nil
 	}
+	for _, o := range p.Outcomes {
+		if len(o.Results) > 0 && !json.Valid(o.Results) {
+			return nil, nil, fmt.Errorf("record step %d: results are not valid JSON", o.StepID)
+		}
+		if len(o.Error) > 0 && !json.Valid(o.Error) {
+			return nil, nil, fmt.Errorf("record step %d: error is not valid JSON", o.StepID)
+		}
+	}
+	if s.records != nil {
+		return s.recordBatched(p, decide)
+	}
 	docs := make([]recordDoc, len(p.Outcomes))
 	index := make(map[int64]int, len(p.Outcomes))
 	for i, o := range p.Outcomes {
 		d := recordDoc{StepID: o.StepID, State: string(o.To), Results: o.Results, Error: o.Error,
 			NextRetryAt: s.tp(o.NextRetryAt), Backoff: o.BackoffRequestSeconds}
-		if len(d.Results) > 0 && !json.Valid(d.Results) {
-			return nil, nil, fmt.Errorf("record step %d: results are not valid JSON", o.StepID)
-		}
-		if len(d.Error) > 0 && !json.Valid(d.Error) {
-			return nil, nil, fmt.Errorf("record step %d: error is not valid JSON", o.StepID)
-		}
 		if o.GiveBackAttempt {
 			d.GiveBack = 1
 		}
@@ -369,9 +374,6 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 		}
 		docs[i] = d
 		index[o.StepID] = i
-	}
-	if s.records != nil {
-		return s.recordBatched(p, decide)
 	}
 	doc, err := json.Marshal(docs)
 	if err != nil {
