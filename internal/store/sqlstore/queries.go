@@ -151,8 +151,18 @@ FROM tasker_workflow_steps s WHERE s.task_id = $1 ORDER BY s.step_id`,
 		taskSummary: `SELECT ` + summaryCols("$2") + `
 FROM tasker_workflow_steps s WHERE s.task_id = $1`,
 
-		depResults: `SELECT e.to_step_id, p.name, p.results FROM tasker_workflow_step_edges e
-JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id WHERE ` + inList(dialect, "e.to_step_id", 1),
+		// The claimed steps' edges (rows with a child id), then each distinct
+		// parent's name and results once (rows with child 0): a fan-out's
+		// 2,000 leaves read their root's results once, not 2,000 times. The
+		// parents are found by primary key from an array; as a join the
+		// planner hashed a sequential scan of every step (25 % of the
+		// server's time in a 100,000-step fan-out).
+		depResults: `WITH e AS MATERIALIZED (
+	SELECT e.to_step_id, e.from_step_id FROM tasker_workflow_step_edges e WHERE ` + inList(dialect, "e.to_step_id", 1) + `)
+SELECT e.to_step_id, e.from_step_id, '', NULL FROM e
+UNION ALL
+SELECT 0, p.step_id, p.name, p.results FROM tasker_workflow_steps p
+WHERE p.` + strings.Replace(claimIn, "task_id", "step_id", 1) + `(SELECT DISTINCT from_step_id FROM e)` + claimEnd,
 
 		queueClaim: `UPDATE tasker_task_queue SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3
 WHERE ` + claimIn + `(

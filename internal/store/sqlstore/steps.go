@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -260,22 +261,41 @@ func (s *Store) dependencyResults(ctx context.Context, tx txer, withParents map[
 		return fmt.Errorf("dependency results: %w", err)
 	}
 	defer rs.Close()
+	type edge struct{ child, parent int64 }
+	type parent struct {
+		name    string
+		results []byte
+	}
+	var edges []edge
+	parents := map[int64]parent{}
 	for rs.Next() {
-		var child int64
-		var name string
-		var res []byte
-		if err := rs.Scan(&child, &name, &res); err != nil {
+		var e edge
+		var p parent
+		if err := rs.Scan(&e.child, &e.parent, &p.name, &p.results); err != nil {
 			return fmt.Errorf("dependency results: %w", err)
 		}
-		if len(res) == 0 {
-			res = []byte("null")
+		if e.child == 0 {
+			if len(p.results) == 0 {
+				p.results = []byte("null")
+			}
+			parents[e.parent] = p
+		} else {
+			edges = append(edges, e)
 		}
-		c := withParents[child]
-		c.DependencyResults[name] = res
-		c.Step.Parents = append(c.Step.Parents, name)
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("dependency results: %w", err)
+	}
+	// Parents in step id order.
+	slices.SortFunc(edges, func(a, b edge) int { return cmp.Compare(a.parent, b.parent) })
+	for _, e := range edges {
+		p, ok := parents[e.parent]
+		if !ok {
+			return fmt.Errorf("dependency results: parent step %d of step %d not found", e.parent, e.child)
+		}
+		c := withParents[e.child]
+		c.DependencyResults[p.name] = p.results
+		c.Step.Parents = append(c.Step.Parents, p.name)
 	}
 	return nil
 }
@@ -577,5 +597,5 @@ func (s *Store) StepTransitions(ctx context.Context, taskID int64) ([]*taskertyp
 	return s.transitions(ctx, `SELECT tr.id, tr.task_id, tr.step_id, s.name, COALESCE(tr.from_state, ''), tr.to_state, tr.event,
 	tr.reason, tr.actor, tr.metadata, tr.sort_key, tr.sort_key = s.transition_seq, tr.created_at
 FROM tasker_workflow_step_transitions tr JOIN tasker_workflow_steps s ON s.step_id = tr.step_id
-WHERE tr.task_id = $1 ORDER BY tr.step_id, tr.sort_key`, taskID)
+WHERE s.task_id = $1 ORDER BY tr.step_id, tr.sort_key`, taskID)
 }

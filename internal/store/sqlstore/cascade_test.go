@@ -1,0 +1,82 @@
+package sqlstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Transitions carry no foreign key on PostgreSQL (migration 0006); deleting
+// a task by hand must still delete its transitions and its steps'
+// transitions, and only those. The migration's down script must restore
+// the old schema, after which the cascade still holds.
+func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	ctx := context.Background()
+	st, err := sqlstore.OpenPostgres(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	_, err = st.MigrateUp(ctx, 0)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(ctx) })
+
+	create := func() int64 {
+		res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "del", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), MaxParallelSteps: 2, Now: time.Now().UTC(),
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1},
+				{Name: "b", HandlerClass: "h", MaxAttempts: 1, Parents: []string{"a"}}}})
+		require.NoError(t, err)
+		now := time.Now().UTC()
+		tr, _, claimed, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: res.Task.ID,
+			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
+			Event: "start", Actor: "t", Now: now},
+			&store.StepClaimParams{TaskID: res.Task.ID, Owner: "o", Now: now, LeaseUntil: now.Add(time.Minute)})
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		require.Len(t, claimed, 1)
+		return res.Task.ID
+	}
+	count := func(taskID int64) (taskTrs, stepTrs int) {
+		t.Helper()
+		require.NoError(t, conn.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM tasker_task_transitions WHERE task_id = $1),
+			(SELECT count(*) FROM tasker_workflow_step_transitions WHERE task_id = $1)`, taskID).Scan(&taskTrs, &stepTrs))
+		return taskTrs, stepTrs
+	}
+	check := func() {
+		t.Helper()
+		gone, kept := create(), create()
+		tt, ts := count(gone)
+		require.Equal(t, 2, tt, "created and started")
+		require.Equal(t, 3, ts, "two initial transitions and a claim")
+		_, err := conn.Exec(ctx, `DELETE FROM tasker_tasks WHERE task_id = $1`, gone)
+		require.NoError(t, err)
+		tt, ts = count(gone)
+		require.Zero(t, tt)
+		require.Zero(t, ts)
+		tt, ts = count(kept)
+		require.Equal(t, 2, tt)
+		require.Equal(t, 3, ts)
+	}
+	check()
+
+	down, err := st.MigrateDown(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "transitions_without_checks", down[0].Name)
+	check()
+	_, err = st.MigrateUp(ctx, 0)
+	require.NoError(t, err)
+	check()
+}
