@@ -1,0 +1,1 @@
+ALTER TABLE tasker_task_queue RESET (fillfactor);
