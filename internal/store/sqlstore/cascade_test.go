@@ -15,9 +15,10 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// Transitions carry no foreign key on PostgreSQL (migration 0006); deleting
-// a task by hand must still delete its transitions and its steps'
-// transitions, and only those. The migration's down script must restore
+// Transitions, steps and edges carry no foreign key to their task or step
+// on PostgreSQL (migrations 0006 and 0009); deleting a task by hand must
+// still delete its transitions, steps, their transitions, and its edges, and
+// only those. The migrations' down scripts must restore
 // the old schema, after which the cascade still holds.
 func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 	t.Parallel()
@@ -48,27 +49,27 @@ func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 		require.Len(t, claimed, 1)
 		return res.Task.ID
 	}
-	count := func(taskID int64) (taskTrs, stepTrs int) {
+	type rows struct{ taskTrs, stepTrs, steps, edges int }
+	count := func(taskID int64) (r rows) {
 		t.Helper()
 		require.NoError(t, conn.QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM tasker_task_transitions WHERE task_id = $1),
-			(SELECT count(*) FROM tasker_workflow_step_transitions WHERE task_id = $1)`, taskID).Scan(&taskTrs, &stepTrs))
-		return taskTrs, stepTrs
+			(SELECT count(*) FROM tasker_workflow_step_transitions WHERE task_id = $1),
+			(SELECT count(*) FROM tasker_workflow_steps WHERE task_id = $1),
+			(SELECT count(*) FROM tasker_workflow_step_edges WHERE task_id = $1)`, taskID).
+			Scan(&r.taskTrs, &r.stepTrs, &r.steps, &r.edges))
+		return r
 	}
 	check := func() {
 		t.Helper()
 		gone, kept := create(), create()
-		tt, ts := count(gone)
-		require.Equal(t, 2, tt, "created and started")
-		require.Equal(t, 3, ts, "two initial transitions and a claim")
+		// Created and started; two initial step transitions and a claim.
+		full := rows{taskTrs: 2, stepTrs: 3, steps: 2, edges: 1}
+		require.Equal(t, full, count(gone))
 		_, err := conn.Exec(ctx, `DELETE FROM tasker_tasks WHERE task_id = $1`, gone)
 		require.NoError(t, err)
-		tt, ts = count(gone)
-		require.Zero(t, tt)
-		require.Zero(t, ts)
-		tt, ts = count(kept)
-		require.Equal(t, 2, tt)
-		require.Equal(t, 3, ts)
+		require.Equal(t, rows{}, count(gone))
+		require.Equal(t, full, count(kept))
 	}
 	check()
 
