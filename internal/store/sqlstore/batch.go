@@ -586,12 +586,15 @@ type claimDoc struct {
 // holds), leases them to its owner and appends their claim transitions. It
 // returns the claimed steps (stepCols), their previous state, new
 // transition_seq, whether they have parents, and the claim's position.
+// The update finds the picked rows by their tuple id (ctid): they are
+// locked by this statement, so no other transaction can move them, and a
+// thousand primary-key descents cost more than the rest of the update.
 var claimBatchSQL = `WITH r AS MATERIALIZED (
 	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
 		lease_until timestamptz)),
 picked AS (
-	SELECT r.n, c.step_id FROM r CROSS JOIN LATERAL (
-		SELECT s.step_id FROM tasker_workflow_steps s
+	SELECT r.n, c.step_id, c.ctid FROM r CROSS JOIN LATERAL (
+		SELECT s.step_id, s.ctid FROM tasker_workflow_steps s
 		WHERE s.task_id = r.task_id AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
 		ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) c),
 claimed AS (
@@ -599,7 +602,7 @@ claimed AS (
 		transition_seq = s.transition_seq + 1, attempts = s.attempts + 1, last_attempted_at = r.now,
 		lease_owner = r.owner, lease_expires_at = r.lease_until, next_retry_at = NULL, updated_at = r.now
 	FROM picked p JOIN r ON r.n = p.n
-	WHERE s.step_id = ANY(ARRAY(SELECT step_id FROM picked)) AND s.step_id = p.step_id
+	WHERE s.ctid = ANY(ARRAY(SELECT ctid FROM picked)) AND s.step_id = p.step_id
 	RETURNING ` + stepCols + `, s.previous_state, s.transition_seq,
 		EXISTS (SELECT 1 FROM tasker_workflow_step_edges e WHERE e.to_step_id = s.step_id) AS has_parents,
 		p.n AS claim_n, r.owner AS claim_owner, r.now AS claim_now, s.attempts AS claim_attempt),
