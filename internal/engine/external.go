@@ -121,6 +121,11 @@ type ReportResult struct {
 	// coordinator, the worker should claim nothing more, let its in-flight
 	// steps finish, and finalize.
 	ClaimMore bool `json:"claim_more"`
+	// Unlocks is true when a step this report completed has children in the
+	// task's template (or the template is not loaded here): a child may have
+	// become ready, so a worker whose last claim came back short should
+	// claim again. When false, such a claim would find nothing new.
+	Unlocks bool `json:"unlocks"`
 	// Final is the TaskFinalizer's decision when the report asked for it
 	// (the worker's last report, nothing left in flight), applied in the
 	// transaction that recorded the results: what Finalize would return.
@@ -338,6 +343,7 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		return nil, fmt.Errorf("report results: %w", err)
 	}
 	var publish []taskertype.Event
+	var parents map[string]bool
 	for j, ok := range applied {
 		rr := &out.Results[index[j]]
 		if !ok {
@@ -345,8 +351,16 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 			continue
 		}
 		rr.Status, rr.State, rr.Reason, rr.NextRetryAt = ReportRecorded, outcomes[j].To, outcomes[j].Reason, outcomes[j].NextRetryAt
-		if outcomes[j].To == taskertype.StepStateError {
+		switch outcomes[j].To {
+		case taskertype.StepStateError:
 			out.ClaimMore = false
+		case taskertype.StepStateComplete, taskertype.StepStateResolvedManually:
+			if parents == nil {
+				parents = e.parentSteps(task)
+			}
+			if parents[""] || parents[byID[outcomes[j].StepID].Name] {
+				out.Unlocks = true
+			}
 		}
 		publish = append(publish, events[j]...)
 	}
@@ -356,6 +370,23 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		e.settle(context.WithoutCancel(ctx), task, out.Final, v, tr)
 	}
 	return out, nil
+}
+
+// parentSteps returns the names of the steps of task's template that have
+// children, or {"": true} when the template is not loaded here (any step
+// may then unlock another).
+func (e *Engine) parentSteps(task *taskertype.Task) map[string]bool {
+	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return map[string]bool{"": true}
+	}
+	out := map[string]bool{}
+	for _, st := range tmpl.Steps {
+		for _, p := range st.DependsOn {
+			out[p] = true
+		}
+	}
+	return out
 }
 
 // withErrorDetails stores the worker's own message (without the prefixes

@@ -121,6 +121,7 @@ func TestExternalWorkerDrivesDiamond(t *testing.T) {
 		rep, err := e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 		require.True(t, rep.ClaimMore)
+		require.True(t, rep.Unlocks, "a has children")
 		require.Equal(t, engine.ReportRecorded, rep.Results[0].Status)
 		require.Equal(t, taskertype.StepStateComplete, rep.Results[0].State)
 
@@ -128,6 +129,7 @@ func TestExternalWorkerDrivesDiamond(t *testing.T) {
 		rep, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
 		require.Equal(t, engine.ReportDiscarded, rep.Results[0].Status)
+		require.False(t, rep.Unlocks, "nothing was recorded")
 
 		c, err = e.ClaimSteps(ctx, id, "w1", 0)
 		require.NoError(t, err)
@@ -146,8 +148,9 @@ func TestExternalWorkerDrivesDiamond(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, []string{"d"}, names(c.Steps))
 		require.Len(t, c.Steps[0].DependencyResults, 2)
-		_, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
+		rep, err = e.ReportResults(ctx, id, "w1", succeed(c.Steps), false)
 		require.NoError(t, err)
+		require.False(t, rep.Unlocks, "d has no children")
 
 		res, err := e.Finalize(ctx, id, "w1")
 		require.NoError(t, err)

@@ -73,11 +73,16 @@ module TaskerCore
       executed = 0
       claim_more = true
       want_claim = true
+      # drained: the last claim took fewer steps than it could, so claiming
+      # again finds nothing until a report unlocks a step (the core says so)
+      # or the finalizer says "continue".
+      drained = false
       beat_at = nil
       loop do
         stopping = TaskerCore.shutting_down?
         if !stopping && claim_more && want_claim && inflight.size < @max
-          claim = @client.claim_steps(task_id, owner: @owner, limit: @max - inflight.size)
+          limit = @max - inflight.size
+          claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
           want_claim = false
           task = Task.new(claim["task"])
           batch = claim["steps"].map { |doc| Step.new(doc) }
@@ -86,6 +91,7 @@ module TaskerCore
             pool.submit { StepHandlers.run(task, step, batch) }
           end
           executed += batch.size
+          drained = batch.size < limit
         end
         break if inflight.empty?
 
@@ -115,13 +121,15 @@ module TaskerCore
         last = inflight.empty?
         report = @client.report_results(task_id, owner: @owner, results: results, finalize: last)
         claim_more &&= report["claim_more"]
+        drained = false if report.fetch("unlocks", true)
+        want_claim = !drained
         finalized = report["final"] if last
         if finalized
           return [executed, finalized] unless finalized["outcome"] == "continue"
 
           claim_more = true # steps became ready after all (a failure never says continue)
+          want_claim = true
         end
-        want_claim = true
       end
       [executed, nil]
     end

@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "delegate"
 require_relative "test_helper"
 
 # Workflow shapes, retries and failures with Ruby handlers, on the transport
@@ -69,6 +70,38 @@ class WorkflowTest < RbTestCase
       assert x[:start] < y[:finish] && y[:start] < x[:finish], "#{x[:step]} and #{y[:step]} did not overlap"
     end
     assert_operator elapsed, :<, 1.2, "4 handlers of 0.4 s took #{elapsed.round(2)} s: not concurrent"
+  end
+
+  # Counts the calls a Coordinator makes through the real client.
+  class CountingClient < SimpleDelegator
+    attr_reader :calls
+
+    def initialize(client)
+      super
+      @calls = Hash.new(0)
+    end
+
+    %i[claim_steps report_results finalize].each do |m|
+      define_method(m) do |*args, **kw|
+        @calls[m] += 1
+        __getobj__.public_send(m, *args, **kw)
+      end
+    end
+  end
+
+  # Four independent steps finishing at different times: four reports. The
+  # first claim took all four (full), so the loop claims once more after the
+  # first report; that claim comes back empty (short) and no report unlocks
+  # a step (none has children), so there is no third claim.
+  def test_no_claim_after_a_short_claim_until_a_report_unlocks_a_step
+    task = RbTest.create_task("staggered")
+    client = CountingClient.new(TaskerCore.client)
+    res = TaskerCore::Coordinator.new(client: client, max_parallel_steps: 4).handle(task["task_id"])
+    assert_equal "complete", res["status"]
+    assert_equal 4, res["steps_executed"]
+    assert_equal 4, client.calls[:report_results]
+    assert_equal 2, client.calls[:claim_steps]
+    assert_equal 0, client.calls[:finalize], "the last report finalizes"
   end
 
   def test_fail_n_times_with_retryable_error
