@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,11 @@ func (s *Store) TaskList(ctx context.Context, p *store.TaskListParams) ([]*taske
 		}
 		args = append(args, s.strs(states))
 		where = append(where, inListStr(s.dialect, "t.state", len(args)))
+		if !slices.ContainsFunc(p.States, taskertype.TaskState.Terminal) {
+			// Unfinished tasks have no completed_at: this lets PostgreSQL
+			// use its index of unfinished tasks (migration 0010).
+			where = append(where, "t.completed_at IS NULL")
+		}
 	}
 	if p.Namespace != "" {
 		add("t.namespace = $?", p.Namespace)

@@ -670,6 +670,36 @@ func Exercise(t *testing.T, newStore NewStore) {
 		none, err := st.TaskList(ctx, &store.TaskListParams{States: []taskertype.TaskState{taskertype.TaskStateComplete}})
 		require.NoError(t, err)
 		require.Empty(t, none)
+
+		// A task that finished and was retried is listed as unfinished again
+		// (listing unfinished states goes through completed_at).
+		list := func(states ...taskertype.TaskState) []int64 {
+			t.Helper()
+			got, err := st.TaskList(ctx, &store.TaskListParams{States: states})
+			require.NoError(t, err)
+			out := []int64{}
+			for _, task := range got {
+				out = append(out, task.ID)
+			}
+			return out
+		}
+		move := func(from, to taskertype.TaskState) {
+			t.Helper()
+			tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: ids[0],
+				From: []taskertype.TaskState{from}, To: to, Event: "test", Now: t0})
+			require.NoError(t, err)
+			require.True(t, tr.Changed)
+		}
+		move(taskertype.TaskStatePending, taskertype.TaskStateInProgress)
+		require.Equal(t, []int64{ids[0]}, list(taskertype.TaskStateInProgress))
+		move(taskertype.TaskStateInProgress, taskertype.TaskStateError)
+		require.Empty(t, list(taskertype.TaskStateInProgress))
+		require.Equal(t, []int64{ids[0]}, list(taskertype.TaskStateError))
+		require.Equal(t, []int64{ids[0]}, list(taskertype.TaskStateError, taskertype.TaskStatePending)[4:])
+		move(taskertype.TaskStateError, taskertype.TaskStateInProgress)
+		require.Equal(t, []int64{ids[0]}, list(taskertype.TaskStateInProgress))
+		require.Empty(t, list(taskertype.TaskStateError))
+		require.Len(t, list(taskertype.TaskStatePending, taskertype.TaskStateInProgress), 5)
 	})
 
 	t.Run("ConcurrentTransitionsKeepHistoryConsistent", func(t *testing.T) {
