@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -23,6 +24,8 @@ type benchFlags struct {
 	quiet bool
 	// cpuProfile, when set, receives a CPU profile of the run.
 	cpuProfile string
+	// memProfile, when set, receives an allocation profile of the run.
+	memProfile string
 }
 
 func (a *app) benchCommand() *cobra.Command {
@@ -70,9 +73,17 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
+			if f.memProfile != "" {
+				runtime.MemProfileRate = 64 << 10 // sample every 64 KiB allocated (the default is 512 KiB)
+			}
 			res, err := bench.Run(cmd.Context(), f.cfg)
 			if err != nil {
 				return fmt.Errorf("bench: %w", err)
+			}
+			if f.memProfile != "" {
+				if err := writeHeapProfile(f.memProfile); err != nil {
+					return fmt.Errorf("bench: memory profile: %w", err)
+				}
 			}
 			if f.json {
 				enc := json.NewEncoder(a.opts.Stdout)
@@ -100,7 +111,20 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON on stdout")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write a Go allocation profile of the whole run to this file (go tool pprof -sample_index alloc_space)")
 	return cmd
+}
+
+func writeHeapProfile(path string) error {
+	pf, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(pf, 0); err != nil {
+		_ = pf.Close()
+		return err
+	}
+	return pf.Close()
 }
 
 func printBench(w io.Writer, r *bench.Result) {
