@@ -144,15 +144,22 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	var unlocks *unlockTracker
 	unlocksLoaded := false
 
-	var pending []attemptResult // results not yet handed to a recording
-	pendingUnlocks := false     // a result in pending unlocks a child
+	var pending []attemptResult  // results not yet handed to a recording
+	var pendingUnlocks unlockSet // the children results in pending unlock
 	var recorded chan backgroundRecord
 
 	// Claims run off the loop too, one at a time, with the slots free when
 	// they start; the loop goes on taking results meanwhile.
 	var claiming chan backgroundClaim
 	claimLimit := 0
-	reclaim := false     // a recording unlocked steps while the claim ran
+	reclaim := false // a recording unlocked steps while the claim ran
+	// lastShort: the last claim took fewer steps than it could, so every
+	// step then claimable was claimed; the next claim need only look at
+	// the steps unlocked since (narrow, by name) instead of checking the
+	// readiness of every pending step of the task (a long chain's claims
+	// were quadratic in its length).
+	lastShort := false
+	var narrow unlockSet // unlocked by recordings committed since the last claim started
 	claimFailed := false // the last claim failed: wait for a result first
 	start := func(claimed []*store.ClaimedStep, now time.Time) {
 		events := make([]taskertype.Event, 0, len(claimed))
@@ -165,26 +172,33 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 		}
 		e.bus.Publish(events...)
 	}
-	unlocked := func() {
+	unlocked := func(u unlockSet) {
 		drained = false
 		if claiming != nil {
 			reclaim = true // the claim in flight may have run before they were committed
 		}
+		narrow.add(u)
 	}
 	for {
 		if preclaimed {
 			start(first, claimedAt)
 			preclaimed = false
 			drained = len(first) < task.MaxParallelSteps
+			lastShort = drained
 		} else if claiming == nil && !drained && !claimFailed && !shutting && !failed && ctx.Err() == nil {
 			if room := task.MaxParallelSteps - len(inflight); room > 0 {
 				now := e.now()
 				claimLimit, reclaim = room, false
+				var names []string
+				if lastShort && !narrow.unknown && len(narrow.names) > 0 {
+					names = narrow.names
+				}
+				narrow = unlockSet{} // this claim sees every unlock committed before it
 				ch := make(chan backgroundClaim, 1)
 				claiming = ch
 				go func() {
 					claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
-						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
+						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease), Names: names})
 					ch <- backgroundClaim{claimed: claimed, now: now, err: err}
 				}()
 			}
@@ -195,11 +209,11 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 
 		// The batch in pending is the last (see below) when nothing runs and
 		// nothing more is expected to be claimable.
-		lastPending := len(inflight) == 0 && claiming == nil && ((drained && !pendingUnlocks) || failed)
+		lastPending := len(inflight) == 0 && claiming == nil && ((drained && !pendingUnlocks.any()) || failed)
 		if recorded == nil && len(pending) > 0 && !shutting && ctx.Err() == nil && !batchFailed(pending) && !lastPending {
 			// Not the last batch: record it in the background.
 			batch, unlocked := pending, pendingUnlocks
-			pending, pendingUnlocks = nil, false
+			pending, pendingUnlocks = nil, unlockSet{}
 			recorded = make(chan backgroundRecord, 1)
 			go func() {
 				err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() error {
@@ -227,10 +241,11 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 					// Finish and record the running attempts (recording
 					// retries through the fault); claim again after a result.
 					e.log.Warn("claim steps; recording the running ones first", "task_id", task.ID, "err", c.err)
-					claimFailed = true
+					claimFailed, lastShort = true, false
 					continue
 				}
-				drained = len(c.claimed) < claimLimit && !reclaim
+				lastShort = len(c.claimed) < claimLimit
+				drained = lastShort && !reclaim
 				start(c.claimed, c.now)
 				continue
 			case b := <-recorded:
@@ -240,8 +255,8 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 					e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
 					return executed, false, false, b.err
 				}
-				if b.unlocked {
-					unlocked() // the unlocked steps are committed: claim them
+				if b.unlocked.any() {
+					unlocked(b.unlocked) // the unlocked steps are committed: claim them
 				}
 				continue
 			case <-heartbeat.C:
@@ -290,17 +305,17 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				unlocks, unlocksLoaded = e.newUnlockTracker(task), true
 			}
 			for _, r := range batch {
-				if r.err == nil && unlocks.completed(r.claimed.Step.Name) {
-					pendingUnlocks = true
+				if r.err == nil {
+					pendingUnlocks.add(unlocks.completed(r.claimed.Step.Name))
 				}
 			}
 			pending = append(pending, batch...)
 			continue // record in the background, or below once nothing else runs
 		}
-		if pendingUnlocks {
-			unlocked() // recorded in the loop: the unlocked steps are claimable after it
+		if pendingUnlocks.any() {
+			unlocked(pendingUnlocks) // recorded in the loop: the unlocked steps are claimable after it
 		}
-		pendingUnlocks = false
+		pendingUnlocks = unlockSet{}
 		// The last batch: nothing in flight and no claim expected (the last
 		// claim came back short and nothing recorded now unlocks a step, or
 		// a step failed). Finalize in the recording transaction.
@@ -322,7 +337,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			if res.Outcome != ActionContinue {
 				return executed, false, true, nil
 			}
-			drained, failed = false, false // steps are ready after all: claim them
+			drained, failed, lastShort = false, false, false // steps are ready after all: claim them
 		}
 	}
 }
@@ -336,7 +351,7 @@ type backgroundClaim struct {
 
 // backgroundRecord is the outcome of a recording run off the loop.
 type backgroundRecord struct {
-	unlocked bool // the batch unlocked a child step
+	unlocked unlockSet // the children the batch unlocked
 	err      error
 }
 
@@ -374,20 +389,34 @@ func (e *Engine) newUnlockTracker(task *taskertype.Task) *unlockTracker {
 	return u
 }
 
-// completed notes that step completed and reports whether a child of it
+// unlockSet is what completed steps unlocked: the children whose parents
+// have all been seen complete, or unknown (no template to tell).
+type unlockSet struct {
+	names   []string
+	unknown bool
+}
+
+func (u unlockSet) any() bool { return u.unknown || len(u.names) > 0 }
+
+func (u *unlockSet) add(o unlockSet) {
+	u.names = append(u.names, o.names...)
+	u.unknown = u.unknown || o.unknown
+}
+
+// completed notes that step completed and returns the children of it that
 // may now be ready (all of the child's parents seen complete).
-func (u *unlockTracker) completed(step string) bool {
+func (u *unlockTracker) completed(step string) unlockSet {
 	if u == nil {
-		return true
+		return unlockSet{unknown: true}
 	}
-	unlocked := false
+	var out unlockSet
 	for _, c := range u.children[step] {
 		u.waiting[c]--
 		if u.waiting[c] <= 0 {
-			unlocked = true
+			out.names = append(out.names, c)
 		}
 	}
-	return unlocked
+	return out
 }
 
 // abandon waits for in-flight handlers after a database error; their leases

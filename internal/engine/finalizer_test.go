@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -79,20 +80,20 @@ func eventN(i int) taskertype.Event {
 func TestUnlockTrackerWaitsForAllParents(t *testing.T) {
 	u := &unlockTracker{children: map[string][]string{"root": {"l1", "l2", "l3"}, "l1": {"join"}, "l2": {"join"},
 		"l3": {"join"}}, waiting: map[string]int{"root": 0, "l1": 1, "l2": 1, "l3": 1, "join": 3}}
-	if !u.completed("root") {
-		t.Fatal("the leaves' only parent completed: they are unlocked")
+	if got := u.completed("root"); !reflect.DeepEqual(got.names, []string{"l1", "l2", "l3"}) || got.unknown {
+		t.Fatalf("the leaves' only parent completed: they are unlocked; got %+v", got)
 	}
-	if u.completed("l1") || u.completed("l3") {
+	if u.completed("l1").any() || u.completed("l3").any() {
 		t.Fatal("join still waits for l2")
 	}
-	if !u.completed("l2") {
-		t.Fatal("join's last parent completed: it is unlocked")
+	if got := u.completed("l2"); !reflect.DeepEqual(got.names, []string{"join"}) {
+		t.Fatalf("join's last parent completed: it is unlocked; got %+v", got)
 	}
-	if u.completed("join") {
+	if u.completed("join").any() {
 		t.Fatal("join has no children")
 	}
 	var unknown *unlockTracker // template not loaded here
-	if !unknown.completed("anything") {
+	if got := unknown.completed("anything"); !got.unknown || !got.any() {
 		t.Fatal("without the template every completion may unlock a step")
 	}
 }

@@ -241,6 +241,11 @@ type StepClaimParams struct {
 	Limit      int
 	Now        time.Time
 	LeaseUntil time.Time
+	// Names, when not empty, restricts the claim to the ready steps of
+	// these names: the coordinator's claim after a short claim, when it
+	// knows which steps its results unlocked. Found by name, so the claim
+	// does not check the readiness of every pending step.
+	Names []string
 }
 
 // ClaimedStep is a step claimed for one attempt.

@@ -579,6 +579,7 @@ type claimDoc struct {
 	Limit      int       `json:"lim"`
 	Now        time.Time `json:"now"`
 	LeaseUntil time.Time `json:"lease_until"`
+	Names      []string  `json:"names,omitempty"`
 }
 
 // claimBatchSQL claims, for each claim of the batch, up to its limit of the
@@ -586,17 +587,26 @@ type claimDoc struct {
 // holds), leases them to its owner and appends their claim transitions. It
 // returns the claimed steps (stepCols), their previous state, new
 // transition_seq, whether they have parents, and the claim's position.
+// A claim with names looks only at the steps of those names (through the
+// (task_id, name) index) instead of checking every pending step's
+// readiness in step order.
 // The update finds the picked rows by their tuple id (ctid): they are
 // locked by this statement, so no other transaction can move them; a
 // primary-key descent per row was most of the 7 % of server time that
 // wide fan-outs spent in index lookups by id.
 var claimBatchSQL = `WITH r AS MATERIALIZED (
 	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
-		lease_until timestamptz)),
+		lease_until timestamptz, names text[])),
 picked AS (
 	SELECT r.n, c.step_id, c.ctid FROM r CROSS JOIN LATERAL (
 		SELECT s.step_id, s.ctid FROM tasker_workflow_steps s
-		WHERE s.task_id = r.task_id AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
+		WHERE r.names IS NULL AND s.task_id = r.task_id AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
+		ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) c
+	UNION ALL
+	SELECT r.n, c.step_id, c.ctid FROM r CROSS JOIN LATERAL (
+		SELECT s.step_id, s.ctid FROM tasker_workflow_steps s
+		WHERE r.names IS NOT NULL AND s.task_id = r.task_id AND s.name = ANY(r.names)
+			AND ` + strings.ReplaceAll(readyExpr, "$NOW", "r.now") + `
 		ORDER BY s.step_id LIMIT r.lim FOR UPDATE SKIP LOCKED) c),
 claimed AS (
 	UPDATE tasker_workflow_steps s SET state = 'in_progress', previous_state = s.state,
@@ -685,7 +695,7 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 			continue
 		}
 		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
-			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil)})
+			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil), Names: r.p.Names})
 		claimers = append(claimers, r)
 	}
 	if len(docs) == 0 {

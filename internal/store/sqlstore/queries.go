@@ -133,7 +133,7 @@ func pgQueries(dialect string) queries {
 	lease_owner = $3, lease_expires_at = $4, next_retry_at = NULL, updated_at = $2
 WHERE step_id IN (
 	SELECT s.step_id FROM tasker_workflow_steps s
-	WHERE s.task_id = $1 AND ` + ready("$2") + `
+	WHERE s.task_id = $1 AND ($6::text[] IS NULL OR ` + inListStr(dialect, "s.name", 6) + `) AND ` + ready("$2") + `
 	ORDER BY s.step_id LIMIT $5 ` + lock + `)
 RETURNING ` + returning + `, previous_state, transition_seq,
 	EXISTS (SELECT 1 FROM tasker_workflow_step_edges e WHERE e.to_step_id = tasker_workflow_steps.step_id)`,

@@ -207,7 +207,11 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 // claimTx claims up to p.Limit ready steps inside tx.
 func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
 	now := utc(p.Now)
-	rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit)
+	var names any // NULL: any step
+	if len(p.Names) > 0 {
+		names = s.strs(p.Names)
+	}
+	rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit, names)
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}

@@ -199,6 +199,31 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Equal(t, taskertype.StepStateResolvedManually, b.State)
 	})
 
+	t.Run("ClaimByNameTakesOnlyReadyNamedSteps", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		now := t0.Add(time.Second)
+		byName := func(names ...string) []*store.ClaimedStep {
+			t.Helper()
+			cs, err := st.StepClaim(ctx, &store.StepClaimParams{TaskID: id, Owner: "w", Limit: 10, Now: now,
+				LeaseUntil: now.Add(time.Minute), Names: names})
+			require.NoError(t, err)
+			return cs
+		}
+		require.Empty(t, byName("b", "c"), "b and c wait for a")
+		cs := byName("a", "d")
+		require.Equal(t, []string{"a"}, claimNames(cs), "d waits for b and c")
+		succeed(t, st, id, "w", now, cs...)
+		cs = byName("c")
+		require.Equal(t, []string{"c"}, claimNames(cs), "only the named step, though b is ready too")
+		require.JSONEq(t, `{"from":"a"}`, string(cs[0].DependencyResults["a"]))
+		require.Equal(t, []string{"b"}, claimNames(claim(t, st, id, "w", now, 10)), "a claim without names takes b")
+		require.Empty(t, byName("c", "nosuchstep"), "c is running")
+	})
+
 	t.Run("ClaimFollowsDependencies", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
