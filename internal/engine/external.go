@@ -245,7 +245,29 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
+	ids := make([]int64, len(results))
+	for i, r := range results {
+		ids[i] = r.StepID
+	}
+	// The task and the reported steps (only those: a report's cost follows
+	// its size, not the task's) are read at once, on two connections: a
+	// worker waits for its report, so the second read would add a round
+	// trip to every report.
+	var steps []*taskertype.Step
+	stepsErr := make(chan error, 1)
+	if len(ids) > 0 {
+		go func() {
+			var err error
+			steps, err = e.store.StepsByID(ctx, taskID, ids)
+			stepsErr <- err
+		}()
+	} else {
+		stepsErr <- nil
+	}
 	task, err := e.store.TaskGet(ctx, taskID)
+	if serr := <-stepsErr; err == nil {
+		err = serr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("report results: %w", err)
 	}
@@ -257,15 +279,6 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	}
 	if len(results) == 0 && !finalize {
 		return out, nil
-	}
-	ids := make([]int64, len(results))
-	for i, r := range results {
-		ids[i] = r.StepID
-	}
-	// Only the reported steps: a report's cost follows its size, not the task's.
-	steps, err := e.store.StepsByID(ctx, taskID, ids)
-	if err != nil {
-		return nil, fmt.Errorf("report results: %w", err)
 	}
 	byID := make(map[int64]*taskertype.Step, len(steps))
 	for _, st := range steps {
