@@ -389,6 +389,12 @@ func (e *Engine) newUnlockTracker(task *taskertype.Task) *unlockTracker {
 	return u
 }
 
+// hasChildren reports whether other steps depend on step (always, when the
+// template is not loaded here).
+func (u *unlockTracker) hasChildren(step string) bool {
+	return u == nil || len(u.children[step]) > 0
+}
+
 // unlockSet is what completed steps unlocked: the children whose parents
 // have all been seen complete, or unknown (no template to tell).
 type unlockSet struct {

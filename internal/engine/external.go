@@ -356,7 +356,8 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		return nil, fmt.Errorf("report results: %w", err)
 	}
 	var publish []taskertype.Event
-	var parents map[string]bool
+	var unlocks *unlockTracker
+	unlocksLoaded := false
 	for j, ok := range applied {
 		rr := &out.Results[index[j]]
 		if !ok {
@@ -368,10 +369,10 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		case taskertype.StepStateError:
 			out.ClaimMore = false
 		case taskertype.StepStateComplete, taskertype.StepStateResolvedManually:
-			if parents == nil {
-				parents = e.parentSteps(task)
+			if !unlocksLoaded {
+				unlocks, unlocksLoaded = e.newUnlockTracker(task), true
 			}
-			if parents[""] || parents[byID[outcomes[j].StepID].Name] {
+			if unlocks.hasChildren(byID[outcomes[j].StepID].Name) {
 				out.Unlocks = true
 			}
 		}
@@ -383,23 +384,6 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		e.settle(context.WithoutCancel(ctx), task, out.Final, v, tr)
 	}
 	return out, nil
-}
-
-// parentSteps returns the names of the steps of task's template that have
-// children, or {"": true} when the template is not loaded here (any step
-// may then unlock another).
-func (e *Engine) parentSteps(task *taskertype.Task) map[string]bool {
-	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
-	if err != nil {
-		return map[string]bool{"": true}
-	}
-	out := map[string]bool{}
-	for _, st := range tmpl.Steps {
-		for _, p := range st.DependsOn {
-			out[p] = true
-		}
-	}
-	return out
 }
 
 // withErrorDetails stores the worker's own message (without the prefixes

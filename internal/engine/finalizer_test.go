@@ -92,7 +92,13 @@ func TestUnlockTrackerWaitsForAllParents(t *testing.T) {
 	if u.completed("join").any() {
 		t.Fatal("join has no children")
 	}
+	if !u.hasChildren("l2") || u.hasChildren("join") {
+		t.Fatal("l2 has a child, join none")
+	}
 	var unknown *unlockTracker // template not loaded here
+	if !unknown.hasChildren("anything") {
+		t.Fatal("without the template any step may have children")
+	}
 	if got := unknown.completed("anything"); !got.unknown || !got.any() {
 		t.Fatal("without the template every completion may unlock a step")
 	}

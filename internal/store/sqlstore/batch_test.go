@@ -25,18 +25,8 @@ func TestBatchFailureStaysWithItsCall(t *testing.T) {
 		step   *store.ClaimedStep
 	}
 	startOne := func() running {
-		res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "one", Version: "1.0.0",
-			Context: json.RawMessage(`{}`), MaxParallelSteps: 1, Now: now,
-			Steps: []store.StepSpec{{Name: "only", HandlerClass: "h", MaxAttempts: 1}}})
-		require.NoError(t, err)
-		tr, _, claimed, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: res.Task.ID,
-			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
-			Event: "start", Actor: "t", Now: now},
-			&store.StepClaimParams{TaskID: res.Task.ID, Owner: "w", Now: now, LeaseUntil: now.Add(time.Minute)})
-		require.NoError(t, err)
-		require.True(t, tr.Changed)
-		require.Len(t, claimed, 1)
-		return running{taskID: res.Task.ID, step: claimed[0]}
+		id, step := startTask(t, st, "w", now, store.StepSpec{Name: "only", HandlerClass: "h", MaxAttempts: 1})
+		return running{taskID: id, step: step}
 	}
 	bad, good := startOne(), startOne()
 	record := func(r running) *store.StepRecordParams {

@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/testdb"
-	"github.com/tasker-systems/tasker/taskertype"
 )
 
 // Transitions, steps and edges carry no foreign key to their task or step
@@ -34,20 +32,9 @@ func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close(ctx) })
 
 	create := func() int64 {
-		res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "del", Version: "1.0.0",
-			Context: json.RawMessage(`{}`), MaxParallelSteps: 2, Now: time.Now().UTC(),
-			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1},
-				{Name: "b", HandlerClass: "h", MaxAttempts: 1, Parents: []string{"a"}}}})
-		require.NoError(t, err)
-		now := time.Now().UTC()
-		tr, _, claimed, err := st.TaskStartAndClaim(ctx, &store.TaskTransitionParams{TaskID: res.Task.ID,
-			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
-			Event: "start", Actor: "t", Now: now},
-			&store.StepClaimParams{TaskID: res.Task.ID, Owner: "o", Now: now, LeaseUntil: now.Add(time.Minute)})
-		require.NoError(t, err)
-		require.True(t, tr.Changed)
-		require.Len(t, claimed, 1)
-		return res.Task.ID
+		id, _ := startTask(t, st, "o", time.Now().UTC(), store.StepSpec{Name: "a", HandlerClass: "h", MaxAttempts: 1},
+			store.StepSpec{Name: "b", HandlerClass: "h", MaxAttempts: 1, Parents: []string{"a"}})
+		return id
 	}
 	type rows struct{ taskTrs, stepTrs, steps, edges int }
 	count := func(taskID int64) (r rows) {

@@ -33,26 +33,33 @@ func scanStep(r row, extra ...any) (*taskertype.Step, error) {
 	return &st, nil
 }
 
-// StepList implements store.Store.
-func (s *Store) StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error) {
-	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 ORDER BY s.step_id`, taskID)
+// querySteps runs q (selecting stepCols) and reads the steps it returns.
+func (s *Store) querySteps(ctx context.Context, q string, args ...any) ([]*taskertype.Step, error) {
+	rs, err := s.db.query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+		return nil, err
 	}
+	defer rs.Close()
 	var out []*taskertype.Step
-	byID := map[int64]*taskertype.Step{}
 	for rs.Next() {
 		st, err := scanStep(rs)
 		if err != nil {
-			rs.Close()
-			return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+			return nil, err
 		}
 		out = append(out, st)
-		byID[st.ID] = st
 	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
+	return out, rs.Err()
+}
+
+// StepList implements store.Store.
+func (s *Store) StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error) {
+	out, err := s.querySteps(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 ORDER BY s.step_id`, taskID)
+	if err != nil {
 		return nil, fmt.Errorf("list steps of task %d: %w", taskID, err)
+	}
+	byID := make(map[int64]*taskertype.Step, len(out))
+	for _, st := range out {
+		byID[st.ID] = st
 	}
 	err = s.eachParent(ctx, taskID, func(child int64, parent string, _ taskertype.StepState) {
 		if st := byID[child]; st != nil {
@@ -70,21 +77,9 @@ func (s *Store) StepsByID(ctx context.Context, taskID int64, ids []int64) ([]*ta
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 AND `+
+	out, err := s.querySteps(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s WHERE s.task_id = $1 AND `+
 		inList(s.dialect, "s.step_id", 2)+` ORDER BY s.step_id`, taskID, s.ids(ids))
 	if err != nil {
-		return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
-	}
-	defer rs.Close()
-	var out []*taskertype.Step
-	for rs.Next() {
-		st, err := scanStep(rs)
-		if err != nil {
-			return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
-		}
-		out = append(out, st)
-	}
-	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("steps of task %d: %w", taskID, err)
 	}
 	return out, nil
@@ -579,21 +574,12 @@ func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int
 
 // StepLeaseExpired implements store.Store.
 func (s *Store) StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error) {
-	rs, err := s.db.query(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s
+	out, err := s.querySteps(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s
 WHERE s.state = 'in_progress' AND s.lease_expires_at < $1 ORDER BY s.lease_expires_at LIMIT $2`, s.t(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired step leases: %w", err)
 	}
-	defer rs.Close()
-	var out []*taskertype.Step
-	for rs.Next() {
-		st, err := scanStep(rs)
-		if err != nil {
-			return nil, fmt.Errorf("expired step leases: %w", err)
-		}
-		out = append(out, st)
-	}
-	return out, rs.Err()
+	return out, nil
 }
 
 // StepTransitions implements store.Store.

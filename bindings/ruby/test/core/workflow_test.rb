@@ -89,17 +89,19 @@ class WorkflowTest < RbTestCase
     end
   end
 
-  # Four independent steps finishing at different times: four reports. The
-  # first claim took all four (full), so the loop claims once more after the
-  # first report; that claim comes back empty (short) and no report unlocks
-  # a step (none has children), so there is no third claim.
+  # Four independent steps finishing 0.3 s apart: a report each (at least
+  # three, should two land together). The first claim took all four (full),
+  # so the loop claims once more after the first report; that claim comes
+  # back empty (short) and no report unlocks a step (none has children), so
+  # there is no third claim. (Claiming after every report would make one
+  # claim per report.)
   def test_no_claim_after_a_short_claim_until_a_report_unlocks_a_step
     task = RbTest.create_task("staggered")
     client = CountingClient.new(TaskerCore.client)
     res = TaskerCore::Coordinator.new(client: client, max_parallel_steps: 4).handle(task["task_id"])
     assert_equal "complete", res["status"]
     assert_equal 4, res["steps_executed"]
-    assert_equal 4, client.calls[:report_results]
+    assert_operator client.calls[:report_results], :>=, 3
     assert_equal 2, client.calls[:claim_steps]
     assert_equal 0, client.calls[:finalize], "the last report finalizes"
   end

@@ -1,5 +1,5 @@
-DROP TRIGGER tasker_delete_task_transitions ON tasker_tasks;
-DROP FUNCTION tasker_delete_task_transitions();
+DROP TRIGGER tasker_delete_task_rows ON tasker_tasks;
+DROP FUNCTION tasker_delete_task_rows();
 DROP TRIGGER tasker_delete_step_transitions ON tasker_workflow_steps;
 DROP FUNCTION tasker_delete_step_transitions();
 

@@ -29,11 +29,13 @@ $$;
 CREATE TRIGGER tasker_delete_step_transitions AFTER DELETE ON tasker_workflow_steps
     REFERENCING OLD TABLE AS deleted_steps FOR EACH STATEMENT EXECUTE FUNCTION tasker_delete_step_transitions();
 
-CREATE FUNCTION tasker_delete_task_transitions() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Everything deleted with a task is deleted by this one function (0009
+-- adds the steps and edges to it).
+CREATE FUNCTION tasker_delete_task_rows() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM tasker_task_transitions tr USING deleted_tasks d WHERE tr.task_id = d.task_id;
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER tasker_delete_task_transitions AFTER DELETE ON tasker_tasks
-    REFERENCING OLD TABLE AS deleted_tasks FOR EACH STATEMENT EXECUTE FUNCTION tasker_delete_task_transitions();
+CREATE TRIGGER tasker_delete_task_rows AFTER DELETE ON tasker_tasks
+    REFERENCING OLD TABLE AS deleted_tasks FOR EACH STATEMENT EXECUTE FUNCTION tasker_delete_task_rows();
