@@ -350,6 +350,23 @@ step_templates:
 		_, err = c.ResolveStep(ctx, t2.ID, "ship", tasker.Actor{Who: "ops"})
 		require.True(t, errors.Is(err, tasker.ErrInvalidTransition), "resolve a complete step: %v", err)
 
+		// Resolve the root of a task that has not started: its first claim
+		// looks only at the roots (charge, resolved), yet ship runs.
+		tr, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "manual"})
+		require.NoError(t, err)
+		_, err = c.ResolveStep(ctx, tr.ID, "charge", tasker.Actor{Who: "ops", Reason: "charged by phone"})
+		require.NoError(t, err)
+		res, err = c.RunTask(ctx, tr.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("complete"), res.Status)
+		detail, err := c.Task(ctx, tr.ID)
+		require.NoError(t, err)
+		require.Len(t, detail.Steps, 2)
+		for _, s := range detail.Steps {
+			want := map[string]tasker.StepState{"charge": "resolved_manually", "ship": "complete"}[s.Name]
+			require.Equal(t, want, s.State, "step %s", s.Name)
+		}
+
 		// Cancel a pending task, then again.
 		t3, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "manual"})
 		require.NoError(t, err)

@@ -58,7 +58,8 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// is: nothing runs until an operator acts.
 	now := e.now()
 	tr, task, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, e.cfg.Owner, "coordinator started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease)})
+		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease),
+			FirstNames: e.rootNames})
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +87,30 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	return e.finalize(ctx, task, res)
 }
 
+// rootNames names the steps of task's template without parents, the only
+// steps of a task that has not run that can be ready; nil when the
+// template is not loaded here, when every step is a root (the claim would
+// look at every step anyway) or when there are more than maxNarrowNames.
+func (e *Engine) rootNames(task *taskertype.Task) []string {
+	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return nil
+	}
+	var roots []string
+	for _, st := range tmpl.Steps {
+		if len(st.DependsOn) == 0 {
+			if len(roots) == maxNarrowNames {
+				return nil
+			}
+			roots = append(roots, st.Name)
+		}
+	}
+	if len(roots) == len(tmpl.Steps) {
+		return nil
+	}
+	return roots
+}
+
 // startParams is the task transition that starts (or resumes) a task.
 func startParams(taskID int64, actor, reason string, now time.Time) *store.TaskTransitionParams {
 	return &store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventStart),
@@ -95,6 +120,13 @@ func startParams(taskID int64, actor, reason string, now time.Time) *store.TaskT
 // handlerGiveUp is how long a shutting-down coordinator waits for handlers
 // after cancelling them before it abandons their steps to lease expiry.
 const handlerGiveUp = time.Second
+
+// maxNarrowNames bounds the names a claim after a short claim filters by.
+// The filter is a linear search of the list for every pending step the
+// claim reads: when a root unlocked the 10,000 leaves of a fan-out, the
+// claim by their names took ~50 ms longer than the general claim, which
+// finds 2,000 ready leaves in its first 2,000 rows anyway.
+const maxNarrowNames = 64
 
 // runSteps is the discover -> claim -> execute -> record loop. first, when
 // not nil, are steps the caller already claimed at claimedAt (the loop's
@@ -157,7 +189,8 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	// step then claimable was claimed; the next claim need only look at
 	// the steps unlocked since (narrow, by name) instead of checking the
 	// readiness of every pending step of the task (a long chain's claims
-	// were quadratic in its length).
+	// were quadratic in its length). A long list of names is not worth it
+	// (see maxNarrowNames).
 	lastShort := false
 	var narrow unlockSet // unlocked by recordings committed since the last claim started
 	claimFailed := false // the last claim failed: wait for a result first
@@ -190,7 +223,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				now := e.now()
 				claimLimit, reclaim = room, false
 				var names []string
-				if lastShort && !narrow.unknown && len(narrow.names) > 0 {
+				if lastShort && !narrow.unknown && len(narrow.names) > 0 && len(narrow.names) <= maxNarrowNames {
 					names = narrow.names
 				}
 				narrow = unlockSet{} // this claim sees every unlock committed before it

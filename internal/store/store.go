@@ -219,6 +219,10 @@ type TransitionResult struct {
 	Changed bool
 	// State is the state after the call (the unchanged state when Changed is false).
 	State taskertype.TaskState
+	// From is the state the task left, and Seq the number of its
+	// transitions after this one (when Changed; TaskStartAndClaim only).
+	From taskertype.TaskState
+	Seq  int
 }
 
 // TaskSummary counts a task's steps by state, for the finalizer.
@@ -246,6 +250,14 @@ type StepClaimParams struct {
 	// knows which steps its results unlocked. Found by name, so the claim
 	// does not check the readiness of every pending step.
 	Names []string
+	// FirstNames, when set and the start of TaskStartAndClaim is the
+	// task's first (its second transition, out of pending: none of its
+	// steps has run), names the steps that can be ready: the template's
+	// roots. The first claim then looks only at those, as with Names,
+	// instead of checking every pending step (44 ms for a 10,000-wide
+	// fan-out, whose root is its only ready step). It returns nil when it
+	// cannot tell.
+	FirstNames func(*taskertype.Task) []string
 }
 
 // ClaimedStep is a step claimed for one attempt.

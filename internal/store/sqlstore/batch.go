@@ -636,18 +636,23 @@ func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq,
 	if len(ids) == 0 {
 		return nil
 	}
-	rs, err := tx.query(ctx, `SELECT `+taskCols+` FROM tasker_tasks t WHERE t.task_id = ANY($1::bigint[])`, ids)
+	// previous_state is the state a moved task left.
+	rs, err := tx.query(ctx, `SELECT `+taskCols+`, COALESCE(t.previous_state, ''), t.transition_seq FROM tasker_tasks t
+WHERE t.task_id = ANY($1::bigint[])`, ids)
 	if err != nil {
 		return fmt.Errorf("read started tasks: %w", err)
 	}
 	defer rs.Close()
 	byID := make(map[int64]*taskertype.Task, len(ids))
+	moves := make(map[int64]store.TransitionResult, len(ids))
 	for rs.Next() {
-		t, err := scanTask(rs)
+		var from string
+		var seq int
+		t, err := scanTask(rs, &from, &seq)
 		if err != nil {
 			return fmt.Errorf("read started tasks: %w", err)
 		}
-		byID[t.ID] = t
+		byID[t.ID], moves[t.ID] = t, store.TransitionResult{From: taskertype.TaskState(from), Seq: seq}
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("read started tasks: %w", err)
@@ -658,6 +663,9 @@ func (s *Store) startedTasks(ctx context.Context, tx txer, starters []*claimReq,
 			continue
 		}
 		r.tr = &store.TransitionResult{Changed: moved[i], State: r.task.State}
+		if moved[i] {
+			r.tr.From, r.tr.Seq = moves[r.task.ID].From, moves[r.task.ID].Seq
+		}
 	}
 	return nil
 }
@@ -695,7 +703,7 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 			continue
 		}
 		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
-			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil), Names: r.p.Names})
+			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil), Names: firstClaimNames(r.p, r.tr, r.task)})
 		claimers = append(claimers, r)
 	}
 	if len(docs) == 0 {

@@ -190,6 +190,7 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 		if cp.Limit == 0 {
 			cp.Limit = task.MaxParallelSteps
 		}
+		cp.Names = firstClaimNames(p, tr, task)
 		claimed, err = s.claimTx(ctx, tx, &cp)
 		return err
 	})
@@ -197,6 +198,21 @@ func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransiti
 		return nil, nil, nil, err
 	}
 	return tr, task, claimed, nil
+}
+
+// firstClaimNames is the name filter of the claim that follows a task's
+// start: p.Names, or, when this was the task's first start (transition 1
+// created it pending, 2 starts it), the names p.FirstNames gives. A task
+// yielded or retried back to pending has run steps, so any step may be
+// ready. (An operator may resolve a step of a task not yet started: its
+// children are then ready without being roots. The finalizer counts them
+// ready and the coordinator claims them with a general claim.)
+func firstClaimNames(p *store.StepClaimParams, tr *store.TransitionResult, task *taskertype.Task) []string {
+	if len(p.Names) > 0 || p.FirstNames == nil || tr == nil || !tr.Changed || tr.From != taskertype.TaskStatePending ||
+		tr.Seq != 2 {
+		return p.Names
+	}
+	return p.FirstNames(task)
 }
 
 // claimTx claims up to p.Limit ready steps inside tx.

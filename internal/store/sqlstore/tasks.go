@@ -12,14 +12,15 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-func scanTask(r row) (*taskertype.Task, error) {
+func scanTask(r row, extra ...any) (*taskertype.Task, error) {
 	var t taskertype.Task
 	var state string
 	var ctxJSON, tags []byte
 	var created, updated, completed scanTime
-	if err := r.Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON, &t.Initiator,
+	dest := append([]any{&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON, &t.Initiator,
 		&t.SourceSystem, &t.Reason, &tags, &t.Priority, &t.IdempotencyKey, &t.MaxParallelSteps,
-		&created, &updated, &completed); err != nil {
+		&created, &updated, &completed}, extra...)
+	if err := r.Scan(dest...); err != nil {
 		return nil, err
 	}
 	t.State = taskertype.TaskState(state)
@@ -403,7 +404,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, p.TaskID, prev.String, string(p.To
 	if err := s.queueApply(ctx, tx, p.TaskID, p.Queue, now); err != nil {
 		return nil, err
 	}
-	return &store.TransitionResult{Changed: true, State: p.To}, nil
+	return &store.TransitionResult{Changed: true, State: p.To, From: taskertype.TaskState(prev.String), Seq: seq}, nil
 }
 
 // TaskSummary implements store.Store.

@@ -337,6 +337,61 @@ func Exercise(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	t.Run("FirstStartClaimsByFirstNames", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		start := func(id int64) *store.TaskTransitionParams {
+			return &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStatePending},
+				To: taskertype.TaskStateInProgress, Event: "start", Actor: "r1", Now: t0}
+		}
+		var asked []int64
+		claimP := func(id int64, first ...string) *store.StepClaimParams {
+			return &store.StepClaimParams{TaskID: id, Owner: "r1", Limit: 4, Now: t0, LeaseUntil: t0.Add(time.Minute),
+				FirstNames: func(task *taskertype.Task) []string {
+					asked = append(asked, task.ID)
+					return first
+				}}
+		}
+		// Two roots, a and x: the first start claims only the one named.
+		p := diamond("")
+		p.Steps = append(p.Steps, store.StepSpec{Name: "x", HandlerClass: "h", MaxAttempts: 1})
+		res, err := st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+		id := res.Task.ID
+		tr, _, claimed, err := st.TaskStartAndClaim(ctx, start(id), claimP(id, "x"))
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		require.Equal(t, []string{"x"}, claimNames(claimed), "a is ready too, but not named")
+		require.Equal(t, []int64{id}, asked)
+		require.Equal(t, []string{"a"}, claimNames(claim(t, st, id, "r1", t0, 4)), "a plain claim takes a")
+
+		// Nil names: every ready step, as without FirstNames.
+		res, err = st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+		_, _, claimed, err = st.TaskStartAndClaim(ctx, start(res.Task.ID), claimP(res.Task.ID))
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"a", "x"}, claimNames(claimed))
+
+		// A task handed back to pending (yield) has run steps: its next start
+		// is not its first, and FirstNames is not asked.
+		res, err = st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id = res.Task.ID
+		_, _, claimed, err = st.TaskStartAndClaim(ctx, start(id), claimP(id))
+		require.NoError(t, err)
+		succeed(t, st, id, "r1", t0, claimed...)
+		_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: id,
+			From: []taskertype.TaskState{taskertype.TaskStateInProgress}, To: taskertype.TaskStatePending,
+			Event: "yield", Actor: "r1", Now: t0})
+		require.NoError(t, err)
+		asked = nil
+		tr, _, claimed, err = st.TaskStartAndClaim(ctx, start(id), claimP(id, "a"))
+		require.NoError(t, err)
+		require.True(t, tr.Changed)
+		require.Empty(t, asked)
+		require.ElementsMatch(t, []string{"b", "c"}, claimNames(claimed), "a is complete; b and c are ready")
+	})
+
 	t.Run("StepRecordFinalize", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
