@@ -13,6 +13,7 @@ import (
 // recorder collects lifecycle events into per-task timelines.
 type recorder struct {
 	parents map[string][]string
+	width   int // steps per task: the size of a timeline's maps
 	cancel  func()
 	done    chan struct{}
 	stopMu  sync.Once
@@ -48,6 +49,7 @@ func newRecorder(bus *engine.Bus, tmpl *template.Template, _ int) *recorder {
 	for _, st := range tmpl.Steps {
 		r.parents[st.Name] = st.DependsOn
 	}
+	r.width = len(tmpl.Steps)
 	ch, cancel := bus.Subscribe(subscriberBuffer, taskertype.EventStepStarted, taskertype.EventStepCompleted,
 		taskertype.EventTaskCompleted, taskertype.EventTaskFailed, taskertype.EventTaskBlocked)
 	r.cancel = cancel
@@ -71,7 +73,7 @@ func (r *recorder) stop() {
 func (r *recorder) timeline(id int64) *taskTimeline {
 	t := r.tasks[id]
 	if t == nil {
-		t = &taskTimeline{started: map[string]time.Time{}, completed: map[string]time.Time{}}
+		t = &taskTimeline{started: make(map[string]time.Time, r.width), completed: make(map[string]time.Time, r.width)}
 		r.tasks[id] = t
 	}
 	return t

@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -16,7 +17,7 @@ func handleNoop(_ context.Context, step *taskertype.StepContext) (any, error) {
 	if r, ok := step.HandlerConfig["result"]; ok {
 		return r, nil
 	}
-	return map[string]any{"ok": true}, nil
+	return json.RawMessage(`{"ok":true}`), nil // as encoded: no map to build and marshal per step
 }
 
 // handleSleep implements tasker:sleep: it waits handler_config.seconds or

@@ -251,9 +251,13 @@ CROSS JOIN LATERAL (SELECT ` + summaryCols("r.now") + `
 
 func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) error {
 	type ref struct{ req, outcome int }
-	var docs []batchRecordDoc
-	var refs []ref
-	var ids []int64
+	n := 0
+	for _, r := range batch {
+		n += len(r.p.Outcomes)
+	}
+	docs := make([]batchRecordDoc, 0, n)
+	refs := make([]ref, 0, n)
+	ids := make([]int64, 0, n)
 	for ri, r := range batch {
 		clear(r.applied)
 		r.tr, r.err = nil, nil
@@ -316,7 +320,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 		if err != nil {
 			return fmt.Errorf("record steps: %w", err)
 		}
-		rs, err := tx.query(ctx, recordBatchSQL, string(doc), ids, taskIDs)
+		rs, err := tx.query(ctx, recordBatchSQL, doc, ids, taskIDs)
 		if err != nil {
 			return fmt.Errorf("record steps: %w", err)
 		}
@@ -479,7 +483,7 @@ func (s *Store) applyTaskMoves(ctx context.Context, tx txer, ps []*store.TaskTra
 	if err != nil {
 		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
-	rs, err := tx.query(ctx, taskMovesSQL, string(doc), ids)
+	rs, err := tx.query(ctx, taskMovesSQL, doc, ids)
 	if err != nil {
 		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
@@ -713,7 +717,7 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	if err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}
-	rs, err := tx.query(ctx, claimBatchSQL, string(doc))
+	rs, err := tx.query(ctx, claimBatchSQL, doc)
 	if err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
@@ -229,6 +230,20 @@ func (st *scanTime) Scan(v any) error {
 		return st.parse(string(x))
 	}
 	return fmt.Errorf("scan time: unsupported type %T", v)
+}
+
+// ScanTimestamptz lets pgx hand over a timestamptz without boxing it for
+// Scan (an allocation per column of every step read).
+func (st *scanTime) ScanTimestamptz(v pgtype.Timestamptz) error {
+	if !v.Valid {
+		st.Valid = false
+		return nil
+	}
+	if v.InfinityModifier != pgtype.Finite {
+		return fmt.Errorf("scan time: %s is not a point in time", v.InfinityModifier)
+	}
+	st.T, st.Valid = v.Time.UTC(), true
+	return nil
 }
 
 func (st *scanTime) parse(v string) error {

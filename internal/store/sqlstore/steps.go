@@ -19,9 +19,10 @@ func scanStep(r row, extra ...any) (*taskertype.Step, error) {
 	var cfg, inputs, results, errDoc []byte
 	var backoff *int
 	var lastAt, nextAt, leaseAt, created, updated, completed scanTime
-	dest := []any{&st.ID, &st.TaskID, &st.Name, &st.HandlerClass, &cfg, &state, &st.Retryable,
+	dest := make([]any, 0, 22+len(extra))
+	dest = append(dest, &st.ID, &st.TaskID, &st.Name, &st.HandlerClass, &cfg, &state, &st.Retryable,
 		&st.Attempts, &st.MaxAttempts, &st.TimeoutSeconds, &st.Skippable, &inputs, &results, &errDoc,
-		&backoff, &lastAt, &nextAt, &st.LeaseOwner, &leaseAt, &created, &updated, &completed}
+		&backoff, &lastAt, &nextAt, &st.LeaseOwner, &leaseAt, &created, &updated, &completed)
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
