@@ -722,12 +722,13 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 		return fmt.Errorf("claim steps: %w", err)
 	}
 	withParents := map[int64]*store.ClaimedStep{}
+	var prev, owner string
+	var seq, n, attempt int
+	var hasParents bool
+	var now scanTime
+	sc := newStepScanner(&prev, &seq, &hasParents, &n, &owner, &now, &attempt)
 	for rs.Next() {
-		var prev, owner string
-		var seq, n, attempt int
-		var hasParents bool
-		var now scanTime
-		st, err := scanStep(rs, &prev, &seq, &hasParents, &n, &owner, &now, &attempt)
+		st, err := sc.scan(rs)
 		if err != nil {
 			rs.Close()
 			return fmt.Errorf("claim steps: %w", err)

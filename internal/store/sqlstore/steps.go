@@ -13,24 +13,43 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-func scanStep(r row, extra ...any) (*taskertype.Step, error) {
-	var st taskertype.Step
-	var state string
-	var cfg, inputs, results, errDoc []byte
-	var backoff *int
-	var lastAt, nextAt, leaseAt, created, updated, completed scanTime
-	dest := make([]any, 0, 22+len(extra))
-	dest = append(dest, &st.ID, &st.TaskID, &st.Name, &st.HandlerClass, &cfg, &state, &st.Retryable,
-		&st.Attempts, &st.MaxAttempts, &st.TimeoutSeconds, &st.Skippable, &inputs, &results, &errDoc,
-		&backoff, &lastAt, &nextAt, &st.LeaseOwner, &leaseAt, &created, &updated, &completed)
-	if err := r.Scan(append(dest, extra...)...); err != nil {
+// stepScanner reads rows of stepCols (then the extra columns) into steps.
+// One scanner serves every row of a query: its destination list and
+// scratch values are made once, not once per row (a claim reads
+// thousands of rows).
+type stepScanner struct {
+	st                                            taskertype.Step
+	state                                         string
+	cfg, inputs, results, errDoc                  []byte
+	backoff                                       *int
+	lastAt, nextAt, leaseAt, created, updated, at scanTime
+	dest                                          []any
+}
+
+func newStepScanner(extra ...any) *stepScanner {
+	s := &stepScanner{}
+	st := &s.st
+	s.dest = append(make([]any, 0, 22+len(extra)), &st.ID, &st.TaskID, &st.Name, &st.HandlerClass, &s.cfg, &s.state,
+		&st.Retryable, &st.Attempts, &st.MaxAttempts, &st.TimeoutSeconds, &st.Skippable, &s.inputs, &s.results,
+		&s.errDoc, &s.backoff, &s.lastAt, &s.nextAt, &st.LeaseOwner, &s.leaseAt, &s.created, &s.updated, &s.at)
+	s.dest = append(s.dest, extra...)
+	return s
+}
+
+// scan reads one row into a new step. The drivers copy []byte and
+// allocate strings per row; the backoff pointer is cleared so that a
+// driver allocates it afresh rather than writing through last row's.
+func (s *stepScanner) scan(r row) (*taskertype.Step, error) {
+	s.backoff = nil
+	if err := r.Scan(s.dest...); err != nil {
 		return nil, err
 	}
-	st.State = taskertype.StepState(state)
-	st.HandlerConfig, st.Inputs, st.Results, st.Error = cfg, inputs, results, errDoc
-	st.BackoffRequestSeconds = backoff
-	st.LastAttemptedAt, st.NextRetryAt, st.LeaseExpiresAt = lastAt.ptr(), nextAt.ptr(), leaseAt.ptr()
-	st.CreatedAt, st.UpdatedAt, st.CompletedAt = created.T, updated.T, completed.ptr()
+	st := s.st
+	st.State = taskertype.StepState(s.state)
+	st.HandlerConfig, st.Inputs, st.Results, st.Error = s.cfg, s.inputs, s.results, s.errDoc
+	st.BackoffRequestSeconds = s.backoff
+	st.LastAttemptedAt, st.NextRetryAt, st.LeaseExpiresAt = s.lastAt.ptr(), s.nextAt.ptr(), s.leaseAt.ptr()
+	st.CreatedAt, st.UpdatedAt, st.CompletedAt = s.created.T, s.updated.T, s.at.ptr()
 	return &st, nil
 }
 
@@ -42,8 +61,9 @@ func (s *Store) querySteps(ctx context.Context, q string, args ...any) ([]*taske
 	}
 	defer rs.Close()
 	var out []*taskertype.Step
+	sc := newStepScanner()
 	for rs.Next() {
-		st, err := scanStep(rs)
+		st, err := sc.scan(rs)
 		if err != nil {
 			return nil, err
 		}
@@ -230,11 +250,12 @@ func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) 
 	var claimed []*store.ClaimedStep
 	withParents := map[int64]*store.ClaimedStep{}
 	var trs []transitionRow
+	var prev string
+	var seq int
+	var hasParents bool
+	sc := newStepScanner(&prev, &seq, &hasParents)
 	for rs.Next() {
-		var prev string
-		var seq int
-		var hasParents bool
-		st, err := scanStep(rs, &prev, &seq, &hasParents)
+		st, err := sc.scan(rs)
 		if err != nil {
 			rs.Close()
 			return nil, fmt.Errorf("claim steps: %w", err)
