@@ -416,24 +416,34 @@ func (s *Store) summaries(ctx context.Context, tx txer, taskIDs []int64, nows []
 	return out, nil
 }
 
-// taskMoveDoc is one guarded task transition in the JSON document
-// taskMovesSQL reads; N is its position.
-type taskMoveDoc struct {
-	N           int             `json:"n"`
-	TaskID      int64           `json:"task_id"`
-	To          string          `json:"to_state"`
-	From        string          `json:"from_states"` // comma-separated
-	Terminal    bool            `json:"terminal"`
-	Event       string          `json:"event"`
-	Reason      string          `json:"reason"`
-	Actor       string          `json:"actor"`
-	Meta        json.RawMessage `json:"meta,omitempty"`
-	Now         time.Time       `json:"now"`
-	Queue       string          `json:"queue"` // "", "delete" or "upsert"
-	Operation   string          `json:"operation,omitempty"`
-	RunAt       time.Time       `json:"run_at"`
-	Priority    int             `json:"priority"`
-	QueueReason string          `json:"queue_reason"`
+// taskMoveColumns are the guarded task transitions taskMovesSQL reads, one
+// array per column (binary arrays: see recordColumns).
+type taskMoveColumns struct {
+	taskIDs                          []int64
+	to, from                         []string // from: the sources, comma-separated
+	terminal                         []bool
+	events, reasons, actors          []string
+	metas                            []json.RawMessage
+	nows, runAts                     []time.Time
+	queues, operations, queueReasons []string // queue: "", "delete" or "upsert"
+	priorities                       []int
+}
+
+func (c *taskMoveColumns) add(taskID int64, to, from string, terminal bool, event, reason, actor string,
+	meta json.RawMessage, now time.Time, queue, operation string, runAt time.Time, priority int, queueReason string) {
+	c.taskIDs, c.to, c.from, c.terminal = append(c.taskIDs, taskID), append(c.to, to), append(c.from, from),
+		append(c.terminal, terminal)
+	c.events, c.reasons, c.actors = append(c.events, event), append(c.reasons, reason), append(c.actors, actor)
+	c.metas, c.nows, c.queues = append(c.metas, nonEmpty(meta)), append(c.nows, now), append(c.queues, queue)
+	c.operations, c.runAts, c.priorities = append(c.operations, operation), append(c.runAts, runAt),
+		append(c.priorities, priority)
+	c.queueReasons = append(c.queueReasons, queueReason)
+}
+
+// args are the statement's parameters, $1 to $14.
+func (c *taskMoveColumns) args() []any {
+	return []any{c.taskIDs, c.to, c.from, c.terminal, c.events, c.reasons, c.actors, c.metas, c.nows, c.queues,
+		c.operations, c.runAts, c.priorities, c.queueReasons}
 }
 
 // taskMovesSQL applies guarded task transitions (a task moves only from one
@@ -444,10 +454,11 @@ type taskMoveDoc struct {
 const taskMovesSQL = `WITH moved AS (
 	UPDATE tasker_tasks t SET state = v.to_state, previous_state = t.state, transition_seq = t.transition_seq + 1,
 		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END
-	FROM (SELECT * FROM jsonb_to_recordset($1::jsonb) AS v(n integer, task_id bigint, to_state text, from_states text,
-		terminal boolean, event text, reason text, actor text, meta jsonb, now timestamptz, queue text, operation text,
-		run_at timestamptz, priority integer, queue_reason text) OFFSET 0) AS v
-	WHERE t.task_id = ANY($2::bigint[]) AND t.task_id = v.task_id AND t.state = ANY(string_to_array(v.from_states, ','))
+	FROM (SELECT v.*, v.ord - 1 AS n FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::text[],
+		$7::text[], $8::jsonb[], $9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[], $13::integer[], $14::text[])
+		WITH ORDINALITY AS v(task_id, to_state, from_states, terminal, event, reason, actor, meta, now, queue, operation,
+		run_at, priority, queue_reason, ord) OFFSET 0) AS v
+	WHERE t.task_id = ANY($1::bigint[]) AND t.task_id = v.task_id AND t.state = ANY(string_to_array(v.from_states, ','))
 	RETURNING v.n, t.task_id, t.previous_state, t.transition_seq, v.to_state, v.event, v.reason, v.actor, v.meta, v.now,
 		v.queue, v.operation, v.run_at, v.priority, v.queue_reason),
 tr AS (
@@ -470,39 +481,36 @@ func (s *Store) applyTaskMoves(ctx context.Context, tx txer, ps []*store.TaskTra
 	if len(ps) == 0 {
 		return moved, nil
 	}
-	docs := make([]taskMoveDoc, len(ps))
-	ids := make([]int64, len(ps))
-	for i, p := range ps {
+	var cols taskMoveColumns
+	for _, p := range ps {
 		from := make([]string, len(p.From))
 		for j, st := range p.From {
 			from[j] = string(st)
 		}
 		now := utc(p.Now)
-		d := taskMoveDoc{N: i, TaskID: p.TaskID, To: string(p.To), From: strings.Join(from, ","), Terminal: p.To.Terminal(),
-			Event: p.Event, Reason: p.Reason, Actor: p.Actor, Meta: p.Meta, Now: now}
+		var queue, operation, queueReason string
+		var runAt time.Time
+		var priority int
 		switch p.Queue.Kind {
 		case store.QueueNone:
 		case store.QueueDelete:
-			d.Queue = "delete"
+			queue = "delete"
 		case store.QueueUpsert:
-			d.Queue, d.Operation, d.RunAt, d.Priority, d.QueueReason = "upsert", p.Queue.Operation, utc(p.Queue.RunAt),
+			queue, operation, runAt, priority, queueReason = "upsert", p.Queue.Operation, utc(p.Queue.RunAt),
 				p.Queue.Priority, p.Queue.Reason
 			if p.Queue.RunAt.IsZero() {
-				d.RunAt = now
+				runAt = now
 			}
-			if d.Operation == "" {
-				d.Operation = "enqueue"
+			if operation == "" {
+				operation = "enqueue"
 			}
 		default:
 			return nil, fmt.Errorf("transition task %d: unknown queue operation %d", p.TaskID, p.Queue.Kind)
 		}
-		docs[i], ids[i] = d, p.TaskID
+		cols.add(p.TaskID, string(p.To), strings.Join(from, ","), p.To.Terminal(), p.Event, p.Reason, p.Actor, p.Meta, now,
+			queue, operation, runAt, priority, queueReason)
 	}
-	doc, err := json.Marshal(docs)
-	if err != nil {
-		return nil, fmt.Errorf("transition tasks: %w", err)
-	}
-	rs, err := tx.query(ctx, taskMovesSQL, doc, ids)
+	rs, err := tx.query(ctx, taskMovesSQL, cols.args()...)
 	if err != nil {
 		return nil, fmt.Errorf("transition tasks: %w", err)
 	}
