@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -325,6 +326,14 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, $4)`, taskID, p.Reason, p.
 			edges = append(edges, edge{from: from, to: stepIDs[st.Name]})
 		}
 	}
+	// Each step's edges go in newest parent first. A readiness check reads
+	// them in that (physical) order and stops at the first parent not
+	// complete; claims take steps in id order, so the newest parents are
+	// the ones still running. A claim that reached a 10,000-way join while
+	// its last parents ran read ~8,000 complete parents first (11 ms).
+	slices.SortFunc(edges, func(a, b edge) int {
+		return cmp.Or(cmp.Compare(a.to, b.to), cmp.Compare(b.from, a.from))
+	})
 	err = s.bulkInsert(ctx, tx, "tasker_workflow_step_edges", []string{"task_id", "from_step_id", "to_step_id"}, len(edges),
 		func(i int) []any { return []any{taskID, edges[i].from, edges[i].to} })
 	if err != nil {
