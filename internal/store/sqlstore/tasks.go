@@ -283,7 +283,7 @@ VALUES ($1, NULL, 'pending', 'initialize', $2, $3, 1, $4)`, taskID, p.Reason, p.
 			st.Retryable, st.MaxAttempts, st.TimeoutSeconds, st.Skippable, s.j(inputs), s.t(now), s.t(now), completed}
 	}
 	cp, canCopy := tx.(copier)
-	if canCopy {
+	if canCopy && len(p.Steps) >= copyMinRows {
 		// PostgreSQL: take the ids from the sequence, then COPY the rows.
 		ids, err := s.allocateStepIDs(ctx, tx, len(p.Steps))
 		if err != nil {
@@ -491,7 +491,7 @@ func (s *Store) bulkInsert(ctx context.Context, tx txer, table string, cols []st
 	if n == 0 {
 		return nil
 	}
-	if cp, ok := tx.(copier); ok {
+	if cp, ok := tx.(copier); ok && n >= copyMinRows {
 		rows := make([][]any, n)
 		for i := range rows {
 			rows[i] = row(i)

@@ -149,6 +149,41 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Equal(t, "enqueue", q[0].Operation)
 	})
 
+	// A small task's rows go in as multi-row INSERTs, a wide one's by COPY
+	// on PostgreSQL: both must write every step, edge and transition.
+	t.Run("TaskCreateWritesEveryRowAtAnyWidth", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		for _, width := range []int{1, 62, 63, 64, 200} {
+			p := diamond("")
+			p.Steps = p.Steps[:1] // a
+			leaves := make([]string, width)
+			for i := range leaves {
+				leaves[i] = fmt.Sprintf("leaf_%03d", i)
+				p.Steps = append(p.Steps, store.StepSpec{Name: leaves[i], HandlerClass: "h", MaxAttempts: 1, Parents: []string{"a"}})
+			}
+			p.Steps = append(p.Steps, store.StepSpec{Name: "join", HandlerClass: "h", MaxAttempts: 1, Parents: leaves})
+			res, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err, "width %d", width)
+			steps, err := st.StepList(ctx, res.Task.ID)
+			require.NoError(t, err)
+			require.Len(t, steps, width+2, "width %d", width)
+			for _, s := range steps {
+				switch s.Name {
+				case "a":
+					require.Empty(t, s.Parents)
+				case "join":
+					require.ElementsMatch(t, leaves, s.Parents, "width %d", width)
+				default:
+					require.Equal(t, []string{"a"}, s.Parents, "width %d step %s", width, s.Name)
+				}
+			}
+			strs, err := st.StepTransitions(ctx, res.Task.ID)
+			require.NoError(t, err)
+			require.Len(t, strs, width+2, "width %d: one initial transition per step", width)
+		}
+	})
+
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
