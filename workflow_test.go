@@ -355,6 +355,48 @@ func TestWorkflowShapes(t *testing.T) {
 	})
 }
 
+// TestWideFanInRunsEveryStepOnce runs 700 leaves with max_parallel_steps
+// 1,000: the claim of the leaves (nothing else of the task running) is made
+// as two claims at once, and their results recorded as two transactions at
+// once. Every step must run exactly once, after its parents.
+func TestWideFanInRunsEveryStepOnce(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openClient(t, url)
+		rec := &recorder{}
+		c.RegisterHandler("Recorder", rec)
+		sh := fanInShape(700)
+		yaml := strings.Replace(templateYAML(sh, 1, nil, nil), "max_parallel_steps: 8", "max_parallel_steps: 1000", 1)
+		_, err := c.AddTemplate("wide.yml", []byte(yaml))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: sh.name})
+		require.NoError(t, err)
+		res, err := c.RunTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("complete"), res.Status, "outcome %s: %s", res.Outcome, res.Reason)
+		rec.checkOrder(t, task.ID, sh.deps)
+		runs := map[string]int{}
+		rec.mu.Lock()
+		for _, a := range rec.attempts {
+			if a.taskID == task.ID {
+				runs[a.step]++
+			}
+		}
+		rec.mu.Unlock()
+		require.Len(t, runs, 702)
+		for step, n := range runs {
+			require.Equal(t, 1, n, "step %s ran %d times", step, n)
+		}
+		detail, err := c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		for _, st := range detail.Steps {
+			require.Equal(t, tasker.StepState("complete"), st.State, "step %s", st.Name)
+			require.Equal(t, 1, st.Attempts, "step %s", st.Name)
+		}
+	})
+}
+
 func TestErrorsAreTyped(t *testing.T) {
 	t.Parallel()
 	c := openClient(t, "sqlite:"+testdb.SQLitePath(t))

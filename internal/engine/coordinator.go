@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/statemachine"
@@ -229,9 +230,10 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				narrow = unlockSet{} // this claim sees every unlock committed before it
 				ch := make(chan backgroundClaim, 1)
 				claiming = ch
+				split := len(inflight) == 0 && recorded == nil // nothing else of this task keeps the database busy
 				go func() {
-					claimed, err := e.store.StepClaim(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
-						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease), Names: names})
+					claimed, err := e.claimInBackground(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
+						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease), Names: names}, split)
 					ch <- backgroundClaim{claimed: claimed, now: now, err: err}
 				}()
 			}
@@ -248,12 +250,9 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			batch, unlocked := pending, pendingUnlocks
 			pending, pendingUnlocks = nil, unlockSet{}
 			recorded = make(chan backgroundRecord, 1)
+			split := claiming == nil // nothing else of this task keeps the database busy
 			go func() {
-				err := e.retryDB(dbctx, "record step results", e.cfg.StepLease, func() error {
-					_, _, err := e.record(dbctx, task, batch, false, false)
-					return err
-				})
-				recorded <- backgroundRecord{unlocked: unlocked, err: err}
+				recorded <- backgroundRecord{unlocked: unlocked, err: e.recordInBackground(dbctx, task, batch, split)}
 			}()
 			continue // claim for the freed slots meanwhile
 		}
@@ -267,6 +266,9 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				batch = append(batch, r)
 			case c := <-claiming:
 				claiming = nil
+				if c.err != nil && len(c.claimed) > 0 {
+					start(c.claimed, c.now) // one half of a split claim failed: run what the other took
+				}
 				if c.err != nil {
 					if len(inflight) == 0 && recorded == nil && len(pending) == 0 {
 						return executed, false, false, c.err
@@ -373,6 +375,61 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			drained, failed, lastShort = false, false, false // steps are ready after all: claim them
 		}
 	}
+}
+
+// splitMin is the smallest half of a background claim or recording made
+// as a transaction of its own (see claimInBackground).
+const splitMin = 256
+
+// recordInBackground records a batch that is neither the last nor holds a
+// failure, retrying through database faults. With split, a batch of at
+// least 2 x splitMin results is recorded as two transactions at once (see
+// claimInBackground).
+func (e *Engine) recordInBackground(ctx context.Context, task *taskertype.Task, batch []attemptResult, split bool) error {
+	rec := func(part []attemptResult) error {
+		return e.retryDB(ctx, "record step results", e.cfg.StepLease, func() error {
+			_, _, err := e.record(ctx, task, part, false, false)
+			return err
+		})
+	}
+	if !split || len(batch) < 2*splitMin {
+		return rec(batch)
+	}
+	half := len(batch) / 2
+	var wg sync.WaitGroup
+	var first error
+	wg.Go(func() { first = rec(batch[:half]) })
+	second := rec(batch[half:])
+	wg.Wait()
+	return errors.Join(first, second)
+}
+
+// claimInBackground claims for the loop. With split (nothing else of the
+// task is running or being recorded), a general claim of at least
+// 2 x splitMin steps is made as two claims of half the limit at once, in
+// two transactions: one transaction's statements run on one server
+// process, so claiming a fan-out's 1,000 leaves, and then recording them,
+// kept one core busy while nothing else could run. The second claim skips
+// the rows the first has locked (SKIP LOCKED), so they never take the same
+// step, and together they take what one claim would have. When the task
+// keeps the database busy otherwise (a wide fan-out's steady state), a
+// split only added contention (fan-out 10,000: -7 %), so it is not made.
+func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams, split bool) ([]*store.ClaimedStep, error) {
+	if !split || len(p.Names) > 0 || p.Limit < 2*splitMin {
+		return e.store.StepClaim(ctx, p)
+	}
+	a, b := *p, *p
+	a.Limit = p.Limit / 2
+	b.Limit = p.Limit - a.Limit
+	var wg sync.WaitGroup
+	var first []*store.ClaimedStep
+	var firstErr error
+	wg.Go(func() { first, firstErr = e.store.StepClaim(ctx, &a) })
+	second, err := e.store.StepClaim(ctx, &b)
+	wg.Wait()
+	// On an error the steps the other half claimed are still returned: they
+	// are leased to this coordinator and must run.
+	return append(first, second...), errors.Join(firstErr, err)
 }
 
 // backgroundClaim is the outcome of a claim run off the loop.
