@@ -720,12 +720,38 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	if err := s.startedTasks(ctx, tx, starters, moved); err != nil {
 		return err
 	}
-	var docs []claimDoc
-	var claimers []*claimReq
+	// Claims of one task go in separate statements (rounds): within one
+	// statement a second claim of the task would pick the rows the first
+	// has just locked (a transaction's own locks are not skipped) and both
+	// would count them. A later statement sees them in progress.
+	var rounds [][]*claimReq
+	perTask := map[int64]int{}
 	for _, r := range batch {
 		if r.err != nil || (r.tr != nil && !r.tr.Changed && r.tr.State != r.start.To) {
 			continue
 		}
+		i := perTask[r.p.TaskID]
+		perTask[r.p.TaskID]++
+		if i == len(rounds) {
+			rounds = append(rounds, nil)
+		}
+		rounds[i] = append(rounds[i], r)
+	}
+	withParents := map[int64]*store.ClaimedStep{}
+	for _, round := range rounds {
+		if err := s.claimRound(ctx, tx, round, withParents); err != nil {
+			return err
+		}
+	}
+	return s.dependencyResults(ctx, tx, withParents)
+}
+
+// claimRound runs claimBatchSQL for claims of distinct tasks and notes the
+// claimed steps that have parents in withParents.
+func (s *Store) claimRound(ctx context.Context, tx txer, round []*claimReq, withParents map[int64]*store.ClaimedStep) error {
+	var docs []claimDoc
+	var claimers []*claimReq
+	for _, r := range round {
 		limit := r.p.Limit
 		if limit == 0 && r.task != nil {
 			limit = r.task.MaxParallelSteps
@@ -748,7 +774,6 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	if err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}
-	withParents := map[int64]*store.ClaimedStep{}
 	var prev, owner string
 	var seq, n, attempt int
 	var hasParents bool
@@ -770,5 +795,5 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("claim steps: %w", err)
 	}
-	return s.dependencyResults(ctx, tx, withParents)
+	return nil
 }

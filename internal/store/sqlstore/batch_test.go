@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -55,4 +56,39 @@ func TestBatchFailureStaysWithItsCall(t *testing.T) {
 	steps, err := st.StepList(ctx, bad.taskID)
 	require.NoError(t, err)
 	require.Equal(t, taskertype.StepStateInProgress, steps[0].State)
+}
+
+// Two claims of one task in one combined batch (a coordinator claiming in
+// two halves, or two coordinators) take different steps, and together as
+// many as they asked for.
+func TestBatchedClaimsOfOneTaskTakeDistinctSteps(t *testing.T) {
+	t.Parallel()
+	st := testdb.Postgres(t)
+	now := time.Now().UTC()
+	specs := []store.StepSpec{{Name: "root", HandlerClass: "h", MaxAttempts: 1}}
+	for i := 0; i < 10; i++ {
+		specs = append(specs, store.StepSpec{Name: fmt.Sprintf("leaf%d", i), HandlerClass: "h", MaxAttempts: 1,
+			Parents: []string{"root"}})
+	}
+	id, root := startTask(t, st, "w", now, specs...) // claims the root
+	_, err := st.StepRecord(context.Background(), &store.StepRecordParams{TaskID: id, Owner: "w", Now: now,
+		Outcomes: []store.StepOutcome{{StepID: root.Step.ID, To: taskertype.StepStateComplete, Event: "succeed",
+			Results: json.RawMessage(`{}`)}}})
+	require.NoError(t, err)
+	claim := func() *store.StepClaimParams {
+		return &store.StepClaimParams{TaskID: id, Owner: "w", Limit: 4, Now: now, LeaseUntil: now.Add(time.Minute)}
+	}
+	claimed, errs := st.ClaimBatchForTest([]*store.StepClaimParams{claim(), claim()})
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	require.Len(t, claimed[0], 4)
+	require.Len(t, claimed[1], 4)
+	seen := map[int64]bool{}
+	for _, cs := range claimed {
+		for _, c := range cs {
+			require.False(t, seen[c.Step.ID], "step %s claimed twice", c.Step.Name)
+			seen[c.Step.ID] = true
+			require.Equal(t, 1, c.Step.Attempts, "step %s", c.Step.Name)
+		}
+	}
 }

@@ -22,3 +22,21 @@ func (s *Store) RecordBatchForTest(ps []*store.StepRecordParams,
 	}
 	return applied, trs, errs
 }
+
+// ClaimBatchForTest runs the StepClaim calls as one combined batch, as the
+// claim combiner does when they arrive together, and returns each call's
+// claimed steps.
+func (s *Store) ClaimBatchForTest(ps []*store.StepClaimParams) ([][]*store.ClaimedStep, []error) {
+	reqs := make([]*claimReq, len(ps))
+	for i, p := range ps {
+		reqs[i] = &claimReq{call: call{done: make(chan struct{})}, p: p}
+	}
+	s.claims.run(reqs)
+	claimed := make([][]*store.ClaimedStep, len(ps))
+	errs := make([]error, len(ps))
+	for i, r := range reqs {
+		<-r.done
+		claimed[i], errs[i] = r.claimed, r.err
+	}
+	return claimed, errs
+}
