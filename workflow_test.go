@@ -261,12 +261,20 @@ var scenarios = []scenario{
 		wantTask: "complete", wantAttempts: 2, wantLast: "complete", minDuration: time.Second},
 }
 
+// recordingClient opens a client on url with the recorder registered as
+// the "Recorder" handler.
+func recordingClient(t *testing.T, url string) (*tasker.Client, *recorder) {
+	t.Helper()
+	c := openClient(t, url)
+	rec := &recorder{}
+	c.RegisterHandler("Recorder", rec)
+	return c, rec
+}
+
 func TestWorkflowShapes(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
-		c := openClient(t, url)
-		rec := &recorder{}
-		c.RegisterHandler("Recorder", rec)
+		c, rec := recordingClient(t, url)
 		all := append(slices.Clone(shapes), randomShape(200, 7))
 		for _, sh := range all {
 			for _, sc := range scenarios {
@@ -362,9 +370,7 @@ func TestWorkflowShapes(t *testing.T) {
 func TestWideFanInRunsEveryStepOnce(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
-		c := openClient(t, url)
-		rec := &recorder{}
-		c.RegisterHandler("Recorder", rec)
+		c, rec := recordingClient(t, url)
 		sh := fanInShape(700)
 		yaml := strings.Replace(templateYAML(sh, 1, nil, nil), "max_parallel_steps: 8", "max_parallel_steps: 1000", 1)
 		_, err := c.AddTemplate("wide.yml", []byte(yaml))
