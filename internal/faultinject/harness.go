@@ -246,8 +246,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		plan  TaskPlan
 	}
 	todo := make([]planned, cfg.Tasks)
+	regular := shapes[:len(shapes)-1] // the wide shape is last: two tasks of it per run, below
 	for i := range todo {
-		s := shapes[rnd.IntN(len(shapes))]
+		s := regular[rnd.IntN(len(regular))]
+		if i == len(todo)/3 || i == 2*len(todo)/3 {
+			s = shapes[len(shapes)-1]
+		}
 		todo[i] = planned{s, NewPlan(rnd, s)}
 		rep.Steps += len(s.Steps)
 	}

@@ -26,10 +26,19 @@ type Shape struct {
 	Name    string
 	Steps   []string
 	Parents map[string][]string
+	// MaxParallel is the template's max_parallel_steps (0: 4).
+	MaxParallel int
 }
 
-// Shapes returns the harness's task shapes: linear, diamond, fan-out and
-// three random DAGs (fixed, so that every runner loads the same templates).
+// WideShape names the shape of a few tasks per run: a root, 600 leaves and
+// a join, with max_parallel_steps 1,000, so that a coordinator claims the
+// leaves as two claims at once and records them as two transactions at
+// once (see engine.claimInBackground) while runners are killed.
+const WideShape = "wide"
+
+// Shapes returns the harness's task shapes: linear, diamond, fan-out,
+// three random DAGs (fixed, so that every runner loads the same
+// templates) and, last, the wide fan-out.
 func Shapes() []Shape {
 	shapes := []Shape{
 		newShape("linear", "a", "b<a", "c<b", "d<c", "e<d"),
@@ -40,7 +49,15 @@ func Shapes() []Shape {
 	for i := range 3 {
 		shapes = append(shapes, randomShape(fmt.Sprintf("random%d", i+1), 7+i, uint64(100+i)))
 	}
-	return shapes
+	specs := []string{"root"}
+	leaves := make([]string, 600)
+	for i := range leaves {
+		leaves[i] = fmt.Sprintf("l%03d", i)
+		specs = append(specs, leaves[i]+"<root")
+	}
+	wide := newShape(WideShape, append(specs, "join<"+strings.Join(leaves, ","))...)
+	wide.MaxParallel = 1000
+	return append(shapes, wide)
 }
 
 func newShape(name string, specs ...string) Shape {
@@ -75,7 +92,11 @@ func randomShape(name string, n int, seed uint64) Shape {
 // YAML renders the shape as a task template.
 func (s Shape) YAML() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "name: %s\nnamespace_name: %s\nversion: 1.0.0\nmax_parallel_steps: 4\nstep_templates:\n", s.Name, Namespace)
+	mps := s.MaxParallel
+	if mps == 0 {
+		mps = 4
+	}
+	fmt.Fprintf(&b, "name: %s\nnamespace_name: %s\nversion: 1.0.0\nmax_parallel_steps: %d\nstep_templates:\n", s.Name, Namespace, mps)
 	for _, st := range s.Steps {
 		fmt.Fprintf(&b, "  - name: %s\n    handler_class: %s\n    default_retryable: true\n    default_retry_limit: %d\n", st, HandlerClass, MaxAttempts)
 		if ps := s.Parents[st]; len(ps) > 0 {
@@ -129,13 +150,15 @@ func (p TaskPlan) Permanent() bool {
 	return false
 }
 
-// NewPlan draws a random plan for a task of shape s.
+// NewPlan draws a random plan for a task of shape s. The wide shape's steps
+// never fail for good (among 600 leaves one would, and the task would stop
+// claiming at once).
 func NewPlan(r *rand.Rand, s Shape) TaskPlan {
 	p := TaskPlan{Shape: s.Name, Steps: map[string]StepPlan{}}
 	for _, st := range s.Steps {
 		sp := StepPlan{SleepMS: 5 + r.IntN(60)}
 		switch x := r.Float64(); {
-		case x < 0.015:
+		case x < 0.015 && s.Name != WideShape:
 			sp.Fail, sp.Mode = 1, ModePermanent
 		case x < 0.08:
 			sp.Fail, sp.Mode = 1, ModeRetryAfter
