@@ -213,17 +213,17 @@ func (c *recordColumns) args() []any {
 // attempt number is the step's count before a given-back attempt is
 // undone). It returns the positions of the outcomes applied.
 //
-// The steps are found by primary key from the id list $2, and the
-// held-state and owner tests are join clauses against the outcome list
-// (OFFSET 0 keeps the planner from folding them into filters on the steps
-// table). The planner knows nothing of the outcome list's length (it
-// guesses 100 rows). With the held-state test as a filter, stale statistics
+// The outcomes are parallel arrays $1-$13 (recordColumns). The steps are
+// found by primary key from the id array $1, and the held-state and owner
+// tests are join clauses against the outcome list (OFFSET 0 keeps the
+// planner from folding them into filters on the steps table). The planner
+// knows nothing of the outcome list's length. With the held-state test as a filter, stale statistics
 // right after a wide fan-out started estimated one in-progress step and the
 // planner re-scanned the whole outcome list for every step (2,000 outcomes:
 // 800 ms instead of 50 ms); without the id list it chose a sequential scan
 // of every step for a one-outcome batch.
 //
-// It also locks the rows of the tasks to finalize ($3): two coordinators
+// It also locks the rows of the tasks to finalize ($14): two coordinators
 // of one task finalizing at once in separate transactions would each see
 // the other's last steps still in progress and both leave the task to the
 // other. With the lock the second waits for the first to commit, and its
