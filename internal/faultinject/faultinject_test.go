@@ -35,10 +35,12 @@ func TestFaultInjection(t *testing.T) {
 		seed  uint64
 		event bool
 	}
-	tasks, timeout, killEvery := 250, 3*time.Minute, 1500*time.Millisecond
+	// The short form (CI) keeps to the small shapes; the full form adds two
+	// wide tasks (600 leaves) per seed.
+	tasks, timeout, killEvery, wide := 250, 3*time.Minute, 1500*time.Millisecond, 0
 	variants := []variant{{1, false}, {2, true}, {3, false}}
 	if mode == "full" {
-		tasks, timeout, killEvery = 1000, 15*time.Minute, 3*time.Second
+		tasks, timeout, killEvery, wide = 1000, 15*time.Minute, 3*time.Second, 2
 		variants = []variant{{1, false}, {2, false}, {3, false}, {4, true}}
 	}
 	if s := os.Getenv("TASKER_FAULTINJECT_SEEDS"); s != "" {
@@ -67,7 +69,7 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatalf("build runner: %v\n%s", err, out)
 	}
 	for _, v := range variants {
-		rep, err := faultinject.Run(context.Background(), faultinject.Config{Seed: v.seed, Tasks: tasks, EventEnqueue: v.event,
+		rep, err := faultinject.Run(context.Background(), faultinject.Config{Seed: v.seed, Tasks: tasks, EventEnqueue: v.event, WideTasks: wide,
 			KillEvery: killEvery, Timeout: timeout, Workdir: dir, RunnerBin: bin, Out: testWriter{t}})
 		if err != nil {
 			t.Fatalf("seed %d: %v", v.seed, err)

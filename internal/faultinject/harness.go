@@ -53,6 +53,9 @@ type Config struct {
 	// EventEnqueue runs every process with the event-based enqueue handler
 	// and checks that every enqueue event was delivered.
 	EventEnqueue bool
+	// WideTasks is how many of the tasks are of the wide shape (WideShape:
+	// 600 leaves), spread over the run. 0: none.
+	WideTasks int
 	// Timeout bounds the run. Defaults to 10 minutes.
 	Timeout time.Duration
 	// Workdir holds the cluster, the logs and the templates. Required.
@@ -246,11 +249,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		plan  TaskPlan
 	}
 	todo := make([]planned, cfg.Tasks)
-	regular := shapes[:len(shapes)-1] // the wide shape is last: two tasks of it per run, below
+	regular := shapes[:len(shapes)-1] // the wide shape is last: cfg.WideTasks of it, spread over the run
+	wideEvery := 0
+	if cfg.WideTasks > 0 {
+		wideEvery = max(len(todo)/(cfg.WideTasks+1), 1)
+	}
+	wide := 0
 	for i := range todo {
 		s := regular[rnd.IntN(len(regular))]
-		if i == len(todo)/3 || i == 2*len(todo)/3 {
-			s = shapes[len(shapes)-1]
+		if wideEvery > 0 && wide < cfg.WideTasks && i > 0 && i%wideEvery == 0 {
+			s, wide = shapes[len(shapes)-1], wide+1
 		}
 		todo[i] = planned{s, NewPlan(rnd, s)}
 		rep.Steps += len(s.Steps)

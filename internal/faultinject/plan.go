@@ -30,10 +30,11 @@ type Shape struct {
 	MaxParallel int
 }
 
-// WideShape names the shape of a few tasks per run: a root, 600 leaves and
-// a join, with max_parallel_steps 1,000, so that a coordinator claims the
-// leaves as two claims at once and records them as two transactions at
-// once (see engine.claimInBackground) while runners are killed.
+// WideShape names the shape of a few tasks per run (Config.WideTasks): a
+// root, 600 leaves and a join, with max_parallel_steps 1,000, so that a
+// coordinator claims the leaves as two claims at once and records them as
+// two transactions at once (see engine.claimInBackground) while runners
+// are killed.
 const WideShape = "wide"
 
 // Shapes returns the harness's task shapes: linear, diamond, fan-out,

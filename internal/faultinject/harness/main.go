@@ -38,6 +38,7 @@ func run() error {
 	killEvery := flag.Duration("kill-every", 3*time.Second, "mean time between runner kills")
 	eventMode := flag.Bool("event-enqueue", false, "use the event-based enqueue handler and check delivery")
 	noRestart := flag.Bool("no-pg-restart", false, "do not restart PostgreSQL")
+	wide := flag.Int("wide", 2, "tasks of the wide shape (600 leaves) per seed")
 	timeout := flag.Duration("timeout", 10*time.Minute, "time limit per seed")
 	workdir := flag.String("workdir", "", "directory for clusters and logs (default: a temporary one)")
 	keep := flag.Bool("keep", false, "keep the work directory (logs, handler log)")
@@ -72,7 +73,7 @@ func run() error {
 			return fmt.Errorf("seed %q: %w", s, err)
 		}
 		rep, err := faultinject.Run(ctx, faultinject.Config{Seed: seed, Tasks: *tasks, Runners: *runners,
-			KillEvery: *killEvery, EventEnqueue: *eventMode, NoPostgresRestart: *noRestart, Timeout: *timeout,
+			KillEvery: *killEvery, EventEnqueue: *eventMode, NoPostgresRestart: *noRestart, Timeout: *timeout, WideTasks: *wide,
 			Workdir: dir, RunnerBin: bin, Out: os.Stderr})
 		if err != nil {
 			return fmt.Errorf("seed %d: %w", seed, err)
