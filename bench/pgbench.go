@@ -18,9 +18,14 @@ type pgbenchResult struct {
 	Clients int     `json:"clients"`
 	Seconds int     `json:"seconds"`
 	TPS     float64 `json:"tps"`
+	// CPU is per transaction; the client is the pgbench process.
+	CPU cpuUse `json:"cpu"`
 }
 
-var tpsRe = regexp.MustCompile(`tps = ([0-9.]+)`)
+var (
+	tpsRe = regexp.MustCompile(`tps = ([0-9.]+)`)
+	txRe  = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+)
 
 // pgbenchUpdate runs a single-row UPDATE by primary key (rows keys chosen at
 // random) with clients connections for seconds, each statement its own
@@ -57,14 +62,24 @@ func pgbenchUpdate(ctx context.Context, pgbench, dbURL string, rows, clients, se
 	}
 	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(seconds), "-f", script,
 		"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username(), u.Path[1:]}
-	out, err := exec.CommandContext(ctx, pgbench, args...).CombinedOutput()
+	meter := newCPUMeter(ctx, conn)
+	cpu0 := meter.mark()
+	cmd := exec.CommandContext(ctx, pgbench, args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
+	cpu1 := meter.mark()
+	cpu1.client = cpu0.client + cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	m := tpsRe.FindSubmatch(out)
 	if m == nil {
 		return nil, fmt.Errorf("pgbench: no tps in output:\n%s", out)
 	}
 	tps, _ := strconv.ParseFloat(string(m[1]), 64)
-	return &pgbenchResult{Clients: clients, Seconds: seconds, TPS: tps}, nil
+	m = txRe.FindSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("pgbench: no transaction count in output:\n%s", out)
+	}
+	txs, _ := strconv.Atoi(string(m[1]))
+	return &pgbenchResult{Clients: clients, Seconds: seconds, TPS: tps, CPU: per(cpu0, cpu1, txs)}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -38,9 +39,43 @@ func markdown(r *report, riverJobs, singleTasks, pgbTPS, fanSteps float64) strin
 	}
 	p("| idle `tasker serve` transactions/s | %.2f |\n\n", r.IdleQueries)
 
+	p("CPU time per unit of work in the timed phase (medians; client: the River harness, the tasker process or pgbench;\n")
+	p("server: the whole PostgreSQL cluster). The ceiling is what %d cores could do if that CPU were the only cost.\n\n", runtime.NumCPU())
+	p("| work | units/s | client µs/unit | PostgreSQL µs/unit | total µs/unit | ceiling units/s |\n|---|---|---|---|---|---|\n")
+	cpuRow := func(name string, rate float64, cs []cpuUse) {
+		c := cpuUse{ClientUS: median(cs, func(c cpuUse) float64 { return c.ClientUS }),
+			ServerUS: median(cs, func(c cpuUse) float64 { return c.ServerUS })}
+		total := c.ClientUS + c.ServerUS
+		if total <= 0 {
+			return
+		}
+		p("| %s | %.0f | %.1f | %.1f | %.1f | %.0f |\n", name, rate, c.ClientUS, c.ServerUS, total, float64(runtime.NumCPU())*1e6/total)
+	}
+	cpus := func(ts []*taskerResult) []cpuUse {
+		out := make([]cpuUse, len(ts))
+		for i, t := range ts {
+			out[i] = t.cpu()
+		}
+		return out
+	}
+	riverCPU := make([]cpuUse, len(r.River))
+	for i, x := range r.River {
+		riverCPU[i] = x.CPU
+	}
+	pgbCPU := make([]cpuUse, len(r.Pgbench))
+	for i, x := range r.Pgbench {
+		pgbCPU[i] = x.CPU
+	}
+	cpuRow("River no-op job", riverJobs, riverCPU)
+	cpuRow("tasker single-step task", singleTasks, cpus(r.Single))
+	cpuRow("pgbench single-row UPDATE", pgbTPS, pgbCPU)
+	cpuRow("tasker fan-out 1,000 step", fanSteps, cpus(r.Fanout1k))
+	cpuRow("tasker fan-out 10,000 step", median(r.Fanout10k, func(t *taskerResult) float64 { return t.StepsPerSecond }), cpus(r.Fanout10k))
+	p("\n")
+
 	p("Every tasker run (`tasker bench`; latencies in ms):\n\n")
-	p("| run | mode | workers | mps | tasks/s | steps/s | handoff p50 / p95 / p99 | task e2e p50 / p95 / p99 | round trips/step | init tasks/s | peak RSS MiB |\n")
-	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("| run | mode | workers | mps | tasks/s | steps/s | handoff p50 / p95 / p99 | task e2e p50 / p95 / p99 | round trips/step | CPU µs/step tasker / PG | init tasks/s | peak RSS MiB |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var all []*taskerResult
 	for _, group := range [][]*taskerResult{r.Single, r.Fanout1k, r.Fanout10k, r.Latency, r.Shapes, r.Sweep} {
 		all = append(all, group...)
@@ -50,17 +85,18 @@ func markdown(r *report, riverJobs, singleTasks, pgbTPS, fanSteps float64) strin
 		if t.Init != nil {
 			init = fmt.Sprintf("%.0f", t.Init.TasksPerSecond)
 		}
-		p("| %s (%d steps) | %s | %d | %d | %.0f | %.0f | %s | %s | %.1f | %s | %.0f |\n", t.Label, t.StepsPerTask, t.Mode,
+		c := t.cpu()
+		p("| %s (%d steps) | %s | %d | %d | %.0f | %.0f | %s | %s | %.1f | %.0f / %.0f | %s | %.0f |\n", t.Label, t.StepsPerTask, t.Mode,
 			t.Workers, t.MaxParallelSteps, t.TasksPerSecond, t.StepsPerSecond, lat(t.Handoff), lat(t.TaskLatency),
-			t.RoundTripsPerStep, init, t.PeakRSSMB)
+			t.RoundTripsPerStep, c.ClientUS, c.ServerUS, init, t.PeakRSSMB)
 	}
-	p("\nRiver runs:\n\n| workers | jobs | seconds | jobs/s |\n|---|---|---|---|\n")
+	p("\nRiver runs:\n\n| workers | jobs | seconds | jobs/s | CPU µs/job harness / PG |\n|---|---|---|---|---|\n")
 	for _, rr := range append(append([]*riverResult{}, r.River...), r.RiverSweep...) {
-		p("| %d | %d | %.2f | %.0f |\n", rr.Workers, rr.Jobs, rr.Seconds, rr.JobsPerSec)
+		p("| %d | %d | %.2f | %.0f | %.0f / %.0f |\n", rr.Workers, rr.Jobs, rr.Seconds, rr.JobsPerSec, rr.CPU.ClientUS, rr.CPU.ServerUS)
 	}
-	p("\npgbench runs (single-row UPDATE by key, 16 clients):\n\n| seconds | tps |\n|---|---|\n")
+	p("\npgbench runs (single-row UPDATE by key, 16 clients):\n\n| seconds | tps | CPU µs/transaction pgbench / PG |\n|---|---|---|\n")
 	for _, pr := range r.Pgbench {
-		p("| %d | %.0f |\n", pr.Seconds, pr.TPS)
+		p("| %d | %.0f | %.1f / %.1f |\n", pr.Seconds, pr.TPS, pr.CPU.ClientUS, pr.CPU.ServerUS)
 	}
 	return b.String()
 }

@@ -60,6 +60,8 @@ type riverResult struct {
 	Jobs       int     `json:"jobs"`
 	Seconds    float64 `json:"seconds"`
 	JobsPerSec float64 `json:"jobs_per_second"`
+	// CPU is per job, from the client's start to the last completion.
+	CPU cpuUse `json:"cpu"`
 }
 
 // riverBench inserts jobs no-op jobs, then times a River client with
@@ -111,6 +113,8 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{Kinds: []river.EventKind{river.EventKindJobCompleted}, ChanSize: jobs + 1})
 	defer cancel()
+	meter := newCPUMeter(ctx, pool)
+	cpu0 := meter.mark()
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("river start: %w", err)
@@ -125,6 +129,7 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 			return nil, fmt.Errorf("river: only %d of %d jobs completed", n, jobs)
 		}
 	}
+	cpu1 := meter.mark()
 	if err := client.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("river stop: %w", err)
 	}
@@ -136,5 +141,6 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 		return nil, fmt.Errorf("river: %d of %d jobs completed in the table", completed, jobs)
 	}
 	secs := last.Sub(start).Seconds()
-	return &riverResult{Workers: workers, Jobs: jobs, Seconds: secs, JobsPerSec: float64(jobs) / secs}, nil
+	return &riverResult{Workers: workers, Jobs: jobs, Seconds: secs, JobsPerSec: float64(jobs) / secs,
+		CPU: per(cpu0, cpu1, jobs)}, nil
 }

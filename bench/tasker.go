@@ -41,6 +41,10 @@ type taskerResult struct {
 	TaskLatency       taskerLatency `json:"task_latency_ms"`
 	RoundTripsPerStep float64       `json:"round_trips_per_step"`
 	PeakRSSMB         float64       `json:"peak_rss_mb"`
+	CPU               *struct {
+		TaskerUSPerStep   float64  `json:"tasker_us_per_step"`
+		DatabaseUSPerStep *float64 `json:"database_us_per_step"`
+	} `json:"cpu"`
 	// Label names the run in tables.
 	Label string `json:"label"`
 }
@@ -61,4 +65,16 @@ func taskerBench(ctx context.Context, bin, dbURL, label string, args ...string) 
 	}
 	r.Label = label
 	return &r, nil
+}
+
+// cpu is the run's CPU per step (zero when not measured).
+func (t *taskerResult) cpu() cpuUse {
+	if t.CPU == nil {
+		return cpuUse{}
+	}
+	c := cpuUse{ClientUS: t.CPU.TaskerUSPerStep}
+	if t.CPU.DatabaseUSPerStep != nil {
+		c.ServerUS = *t.CPU.DatabaseUSPerStep
+	}
+	return c
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/internal/builtin"
+	"github.com/tasker-systems/tasker/internal/cpustat"
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
@@ -129,6 +130,28 @@ type Result struct {
 	RoundTripsPerStep float64 `json:"round_trips_per_step"`
 	PeakRSSMB         float64 `json:"peak_rss_mb"`
 	EventsDropped     int64   `json:"events_dropped"`
+
+	// CPU is the CPU time the timed phase cost, in this process and in the
+	// database server.
+	CPU *CPUStats `json:"cpu,omitempty"`
+}
+
+// CPUStats is the CPU time of the timed phase (burn-down: the runner
+// draining the tasks; continuous: the whole run, creation included),
+// total and per completed step. On SQLite the database works inside this
+// process, so its time is in Tasker's.
+type CPUStats struct {
+	// TaskerSeconds is this process's user plus system time: the engine,
+	// the database driver and the bench's own event recording.
+	TaskerSeconds float64 `json:"tasker_seconds"`
+	// DatabaseSeconds is the PostgreSQL cluster's (postmaster and every
+	// backend, not only this run's); absent when the server does not run
+	// on this machine.
+	DatabaseSeconds *float64 `json:"database_seconds,omitempty"`
+	// TaskerUSPerStep and DatabaseUSPerStep divide them by the steps
+	// completed, in microseconds.
+	TaskerUSPerStep   float64  `json:"tasker_us_per_step"`
+	DatabaseUSPerStep *float64 `json:"database_us_per_step,omitempty"`
 }
 
 // InitStats measures task creation.
@@ -223,7 +246,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
-	st, closeStore, err := openStore(ctx, &cfg)
+	st, server, closeStore, err := openStore(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +264,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps}
 	rec := newRecorder(eng.Bus(), tmpl, len(tmpl.Steps)*cfg.Tasks)
 	defer rec.stop()
-	r := &runner{cfg: cfg, eng: eng, st: st, rec: rec, res: res}
+	r := &runner{cfg: cfg, eng: eng, st: st, server: server, rec: rec, res: res}
 	if cfg.Mode == ModeBurnDown {
 		err = r.burnDown(ctx)
 	} else {
@@ -265,11 +288,42 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type runner struct {
-	cfg Config
-	eng *engine.Engine
-	st  store.Store
-	rec *recorder
-	res *Result
+	cfg    Config
+	eng    *engine.Engine
+	st     store.Store
+	server *cpustat.Server // the PostgreSQL server when it runs here, else nil
+	rec    *recorder
+	res    *Result
+}
+
+// cpuMark is the CPU time used so far by this process and the server.
+type cpuMark struct {
+	tasker, db time.Duration
+	dbOK       bool
+}
+
+func (r *runner) cpuMark() cpuMark {
+	var m cpuMark
+	m.tasker, _ = cpustat.Process()
+	if r.server != nil {
+		var err error
+		m.db, err = r.server.CPU()
+		m.dbOK = err == nil
+	}
+	return m
+}
+
+// fillCPU records the CPU time between two marks.
+func (r *runner) fillCPU(from, to cpuMark) {
+	steps := float64(max(r.res.StepsCompleted, 1))
+	c := &CPUStats{TaskerSeconds: (to.tasker - from.tasker).Seconds()}
+	c.TaskerUSPerStep = c.TaskerSeconds * 1e6 / steps
+	if from.dbOK && to.dbOK {
+		db := (to.db - from.db).Seconds()
+		per := db * 1e6 / steps
+		c.DatabaseSeconds, c.DatabaseUSPerStep = &db, &per
+	}
+	r.res.CPU = c
 }
 
 func (r *runner) roundTrips() int64 {
@@ -347,6 +401,7 @@ func (r *runner) burnDown(ctx context.Context) error {
 
 	r.rec.expect(n)
 	rt1 := r.roundTrips()
+	cpu0 := r.cpuMark()
 	start := time.Now()
 	stopRunner := r.startRunner(ctx)
 	stopProgress = r.progress(ctx, "running", func() (int, int) { return r.rec.finishedCount(), n })
@@ -358,17 +413,20 @@ func (r *runner) burnDown(ctx context.Context) error {
 	}
 	end := r.rec.lastFinish()
 	rt2 := r.roundTrips()
+	cpu1 := r.cpuMark()
 	stopProgress()
 	stopRunner()
 	if err != nil {
 		return err
 	}
 	r.fill(start, end, rt2-rt1)
+	r.fillCPU(cpu0, cpu1)
 	return nil
 }
 
 func (r *runner) continuous(ctx context.Context) error {
 	rt1 := r.roundTrips()
+	cpu0 := r.cpuMark()
 	start := time.Now()
 	stopRunner := r.startRunner(ctx)
 	defer stopRunner()
@@ -417,11 +475,13 @@ func (r *runner) continuous(ctx context.Context) error {
 	}
 	end := r.rec.lastFinish()
 	rt2 := r.roundTrips()
+	cpu1 := r.cpuMark()
 	stopProgress()
 	if err != nil {
 		return err
 	}
 	r.fill(start, end, rt2-rt1)
+	r.fillCPU(cpu0, cpu1)
 	return nil
 }
 
@@ -470,8 +530,9 @@ func (r *runner) progress(ctx context.Context, what string, counts func() (done,
 
 // openStore opens and migrates the store the config names. On PostgreSQL
 // the run gets a private schema (dropped afterwards unless KeepSchema) and a
-// pool large enough for its workers.
-func openStore(ctx context.Context, cfg *Config) (store.Store, func(), error) {
+// pool large enough for its workers; the server is returned too when it
+// runs on this machine (its CPU time is measured), else nil.
+func openStore(ctx context.Context, cfg *Config) (store.Store, *cpustat.Server, func(), error) {
 	u := cfg.DatabaseURL
 	switch {
 	case u == "" || strings.HasPrefix(u, "sqlite:"):
@@ -480,7 +541,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, func(), error) {
 		if path == "" {
 			dir, err := os.MkdirTemp("", "tasker-bench-")
 			if err != nil {
-				return nil, nil, fmt.Errorf("temp dir for SQLite: %w", err)
+				return nil, nil, nil, fmt.Errorf("temp dir for SQLite: %w", err)
 			}
 			path = filepath.Join(dir, "bench.db")
 			cleanup = func() { _ = os.RemoveAll(dir) }
@@ -488,23 +549,28 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, func(), error) {
 		st, err := sqlstore.OpenSQLite(ctx, path)
 		if err != nil {
 			cleanup()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if _, err := st.MigrateUp(ctx, 0); err != nil {
 			_ = st.Close()
 			cleanup()
-			return nil, nil, fmt.Errorf("migrate %s: %w", path, err)
+			return nil, nil, nil, fmt.Errorf("migrate %s: %w", path, err)
 		}
-		return st, func() { _ = st.Close(); cleanup() }, nil
+		return st, nil, func() { _ = st.Close(); cleanup() }, nil
 	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
 		schema := "tasker_bench_" + randHex(6)
 		conn, err := pgx.Connect(ctx, u)
 		if err != nil {
-			return nil, nil, fmt.Errorf("connect to %s: %w", sqlstore.RedactURL(u), err)
+			return nil, nil, nil, fmt.Errorf("connect to %s: %w", sqlstore.RedactURL(u), err)
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-			return nil, nil, fmt.Errorf("create schema %s: %w", schema, err)
+			return nil, nil, nil, fmt.Errorf("create schema %s: %w", schema, err)
+		}
+		var server *cpustat.Server
+		var pid int
+		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err == nil {
+			server, _ = cpustat.FindServer(pid) // nil: not on this machine, its CPU is not measured
 		}
 		drop := func() {
 			if cfg.KeepSchema {
@@ -520,7 +586,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, func(), error) {
 		pu, err := url.Parse(u)
 		if err != nil {
 			drop()
-			return nil, nil, fmt.Errorf("parse database URL: %w", err)
+			return nil, nil, nil, fmt.Errorf("parse database URL: %w", err)
 		}
 		q := pu.Query()
 		q.Set("search_path", schema)
@@ -531,16 +597,16 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, func(), error) {
 		st, err := sqlstore.OpenPostgres(ctx, pu.String())
 		if err != nil {
 			drop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if _, err := st.MigrateUp(ctx, 0); err != nil {
 			_ = st.Close()
 			drop()
-			return nil, nil, fmt.Errorf("migrate schema %s: %w", schema, err)
+			return nil, nil, nil, fmt.Errorf("migrate schema %s: %w", schema, err)
 		}
-		return st, func() { _ = st.Close(); drop() }, nil
+		return st, server, func() { _ = st.Close(); drop() }, nil
 	}
-	return nil, nil, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(u))
+	return nil, nil, nil, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(u))
 }
 
 func randHex(n int) string {

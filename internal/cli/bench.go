@@ -146,5 +146,13 @@ func printBench(w io.Writer, r *bench.Result) {
 	lat("handoff", r.Handoff)
 	lat("task e2e", r.TaskLatency)
 	fmt.Fprintf(w, "  database:    %.2f round trips/step (%d statements incl. BEGIN/COMMIT)\n", r.RoundTripsPerStep, r.RoundTrips)
+	if c := r.CPU; c != nil {
+		if c.DatabaseSeconds != nil {
+			fmt.Fprintf(w, "  CPU:         tasker %.2fs (%.1f µs/step), PostgreSQL %.2fs (%.1f µs/step)\n",
+				c.TaskerSeconds, c.TaskerUSPerStep, *c.DatabaseSeconds, *c.DatabaseUSPerStep)
+		} else {
+			fmt.Fprintf(w, "  CPU:         tasker %.2fs (%.1f µs/step)\n", c.TaskerSeconds, c.TaskerUSPerStep)
+		}
+	}
 	fmt.Fprintf(w, "  peak RSS:    %.1f MiB\n", r.PeakRSSMB)
 }
