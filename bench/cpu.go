@@ -9,17 +9,20 @@ import (
 	"github.com/tasker-systems/tasker/internal/cpustat"
 )
 
-// cpuUse is the CPU time one unit of work (a River job, a tasker step, a
-// pgbench transaction) cost in the timed phase, in microseconds: in the
-// client process and in the PostgreSQL server (0 when the server does not
-// run on this machine).
-type cpuUse struct {
+// unitCost is what one unit of work (a River job, a tasker step, a pgbench
+// transaction) cost in the timed phase: CPU microseconds in the client
+// process and in the PostgreSQL server (0 when the server does not run on
+// this machine), and bytes of write-ahead log.
+type unitCost struct {
 	ClientUS float64 `json:"client_us"`
 	ServerUS float64 `json:"server_us"`
+	WALBytes float64 `json:"wal_bytes"`
 }
 
-// cpuMeter reads this process's and the server's CPU time.
-type cpuMeter struct {
+// meter reads this process's and the server's CPU time and the server's
+// WAL position.
+type meter struct {
+	db     queryRower
 	server *cpustat.Server
 }
 
@@ -28,10 +31,10 @@ type queryRower interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// newCPUMeter finds the server behind db; without it (a remote server)
-// only the client is measured.
-func newCPUMeter(ctx context.Context, db queryRower) *cpuMeter {
-	m := &cpuMeter{}
+// newMeter finds the server behind db; without it (a remote server) only
+// the client's CPU and the WAL are measured.
+func newMeter(ctx context.Context, db queryRower) *meter {
+	m := &meter{db: db}
 	var pid int
 	if err := db.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err == nil {
 		m.server, _ = cpustat.FindServer(pid)
@@ -39,20 +42,25 @@ func newCPUMeter(ctx context.Context, db queryRower) *cpuMeter {
 	return m
 }
 
-// cpuMark is the CPU time used so far.
-type cpuMark struct{ client, server time.Duration }
+// mark is the CPU time used and the WAL written so far.
+type mark struct {
+	client, server time.Duration
+	wal            int64
+}
 
-func (m *cpuMeter) mark() cpuMark {
-	var c cpuMark
+func (m *meter) mark(ctx context.Context) mark {
+	var c mark
 	c.client, _ = cpustat.Process()
 	if m.server != nil {
 		c.server, _ = m.server.CPU()
 	}
+	_ = m.db.QueryRow(ctx, "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint").Scan(&c.wal)
 	return c
 }
 
-// per divides the CPU time between two marks by units.
-func per(from, to cpuMark, units int) cpuUse {
+// per divides what was used between two marks by units.
+func per(from, to mark, units int) unitCost {
 	n := float64(max(units, 1))
-	return cpuUse{ClientUS: (to.client - from.client).Seconds() * 1e6 / n, ServerUS: (to.server - from.server).Seconds() * 1e6 / n}
+	return unitCost{ClientUS: (to.client - from.client).Seconds() * 1e6 / n, ServerUS: (to.server - from.server).Seconds() * 1e6 / n,
+		WALBytes: float64(to.wal-from.wal) / n}
 }

@@ -55,7 +55,7 @@ func main() {
 		out       = flag.String("out", "docs/bench", "output directory")
 		reps      = flag.Int("reps", 3, "repetitions of the headline runs")
 		jobs      = flag.Int("jobs", 10000, "River jobs per headline run")
-		tasks     = flag.Int("tasks", 5000, "tasker single-step tasks per headline run")
+		tasks     = flag.Int("tasks", 10000, "tasker single-step tasks per headline run (as many as River jobs)")
 		workers   = flag.Int("workers", 1024, "tasker workers in the headline runs")
 		rworkers  = flag.Int("river-workers", 100, "River MaxWorkers in the headline runs")
 		parallel  = flag.Int("max-parallel-steps", 2000, "max_parallel_steps for fan-out tasks")

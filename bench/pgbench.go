@@ -19,7 +19,7 @@ type pgbenchResult struct {
 	Seconds int     `json:"seconds"`
 	TPS     float64 `json:"tps"`
 	// CPU is per transaction; the client is the pgbench process.
-	CPU cpuUse `json:"cpu"`
+	CPU unitCost `json:"cpu"`
 }
 
 var (
@@ -62,14 +62,14 @@ func pgbenchUpdate(ctx context.Context, pgbench, dbURL string, rows, clients, se
 	}
 	args := []string{"-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(seconds), "-f", script,
 		"-h", u.Hostname(), "-p", u.Port(), "-U", u.User.Username(), u.Path[1:]}
-	meter := newCPUMeter(ctx, conn)
-	cpu0 := meter.mark()
+	meter := newMeter(ctx, conn)
+	cpu0 := meter.mark(ctx)
 	cmd := exec.CommandContext(ctx, pgbench, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("pgbench: %w\n%s", err, out)
 	}
-	cpu1 := meter.mark()
+	cpu1 := meter.mark(ctx)
 	cpu1.client = cpu0.client + cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	m := tpsRe.FindSubmatch(out)
 	if m == nil {

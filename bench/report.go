@@ -39,30 +39,33 @@ func markdown(r *report, riverJobs, singleTasks, pgbTPS, fanSteps float64) strin
 	}
 	p("| idle `tasker serve` transactions/s | %.2f |\n\n", r.IdleQueries)
 
-	p("CPU time per unit of work in the timed phase (medians; client: the River harness, the tasker process or pgbench;\n")
-	p("server: the whole PostgreSQL cluster). The ceiling is what %d cores could do if that CPU were the only cost.\n\n", runtime.NumCPU())
-	p("| work | units/s | client µs/unit | PostgreSQL µs/unit | total µs/unit | ceiling units/s |\n|---|---|---|---|---|---|\n")
-	cpuRow := func(name string, rate float64, cs []cpuUse) {
-		c := cpuUse{ClientUS: median(cs, func(c cpuUse) float64 { return c.ClientUS }),
-			ServerUS: median(cs, func(c cpuUse) float64 { return c.ServerUS })}
+	p("What one unit of work cost in the timed phase (medians): CPU time of the client (the River harness, the tasker\n")
+	p("process or pgbench) and of the whole PostgreSQL cluster, and the write-ahead log written. The ceiling is what\n")
+	p("%d cores could do if that CPU were the only cost.\n\n", runtime.NumCPU())
+	p("| work | units/s | client µs/unit | PostgreSQL µs/unit | total µs/unit | ceiling units/s | WAL bytes/unit |\n|---|---|---|---|---|---|---|\n")
+	cpuRow := func(name string, rate float64, cs []unitCost) {
+		c := unitCost{ClientUS: median(cs, func(c unitCost) float64 { return c.ClientUS }),
+			ServerUS: median(cs, func(c unitCost) float64 { return c.ServerUS }),
+			WALBytes: median(cs, func(c unitCost) float64 { return c.WALBytes })}
 		total := c.ClientUS + c.ServerUS
 		if total <= 0 {
 			return
 		}
-		p("| %s | %.0f | %.1f | %.1f | %.1f | %.0f |\n", name, rate, c.ClientUS, c.ServerUS, total, float64(runtime.NumCPU())*1e6/total)
+		p("| %s | %.0f | %.1f | %.1f | %.1f | %.0f | %.0f |\n", name, rate, c.ClientUS, c.ServerUS, total,
+			float64(runtime.NumCPU())*1e6/total, c.WALBytes)
 	}
-	cpus := func(ts []*taskerResult) []cpuUse {
-		out := make([]cpuUse, len(ts))
+	cpus := func(ts []*taskerResult) []unitCost {
+		out := make([]unitCost, len(ts))
 		for i, t := range ts {
 			out[i] = t.cpu()
 		}
 		return out
 	}
-	riverCPU := make([]cpuUse, len(r.River))
+	riverCPU := make([]unitCost, len(r.River))
 	for i, x := range r.River {
 		riverCPU[i] = x.CPU
 	}
-	pgbCPU := make([]cpuUse, len(r.Pgbench))
+	pgbCPU := make([]unitCost, len(r.Pgbench))
 	for i, x := range r.Pgbench {
 		pgbCPU[i] = x.CPU
 	}

@@ -61,7 +61,7 @@ type riverResult struct {
 	Seconds    float64 `json:"seconds"`
 	JobsPerSec float64 `json:"jobs_per_second"`
 	// CPU is per job, from the client's start to the last completion.
-	CPU cpuUse `json:"cpu"`
+	CPU unitCost `json:"cpu"`
 }
 
 // riverBench inserts jobs no-op jobs, then times a River client with
@@ -113,8 +113,8 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{Kinds: []river.EventKind{river.EventKindJobCompleted}, ChanSize: jobs + 1})
 	defer cancel()
-	meter := newCPUMeter(ctx, pool)
-	cpu0 := meter.mark()
+	meter := newMeter(ctx, pool)
+	cpu0 := meter.mark(ctx)
 	start := time.Now()
 	if err := client.Start(ctx); err != nil {
 		return nil, fmt.Errorf("river start: %w", err)
@@ -129,7 +129,7 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 			return nil, fmt.Errorf("river: only %d of %d jobs completed", n, jobs)
 		}
 	}
-	cpu1 := meter.mark()
+	cpu1 := meter.mark(ctx)
 	if err := client.Stop(ctx); err != nil {
 		return nil, fmt.Errorf("river stop: %w", err)
 	}

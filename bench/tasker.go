@@ -45,6 +45,9 @@ type taskerResult struct {
 		TaskerUSPerStep   float64  `json:"tasker_us_per_step"`
 		DatabaseUSPerStep *float64 `json:"database_us_per_step"`
 	} `json:"cpu"`
+	WAL *struct {
+		BytesPerStep float64 `json:"bytes_per_step"`
+	} `json:"wal"`
 	// Label names the run in tables.
 	Label string `json:"label"`
 }
@@ -67,14 +70,17 @@ func taskerBench(ctx context.Context, bin, dbURL, label string, args ...string) 
 	return &r, nil
 }
 
-// cpu is the run's CPU per step (zero when not measured).
-func (t *taskerResult) cpu() cpuUse {
+// cpu is the run's CPU and WAL per step (zero when not measured).
+func (t *taskerResult) cpu() unitCost {
 	if t.CPU == nil {
-		return cpuUse{}
+		return unitCost{}
 	}
-	c := cpuUse{ClientUS: t.CPU.TaskerUSPerStep}
+	c := unitCost{ClientUS: t.CPU.TaskerUSPerStep}
 	if t.CPU.DatabaseUSPerStep != nil {
 		c.ServerUS = *t.CPU.DatabaseUSPerStep
+	}
+	if t.WAL != nil {
+		c.WALBytes = t.WAL.BytesPerStep
 	}
 	return c
 }

@@ -38,7 +38,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/internal/builtin"
-	"github.com/tasker-systems/tasker/internal/cpustat"
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
@@ -134,6 +133,18 @@ type Result struct {
 	// CPU is the CPU time the timed phase cost, in this process and in the
 	// database server.
 	CPU *CPUStats `json:"cpu,omitempty"`
+	// WAL is the PostgreSQL write-ahead log the timed phase wrote.
+	WAL *WALStats `json:"wal,omitempty"`
+}
+
+// WALStats is the write-ahead log written in the timed phase, by the whole
+// cluster (pg_current_wal_insert_lsn before and after): a measure of the
+// writes a step costs that, unlike time, does not depend on the machine's
+// load. Full-page images (the first change of a page after a checkpoint)
+// make it vary with checkpoint timing.
+type WALStats struct {
+	Bytes        int64   `json:"bytes"`
+	BytesPerStep float64 `json:"bytes_per_step"`
 }
 
 // CPUStats is the CPU time of the timed phase (burn-down: the runner
@@ -246,7 +257,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 
-	st, server, closeStore, err := openStore(ctx, &cfg)
+	st, probe, closeStore, err := openStore(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -264,7 +275,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps}
 	rec := newRecorder(eng.Bus(), tmpl, len(tmpl.Steps)*cfg.Tasks)
 	defer rec.stop()
-	r := &runner{cfg: cfg, eng: eng, st: st, server: server, rec: rec, res: res}
+	r := &runner{cfg: cfg, eng: eng, st: st, probe: probe, rec: rec, res: res}
 	if cfg.Mode == ModeBurnDown {
 		err = r.burnDown(ctx)
 	} else {
@@ -288,42 +299,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type runner struct {
-	cfg    Config
-	eng    *engine.Engine
-	st     store.Store
-	server *cpustat.Server // the PostgreSQL server when it runs here, else nil
-	rec    *recorder
-	res    *Result
-}
-
-// cpuMark is the CPU time used so far by this process and the server.
-type cpuMark struct {
-	tasker, db time.Duration
-	dbOK       bool
-}
-
-func (r *runner) cpuMark() cpuMark {
-	var m cpuMark
-	m.tasker, _ = cpustat.Process()
-	if r.server != nil {
-		var err error
-		m.db, err = r.server.CPU()
-		m.dbOK = err == nil
-	}
-	return m
-}
-
-// fillCPU records the CPU time between two marks.
-func (r *runner) fillCPU(from, to cpuMark) {
-	steps := float64(max(r.res.StepsCompleted, 1))
-	c := &CPUStats{TaskerSeconds: (to.tasker - from.tasker).Seconds()}
-	c.TaskerUSPerStep = c.TaskerSeconds * 1e6 / steps
-	if from.dbOK && to.dbOK {
-		db := (to.db - from.db).Seconds()
-		per := db * 1e6 / steps
-		c.DatabaseSeconds, c.DatabaseUSPerStep = &db, &per
-	}
-	r.res.CPU = c
+	cfg   Config
+	eng   *engine.Engine
+	st    store.Store
+	probe *probe // the PostgreSQL server, else nil
+	rec   *recorder
+	res   *Result
 }
 
 func (r *runner) roundTrips() int64 {
@@ -401,7 +382,7 @@ func (r *runner) burnDown(ctx context.Context) error {
 
 	r.rec.expect(n)
 	rt1 := r.roundTrips()
-	cpu0 := r.cpuMark()
+	use0 := r.mark()
 	start := time.Now()
 	stopRunner := r.startRunner(ctx)
 	stopProgress = r.progress(ctx, "running", func() (int, int) { return r.rec.finishedCount(), n })
@@ -413,20 +394,20 @@ func (r *runner) burnDown(ctx context.Context) error {
 	}
 	end := r.rec.lastFinish()
 	rt2 := r.roundTrips()
-	cpu1 := r.cpuMark()
+	use1 := r.mark()
 	stopProgress()
 	stopRunner()
 	if err != nil {
 		return err
 	}
 	r.fill(start, end, rt2-rt1)
-	r.fillCPU(cpu0, cpu1)
+	r.fillUsage(use0, use1)
 	return nil
 }
 
 func (r *runner) continuous(ctx context.Context) error {
 	rt1 := r.roundTrips()
-	cpu0 := r.cpuMark()
+	use0 := r.mark()
 	start := time.Now()
 	stopRunner := r.startRunner(ctx)
 	defer stopRunner()
@@ -475,13 +456,13 @@ func (r *runner) continuous(ctx context.Context) error {
 	}
 	end := r.rec.lastFinish()
 	rt2 := r.roundTrips()
-	cpu1 := r.cpuMark()
+	use1 := r.mark()
 	stopProgress()
 	if err != nil {
 		return err
 	}
 	r.fill(start, end, rt2-rt1)
-	r.fillCPU(cpu0, cpu1)
+	r.fillUsage(use0, use1)
 	return nil
 }
 
@@ -530,9 +511,9 @@ func (r *runner) progress(ctx context.Context, what string, counts func() (done,
 
 // openStore opens and migrates the store the config names. On PostgreSQL
 // the run gets a private schema (dropped afterwards unless KeepSchema) and a
-// pool large enough for its workers; the server is returned too when it
-// runs on this machine (its CPU time is measured), else nil.
-func openStore(ctx context.Context, cfg *Config) (store.Store, *cpustat.Server, func(), error) {
+// pool large enough for its workers, and a probe of the server's usage
+// (nil on SQLite).
+func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), error) {
 	u := cfg.DatabaseURL
 	switch {
 	case u == "" || strings.HasPrefix(u, "sqlite:"):
@@ -567,11 +548,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *cpustat.Server, 
 		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
 			return nil, nil, nil, fmt.Errorf("create schema %s: %w", schema, err)
 		}
-		var server *cpustat.Server
-		var pid int
-		if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err == nil {
-			server, _ = cpustat.FindServer(pid) // nil: not on this machine, its CPU is not measured
-		}
+
 		drop := func() {
 			if cfg.KeepSchema {
 				return
@@ -604,7 +581,13 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *cpustat.Server, 
 			drop()
 			return nil, nil, nil, fmt.Errorf("migrate schema %s: %w", schema, err)
 		}
-		return st, server, func() { _ = st.Close(); drop() }, nil
+		if x := os.Getenv("TASKER_BENCH_EXPERIMENT_SQL"); x != "" {
+			if _, err := conn.Exec(ctx, "SET search_path = "+schema+"; "+x); err != nil {
+				return nil, nil, nil, fmt.Errorf("experiment: %w", err)
+			}
+		}
+		pr := newProbe(ctx, u)
+		return st, pr, func() { pr.close(); _ = st.Close(); drop() }, nil
 	}
 	return nil, nil, nil, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(u))
 }

@@ -154,5 +154,8 @@ func printBench(w io.Writer, r *bench.Result) {
 			fmt.Fprintf(w, "  CPU:         tasker %.2fs (%.1f µs/step)\n", c.TaskerSeconds, c.TaskerUSPerStep)
 		}
 	}
+	if r.WAL != nil {
+		fmt.Fprintf(w, "  WAL:         %.1f MiB (%.0f bytes/step)\n", float64(r.WAL.Bytes)/(1<<20), r.WAL.BytesPerStep)
+	}
 	fmt.Fprintf(w, "  peak RSS:    %.1f MiB\n", r.PeakRSSMB)
 }
