@@ -467,3 +467,55 @@ func TestRecordRetriesTransientDatabaseErrors(t *testing.T) {
 	require.Equal(t, 1, d.Steps[0].Attempts)
 	require.Equal(t, int32(1), ran.Load(), "the permanent verdict was recorded, not lost and retried")
 }
+
+// A live runner keeps the leases of the enqueue records it works on: with
+// a queue lease far shorter than the handlers, every record stays leased
+// to it, with an expiry in the future, until its task finishes (one
+// heartbeat statement extends all of them).
+func TestLiveRunnerKeepsItsQueueLeases(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		c := openTuned(t, url, "holder", func(cfg *tasker.Config) {
+			cfg.QueueLease, cfg.StepLease = 150*time.Millisecond, 10*time.Second
+		})
+		release := make(chan struct{})
+		var running sync.WaitGroup
+		running.Add(2)
+		c.RegisterHandler("H", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
+			running.Done()
+			<-release
+			return "ok", nil
+		}))
+		_, err := c.AddTemplate("one.yml", fmt.Appendf(nil, oneStepYAML, 3))
+		require.NoError(t, err)
+		var ids []int64
+		for range 2 {
+			task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "one"})
+			require.NoError(t, err)
+			ids = append(ids, task.ID)
+		}
+		rctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() { _ = c.Run(rctx, 2) }()
+		running.Wait()
+		for end := time.Now().Add(700 * time.Millisecond); time.Now().Before(end); time.Sleep(25 * time.Millisecond) {
+			q, err := c.Queue(ctx)
+			require.NoError(t, err)
+			require.Len(t, q, 2)
+			now := time.Now()
+			for _, e := range q {
+				require.Equal(t, "holder", e.LeaseOwner, "task %d", e.TaskID)
+				require.NotNil(t, e.LeaseExpiresAt)
+				require.True(t, e.LeaseExpiresAt.After(now), "task %d: lease expired at %s, now %s", e.TaskID, e.LeaseExpiresAt, now)
+			}
+		}
+		close(release)
+		for _, id := range ids {
+			waitState(t, c, id, "complete")
+		}
+		q, err := c.Queue(ctx)
+		require.NoError(t, err)
+		require.Empty(t, q)
+	})
+}

@@ -63,6 +63,10 @@ type Config struct {
 	// KeepSchema keeps the private PostgreSQL schema a run creates (by
 	// default it is dropped at the end).
 	KeepSchema bool
+	// SchemaSQL runs in the private PostgreSQL schema after the migrations,
+	// before any task is created: for experiments with the schema (drop an
+	// index, change a fillfactor) whose effect the run then measures.
+	SchemaSQL string
 	// Mode defaults to ModeBurnDown.
 	Mode Mode
 	// Shape defaults to ShapeSingle.
@@ -233,6 +237,8 @@ func (c Config) validate() error {
 		return errors.New("backlog must be at least 1")
 	case c.Producers < 0:
 		return errors.New("producers cannot be negative")
+	case c.SchemaSQL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres"):
+		return errors.New("--schema-sql needs a PostgreSQL database (--database-url postgres://...)")
 	}
 	return nil
 }
@@ -581,9 +587,11 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 			drop()
 			return nil, nil, nil, fmt.Errorf("migrate schema %s: %w", schema, err)
 		}
-		if x := os.Getenv("TASKER_BENCH_EXPERIMENT_SQL"); x != "" {
-			if _, err := conn.Exec(ctx, "SET search_path = "+schema+"; "+x); err != nil {
-				return nil, nil, nil, fmt.Errorf("experiment: %w", err)
+		if cfg.SchemaSQL != "" {
+			if _, err := conn.Exec(ctx, "SET search_path = "+schema+"; "+cfg.SchemaSQL); err != nil {
+				_ = st.Close()
+				drop()
+				return nil, nil, nil, fmt.Errorf("--schema-sql: %w", err)
 			}
 		}
 		pr := newProbe(ctx, u)

@@ -79,6 +79,9 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, workers)
+	held := &heldEntries{ids: map[int64]int{}}
+	stopHeartbeat := e.heartbeatQueue(ctx, held)
+	defer stopHeartbeat()
 	rescueTick := time.NewTicker(e.cfg.RescueInterval)
 	defer rescueTick.Stop()
 	e.rescue(ctx)
@@ -106,6 +109,8 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem; e.nudge() }()
+					held.add(entry.TaskID)
+					defer held.remove(entry.TaskID)
 					e.work(ctx, entry)
 				}()
 			}
@@ -169,14 +174,49 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// work handles one claimed enqueue record, keeping its lease alive.
-func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
+// heldEntries are the enqueue records a runner's coordinators are working
+// on (a count per task: the same task's record can be claimed again while
+// an earlier coordinator of it is finishing).
+type heldEntries struct {
+	mu  sync.Mutex
+	ids map[int64]int
+}
+
+func (h *heldEntries) add(id int64) {
+	h.mu.Lock()
+	h.ids[id]++
+	h.mu.Unlock()
+}
+
+func (h *heldEntries) remove(id int64) {
+	h.mu.Lock()
+	if h.ids[id]--; h.ids[id] <= 0 {
+		delete(h.ids, id)
+	}
+	h.mu.Unlock()
+}
+
+func (h *heldEntries) list() []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]int64, 0, len(h.ids))
+	for id := range h.ids {
+		out = append(out, id)
+	}
+	return out
+}
+
+// heartbeatQueue extends the leases of the held records every
+// QueueLease/3, all in one statement, until the returned function is
+// called (it waits for the heartbeat goroutine). A record acked or deleted
+// meanwhile is left alone: the extension only touches records this owner
+// still holds.
+func (e *Engine) heartbeatQueue(ctx context.Context, held *heldEntries) func() {
 	dbctx := context.WithoutCancel(ctx)
 	stop := make(chan struct{})
-	var hb sync.WaitGroup
-	hb.Add(1)
+	done := make(chan struct{})
 	go func() {
-		defer hb.Done()
+		defer close(done)
 		t := time.NewTicker(max(e.cfg.QueueLease/3, 10*time.Millisecond))
 		defer t.Stop()
 		for {
@@ -184,15 +224,24 @@ func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
 			case <-stop:
 				return
 			case <-t.C:
-				if _, err := e.store.QueueExtend(dbctx, e.cfg.Owner, []int64{entry.TaskID}, e.now().Add(e.cfg.QueueLease)); err != nil {
-					e.log.Warn("extend queue lease", "task_id", entry.TaskID, "err", err)
+				ids := held.list()
+				if len(ids) == 0 {
+					continue
+				}
+				if _, err := e.store.QueueExtend(dbctx, e.cfg.Owner, ids, e.now().Add(e.cfg.QueueLease)); err != nil {
+					e.log.Warn("extend queue leases", "tasks", len(ids), "err", err)
 				}
 			}
 		}
 	}()
+	return func() { close(stop); <-done }
+}
+
+// work handles one claimed enqueue record; the runner's heartbeat keeps its
+// lease alive meanwhile.
+func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
+	dbctx := context.WithoutCancel(ctx)
 	res, err := e.Handle(ctx, entry.TaskID)
-	close(stop)
-	hb.Wait()
 	if err != nil {
 		e.log.Error("handle task", "task_id", entry.TaskID, "err", err)
 		delay := e.backoff.Delay(entry.Attempts, entry.Priority, 0)
