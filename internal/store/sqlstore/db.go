@@ -204,14 +204,34 @@ type sqlQuerier interface {
 }
 
 // sqlQ counts one round trip per statement in rt (see Store.RoundTrips).
+// It runs statements prepared once through stmts (nil: always afresh);
+// tx is set when q is a transaction.
 type sqlQ struct {
-	q  sqlQuerier
-	rt *atomic.Int64
+	q     sqlQuerier
+	rt    *atomic.Int64
+	stmts *stmtCache
+	tx    *sql.Tx
+}
+
+// stmt returns q prepared, bound to the transaction when there is one, or
+// nil to run q unprepared.
+func (s sqlQ) stmt(ctx context.Context, q string) *sql.Stmt {
+	st := s.stmts.get(ctx, q, s.tx != nil)
+	if st != nil && s.tx != nil {
+		return s.tx.StmtContext(ctx, st)
+	}
+	return st
 }
 
 func (s sqlQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	s.rt.Add(1)
-	res, err := s.q.ExecContext(ctx, q, args...)
+	var res sql.Result
+	var err error
+	if st := s.stmt(ctx, q); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = s.q.ExecContext(ctx, q, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -220,7 +240,13 @@ func (s sqlQ) exec(ctx context.Context, q string, args ...any) (int64, error) {
 
 func (s sqlQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 	s.rt.Add(1)
-	r, err := s.q.QueryContext(ctx, q, args...)
+	var r *sql.Rows
+	var err error
+	if st := s.stmt(ctx, q); st != nil {
+		r, err = st.QueryContext(ctx, args...)
+	} else {
+		r, err = s.q.QueryContext(ctx, q, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +255,9 @@ func (s sqlQ) query(ctx context.Context, q string, args ...any) (rows, error) {
 
 func (s sqlQ) queryRow(ctx context.Context, q string, args ...any) row {
 	s.rt.Add(1)
+	if st := s.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return s.q.QueryRowContext(ctx, q, args...)
 }
 
@@ -247,10 +276,13 @@ func (s *sqlDB) begin(ctx context.Context) (txer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sqlTx{sqlQ: sqlQ{q: tx, rt: s.rt}, tx: tx}, nil
+	return &sqlTx{sqlQ: sqlQ{q: tx, rt: s.rt, stmts: s.stmts, tx: tx}, tx: tx}, nil
 }
 
-func (s *sqlDB) close() error                   { return s.db.Close() }
+func (s *sqlDB) close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 func (s *sqlDB) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 type sqlTx struct {
@@ -258,10 +290,19 @@ type sqlTx struct {
 	tx *sql.Tx
 }
 
-func (t *sqlTx) commit(context.Context) error { t.rt.Add(1); return t.tx.Commit() }
-func (t *sqlTx) rollback(context.Context) error {
+// commit and rollback prepare the statements the transaction met for the
+// first time, now that the connection is free.
+func (t *sqlTx) commit(ctx context.Context) error {
+	t.rt.Add(1)
+	err := t.tx.Commit()
+	t.stmts.preparePending(ctx)
+	return err
+}
+
+func (t *sqlTx) rollback(ctx context.Context) error {
 	t.rt.Add(1)
 	err := t.tx.Rollback()
+	t.stmts.preparePending(ctx)
 	if errors.Is(err, sql.ErrTxDone) {
 		return nil
 	}

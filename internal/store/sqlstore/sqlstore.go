@@ -103,7 +103,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	s := &Store{dialect: dialectSQLite}
-	s.db = &sqlDB{sqlQ: sqlQ{q: db, rt: &s.roundTrips}, db: db}
+	s.db = &sqlDB{sqlQ: sqlQ{q: db, rt: &s.roundTrips, stmts: newStmtCache(db)}, db: db}
 	s.q = buildQueries(s.dialect)
 	return s, nil
 }
