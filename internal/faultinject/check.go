@@ -67,6 +67,7 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 	attempts := map[attemptKey][]*logAttempt{}
 	open := map[string]*logAttempt{} // task/step/attempt/owner -> attempt without end yet
 	enqueues := map[int64][]Record{}
+	dropped := map[string]string{} // owner -> events its bus dropped
 	for _, r := range recs {
 		k := fmt.Sprintf("%d/%s/%d/%s", r.Task, r.Step, r.Attempt, r.Owner)
 		switch r.Ev {
@@ -88,6 +89,8 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 			}
 		case RecEnqueue:
 			enqueues[r.Task] = append(enqueues[r.Task], r)
+		case RecDropped:
+			dropped[r.Owner] = r.Out
 		}
 	}
 
@@ -107,7 +110,7 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		if err := checkTask(ctx, c, id, plans[id], attempts, enqueues[id], killedAt, eventMode, rep, violate); err != nil {
+		if err := checkTask(ctx, c, id, plans[id], attempts, enqueues[id], killedAt, dropped, eventMode, rep, violate); err != nil {
 			return err
 		}
 	}
@@ -115,7 +118,8 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 }
 
 func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, attempts map[attemptKey][]*logAttempt,
-	enqueues []Record, killedAt map[string]time.Time, eventMode bool, rep *Report, violate func(string, ...any)) error {
+	enqueues []Record, killedAt map[string]time.Time, dropped map[string]string, eventMode bool, rep *Report,
+	violate func(string, ...any)) error {
 	d, err := c.Task(ctx, id)
 	if err != nil {
 		return fmt.Errorf("check: task %d: %w", id, err)
@@ -285,7 +289,7 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 		violate("task %d not terminal: %s", id, d.State)
 	}
 	if eventMode {
-		checkEnqueues(id, taskTrs, stepTrs, enqueues, killedAt, rep, violate)
+		checkEnqueues(id, taskTrs, stepTrs, enqueues, killedAt, dropped, rep, violate)
 	}
 	return nil
 }
@@ -323,7 +327,7 @@ func (p TaskPlan) parents(step string, steps []*tasker.Step) []string {
 // checkEnqueues matches every committed enqueue of a task with a delivered
 // event from the process that committed it.
 func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []Record, killedAt map[string]time.Time,
-	rep *Report, violate func(string, ...any)) {
+	dropped map[string]string, rep *Report, violate func(string, ...any)) {
 	type commit struct {
 		owner string
 		kind  string
@@ -364,8 +368,12 @@ func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []
 		case rep.PGRestarts > 0 && !cm.at.Before(rep.PGRestartAt.Add(-StepLease)) && cm.at.Before(rep.PGRestartAt.Add(rep.PGDowntime)):
 			rep.EnqueueLostToRestart++
 		default:
-			violate("task %d: %s (%s) committed by %s at %s was never delivered", id, cm.kind, cm.what, cm.owner,
-				cm.at.Format(time.RFC3339Nano))
+			why := ""
+			if n := dropped[cm.owner]; n != "" {
+				why = fmt.Sprintf(" (%s's event bus dropped %s events: a subscriber's buffer was full)", cm.owner, n)
+			}
+			violate("task %d: %s (%s) committed by %s at %s was never delivered%s", id, cm.kind, cm.what, cm.owner,
+				cm.at.Format(time.RFC3339Nano), why)
 		}
 	}
 }

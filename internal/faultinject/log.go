@@ -17,6 +17,9 @@ const (
 	RecStart   = "start"   // a handler attempt began
 	RecEnd     = "end"     // a handler attempt returned (Out says how)
 	RecEnqueue = "enqueue" // a task.enqueue / task.reenqueue event was delivered
+	// RecDropped is written by a runner on exit when its event bus dropped
+	// events (a subscriber's buffer was full); Out is how many.
+	RecDropped = "dropped"
 )
 
 // Record is one line of the handler-side log. Every runner process appends

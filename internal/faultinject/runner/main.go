@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -78,5 +79,8 @@ func run() error {
 		runErr = err
 	}
 	stopEvents()
+	if n := c.EventsDropped(); n > 0 {
+		_ = hlog.Append(faultinject.Record{Ev: faultinject.RecDropped, Owner: *owner, Out: strconv.FormatInt(n, 10)})
+	}
 	return runErr
 }

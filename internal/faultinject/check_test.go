@@ -1,0 +1,43 @@
+package faultinject
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tasker-systems/tasker"
+)
+
+// The delivery check matches each committed enqueue with a later event of
+// the committing process, and names a full subscriber buffer when the
+// process reported dropping events.
+func TestCheckEnqueuesNamesDroppedEvents(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	trs := []*tasker.Transition{
+		{Event: "create", Actor: "driver", CreatedAt: t0},
+		{Event: "wait", Actor: "r1.1", Reason: "1 step(s) waiting for retry", CreatedAt: t0.Add(time.Second)},
+	}
+	rec := func(owner, kind string, at time.Time) Record {
+		return Record{Ev: RecEnqueue, Task: 7, Owner: owner, Out: kind, T: at.UnixNano()}
+	}
+	run := func(delivered []Record, dropped map[string]string) []string {
+		var got []string
+		checkEnqueues(7, trs, nil, delivered, map[string]time.Time{}, dropped, &Report{},
+			func(f string, a ...any) { got = append(got, fmt.Sprintf(f, a...)) })
+		return got
+	}
+	if v := run([]Record{rec("driver", "task.enqueue", t0), rec("r1.1", "task.reenqueue", t0.Add(2*time.Second))}, nil); len(v) != 0 {
+		t.Fatalf("both delivered, violations: %v", v)
+	}
+	// An event delivered before its commit does not count for it.
+	v := run([]Record{rec("driver", "task.enqueue", t0), rec("r1.1", "task.reenqueue", t0.Add(time.Second/2))}, nil)
+	if len(v) != 1 || v[0] != "task 7: task.reenqueue (task wait: 1 step(s) waiting for retry) committed by r1.1 at "+
+		t0.Add(time.Second).Format(time.RFC3339Nano)+" was never delivered" {
+		t.Fatalf("violations: %q", v)
+	}
+	v = run([]Record{rec("driver", "task.enqueue", t0)}, map[string]string{"r1.1": "3"})
+	if len(v) != 1 || !strings.HasSuffix(v[0], "never delivered (r1.1's event bus dropped 3 events: a subscriber's buffer was full)") {
+		t.Fatalf("violations: %q", v)
+	}
+}
