@@ -1,9 +1,11 @@
 package faultinject
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -326,6 +328,16 @@ func (p TaskPlan) parents(step string, steps []*tasker.Step) []string {
 
 // checkEnqueues matches every committed enqueue of a task with a delivered
 // event from the process that committed it.
+//
+// A commit whose event may legitimately be missing (its process was killed
+// after it, or PostgreSQL restarted around it and the committer saw an
+// error: the commit was cut off, as far as it knew) must not take an event
+// another commit needs: after the restart a coordinator retrying its
+// recording finds its first attempt committed, and a later commit of the
+// same process delivers the only event of the two. So the commits that
+// must have an event are matched first, each in time order taking the
+// earliest unused event delivered at or after it (which matches as many
+// as can be matched), and the excused ones take what is left.
 func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []Record, killedAt map[string]time.Time,
 	dropped map[string]string, rep *Report, violate func(string, ...any)) {
 	type commit struct {
@@ -350,30 +362,56 @@ func checkEnqueues(id int64, taskTrs, stepTrs []*tasker.Transition, delivered []
 			commits = append(commits, commit{tr.Actor, "task.reenqueue", tr.CreatedAt, "rescue of " + tr.StepName})
 		}
 	}
+	slices.SortStableFunc(commits, func(a, b commit) int { return a.at.Compare(b.at) })
+	order := make([]int, len(delivered)) // delivered, earliest first
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(delivered[a].T, delivered[b].T) })
 	used := make([]bool, len(delivered))
-	for _, cm := range commits {
-		rep.EnqueueCommitted++
-		found := false
-		for i, r := range delivered {
+	take := func(cm commit) bool {
+		for _, i := range order {
+			r := delivered[i]
 			if !used[i] && r.Owner == cm.owner && r.Out == cm.kind && !r.Time().Before(cm.at) {
-				used[i], found = true, true
-				break
+				used[i] = true
+				return true
 			}
 		}
-		switch k, killed := killedAt[cm.owner]; {
-		case found:
+		return false
+	}
+	excused := func(cm commit) (lostWithProcess, lostToRestart bool) {
+		if k, killed := killedAt[cm.owner]; killed && !k.Before(cm.at) {
+			return true, false
+		}
+		return false, rep.PGRestarts > 0 && !cm.at.Before(rep.PGRestartAt.Add(-StepLease)) &&
+			cm.at.Before(rep.PGRestartAt.Add(rep.PGDowntime))
+	}
+	rep.EnqueueCommitted += len(commits)
+	var later []commit
+	for _, cm := range commits {
+		if lost, cut := excused(cm); lost || cut {
+			later = append(later, cm)
+			continue
+		}
+		if take(cm) {
 			rep.EnqueueDelivered++
-		case killed && !k.Before(cm.at):
+			continue
+		}
+		why := ""
+		if n := dropped[cm.owner]; n != "" {
+			why = fmt.Sprintf(" (%s's event bus dropped %s events: a subscriber's buffer was full)", cm.owner, n)
+		}
+		violate("task %d: %s (%s) committed by %s at %s was never delivered%s", id, cm.kind, cm.what, cm.owner,
+			cm.at.Format(time.RFC3339Nano), why)
+	}
+	for _, cm := range later {
+		switch lost, _ := excused(cm); {
+		case take(cm):
+			rep.EnqueueDelivered++
+		case lost:
 			rep.EnqueueLostWithProcess++
-		case rep.PGRestarts > 0 && !cm.at.Before(rep.PGRestartAt.Add(-StepLease)) && cm.at.Before(rep.PGRestartAt.Add(rep.PGDowntime)):
-			rep.EnqueueLostToRestart++
 		default:
-			why := ""
-			if n := dropped[cm.owner]; n != "" {
-				why = fmt.Sprintf(" (%s's event bus dropped %s events: a subscriber's buffer was full)", cm.owner, n)
-			}
-			violate("task %d: %s (%s) committed by %s at %s was never delivered%s", id, cm.kind, cm.what, cm.owner,
-				cm.at.Format(time.RFC3339Nano), why)
+			rep.EnqueueLostToRestart++
 		}
 	}
 }
