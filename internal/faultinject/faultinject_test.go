@@ -35,9 +35,10 @@ func TestFaultInjection(t *testing.T) {
 		seed  uint64
 		event bool
 	}
-	// The short form (CI) keeps to the small shapes; the full form adds two
-	// wide tasks (600 leaves) per seed.
-	tasks, timeout, killEvery, wide := 250, 3*time.Minute, 1500*time.Millisecond, 0
+	// Both forms add two wide tasks (600 leaves) per seed. (The short form
+	// left them out for a session while a missing event was unexplained;
+	// the checker's matching was at fault, see docs/guarantees.md.)
+	tasks, timeout, killEvery, wide := 250, 3*time.Minute, 1500*time.Millisecond, 2
 	variants := []variant{{1, false}, {2, true}, {3, false}}
 	if mode == "full" {
 		tasks, timeout, killEvery, wide = 1000, 15*time.Minute, 3*time.Second, 2
