@@ -56,9 +56,11 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// The start transition, the read of the task and the first claim (up
 	// to the task's max_parallel_steps) share one transaction. A task
 	// outside the start's sources (terminal, blocked, failed) stays as it
-	// is: nothing runs until an operator acts.
+	// is: nothing runs until an operator acts. Like every write of the
+	// coordinator it is not cut off by ctx: a start and claim committed
+	// unseen would leave the claimed steps to expire as lost attempts.
 	now := e.now()
-	tr, task, first, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, e.cfg.Owner, "coordinator started", now),
+	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx), startParams(taskID, e.cfg.Owner, "coordinator started", now),
 		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease),
 			FirstNames: e.rootNames})
 	if err != nil {

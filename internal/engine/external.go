@@ -465,8 +465,17 @@ func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 	}
 	n := 0
 	var errs []error
+	// A rescue, once begun, runs to its commit and publishes its event even
+	// when ctx ends meanwhile (a runner shutting down): cancelled halfway, its
+	// commit could take effect unseen, and the task.reenqueue that event-based
+	// workers wait for would never be published. The steps not begun wait
+	// for the next sweep, by any runner.
+	dbctx := context.WithoutCancel(ctx)
 	for _, st := range steps {
-		if err := e.rescueStep(ctx, st, now); err != nil {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := e.rescueStep(dbctx, st, now); err != nil {
 			// One step's failure must not keep the others stranded.
 			errs = append(errs, fmt.Errorf("rescue step %s of task %d: %w", st.Name, st.TaskID, err))
 			continue
