@@ -60,7 +60,8 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// coordinator it is not cut off by ctx: a start and claim committed
 	// unseen would leave the claimed steps to expire as lost attempts.
 	now := e.now()
-	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx), startParams(taskID, e.cfg.Owner, "coordinator started", now),
+	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx),
+		startParams(taskID, e.cfg.Owner, "coordinator started", now),
 		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease),
 			FirstNames: e.rootNames})
 	if err != nil {
