@@ -477,7 +477,9 @@ func TestLiveRunnerKeepsItsQueueLeases(t *testing.T) {
 	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
 		c := openTuned(t, url, "holder", func(cfg *tasker.Config) {
-			cfg.QueueLease, cfg.StepLease = 150*time.Millisecond, 10*time.Second
+			// Heartbeats every 200 ms; without them the leases expire after
+			// 600 ms, well inside the 2 s watched below.
+			cfg.QueueLease, cfg.StepLease = 600*time.Millisecond, 10*time.Second
 		})
 		release := make(chan struct{})
 		var running sync.WaitGroup
@@ -499,7 +501,7 @@ func TestLiveRunnerKeepsItsQueueLeases(t *testing.T) {
 		defer stop()
 		go func() { _ = c.Run(rctx, 2) }()
 		running.Wait()
-		for end := time.Now().Add(700 * time.Millisecond); time.Now().Before(end); time.Sleep(25 * time.Millisecond) {
+		for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 			q, err := c.Queue(ctx)
 			require.NoError(t, err)
 			require.Len(t, q, 2)

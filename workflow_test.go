@@ -372,7 +372,9 @@ func TestWideFanInRunsEveryStepOnce(t *testing.T) {
 	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c, rec := recordingClient(t, url)
 		sh := fanInShape(700)
-		yaml := strings.Replace(templateYAML(sh, 1, nil, nil), "max_parallel_steps: 8", "max_parallel_steps: 1000", 1)
+		yaml := templateYAML(sh, 1, nil, nil)
+		require.Contains(t, yaml, "max_parallel_steps: 8\n", "the test widens the template's max_parallel_steps")
+		yaml = strings.Replace(yaml, "max_parallel_steps: 8\n", "max_parallel_steps: 1000\n", 1)
 		_, err := c.AddTemplate("wide.yml", []byte(yaml))
 		require.NoError(t, err)
 		ctx := context.Background()

@@ -7,13 +7,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tasker-systems/tasker/internal/cpustat"
+	"github.com/tasker-systems/tasker/internal/pgprobe"
 )
 
-// probe reads a PostgreSQL server's usage on a connection of its own: its
-// WAL position and, when it runs on this machine, its CPU time.
+// probe reads a PostgreSQL server's usage on a connection of its own.
 type probe struct {
 	conn *pgx.Conn
-	cpu  *cpustat.Server // nil: not on this machine
+	pg   *pgprobe.Probe
 }
 
 // newProbe connects to the server at url; nil when it cannot (the run
@@ -23,12 +23,7 @@ func newProbe(ctx context.Context, url string) *probe {
 	if err != nil {
 		return nil
 	}
-	p := &probe{conn: conn}
-	var pid int
-	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err == nil {
-		p.cpu, _ = cpustat.FindServer(pid)
-	}
-	return p
+	return &probe{conn: conn, pg: pgprobe.New(ctx, conn)}
 }
 
 func (p *probe) close() {
@@ -37,27 +32,19 @@ func (p *probe) close() {
 	}
 }
 
-// usageMark is the resources used so far.
+// usageMark is the resources used so far: this process's CPU time and the
+// server's usage.
 type usageMark struct {
-	tasker, db time.Duration
-	dbOK       bool
-	wal        int64 // WAL insert position, bytes
-	walOK      bool
+	tasker time.Duration
+	server pgprobe.Mark
 }
 
 func (r *runner) mark() usageMark {
 	var m usageMark
 	m.tasker, _ = cpustat.Process()
-	if r.probe == nil {
-		return m
+	if r.probe != nil {
+		m.server = r.probe.pg.Mark(context.Background())
 	}
-	if r.probe.cpu != nil {
-		var err error
-		m.db, err = r.probe.cpu.CPU()
-		m.dbOK = err == nil
-	}
-	err := r.probe.conn.QueryRow(context.Background(), "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint").Scan(&m.wal)
-	m.walOK = err == nil
 	return m
 }
 
@@ -66,13 +53,14 @@ func (r *runner) fillUsage(from, to usageMark) {
 	steps := float64(max(r.res.StepsCompleted, 1))
 	c := &CPUStats{TaskerSeconds: (to.tasker - from.tasker).Seconds()}
 	c.TaskerUSPerStep = c.TaskerSeconds * 1e6 / steps
-	if from.dbOK && to.dbOK {
-		db := (to.db - from.db).Seconds()
+	if from.server.CPUOK && to.server.CPUOK {
+		db := (to.server.CPU - from.server.CPU).Seconds()
 		per := db * 1e6 / steps
 		c.DatabaseSeconds, c.DatabaseUSPerStep = &db, &per
 	}
 	r.res.CPU = c
-	if from.walOK && to.walOK {
-		r.res.WAL = &WALStats{Bytes: to.wal - from.wal, BytesPerStep: float64(to.wal-from.wal) / steps}
+	if from.server.WALOK && to.server.WALOK {
+		wal := to.server.WAL - from.server.WAL
+		r.res.WAL = &WALStats{Bytes: wal, BytesPerStep: float64(wal) / steps}
 	}
 }

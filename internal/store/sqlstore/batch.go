@@ -217,11 +217,11 @@ func (c *recordColumns) args() []any {
 // found by primary key from the id array $1, and the held-state and owner
 // tests are join clauses against the outcome list (OFFSET 0 keeps the
 // planner from folding them into filters on the steps table). The planner
-// knows nothing of the outcome list's length. With the held-state test as a filter, stale statistics
-// right after a wide fan-out started estimated one in-progress step and the
-// planner re-scanned the whole outcome list for every step (2,000 outcomes:
-// 800 ms instead of 50 ms); without the id list it chose a sequential scan
-// of every step for a one-outcome batch.
+// knows nothing of the outcome list's length. With the held-state test as
+// a filter, stale statistics right after a wide fan-out started estimated
+// one in-progress step and the planner re-scanned the whole outcome list
+// for every step (2,000 outcomes: 800 ms instead of 50 ms); without the id
+// list it chose a sequential scan of every step for a one-outcome batch.
 //
 // It also locks the rows of the tasks to finalize ($14): two coordinators
 // of one task finalizing at once in separate transactions would each see
