@@ -2,11 +2,11 @@ package engine
 
 import (
 	"bytes"
-	"encoding/json"
+	"cmp"
+	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
+	"github.com/tasker-systems/tasker/internal/jsonvalid"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -15,14 +15,15 @@ import (
 // it, so both refuse it). Checking here turns what would be a database
 // error into a typed invalid-request error, before anything is written.
 func checkText(field, v string) error {
-	if !utf8.ValidString(v) {
-		return &taskertype.RequestError{Field: field, Msg: "is not valid UTF-8"}
-	}
-	if strings.IndexByte(v, 0) >= 0 {
-		return &taskertype.RequestError{Field: field, Msg: "must not contain NUL (\\u0000)"}
+	if err := jsonvalid.CheckString(v); err != nil {
+		return &taskertype.RequestError{Field: field, Msg: err.Error()}
 	}
 	return nil
 }
+
+// MaxIdempotencyKeyBytes bounds an idempotency key: PostgreSQL's unique
+// index on it refuses entries over 2704 bytes.
+const MaxIdempotencyKeyBytes = 1024
 
 // checkRequestText applies checkText to every free-text field of a request
 // and checks step inputs the way ValidateContext checks the context.
@@ -34,6 +35,22 @@ func checkRequestText(req *TaskRequest) error {
 		if err := checkText(f.name, f.v); err != nil {
 			return err
 		}
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyKeyBytes {
+		return &taskertype.RequestError{Field: "idempotency_key",
+			Msg: fmt.Sprintf("is %d bytes long, more than the limit of %d", len(req.IdempotencyKey), MaxIdempotencyKeyBytes)}
+	}
+	// The context's schema is checked later (ValidateContext); what a
+	// database cannot store (lone surrogates, huge numbers, duplicate keys)
+	// is refused here, the same way as over HTTP (internal/jsonvalid).
+	var je *jsonvalid.Error
+	if err := jsonvalid.Check(req.Context); errors.As(err, &je) {
+		key := cmp.Or(req.Namespace, "default") + "/" + req.Name
+		if req.Version != "" {
+			key += "@" + req.Version
+		}
+		return &taskertype.ContextValidationError{Template: key,
+			Violations: []taskertype.ContextViolation{{Path: je.Pointer, Message: je.Msg}}}
 	}
 	for i, tag := range req.Tags {
 		if err := checkText(fmt.Sprintf("tags[%d]", i), tag); err != nil {
@@ -56,41 +73,11 @@ func checkActor(a Actor) error {
 	return checkText("reason", a.Reason)
 }
 
-// checkJSONText reports a JSON document that is malformed, not UTF-8, or
-// holds a NUL in any string or key.
+// checkJSONText reports a JSON document that is malformed or holds what a
+// database cannot store (see internal/jsonvalid).
 func checkJSONText(raw []byte) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil
 	}
-	if !utf8.Valid(raw) {
-		return fmt.Errorf("is not valid UTF-8")
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if hasNUL(v) {
-		return fmt.Errorf("must not contain NUL (\\u0000)")
-	}
-	return nil
-}
-
-func hasNUL(v any) bool {
-	switch x := v.(type) {
-	case string:
-		return strings.IndexByte(x, 0) >= 0
-	case []any:
-		for _, e := range x {
-			if hasNUL(e) {
-				return true
-			}
-		}
-	case map[string]any:
-		for k, e := range x {
-			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
-				return true
-			}
-		}
-	}
-	return false
+	return jsonvalid.Check(raw)
 }
