@@ -44,6 +44,15 @@ module TaskerCore
     @lock = Mutex.new
 
     class << self
+      # Extension point around each step handler call: a callable that is
+      # given (task, step) and a block; it must call the block once and
+      # return its value. The block resolves the handler class and runs the
+      # attempt, so an error the wrapper raises is that attempt's failure.
+      # The Rails integration sets it to run each call inside the Rails
+      # executor (the reloader in development): ActiveRecord connections go
+      # back to the pool after every step. nil: no wrapper.
+      attr_accessor :around_handler
+
       # Registers klass (a BaseStepHandler subclass, or anything whose
       # instances respond to process) under a handler_class name.
       def register(name, klass)
@@ -69,15 +78,17 @@ module TaskerCore
     def self.run(task, step, batch)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out = begin
-        handler = instantiate(resolve(step.handler_class), step)
-        sequence = StepSequence.new(step, batch)
-        output = if step.timeout_seconds.positive?
-                   Timeout.timeout(step.timeout_seconds, StepTimeout) { handler.process(task, sequence, step) }
-                 else
-                   handler.process(task, sequence, step)
-                 end
-        output = handler.process_results(step, output) if handler.respond_to?(:process_results)
-        { "success" => true, "results" => output.nil? ? {} : output }
+        wrapped(task, step) do
+          handler = instantiate(resolve(step.handler_class), step)
+          sequence = StepSequence.new(step, batch)
+          output = if step.timeout_seconds.positive?
+                     Timeout.timeout(step.timeout_seconds, StepTimeout) { handler.process(task, sequence, step) }
+                   else
+                     handler.process(task, sequence, step)
+                   end
+          output = handler.process_results(step, output) if handler.respond_to?(:process_results)
+          { "success" => true, "results" => output.nil? ? {} : output }
+        end
       rescue RetryableError => e
         failure(e, "retry_after_seconds" => retry_after_seconds(e.retry_after))
       rescue PermanentError => e
@@ -91,6 +102,12 @@ module TaskerCore
       out["attempt"] = step.attempt
       out["duration_ms"] = ((Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) * 1000).round
       out
+    end
+
+    # Runs the block through around_handler when one is set.
+    def self.wrapped(task, step, &block)
+      wrapper = around_handler
+      wrapper ? wrapper.call(task, step, &block) : yield
     end
 
     # Raised by Timeout inside a step that ran too long.
