@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/tasker-systems/tasker/internal/jsonvalid"
 )
 
 // decodeBody decodes a JSON object body into dst, refusing unknown fields
@@ -41,33 +44,51 @@ func decodeBody(r *http.Request, dst any, required bool) error {
 	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
 		return badRequest("malformed JSON: unexpected data after the request object", nil)
 	}
-	if hasNUL(raw) {
-		return errNUL
+	return checkDocument(raw, dst)
+}
+
+// checkDocument refuses, in a syntactically valid request document, what
+// the decoder let through: text and numbers a database cannot store alike
+// (invalid UTF-8, which the decoder silently replaces, NUL, lone surrogate
+// escapes, numbers beyond the documented limits, nesting), duplicate keys
+// (the decoder keeps the last) and keys that match a field only when case
+// is ignored (the decoder matches "NameSpace" to namespace). Every string
+// and number of the whole document is checked, free-form parts (context,
+// step inputs, results) included, with the raw bytes.
+func checkDocument(raw []byte, dst any) error {
+	var je *jsonvalid.Error
+	if err := jsonvalid.Check(raw); errors.As(err, &je) {
+		return docError(je)
+	} else if err != nil {
+		return badRequest("malformed JSON: "+err.Error(), nil)
+	}
+	if err := jsonvalid.CheckKeys(raw, dst); errors.As(err, &je) {
+		if f := je.Field(); "/"+f == je.Pointer {
+			return badRequest(fmt.Sprintf("unknown field %q (field names are case-sensitive)", f), map[string]any{"field": f})
+		}
+		return docError(je)
+	} else if err != nil {
+		return badRequest("malformed JSON: "+err.Error(), nil)
 	}
 	return nil
 }
 
-// errNUL refuses U+0000 in strings: PostgreSQL cannot store it in text or
-// jsonb (SQLite can), so it is refused on every database alike.
-var errNUL = badRequest("strings cannot contain the NUL character (U+0000)", nil)
-
-// hasNUL reports whether any string or object key of a valid JSON document
-// contains U+0000. Only documents with a \u0000 escape are walked.
-func hasNUL(raw []byte) bool {
-	if !bytes.Contains(raw, []byte(`\u0000`)) {
-		return false
+// docError answers a jsonvalid problem: 400 invalid_request naming the
+// top-level field and the JSON pointer of the value.
+func docError(je *jsonvalid.Error) *apiError {
+	d := map[string]any{}
+	if f := je.Field(); f != "" {
+		d["field"] = f
+		d["path"] = je.Pointer
+	} else {
+		d["offset"] = je.Offset
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		if s, ok := tok.(string); ok && strings.ContainsRune(s, 0) {
-			return true
-		}
-	}
+	return badRequest(je.Error(), d)
 }
+
+// errNUL refuses U+0000 in query parameters: PostgreSQL cannot store it in
+// text or jsonb (SQLite can), so it is refused on every database alike.
+var errNUL = badRequest("strings cannot contain the NUL character (U+0000)", nil)
 
 // jsonError turns an encoding/json error into an invalid_request answer.
 func jsonError(err error) *apiError {
@@ -136,6 +157,9 @@ func parseQuery(r *http.Request, known []string, repeatable ...string) (*query, 
 		for _, val := range vals {
 			if strings.ContainsRune(val, 0) {
 				return nil, errNUL
+			}
+			if !utf8.ValidString(val) {
+				return nil, badRequest(fmt.Sprintf("query parameter %q is not valid UTF-8", k), map[string]any{"parameter": k})
 			}
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/jsonvalid"
 )
 
 // Protocol is the protocol name reported by GET /v1/info.
@@ -150,6 +151,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !cleanPath(r.URL.Path) {
 		s.writeError(sw, r, notFoundRoute(r))
+		return
+	}
+	// Path values (a step name) reach the database: refuse what it cannot
+	// store, as for bodies.
+	if jsonvalid.CheckString(r.URL.Path) != nil {
+		s.writeError(sw, r, badRequest("the path must be valid UTF-8 without NUL (%00)", nil))
 		return
 	}
 	if _, pattern := s.mux.Handler(r); pattern == "" {

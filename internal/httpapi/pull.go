@@ -194,6 +194,9 @@ func decodeParams(params []byte, dst any) error {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("params: unexpected data after the JSON object", nil)
 	}
+	if err := checkDocument(params, dst); err != nil {
+		return err
+	}
 	if v, ok := dst.(interface{ validate() error }); ok {
 		return v.validate()
 	}
