@@ -27,6 +27,10 @@ const (
 	commandWaitDelay = 2 * time.Second
 	// shellPath runs scripts when handler_config.shell is true.
 	shellPath = "/bin/sh"
+	// maxEnvContextBytes is the largest task context also passed in the
+	// TASKER_CONTEXT variable; a larger one is only in TASKER_CONTEXT_FILE
+	// (and in the default stdin document).
+	maxEnvContextBytes = 64 << 10
 )
 
 // DisabledCommandMessage is the error text of tasker:command when
@@ -57,7 +61,17 @@ func (h *commandHandler) Handle(ctx context.Context, step *taskertype.StepContex
 	if !h.enabled {
 		return nil, taskertype.Permanent(fmt.Errorf("%s (step %q)", DisabledCommandMessage, step.StepName))
 	}
-	spec, err := parseCommandConfig(step)
+	// The task context goes to a file (always) and to TASKER_CONTEXT (only
+	// when small): one environment string is limited to 128 KiB on Linux,
+	// and every string counts against the limit of the whole exec.
+	taskContext := rawOrNull(step.Context)
+	contextFile, err := writeContextFile(taskContext)
+	if err != nil {
+		return nil, taskertype.Retryable(fmt.Errorf("%s: step %q: writing the task context file: %w",
+			CommandName, step.StepName, err), 0)
+	}
+	defer os.Remove(contextFile)
+	spec, err := parseCommandConfig(step, taskContext, contextFile)
 	if err != nil {
 		return nil, err
 	}
@@ -69,26 +83,11 @@ func (h *commandHandler) Handle(ctx context.Context, step *taskertype.StepContex
 		runCtx, cancel = context.WithTimeout(ctx, spec.timeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(runCtx, spec.path, spec.args...)
-	cmd.Env = spec.env
-	cmd.Dir = spec.dir
-	cmd.Stdin = bytes.NewReader(spec.stdin)
 	stdout := &capWriter{max: h.maxStdout}
 	stderr := &tailWriter{max: stderrTailBytes}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.WaitDelay = commandWaitDelay
-	setProcessGroup(cmd)
+	res := runProcess(runCtx, spec, bytes.NewReader(spec.stdin), stdout, stderr)
 
-	err = cmd.Run()
-	state := cmd.ProcessState
-	if state != nil && errors.Is(err, exec.ErrWaitDelay) {
-		// The program is gone but something it started still holds the
-		// output open: clean up what is left of its process group.
-		killProcessGroup(cmd.Process.Pid)
-	}
-	exitedOK := state != nil && state.Success()
-
-	if !exitedOK && runCtx.Err() != nil {
+	if !res.ok() && runCtx.Err() != nil {
 		switch {
 		case ctx.Err() == nil:
 			return nil, taskertype.Retryable(fmt.Errorf("%s: timed out after %s (handler_config.timeout_seconds); its process group was killed%s",
@@ -101,16 +100,14 @@ func (h *commandHandler) Handle(ctx context.Context, step *taskertype.StepContex
 				prefix, stderr.suffix()), 0)
 		}
 	}
-	if state == nil {
-		return nil, startError(prefix, err)
-	}
-	if !exitedOK {
-		code := state.ExitCode()
-		if code < 0 {
-			return nil, taskertype.Retryable(fmt.Errorf("%s: terminated (%s)%s", prefix, state, stderr.suffix()), 0)
-		}
-		e := fmt.Errorf("%s: exited with code %d%s", prefix, code, stderr.suffix())
-		if slices.Contains(spec.permanent, code) {
+	switch {
+	case res.startErr != nil:
+		return nil, startError(prefix, res.startErr)
+	case res.signal != "":
+		return nil, taskertype.Retryable(fmt.Errorf("%s: terminated (%s)%s", prefix, res.signal, stderr.suffix()), 0)
+	case res.exitCode != 0:
+		e := fmt.Errorf("%s: exited with code %d%s", prefix, res.exitCode, stderr.suffix())
+		if slices.Contains(spec.permanent, res.exitCode) {
 			return nil, taskertype.Permanent(e)
 		}
 		return nil, taskertype.Retryable(e, 0)
@@ -138,6 +135,10 @@ func commandResults(out []byte) any {
 // retryable.
 func startError(prefix string, err error) error {
 	e := fmt.Errorf("%s: could not start: %w", prefix, err)
+	if errors.Is(err, syscall.E2BIG) {
+		e = fmt.Errorf("%s: could not start: %w (the arguments and environment exceed the system limit: "+
+			"pass large values through stdin or read the context from $TASKER_CONTEXT_FILE)", prefix, err)
+	}
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrDot) ||
 		errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) ||
 		errors.Is(err, syscall.ENOEXEC) || errors.Is(err, syscall.E2BIG) ||
@@ -148,7 +149,9 @@ func startError(prefix string, err error) error {
 }
 
 // parseCommandConfig validates and expands tasker:command's handler_config.
-func parseCommandConfig(step *taskertype.StepContext) (*commandSpec, error) {
+// taskContext is the compact task context and contextFile the file that
+// holds it.
+func parseCommandConfig(step *taskertype.StepContext, taskContext []byte, contextFile string) (*commandSpec, error) {
 	cfg := newConfig(CommandName, step)
 	x := newExpander(CommandName, step)
 	spec := &commandSpec{}
@@ -218,7 +221,10 @@ func parseCommandConfig(step *taskertype.StepContext) (*commandSpec, error) {
 	env["TASKER_TASK_ID"] = strconv.FormatInt(step.TaskID, 10)
 	env["TASKER_STEP_NAME"] = step.StepName
 	env["TASKER_ATTEMPT"] = strconv.Itoa(step.Attempt)
-	env["TASKER_CONTEXT"] = string(rawOrNull(step.Context))
+	env["TASKER_CONTEXT_FILE"] = contextFile
+	if len(taskContext) <= maxEnvContextBytes {
+		env["TASKER_CONTEXT"] = string(taskContext)
+	}
 	userEnv, err := cfg.stringMap("env")
 	if err != nil {
 		return nil, err
@@ -259,7 +265,7 @@ func parseCommandConfig(step *taskertype.StepContext) (*commandSpec, error) {
 			deps[k] = rawOrNull(v)
 		}
 		doc := map[string]any{
-			"context":            rawOrNull(step.Context),
+			"context":            json.RawMessage(taskContext),
 			"dependency_results": deps,
 			"step":               step.StepName,
 			"attempt":            step.Attempt,
@@ -270,6 +276,22 @@ func parseCommandConfig(step *taskertype.StepContext) (*commandSpec, error) {
 		}
 	}
 	return spec, nil
+}
+
+// writeContextFile writes the task context to a new private temporary file
+// and returns its path; the caller removes it.
+func writeContextFile(taskContext []byte) (string, error) {
+	f, err := os.CreateTemp("", "tasker-context-*.json")
+	if err != nil {
+		return "", err
+	}
+	_, werr := f.Write(taskContext)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		_ = os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // rawOrNull returns raw compacted, or null when it is empty or not JSON.
@@ -345,4 +367,22 @@ func (w *tailWriter) suffix() string {
 		s = "..." + s
 	}
 	return "; stderr: " + s
+}
+
+// procResult is how one run of a program ended.
+type procResult struct {
+	// startErr is set when the program could not be started.
+	startErr error
+	// signal describes the signal that terminated the program, as in
+	// "signal: killed" ("" if none).
+	signal string
+	// exitCode is the program's exit status when it exited by itself.
+	exitCode int
+	// finished is true when the program ran and its end was observed.
+	finished bool
+}
+
+// ok reports whether the program ran and exited with status 0.
+func (r procResult) ok() bool {
+	return r.finished && r.startErr == nil && r.signal == "" && r.exitCode == 0
 }

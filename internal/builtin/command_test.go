@@ -134,6 +134,11 @@ func TestCommandEnvironment(t *testing.T) {
 			want[k] = v
 		}
 	}
+	// The context file holds the same context and is gone after the step.
+	ctxFile := env["TASKER_CONTEXT_FILE"]
+	require.NotEmpty(t, ctxFile)
+	delete(env, "TASKER_CONTEXT_FILE")
+	require.NoFileExists(t, ctxFile, "the context file is removed after the attempt")
 	require.Equal(t, want, env, "exactly these variables, not the parent's whole environment")
 }
 

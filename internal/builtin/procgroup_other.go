@@ -2,11 +2,27 @@
 
 package builtin
 
-import "os/exec"
+import (
+	"context"
+	"io"
+	"os/exec"
+)
 
-// setProcessGroup keeps the default cancellation (kill the program) where
-// process groups are not available.
-func setProcessGroup(*exec.Cmd) {}
-
-// killProcessGroup does nothing where process groups are not available.
-func killProcessGroup(int) error { return nil }
+// runProcess runs the program directly: without process groups there is no
+// supervisor, and only the program itself is killed on cancellation.
+func runProcess(ctx context.Context, spec *commandSpec, stdin io.Reader, stdout, stderr io.Writer) procResult {
+	cmd := exec.CommandContext(ctx, spec.path, spec.args...)
+	cmd.Env, cmd.Dir = spec.env, spec.dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.WaitDelay = commandWaitDelay
+	err := cmd.Run()
+	state := cmd.ProcessState
+	if state == nil {
+		return procResult{startErr: err}
+	}
+	res := procResult{finished: true, exitCode: state.ExitCode()}
+	if res.exitCode < 0 {
+		res.signal = state.String()
+	}
+	return res
+}
