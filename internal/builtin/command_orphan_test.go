@@ -46,7 +46,9 @@ func TestCommandDiesWithRunner(t *testing.T) {
 	_ = cmd.Wait()
 
 	waitFor(t, 10*time.Second, func() bool { return len(markedProcesses(marker)) == 0 },
-		func() string { return fmt.Sprintf("processes of the step outlived the runner: %v", markedProcesses(marker)) })
+		func() string {
+			return fmt.Sprintf("processes of the step outlived the runner: %v", markedProcesses(marker))
+		})
 }
 
 // runnerHelper runs a command step whose processes carry marker in their
