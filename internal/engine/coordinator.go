@@ -59,11 +59,13 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// is: nothing runs until an operator acts. Like every write of the
 	// coordinator it is not cut off by ctx: a start and claim committed
 	// unseen would leave the claimed steps to expire as lost attempts.
+	// The claim's time and lease come from the database's clock when the
+	// claim runs (StepClaimParams.Lease), not from now, which may be well
+	// before (a batch, a wait for a connection, a database restart).
 	now := e.now()
 	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx),
 		startParams(taskID, e.cfg.Owner, "coordinator started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Now: now, LeaseUntil: now.Add(e.cfg.StepLease),
-			FirstNames: e.rootNames})
+		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Lease: e.cfg.StepLease, FirstNames: e.rootNames})
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +79,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 		first = []*store.ClaimedStep{} // claimed nothing: the loop need not ask again at once
 	}
 
-	executed, stopped, settled, err := e.runSteps(ctx, task, first, now, res)
+	executed, stopped, settled, err := e.runSteps(ctx, task, first, res)
 	res.StepsExecuted = executed
 	if err != nil {
 		return res, err
@@ -133,8 +135,7 @@ const handlerGiveUp = time.Second
 const maxNarrowNames = 64
 
 // runSteps is the discover -> claim -> execute -> record loop. first, when
-// not nil, are steps the caller already claimed at claimedAt (the loop's
-// first claim). stopped is true when ctx ended before the task ran out of
+// not nil, are steps the caller already claimed (the loop's first claim). stopped is true when ctx ended before the task ran out of
 // viable steps.
 //
 // When the last results of the loop are recorded (nothing left in flight,
@@ -150,7 +151,11 @@ const maxNarrowNames = 64
 // still being recorded do not hold a slot. Steps their results unlock are
 // claimed once the recording has committed. Batches with a failure, the
 // last batch and batches during shutdown are recorded in the loop.
-func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, claimedAt time.Time,
+//
+// Every claimed step is held by the engine's lease keeper (stepLeases) from
+// its claim until the recording of its result has committed or the loop
+// gives it up, whatever the loop is doing meanwhile.
+func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep,
 	res *HandleResult) (executed int, stopped, settled bool, err error) {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
@@ -161,8 +166,6 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	results := make(chan attemptResult, max(task.MaxParallelSteps, len(first), 1))
 	inflight := map[int64]*store.ClaimedStep{}
 	failed := false
-	heartbeat := time.NewTicker(max(e.cfg.StepLease/3, 10*time.Millisecond))
-	defer heartbeat.Stop()
 	var grace, giveUp <-chan time.Time
 	shutting := false
 	done := ctx.Done()
@@ -183,6 +186,16 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	var pending []attemptResult  // results not yet handed to a recording
 	var pendingUnlocks unlockSet // the children results in pending unlock
 	var recorded chan backgroundRecord
+	// Whatever is still held when the loop returns (handlers that ignored
+	// cancellation, a recording that failed for good) is left to expire.
+	defer func() {
+		for id := range inflight {
+			e.leases.release(id)
+		}
+		for _, r := range pending {
+			e.leases.release(r.claimed.Step.ID)
+		}
+	}()
 
 	// Claims run off the loop too, one at a time, with the slots free when
 	// they start; the loop goes on taking results meanwhile.
@@ -198,13 +211,14 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	lastShort := false
 	var narrow unlockSet // unlocked by recordings committed since the last claim started
 	claimFailed := false // the last claim failed: wait for a result first
-	start := func(claimed []*store.ClaimedStep, now time.Time) {
+	start := func(claimed []*store.ClaimedStep) {
 		events := make([]taskertype.Event, 0, len(claimed))
 		for _, c := range claimed {
 			inflight[c.Step.ID] = c
+			e.leases.hold(c.Step.ID)
 			executed++
 			events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
-				StepID: c.Step.ID, StepName: c.Step.Name, Time: now, Data: map[string]any{"attempt": c.Step.Attempts}})
+				StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c), Data: map[string]any{"attempt": c.Step.Attempts}})
 			go e.execute(hctx, task, c, results)
 		}
 		e.bus.Publish(events...)
@@ -218,13 +232,12 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 	}
 	for {
 		if preclaimed {
-			start(first, claimedAt)
+			start(first)
 			preclaimed = false
 			drained = len(first) < task.MaxParallelSteps
 			lastShort = drained
 		} else if claiming == nil && !drained && !claimFailed && !shutting && !failed && ctx.Err() == nil {
 			if room := task.MaxParallelSteps - len(inflight); room > 0 {
-				now := e.now()
 				claimLimit, reclaim = room, false
 				var names []string
 				if lastShort && !narrow.unknown && len(narrow.names) > 0 && len(narrow.names) <= maxNarrowNames {
@@ -235,9 +248,12 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				claiming = ch
 				split := len(inflight) == 0 && recorded == nil // nothing else of this task keeps the database busy
 				go func() {
+					// The claim's time is the database's when it runs: a
+					// time taken here could precede results recorded while
+					// the claim waited, and would shorten its lease.
 					claimed, err := e.claimInBackground(dbctx, &store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner,
-						Limit: room, Now: now, LeaseUntil: now.Add(e.cfg.StepLease), Names: names}, split)
-					ch <- backgroundClaim{claimed: claimed, now: now, err: err}
+						Limit: room, Lease: e.cfg.StepLease, Names: names}, split)
+					ch <- backgroundClaim{claimed: claimed, err: err}
 				}()
 			}
 		}
@@ -255,7 +271,11 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			recorded = make(chan backgroundRecord, 1)
 			split := claiming == nil // nothing else of this task keeps the database busy
 			go func() {
-				recorded <- backgroundRecord{unlocked: unlocked, err: e.recordInBackground(dbctx, task, batch, split)}
+				err := e.recordInBackground(dbctx, task, batch, split)
+				for _, r := range batch {
+					e.leases.release(r.claimed.Step.ID) // recorded, or given up to the rescuer
+				}
+				recorded <- backgroundRecord{unlocked: unlocked, err: err}
 			}()
 			continue // claim for the freed slots meanwhile
 		}
@@ -270,7 +290,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			case c := <-claiming:
 				claiming = nil
 				if c.err != nil && len(c.claimed) > 0 {
-					start(c.claimed, c.now) // one half of a split claim failed: run what the other took
+					start(c.claimed) // one half of a split claim failed: run what the other took
 				}
 				if c.err != nil {
 					if len(inflight) == 0 && recorded == nil && len(pending) == 0 {
@@ -284,7 +304,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				}
 				lastShort = len(c.claimed) < claimLimit
 				drained = lastShort && !reclaim
-				start(c.claimed, c.now)
+				start(c.claimed)
 				continue
 			case b := <-recorded:
 				recorded = nil
@@ -295,18 +315,6 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 				}
 				if b.unlocked.any() {
 					unlocked(b.unlocked) // the unlocked steps are committed: claim them
-				}
-				continue
-			case <-heartbeat.C:
-				ids := make([]int64, 0, len(inflight)+len(pending))
-				for id := range inflight {
-					ids = append(ids, id)
-				}
-				for _, r := range pending {
-					ids = append(ids, r.claimed.Step.ID)
-				}
-				if _, err := e.store.StepLeaseExtend(dbctx, e.cfg.Owner, ids, e.now().Add(e.cfg.StepLease)); err != nil {
-					e.log.Warn("extend step leases", "task_id", task.ID, "err", err)
 				}
 				continue
 			case <-done:
@@ -365,6 +373,9 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			anyFailed, final, err = e.record(dbctx, task, batch, shutting && grace == nil, last)
 			return err
 		})
+		for _, r := range batch {
+			e.leases.release(r.claimed.Step.ID) // recorded, or given up to the rescuer
+		}
 		if err != nil {
 			e.abandon(dbctx, task.ID, inflight, results, cancelHandlers)
 			return executed, false, false, err
@@ -438,8 +449,16 @@ func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams
 // backgroundClaim is the outcome of a claim run off the loop.
 type backgroundClaim struct {
 	claimed []*store.ClaimedStep
-	now     time.Time
 	err     error
+}
+
+// claimedAt is when the database granted a claimed step (its
+// last_attempted_at, stamped by the claim).
+func claimedAt(c *store.ClaimedStep) time.Time {
+	if c.Step.LastAttemptedAt != nil {
+		return *c.Step.LastAttemptedAt
+	}
+	return time.Now().UTC()
 }
 
 // backgroundRecord is the outcome of a recording run off the loop.
@@ -678,11 +697,11 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds()}}
 	if r.err == nil {
 		ev.Kind = taskertype.EventStepCompleted
-		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventSucceed),
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventSucceed), Attempt: st.Attempts,
 			Event: string(statemachine.StepEventSucceed), Results: r.results, Reason: "handler succeeded"}, []taskertype.Event{ev}
 	}
 	if release {
-		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventRelease),
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventRelease), Attempt: st.Attempts,
 			Event: string(statemachine.StepEventRelease), GiveBackAttempt: true,
 			Reason: "released by a coordinator shutting down"}, nil
 	}
@@ -722,7 +741,7 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 		ev.Data["permanent"] = true
 		ev.Data["reason"] = reason
 		errJSON, _ := json.Marshal(doc)
-		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailPermanent),
+		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailPermanent), Attempt: st.Attempts,
 			Event: string(statemachine.StepEventFailPermanent), Error: errJSON, BackoffRequestSeconds: backoffReq,
 			Reason: reason}, []taskertype.Event{ev}
 	}
@@ -732,7 +751,7 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 	ev.Data["permanent"] = false
 	retryEv := taskertype.Event{Kind: taskertype.EventStepRetryScheduled, TaskID: task.ID, StepID: st.ID, StepName: st.Name,
 		Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": next, "delay_seconds": delay.Seconds()}}
-	return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailRetryable),
+	return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailRetryable), Attempt: st.Attempts,
 			Event: string(statemachine.StepEventFailRetryable), Error: errJSON, NextRetryAt: &next,
 			BackoffRequestSeconds: backoffReq, Reason: fmt.Sprintf("retry %d of %d in %s", st.Attempts+1, st.MaxAttempts, delay)},
 		[]taskertype.Event{ev, retryEv}

@@ -93,6 +93,8 @@ type Engine struct {
 	// tmplJSON caches templateJSON by *template.Template.
 	tmplJSON sync.Map
 
+	// leases keeps the leases of the steps this engine's coordinators hold.
+	leases *stepLeases
 	// quit is closed by Close; runners derive their context from it.
 	quit      chan struct{}
 	closeOnce sync.Once
@@ -138,6 +140,7 @@ func New(cfg Config) (*Engine, error) {
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 	}
+	e.leases = newStepLeases(e)
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
 		e.enqueuer = DatabaseEnqueueHandler{wake: e.nudge}

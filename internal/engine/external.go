@@ -157,13 +157,12 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
 	now := e.now()
-	lease := now.Add(e.cfg.StepLease)
 	// The start (when the task is pending or waiting for a retry), the read
 	// of the task and the claim share one transaction, batched with other
 	// claims on PostgreSQL. A task already in progress is only claimed from;
 	// one in any other state is left alone.
 	tr, task, claimed, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0), Now: now, LeaseUntil: lease})
+		&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0), Lease: e.cfg.StepLease})
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
@@ -186,7 +185,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		es := ExternalStep{StepID: st.ID, Name: st.Name, HandlerClass: st.HandlerClass,
 			HandlerConfig: orEmptyObject(st.HandlerConfig), Inputs: orEmptyObject(st.Inputs), Attempt: st.Attempts,
 			MaxAttempts: st.MaxAttempts, Retryable: st.Retryable, TimeoutSeconds: st.TimeoutSeconds,
-			DependencyResults: deps, Parents: st.Parents, LeaseExpiresAt: lease}
+			DependencyResults: deps, Parents: st.Parents}
 		if st.LeaseExpiresAt != nil {
 			es.LeaseExpiresAt = *st.LeaseExpiresAt
 		}
@@ -195,7 +194,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		}
 		res.Steps = append(res.Steps, es)
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: taskID, StepID: st.ID,
-			StepName: st.Name, Time: now, Data: map[string]any{"attempt": st.Attempts}})
+			StepName: st.Name, Time: claimedAt(c), Data: map[string]any{"attempt": st.Attempts}})
 	}
 	e.bus.Publish(events...)
 	return res, nil
@@ -301,7 +300,8 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 		case seen[r.StepID]:
 			out.Results[i].Reason = "duplicate result for this step in the same report"
 			continue
-		case st.State != taskertype.StepStateInProgress || st.LeaseOwner != owner:
+		case (st.State != taskertype.StepStateInProgress || st.LeaseOwner != owner) &&
+			!(r.Success && lateSuccessTaken(st, r.Attempt)):
 			out.Results[i].Reason = fmt.Sprintf("step is %s and not held by %s", st.State, owner)
 			continue
 		case r.Attempt != st.Attempts:
@@ -410,18 +410,14 @@ func withErrorDetails(doc json.RawMessage, x *ExternalError) json.RawMessage {
 	return out
 }
 
-// ExtendLeases pushes the leases of steps owner still holds by
-// Config.StepLease from now. Steps no longer held are left alone; Extended
-// counts the others.
+// ExtendLeases pushes the leases of steps owner still holds to
+// Config.StepLease after the database's clock (the clock that granted them).
+// Steps no longer held are left alone; Extended counts the others.
 func (e *Engine) ExtendLeases(ctx context.Context, owner string, stepIDs []int64) (*ExtendResult, error) {
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
-	until := e.now().Add(e.cfg.StepLease)
-	if len(stepIDs) == 0 {
-		return &ExtendResult{LeaseExpiresAt: until}, nil
-	}
-	n, err := e.store.StepLeaseExtend(ctx, owner, stepIDs, until)
+	n, until, err := e.store.StepLeaseExtend(ctx, owner, stepIDs, e.cfg.StepLease)
 	if err != nil {
 		return nil, fmt.Errorf("extend leases: %w", err)
 	}
@@ -459,7 +455,10 @@ func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 // periodically.
 func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 	now := e.now()
-	steps, err := e.store.StepLeaseExpired(ctx, now, 100)
+	// Leases are granted and extended by the database's clock; they are
+	// judged expired by it too (the zero time), so that a runner whose clock
+	// is ahead does not rescue live attempts.
+	steps, err := e.store.StepLeaseExpired(ctx, time.Time{}, 100)
 	if err != nil {
 		return 0, fmt.Errorf("find expired step leases: %w", err)
 	}

@@ -76,7 +76,7 @@ func (e *Engine) finalize(ctx context.Context, task *taskertype.Task, res *Handl
 		if ctx.Err() != nil {
 			return e.yield(task, res, "coordinator shutting down")
 		}
-		n, stopped, settled, err := e.runSteps(ctx, task, nil, time.Time{}, res)
+		n, stopped, settled, err := e.runSteps(ctx, task, nil, res)
 		res.StepsExecuted += n
 		if err != nil {
 			return res, err

@@ -292,7 +292,7 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
 		TaskID: st.TaskID, StepIDs: []int64{st.ID}, From: []taskertype.StepState{taskertype.StepStateInProgress},
 		To: stepTarget(ev), Event: string(ev), Reason: reason, Actor: e.cfg.Owner, Now: now, Error: doc,
-		NextRetryAt: next, RequireLeaseExpiredBefore: &now,
+		NextRetryAt: next, RequireLeaseExpiredBefore: &time.Time{}, // by the database's clock
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: now, Priority: task.Priority, Reason: reason},
 	})
 	if err != nil || len(res.Moved) == 0 {
@@ -315,6 +315,19 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	}
 	e.enqueued(ctx, EnqueueRequest{TaskID: st.TaskID, Operation: OperationReenqueue, Priority: task.Priority, Reason: reason, Time: now})
 	return nil
+}
+
+// lateSuccessTaken reports whether a success of attempt is still taken for
+// st although st is no longer in progress: the rescuer failed that very
+// attempt (its lease expired while the runner was alive but could not
+// extend it) and no later attempt has been claimed since. The store applies
+// the same rule (see store.StepOutcome.Attempt).
+func lateSuccessTaken(st *taskertype.Step, attempt int) bool {
+	if st.State != taskertype.StepStateWaitingForRetry || attempt <= 0 || st.Attempts != attempt {
+		return false
+	}
+	var doc errorDoc
+	return json.Unmarshal(st.Error, &doc) == nil && doc.Kind == "lease_expired"
 }
 
 // Explain returns viable-step discovery's view of every step of a task, with

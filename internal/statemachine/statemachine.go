@@ -187,6 +187,9 @@ var stepRows = []StepRow{
 
 	{sInProgress, StepEventSucceed, sComplete, false},
 	{sComplete, StepEventSucceed, sComplete, true},
+	// The late success of an attempt the rescuer presumed lost (its lease
+	// expired while its runner was alive) before any later attempt began.
+	{sWaiting, StepEventSucceed, sComplete, false},
 
 	{sInProgress, StepEventFailRetryable, sWaiting, false},
 

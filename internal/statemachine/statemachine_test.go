@@ -55,8 +55,9 @@ var wantStep = map[string]string{
 	"pending/claim":           "in_progress",
 	"waiting_for_retry/claim": "in_progress",
 
-	"in_progress/succeed": "complete",
-	"complete/succeed":    "=",
+	"in_progress/succeed":       "complete",
+	"waiting_for_retry/succeed": "complete", // a late success of a rescued attempt
+	"complete/succeed":          "=",
 
 	"in_progress/fail_retryable": "waiting_for_retry",
 

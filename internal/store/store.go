@@ -75,6 +75,9 @@ type Store interface {
 	// StepRecord applies many attempt outcomes in one transaction. An outcome
 	// whose step is no longer in progress under p.Owner's lease is skipped
 	// (the attempt was rescued or resolved elsewhere); Applied says which.
+	// The one exception is a late success (StepOutcome.Attempt): a step the
+	// rescuer failed for that same attempt (lease expired) and that no later
+	// attempt has claimed since still takes it.
 	StepRecord(ctx context.Context, p *StepRecordParams) ([]bool, error)
 	// StepRecordFinalize is StepRecord followed, in the same transaction, by
 	// the task's summary (as TaskSummary at p.Now), handed to decide; the
@@ -86,9 +89,13 @@ type Store interface {
 	// steps of a task in one transaction, optionally with a task transition
 	// and queue change in the same transaction.
 	StepTransition(ctx context.Context, p *StepTransitionParams) (*StepTransitionResult, error)
-	// StepLeaseExtend pushes the lease of steps still held by owner.
-	StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, until time.Time) (int, error)
-	// StepLeaseExpired lists in-progress steps whose lease ended before now.
+	// StepLeaseExtend pushes the lease of steps still held by owner to lease
+	// after the database's clock at the statement, and returns the new end
+	// of the lease and how many steps it extended.
+	StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, lease time.Duration) (int, time.Time, error)
+	// StepLeaseExpired lists in-progress steps whose lease ended before now;
+	// the zero now means the database's clock (the clock leases are granted
+	// and extended by).
 	StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error)
 	// StepTransitions returns the audit trail of every step of a task in order.
 	StepTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error)
@@ -240,11 +247,19 @@ type TaskSummary struct {
 
 // StepClaimParams is the input of StepClaim.
 type StepClaimParams struct {
-	TaskID     int64
-	Owner      string
-	Limit      int
+	TaskID int64
+	Owner  string
+	Limit  int
+	// Now is the claim's time (readiness, last_attempted_at, the claim
+	// transition) and LeaseUntil the end of the lease. With Lease set both
+	// are ignored: the database's clock when the claim statement runs is
+	// the claim's time and the lease ends Lease after it. A lease counted
+	// from a time taken before the statement (which may wait for a
+	// connection, a batch or a database restart) would be partly spent
+	// before it was granted.
 	Now        time.Time
 	LeaseUntil time.Time
+	Lease      time.Duration
 	// Names, when not empty, restricts the claim to the ready steps of
 	// these names: the coordinator's claim after a short claim, when it
 	// knows which steps its results unlocked. Found by name, so the claim
@@ -280,6 +295,12 @@ type StepOutcome struct {
 	// GiveBackAttempt undoes the attempt count (graceful release).
 	GiveBackAttempt bool
 	Reason          string
+	// Attempt is the attempt the outcome is the result of (0: unknown). A
+	// success for it is also applied to a step the rescuer failed for this
+	// attempt (lease expired, now waiting_for_retry) before any later
+	// attempt claimed it: the work was done, and nothing has started it
+	// again.
+	Attempt int
 }
 
 // StepRecordParams is the input of StepRecord.
@@ -305,7 +326,8 @@ type StepTransitionParams struct {
 	Error       json.RawMessage
 	NextRetryAt *time.Time
 	// RequireLeaseExpiredBefore, when set, only moves steps whose lease ended
-	// before this time (the rescuer's guard against a live runner).
+	// before this time (the rescuer's guard against a live runner); the zero
+	// time means the database's clock at the statement.
 	RequireLeaseExpiredBefore *time.Time
 	// Task, when set, is applied in the same transaction (after the steps).
 	Task *TaskTransitionParams

@@ -192,6 +192,7 @@ type recordColumns struct {
 	backoffs               []*int
 	giveBacks              []int
 	nows                   []time.Time
+	attempts               []int
 }
 
 func newRecordColumns(n int) *recordColumns {
@@ -199,21 +200,25 @@ func newRecordColumns(n int) *recordColumns {
 		events: make([]string, 0, n), reasons: make([]string, 0, n), results: make([]json.RawMessage, 0, n),
 		errs: make([]json.RawMessage, 0, n), metas: make([]json.RawMessage, 0, n), nextRetryAt: make([]*time.Time, 0, n),
 		completed: make([]*time.Time, 0, n), backoffs: make([]*int, 0, n), giveBacks: make([]int, 0, n),
-		nows: make([]time.Time, 0, n)}
+		nows: make([]time.Time, 0, n), attempts: make([]int, 0, n)}
 }
 
-// args are the statement's array parameters, $1 to $13.
-func (c *recordColumns) args() []any {
+// args are the statement's array parameters, $1 to $13, then taskIDs ($14)
+// and the attempts ($15).
+func (c *recordColumns) args(taskIDs []int64) []any {
 	return []any{c.stepIDs, c.owners, c.states, c.events, c.reasons, c.results, c.errs, c.metas, c.nextRetryAt,
-		c.backoffs, c.giveBacks, c.nows, c.completed}
+		c.backoffs, c.giveBacks, c.nows, c.completed, taskIDs, c.attempts}
 }
 
 // recordBatchSQL applies every outcome of a batch to the steps still in
-// progress under the outcome's owner and appends their transitions (the
-// attempt number is the step's count before a given-back attempt is
-// undone). It returns the positions of the outcomes applied.
+// progress under the outcome's owner in the outcome's attempt ($15; 0:
+// any), and a late success to a step the rescuer failed for that same
+// attempt that no later attempt has claimed (see store.StepOutcome.Attempt),
+// and appends their transitions (the attempt number is the step's count
+// before a given-back attempt is undone). It returns the positions of the
+// outcomes applied.
 //
-// The outcomes are parallel arrays $1-$13 (recordColumns). The steps are
+// The outcomes are parallel arrays $1-$13 and $15 (recordColumns). The steps are
 // found by primary key from the id array $1, and the held-state and owner
 // tests are join clauses against the outcome list (OFFSET 0 keeps the
 // planner from folding them into filters on the steps table). The planner
@@ -235,12 +240,15 @@ rec AS (
 		results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
 		backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
 		updated_at = o.now, completed_at = o.completed_at
-	FROM (SELECT o.*, o.ord - 1 AS n, 'in_progress'::text AS held_state
+	FROM (SELECT o.*, o.ord - 1 AS n, 'in_progress'::text AS held_state,
+			o.state = 'complete' AND o.attempt > 0 AND o.give_back = 0 AS late_ok
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[], $8::jsonb[],
-			$9::timestamptz[], $10::integer[], $11::integer[], $12::timestamptz[], $13::timestamptz[]) WITH ORDINALITY
-			AS o(step_id, owner, state, event, reason, results, error, meta, next_retry_at, backoff, give_back, now,
-			completed_at, ord) OFFSET 0) AS o
-	WHERE s.step_id = ANY($1::bigint[]) AND s.step_id = o.step_id AND s.state = o.held_state AND s.lease_owner = o.owner
+			$9::timestamptz[], $10::integer[], $11::integer[], $12::timestamptz[], $13::timestamptz[], $15::integer[])
+			WITH ORDINALITY AS o(step_id, owner, state, event, reason, results, error, meta, next_retry_at, backoff,
+			give_back, now, completed_at, attempt, ord) OFFSET 0) AS o
+	WHERE s.step_id = ANY($1::bigint[]) AND s.step_id = o.step_id AND (o.attempt = 0 OR s.attempts = o.attempt)
+		AND ((s.state = o.held_state AND s.lease_owner = o.owner)
+			OR (o.late_ok AND s.state = 'waiting_for_retry' AND s.error ->> 'kind' = 'lease_expired'))
 	RETURNING o.n, s.step_id, s.task_id, s.previous_state, s.transition_seq, s.attempts + o.give_back AS attempt,
 		o.state, o.event, o.reason, o.owner, o.meta, o.now),
 tr AS (
@@ -313,7 +321,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 			cols.errs, cols.metas = append(cols.errs, nonEmpty(o.Error)), append(cols.metas, mj)
 			cols.nextRetryAt, cols.backoffs = append(cols.nextRetryAt, next), append(cols.backoffs, o.BackoffRequestSeconds)
 			cols.giveBacks, cols.nows = append(cols.giveBacks, giveBack), append(cols.nows, now)
-			cols.completed = append(cols.completed, completed)
+			cols.completed, cols.attempts = append(cols.completed, completed), append(cols.attempts, o.Attempt)
 			refs = append(refs, ref{ri, i})
 		}
 	}
@@ -339,7 +347,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx txer, batch []*recordReq) 
 		}
 	}
 	if len(refs) > 0 {
-		rs, err := tx.query(ctx, recordBatchSQL, append(cols.args(), taskIDs)...)
+		rs, err := tx.query(ctx, recordBatchSQL, cols.args(taskIDs)...)
 		if err != nil {
 			return fmt.Errorf("record steps: %w", err)
 		}
@@ -602,15 +610,18 @@ func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepCla
 	return r, nil
 }
 
-// claimDoc is one claim in the JSON document claimBatchSQL reads.
+// claimDoc is one claim in the JSON document claimBatchSQL reads. A claim
+// with LeaseMicros (store.StepClaimParams.Lease) has no Now or LeaseUntil:
+// the statement takes them from the database's clock.
 type claimDoc struct {
-	N          int       `json:"n"`
-	TaskID     int64     `json:"task_id"`
-	Owner      string    `json:"owner"`
-	Limit      int       `json:"lim"`
-	Now        time.Time `json:"now"`
-	LeaseUntil time.Time `json:"lease_until"`
-	Names      []string  `json:"names,omitempty"`
+	N           int        `json:"n"`
+	TaskID      int64      `json:"task_id"`
+	Owner       string     `json:"owner"`
+	Limit       int        `json:"lim"`
+	Now         *time.Time `json:"now,omitempty"`
+	LeaseUntil  *time.Time `json:"lease_until,omitempty"`
+	LeaseMicros int64      `json:"lease_us,omitempty"`
+	Names       []string   `json:"names,omitempty"`
 }
 
 // claimBatchSQL claims, for each claim of the batch, up to its limit of the
@@ -625,9 +636,14 @@ type claimDoc struct {
 // locked by this statement, so no other transaction can move them; a
 // primary-key descent per row was most of the 7 % of server time that
 // wide fan-outs spent in index lookups by id.
+//
+// A claim without a time of its own is stamped with the database's clock
+// when the statement starts, and its lease runs lease_us from then.
 var claimBatchSQL = `WITH r AS MATERIALIZED (
-	SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
-		lease_until timestamptz, names text[])),
+	SELECT r.n, r.task_id, r.owner, r.lim, COALESCE(r.now, statement_timestamp()) AS now,
+		COALESCE(r.lease_until, statement_timestamp() + r.lease_us * interval '1 microsecond') AS lease_until, r.names
+	FROM jsonb_to_recordset($1::jsonb) AS r(n integer, task_id bigint, owner text, lim integer, now timestamptz,
+		lease_until timestamptz, lease_us bigint, names text[])),
 picked AS (
 	SELECT r.n, c.step_id, c.ctid FROM r CROSS JOIN LATERAL (
 		SELECT s.step_id, s.ctid FROM tasker_workflow_steps s
@@ -759,8 +775,15 @@ func (s *Store) claimRound(ctx context.Context, tx txer, round []*claimReq, with
 		if limit <= 0 {
 			continue
 		}
-		docs = append(docs, claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
-			Now: utc(r.p.Now), LeaseUntil: utc(r.p.LeaseUntil), Names: firstClaimNames(r.p, r.tr, r.task)})
+		d := claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
+			Names: firstClaimNames(r.p, r.tr, r.task)}
+		if r.p.Lease > 0 {
+			d.LeaseMicros = max(r.p.Lease.Microseconds(), 1)
+		} else {
+			now, until := utc(r.p.Now), utc(r.p.LeaseUntil)
+			d.Now, d.LeaseUntil = &now, &until
+		}
+		docs = append(docs, d)
 		claimers = append(claimers, r)
 	}
 	if len(docs) == 0 {

@@ -176,7 +176,7 @@ RETURNING task_id, operation, run_at, priority, attempts, reason, COALESCE(lease
 	error = COALESCE($6::jsonb, error), next_retry_at = $7::timestamptz, updated_at = $8::timestamptz,
 	completed_at = CASE WHEN $3::text IN ('complete', 'resolved_manually', 'cancelled', 'error') THEN $8::timestamptz ELSE NULL END
 WHERE task_id = $1 AND ` + inList(dialect, "step_id", 2) + ` AND ` + inListStr(dialect, "state", 4) + `
-	AND ($9::timestamptz IS NULL OR lease_expires_at < $9::timestamptz)
+	AND ($9::timestamptz IS NULL OR lease_expires_at < ` + leaseClock(dialect, "$9") + `)
 RETURNING step_id, name, previous_state, transition_seq`,
 
 		taskMove: `UPDATE tasker_tasks SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
@@ -191,6 +191,17 @@ WHERE state = 'in_progress' AND lease_owner = $1 AND ` + inList(dialect, "step_i
 		stepParents: `SELECT e.to_step_id, p.name, p.state FROM tasker_workflow_step_edges e
 JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id WHERE e.task_id = $1 ORDER BY e.to_step_id, p.step_id`,
 	}
+}
+
+// leaseClock is the time a lease is compared with: parameter n, or, on
+// PostgreSQL, the server's clock when n holds the zero time (the rescuer's
+// guard: leases are granted and extended by that clock). SQLite's callers
+// pass this machine's clock for the zero time.
+func leaseClock(dialect, n string) string {
+	if dialect == dialectSQLite {
+		return n
+	}
+	return "COALESCE(NULLIF(" + n + "::timestamptz, '0001-01-01 00:00:00+00'), statement_timestamp())"
 }
 
 // inListStr renders "column IN <the string list in parameter n>".

@@ -15,7 +15,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
 )
 
@@ -63,7 +63,7 @@ var _ store.Store = (*Store)(nil)
 func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database URL %s: %w", RedactURL(databaseURL), err)
+		return nil, fmt.Errorf("parse database URL %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
 	}
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
@@ -77,7 +77,7 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", RedactURL(databaseURL), err)
+		return nil, fmt.Errorf("connect to %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
 	}
 	s := &Store{dialect: dialectPostgres, pool: pool}
 	s.db = &pgxDB{pgxQ: pgxQ{q: pool, rt: &s.roundTrips}, pool: pool}
@@ -108,20 +108,9 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
-// RedactURL removes the password from a database URL for messages and logs.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if err != nil {
-			return "(unparseable database URL)"
-		}
-		return raw
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+// RedactURL masks every password of a database URL or keyword/value
+// connection string for messages and logs (see internal/redact).
+func RedactURL(raw string) string { return redact.DSN(raw) }
 
 // RoundTrips returns how many statements this store has sent to the
 // database since it was opened, counting BEGIN, COMMIT and ROLLBACK. It is

@@ -237,13 +237,20 @@ func firstClaimNames(p *store.StepClaimParams, tr *store.TransitionResult, task 
 }
 
 // claimTx claims up to p.Limit ready steps inside tx.
+// With p.Lease the claim's time is taken now, inside the transaction: this
+// is SQLite's path (PostgreSQL claims through claimBatchSQL), whose clock
+// is this machine's and whose transaction holds the database's one writer.
 func (s *Store) claimTx(ctx context.Context, tx txer, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
-	now := utc(p.Now)
+	now, until := utc(p.Now), p.LeaseUntil
+	if p.Lease > 0 {
+		now = utc(time.Now())
+		until = now.Add(p.Lease)
+	}
 	var names any // NULL: any step
 	if len(p.Names) > 0 {
 		names = s.strs(p.Names)
 	}
-	rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(p.LeaseUntil), p.Limit, names)
+	rs, err := tx.query(ctx, s.q.stepClaim, p.TaskID, s.t(now), p.Owner, s.t(until), p.Limit, names)
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
@@ -422,9 +429,12 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 	index := make(map[int64]int, len(p.Outcomes))
 	for i, o := range p.Outcomes {
 		d := recordDoc{StepID: o.StepID, State: string(o.To), Results: o.Results, Error: o.Error,
-			NextRetryAt: s.tp(o.NextRetryAt), Backoff: o.BackoffRequestSeconds}
+			NextRetryAt: s.tp(o.NextRetryAt), Backoff: o.BackoffRequestSeconds, Attempt: o.Attempt}
 		if o.GiveBackAttempt {
 			d.GiveBack = 1
+		}
+		if o.To == taskertype.StepStateComplete && o.Attempt > 0 && !o.GiveBackAttempt {
+			d.LateOK = 1
 		}
 		if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
 			d.CompletedAt = s.t(now)
@@ -521,20 +531,28 @@ type recordDoc struct {
 	Backoff     *int            `json:"backoff,omitempty"`
 	GiveBack    int             `json:"give_back"`
 	CompletedAt any             `json:"completed_at,omitempty"`
+	Attempt     int             `json:"attempt"`
+	LateOK      int             `json:"late_ok"`
 }
 
 // recordSQLite applies a batch of outcomes ($1, a JSON array) to steps still
-// in progress under owner $3's lease (the steps are $4, an id list); steps
-// no longer held are left alone (rescued, resolved or cancelled meanwhile)
-// and not returned. PostgreSQL records through recordBatchSQL (batch.go).
+// in progress under owner $3's lease in the outcome's attempt (0: any), and
+// a late success to a step the rescuer failed for that same attempt that no
+// later attempt has claimed (see store.StepOutcome.Attempt); the steps are
+// $4, an id list. Steps no longer held are left alone (rescued, resolved or
+// cancelled meanwhile) and not returned. PostgreSQL records through
+// recordBatchSQL (batch.go).
 const recordSQLite = `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
 	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
 	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
 	updated_at = $2, completed_at = o.completed_at
 FROM (SELECT value ->> '$.step_id' AS step_id, value ->> '$.state' AS state, value -> '$.results' AS results,
 	value -> '$.error' AS error, value ->> '$.next_retry_at' AS next_retry_at, value ->> '$.backoff' AS backoff,
-	value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at FROM json_each($1)) AS o
-WHERE s.step_id = o.step_id AND s.step_id IN (SELECT value FROM json_each($4)) AND s.state = 'in_progress' AND s.lease_owner = $3
+	value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at, value ->> '$.attempt' AS attempt,
+	value ->> '$.late_ok' AS late_ok FROM json_each($1)) AS o
+WHERE s.step_id = o.step_id AND s.step_id IN (SELECT value FROM json_each($4)) AND (o.attempt = 0 OR s.attempts = o.attempt)
+	AND ((s.state = 'in_progress' AND s.lease_owner = $3)
+		OR (o.late_ok = 1 AND s.state = 'waiting_for_retry' AND s.error ->> '$.kind' = 'lease_expired'))
 RETURNING step_id, previous_state, transition_seq, attempts`
 
 // StepTransition implements store.Store.
@@ -547,8 +565,13 @@ func (s *Store) StepTransition(ctx context.Context, p *store.StepTransitionParam
 		for i, st := range p.From {
 			from[i] = string(st)
 		}
+		expiredBefore := p.RequireLeaseExpiredBefore
+		if expiredBefore != nil && expiredBefore.IsZero() && s.dialect == dialectSQLite {
+			t := time.Now() // the database's clock (PostgreSQL reads its own, see stepsMove)
+			expiredBefore = &t
+		}
 		rs, err := tx.query(ctx, s.q.stepsMove, p.TaskID, s.ids(p.StepIDs), string(p.To), s.strs(from), p.ResetAttempts,
-			s.j(p.Error), s.tp(p.NextRetryAt), s.t(now), s.tp(p.RequireLeaseExpiredBefore))
+			s.j(p.Error), s.tp(p.NextRetryAt), s.t(now), s.tp(expiredBefore))
 		if err != nil {
 			return fmt.Errorf("move steps of task %d to %s: %w", p.TaskID, p.To, err)
 		}
@@ -598,22 +621,50 @@ func (s *Store) StepTransition(ctx context.Context, p *store.StepTransitionParam
 	return res, nil
 }
 
-// StepLeaseExtend implements store.Store.
-func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, until time.Time) (int, error) {
-	if len(stepIDs) == 0 {
-		return 0, nil
+// StepLeaseExtend implements store.Store. On PostgreSQL the new end is the
+// server's clock at the statement plus lease; on SQLite, this machine's.
+func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, lease time.Duration) (int, time.Time, error) {
+	if s.dialect == dialectSQLite {
+		until := utc(time.Now().Add(lease))
+		if len(stepIDs) == 0 {
+			return 0, until, nil
+		}
+		n, err := s.db.exec(ctx, s.q.leaseExtend, owner, s.t(until), s.ids(stepIDs))
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("extend step leases: %w", err)
+		}
+		return int(n), until, nil
 	}
-	n, err := s.db.exec(ctx, s.q.leaseExtend, owner, s.t(until), s.ids(stepIDs))
-	if err != nil {
-		return 0, fmt.Errorf("extend step leases: %w", err)
+	var n int
+	var until time.Time
+	if err := s.db.queryRow(ctx, leaseExtendPG, owner, max(lease.Microseconds(), 1), s.ids(stepIDs)).Scan(&n, &until); err != nil {
+		return 0, time.Time{}, fmt.Errorf("extend step leases: %w", err)
 	}
-	return int(n), nil
+	return n, until.UTC(), nil
 }
+
+// leaseExtendPG extends the leases of steps $3 still held by $1 to $2
+// microseconds after the server's clock, and returns how many it extended
+// and the new end.
+const leaseExtendPG = `WITH u AS (
+	UPDATE tasker_workflow_steps SET lease_expires_at = statement_timestamp() + $2::bigint * interval '1 microsecond'
+	WHERE state = 'in_progress' AND lease_owner = $1 AND step_id = ANY($3::bigint[]) RETURNING 1)
+SELECT (SELECT count(*) FROM u)::integer, statement_timestamp() + $2::bigint * interval '1 microsecond'`
 
 // StepLeaseExpired implements store.Store.
 func (s *Store) StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error) {
+	var at any = nil // PostgreSQL: the server's clock
+	if !now.IsZero() {
+		at = s.t(now)
+	} else if s.dialect == dialectSQLite {
+		at = s.t(time.Now())
+	}
+	clock := "$1"
+	if s.dialect == dialectPostgres {
+		clock = "COALESCE($1::timestamptz, statement_timestamp())"
+	}
 	out, err := s.querySteps(ctx, `SELECT `+stepCols+` FROM tasker_workflow_steps s
-WHERE s.state = 'in_progress' AND s.lease_expires_at < $1 ORDER BY s.lease_expires_at LIMIT $2`, s.t(now), limit)
+WHERE s.state = 'in_progress' AND s.lease_expires_at < `+clock+` ORDER BY s.lease_expires_at LIMIT $2`, at, limit)
 	if err != nil {
 		return nil, fmt.Errorf("expired step leases: %w", err)
 	}

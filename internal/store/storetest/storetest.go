@@ -745,15 +745,132 @@ func Exercise(t *testing.T, newStore NewStore) {
 		res, err := st.TaskCreate(ctx, diamond(""))
 		require.NoError(t, err)
 		cs := claim(t, st, res.Task.ID, "w", t0, 10)
-		n, err := st.StepLeaseExtend(ctx, "other", []int64{cs[0].Step.ID}, t0.Add(time.Hour))
+		n, _, err := st.StepLeaseExtend(ctx, "other", []int64{cs[0].Step.ID}, time.Hour)
 		require.NoError(t, err)
 		require.Equal(t, 0, n)
-		n, err = st.StepLeaseExtend(ctx, "w", []int64{cs[0].Step.ID}, t0.Add(time.Hour))
+		before := time.Now()
+		n, until, err := st.StepLeaseExtend(ctx, "w", []int64{cs[0].Step.ID}, time.Hour)
 		require.NoError(t, err)
 		require.Equal(t, 1, n)
-		expired, err := st.StepLeaseExpired(ctx, t0.Add(30*time.Minute), 10)
+		// The lease runs from the database's clock (this machine's here).
+		require.WithinDuration(t, before.Add(time.Hour), until, time.Minute)
+		steps, err := st.StepsByID(ctx, res.Task.ID, []int64{cs[0].Step.ID})
+		require.NoError(t, err)
+		require.WithinDuration(t, until, *steps[0].LeaseExpiresAt, time.Millisecond)
+		expired, err := st.StepLeaseExpired(ctx, time.Time{}, 10)
+		require.NoError(t, err)
+		require.Empty(t, expired, "by the database's clock")
+		expired, err = st.StepLeaseExpired(ctx, before.Add(30*time.Minute), 10)
 		require.NoError(t, err)
 		require.Empty(t, expired)
+		expired, err = st.StepLeaseExpired(ctx, before.Add(2*time.Hour), 10)
+		require.NoError(t, err)
+		require.Len(t, expired, 1)
+	})
+
+	t.Run("ClaimLeaseFromDatabaseClock", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		before := time.Now()
+		cs, err := st.StepClaim(ctx, &store.StepClaimParams{TaskID: res.Task.ID, Owner: "w", Limit: 10,
+			Now: t0, LeaseUntil: t0, Lease: 90 * time.Second}) // Now and LeaseUntil are ignored
+		require.NoError(t, err)
+		require.Len(t, cs, 1)
+		stp := cs[0].Step
+		require.NotNil(t, stp.LastAttemptedAt)
+		require.NotNil(t, stp.LeaseExpiresAt)
+		require.WithinDuration(t, before, *stp.LastAttemptedAt, time.Minute, "claimed at the database's now")
+		require.Equal(t, 90*time.Second, stp.LeaseExpiresAt.Sub(*stp.LastAttemptedAt), "lease counted from the grant")
+		trs, err := st.StepTransitions(ctx, res.Task.ID)
+		require.NoError(t, err)
+		var claimAt time.Time
+		for _, tr := range trs {
+			if tr.StepID == stp.ID && tr.Event == "claim" {
+				claimAt = tr.CreatedAt
+			}
+		}
+		require.True(t, claimAt.Equal(*stp.LastAttemptedAt), "the claim transition carries the claim's time: %v vs %v",
+			claimAt, *stp.LastAttemptedAt)
+		// The rescuer's guard by the database's clock leaves a live lease alone.
+		zero := time.Time{}
+		moved, err := st.StepTransition(ctx, &store.StepTransitionParams{TaskID: res.Task.ID, StepIDs: []int64{stp.ID},
+			From: []taskertype.StepState{taskertype.StepStateInProgress}, To: taskertype.StepStateWaitingForRetry,
+			Event: "fail_retryable", Reason: "lease expired", Actor: "rescuer", Now: time.Now(),
+			Error: json.RawMessage(`{"kind":"lease_expired"}`), RequireLeaseExpiredBefore: &zero})
+		require.NoError(t, err)
+		require.Empty(t, moved.Moved)
+	})
+
+	t.Run("LateSuccessOfRescuedAttempt", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		cs := claim(t, st, id, "w", t0, 10)
+		aID := cs[0].Step.ID
+		require.Equal(t, 1, cs[0].Step.Attempts)
+		rescue := func() {
+			t.Helper()
+			after := t0.Add(2 * time.Minute)
+			moved, err := st.StepTransition(ctx, &store.StepTransitionParams{TaskID: id, StepIDs: []int64{aID},
+				From: []taskertype.StepState{taskertype.StepStateInProgress}, To: taskertype.StepStateWaitingForRetry,
+				Event: "fail_retryable", Reason: "lease expired", Actor: "rescuer", Now: after,
+				Error: json.RawMessage(`{"message":"lease expired","kind":"lease_expired"}`), RequireLeaseExpiredBefore: &after})
+			require.NoError(t, err)
+			require.Equal(t, []int64{aID}, moved.Moved)
+		}
+		record := func(owner string, o store.StepOutcome) bool {
+			t.Helper()
+			o.StepID = aID
+			applied, err := st.StepRecord(ctx, &store.StepRecordParams{TaskID: id, Owner: owner, Now: t0.Add(3 * time.Minute),
+				Outcomes: []store.StepOutcome{o}})
+			require.NoError(t, err)
+			return applied[0]
+		}
+		ok := func(attempt int) store.StepOutcome {
+			return store.StepOutcome{To: taskertype.StepStateComplete, Event: "succeed", Results: json.RawMessage(`{"n":1}`),
+				Attempt: attempt}
+		}
+		rescue()
+		fail := store.StepOutcome{To: taskertype.StepStateWaitingForRetry, Event: "fail_retryable",
+			Error: json.RawMessage(`{"message":"boom","kind":"retryable"}`), Attempt: 1}
+		require.False(t, record("w", fail), "a late failure: the rescue already counted the attempt")
+		require.False(t, record("w", ok(2)), "a success of another attempt")
+		require.False(t, record("w", ok(0)), "a success that does not say its attempt")
+		require.True(t, record("w", ok(1)), "the late success of the rescued attempt, not claimed again")
+		require.False(t, record("w", ok(1)), "applied once")
+		steps, err := st.StepsByID(ctx, id, []int64{aID})
+		require.NoError(t, err)
+		require.Equal(t, taskertype.StepStateComplete, steps[0].State)
+		require.JSONEq(t, `{"n":1}`, string(steps[0].Results))
+		require.Empty(t, steps[0].Error)
+		trs, err := st.StepTransitions(ctx, id)
+		require.NoError(t, err)
+		last := trs[len(trs)-1]
+		for _, tr := range trs {
+			if tr.StepID == aID && tr.MostRecent {
+				last = tr
+			}
+		}
+		require.Equal(t, string(taskertype.StepStateWaitingForRetry), last.FromState)
+		require.Equal(t, string(taskertype.StepStateComplete), last.ToState)
+
+		// Claimed again after the rescue: the old attempt's success is
+		// discarded, the new one's taken.
+		res2, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id = res2.Task.ID
+		cs = claim(t, st, id, "w", t0, 10)
+		aID = cs[0].Step.ID
+		rescue()
+		again := claim(t, st, id, "w", t0.Add(time.Hour), 10)
+		require.Len(t, again, 1)
+		require.Equal(t, 2, again[0].Step.Attempts)
+		require.False(t, record("w", ok(1)), "attempt 2 has started: attempt 1's result is stale")
+		require.True(t, record("w", ok(2)))
 	})
 
 	t.Run("TaskListFiltersAndPages", func(t *testing.T) {
