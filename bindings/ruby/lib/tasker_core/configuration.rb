@@ -25,7 +25,9 @@ module TaskerCore
     # Path of libtasker.so (embedded transport). Defaults to
     # $TASKER_LIBRARY_PATH, then the gem's vendor/ and build/ directories.
     attr_accessor :library_path
-    # How many step handlers of one task run at once (Ruby threads).
+    # How many step handlers of one task run at once (Ruby threads): nil
+    # (the default) runs up to the template's max_parallel_steps; a number
+    # can only lower the template's value, never raise it.
     attr_accessor :max_parallel_steps
     # Seconds a call to the core may take (the core enforces it too).
     attr_accessor :call_timeout
@@ -60,7 +62,7 @@ module TaskerCore
       @server_url = ENV.fetch("TASKER_URL", "http://127.0.0.1:8080")
       @api_token = ENV.fetch("TASKER_API_TOKEN", nil)
       @library_path = ENV.fetch("TASKER_LIBRARY_PATH", nil)
-      @max_parallel_steps = 8
+      @max_parallel_steps = nil
       @call_timeout = 30
       @event_enqueue = true
       @auto_migrate = false

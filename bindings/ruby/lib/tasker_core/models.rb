@@ -93,6 +93,21 @@ module TaskerCore
     alias input_data inputs
     alias config handler_config
 
+    # The results this attempt will store. A handler of the reference design
+    # sets them with step.results = ... (in #process or in a 3-argument
+    # #process_results); nil until then.
+    attr_reader :results
+
+    def results=(value)
+      @results_assigned = true
+      @results = value
+    end
+
+    # Whether the handler assigned step.results during this attempt.
+    def results_assigned?
+      @results_assigned == true
+    end
+
     # The results of the parent step called name (nil when it has none).
     def results_of(name)
       @dependency_results[name.to_s]
@@ -123,6 +138,18 @@ module TaskerCore
     end
 
     alias results_of []
+
+    # A dependency of the step as the reference design's
+    # sequence.find_step_by_name(name).results reads it (nil when the step
+    # has no dependency called name).
+    def find_step_by_name(name)
+      return nil unless @dependency_results.key?(name.to_s)
+
+      DependencyStep.new(name.to_s, @dependency_results[name.to_s])
+    end
+
+    # A finished parent step: its name and results.
+    DependencyStep = Struct.new(:name, :results)
   end
 
   # A lifecycle event of the core (task.enqueue, step.completed, ...).

@@ -23,11 +23,27 @@ module TaskerCore
       raise NotImplementedError, "#{self.class} must implement process(task, sequence, step)"
     end
 
-    # Optional hook: receives what #process returned and returns the results
-    # to store (default: unchanged).
-    def process_results(_step, process_output)
-      process_output
+    # Optional hook, in either of two forms:
+    #
+    #   def process_results(step, process_output)                   # returns the results to store
+    #   def process_results(step, process_output, initial_results)  # the reference design: sets step.results
+    #
+    # In the 3-argument form initial_results is what #process assigned to
+    # step.results (nil when it assigned nothing) and the hook stores its
+    # results with step.results = ...; when it assigns nothing the process
+    # output is stored. The default stores step.results when #process
+    # assigned it, else the process output.
+    def process_results(step, process_output, initial_results = NOT_GIVEN)
+      if NOT_GIVEN.equal?(initial_results)
+        step.results_assigned? ? step.results : process_output
+      else
+        step.results = process_output unless step.results_assigned?
+        step.results
+      end
     end
+
+    NOT_GIVEN = Object.new.freeze
+    private_constant :NOT_GIVEN
   end
 
   # The built-in tasker:noop handler, run in Ruby when a Ruby worker claims it.
@@ -75,6 +91,17 @@ module TaskerCore
     end
 
     # Runs one claimed step and returns its result document for report_results.
+    #
+    # Every exception of the handler ends the attempt with a result: the
+    # gem's RetryableError / PermanentError, a timeout, and any other
+    # exception at all (StandardError, ScriptError, SystemStackError,
+    # NoMemoryError, a bare Exception, SystemExit) as a retryable failure
+    # recording its class, message and backtrace. A SignalException
+    # (Interrupt, Sidekiq::Shutdown) releases the attempt instead (the
+    # step is handed back without counting it) and carries the exception
+    # under :interrupt, which the Coordinator re-raises after the hand-back.
+    # A results value JSON cannot carry (NaN, Infinity, an object without
+    # a JSON form, invalid UTF-8) is a permanent failure of the attempt.
     def self.run(task, step, batch)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out = begin
@@ -86,8 +113,13 @@ module TaskerCore
                    else
                      handler.process(task, sequence, step)
                    end
-          output = handler.process_results(step, output) if handler.respond_to?(:process_results)
-          { "success" => true, "results" => output.nil? ? {} : output }
+          results = final_results(handler, step, output)
+          results = {} if results.nil?
+          if (problem = JsonCheck.problem(results))
+            unserializable(handler, problem)
+          else
+            { "success" => true, "results" => results }
+          end
         end
       rescue RetryableError => e
         failure(e, "retry_after_seconds" => retry_after_seconds(e.retry_after))
@@ -95,7 +127,9 @@ module TaskerCore
         failure(e, "permanent" => true)
       rescue StepTimeout => e
         failure(e, "timed_out" => true, "message" => "step timed out after #{step.timeout_seconds}s")
-      rescue StandardError, ScriptError => e
+      rescue SignalException => e
+        { "success" => false, "release" => true, :interrupt => e }
+      rescue Exception => e # rubocop:disable Lint/RescueException -- a handler must never end its thread silently
         failure(e)
       end
       out["step_id"] = step.step_id
@@ -108,6 +142,103 @@ module TaskerCore
     def self.wrapped(task, step, &block)
       wrapper = around_handler
       wrapper ? wrapper.call(task, step, &block) : yield
+    end
+
+    # The results to store: what process_results makes of the output (see
+    # BaseStepHandler#process_results for its two forms).
+    def self.final_results(handler, step, output)
+      return(step.results_assigned? ? step.results : output) unless handler.respond_to?(:process_results)
+
+      m = handler.method(:process_results)
+      return handler.process_results(step, output) if m.owner == BaseStepHandler
+
+      if three_arguments?(m)
+        handler.process_results(step, output, step.results)
+        step.results_assigned? ? step.results : output
+      else
+        handler.process_results(step, output)
+      end
+    end
+
+    def self.three_arguments?(meth)
+      params = meth.parameters
+      req = params.count { |kind, _| kind == :req }
+      opt = params.count { |kind, _| kind == :opt }
+      rest = params.any? { |kind, _| kind == :rest }
+      req <= 3 && (rest || req + opt >= 3)
+    end
+
+    # The permanent failure of an attempt whose results JSON cannot carry.
+    def self.unserializable(handler, problem)
+      { "success" => false,
+        "error" => { "message" => "#{handler.class} returned results that cannot be serialized as JSON: #{problem}",
+                     "class" => "TaskerCore::SerializationError", "backtrace" => [], "permanent" => true } }
+    end
+
+    # A result document that only says the attempt failed (used when the
+    # handler's thread ended without one, or a results check failed late).
+    def self.lost(step, message, klass: "TaskerCore::HandlerLostError", permanent: false)
+      err = { "message" => message, "class" => klass, "backtrace" => [] }
+      err["permanent"] = true if permanent
+      { "success" => false, "error" => err, "step_id" => step.step_id, "attempt" => step.attempt }
+    end
+
+    # Checks that a results value survives JSON as the handler meant it.
+    module JsonCheck
+      MAX_DEPTH = 100 # JSON.generate's max_nesting
+
+      # nil when value is fine, else what is wrong with it.
+      def self.problem(value, depth = 0, path = "results")
+        case value
+        when String
+          return nil if value.ascii_only? || (value.encoding == Encoding::UTF_8 && value.valid_encoding?)
+          return nil if value.encoding != Encoding::BINARY && value.valid_encoding? # JSON transcodes it
+
+          "#{path} is a String that is not valid UTF-8 (#{value.encoding})"
+        when Integer, true, false, nil, Symbol
+          nil
+        when Float
+          value.finite? ? nil : "#{path} is #{value} (JSON has no NaN or Infinity)"
+        when Hash
+          return "#{path} is nested more than #{MAX_DEPTH} levels deep" if depth >= MAX_DEPTH
+
+          value.each do |k, v|
+            p = problem(v, depth + 1, "#{path}[#{k.inspect}]")
+            return p if p
+          end
+          nil
+        when Array
+          return "#{path} is nested more than #{MAX_DEPTH} levels deep" if depth >= MAX_DEPTH
+
+          value.each_with_index do |v, i|
+            p = problem(v, depth + 1, "#{path}[#{i}]")
+            return p if p
+          end
+          nil
+        else
+          object(value, path)
+        end
+      end
+
+      # Any other object: it must have a JSON form of its own (to_json) or a
+      # meaningful to_s (Time, BigDecimal, Date... become strings, as JSON
+      # encodes them); an object with neither would be stored as
+      # "#<Foo:0x...>".
+      def self.object(value, path)
+        if value.method(:to_json).owner != GENERIC_TO_JSON
+          JSON.generate([value])
+          nil
+        elsif value.method(:to_s).owner == Kernel
+          "#{path} is a #{value.class} (an object with no JSON form; return Hashes, Arrays, Strings, numbers, " \
+            "true, false or nil)"
+        end
+      rescue Exception => e # rubocop:disable Lint/RescueException
+        raise if e.is_a?(SignalException)
+
+        "#{path} (a #{value.class}) failed to encode: #{e.class}: #{e.message}"
+      end
+
+      GENERIC_TO_JSON = Object.instance_method(:to_json).owner
     end
 
     # Raised by Timeout inside a step that ran too long.

@@ -11,12 +11,19 @@ module TaskerCore
     MAX_IDLE_CONTINUES = 50
     # How often (seconds) a waiting #handle checks TaskerCore.shutting_down?.
     SHUTDOWN_CHECK = 0.1
+    # Handler threads when neither the template nor the setting says.
+    DEFAULT_PARALLEL = 8
 
+    # The state of one #handle call.
+    Run = Struct.new(:task_id, :pool, :inflight, :max, :pending)
+
+    # max_parallel_steps: nil (the default) runs up to the template's
+    # max_parallel_steps handlers at once; a number can only lower that.
     def initialize(client: TaskerCore.client, owner: TaskerCore.config.owner,
                    max_parallel_steps: TaskerCore.config.max_parallel_steps)
       @client = client
       @owner = owner
-      @max = [max_parallel_steps.to_i, 1].max
+      @cap = max_parallel_steps.nil? ? nil : [max_parallel_steps.to_i, 1].max
       @beat = [TaskerCore.step_lease_seconds / 3.0, 0.05].max
     end
 
@@ -29,15 +36,20 @@ module TaskerCore
     # from shutdown!) to finish and are reported, the unfinished ones are
     # stopped and their steps released without counting the attempt, and
     # the task is yielded to the queue, due now (outcome "yielded").
+    #
+    # A SignalException (Interrupt, Sidekiq::Shutdown), raised in this
+    # thread or by a handler, hands the task back at once (finished results
+    # reported, the other attempts released, the task yielded) and is then
+    # re-raised.
     def handle(task_id)
       task_id = Integer(task_id)
       return yield_back(task_id, 0) if TaskerCore.shutting_down?
 
-      pool = WorkerPool.new(@max)
+      run = Run.new(task_id, WorkerPool.new(@cap || DEFAULT_PARALLEL), {}, @cap, [])
       executed = 0
       idle = 0
       loop do
-        n, finalized = drive(task_id, pool)
+        n, finalized = drive(run)
         executed += n
         res = finalized || @client.finalize(task_id, owner: @owner)
         if res["outcome"] == "continue"
@@ -52,8 +64,11 @@ module TaskerCore
         res["steps_executed"] = executed
         return res
       end
+    rescue SignalException => e
+      hand_back(run, e) if run
+      raise
     ensure
-      pool&.shutdown
+      run&.pool&.shutdown
     end
 
     private
@@ -68,8 +83,10 @@ module TaskerCore
     # when its last report settled the task, the finalizer's result (the
     # last report, with nothing left in flight, asks for the decision; a
     # "continue" sends the loop back to claiming).
-    def drive(task_id, pool)
-      inflight = {}
+    def drive(run)
+      task_id = run.task_id
+      pool = run.pool
+      inflight = run.inflight
       executed = 0
       claim_more = true
       want_claim = true
@@ -80,18 +97,24 @@ module TaskerCore
       beat_at = nil
       loop do
         stopping = TaskerCore.shutting_down?
-        if !stopping && claim_more && want_claim && inflight.size < @max
-          limit = @max - inflight.size
+        if !stopping && claim_more && want_claim && (run.max.nil? || inflight.size < run.max)
+          # Before the first claim the template's cap is unknown: limit 0
+          # lets the core claim up to the task's max_parallel_steps.
+          limit = run.max.nil? ? 0 : run.max - inflight.size
           claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
           want_claim = false
           task = Task.new(claim["task"])
+          template_max = task.max_parallel_steps.to_i
+          run.max = template_max.positive? ? [@cap, template_max].compact.min : (@cap || DEFAULT_PARALLEL)
+          pool.size = run.max
           batch = claim["steps"].map { |doc| Step.new(doc) }
           batch.each do |step|
             inflight[step.step_id] = step
-            pool.submit { StepHandlers.run(task, step, batch) }
+            pool.submit(step) { StepHandlers.run(task, step, batch) }
           end
           executed += batch.size
-          drained = batch.size < limit
+          asked = limit.positive? ? limit : [template_max, 1].max
+          drained = batch.size < asked
         end
         break if inflight.empty?
 
@@ -102,13 +125,17 @@ module TaskerCore
         if stopping
           left = TaskerCore.shutdown_at + TaskerCore.config.shutdown_grace.to_f - now
           if left <= 0
-            release(task_id, inflight, pool)
+            release(run)
             break
           end
           wait = [wait, left].min
         end
         results = pool.take(wait)
         if results.empty?
+          # A handler thread that ended without a result (killed) is
+          # reported as a failure, never heartbeated.
+          next if pool.reap.positive?
+
           if Process.clock_gettime(Process::CLOCK_MONOTONIC) >= beat_at
             # The heartbeat: nothing finished for a third of the lease.
             @client.extend_leases(inflight.keys, owner: @owner)
@@ -118,8 +145,15 @@ module TaskerCore
         end
         beat_at = nil
         results.each { |r| inflight.delete(r["step_id"]) }
+        interrupt = nil
+        results.each { |r| interrupt ||= r.delete(:interrupt) }
+        if interrupt
+          # A handler raised Interrupt / SignalException: hand the task back.
+          run.pending = results
+          raise interrupt
+        end
         last = inflight.empty?
-        report = @client.report_results(task_id, owner: @owner, results: results, finalize: last)
+        report = report(task_id, results, last)
         claim_more &&= report["claim_more"]
         drained = false if report.fetch("unlocks", true)
         want_claim = !drained
@@ -134,83 +168,197 @@ module TaskerCore
       [executed, nil]
     end
 
+    # report_results; a results document JSON cannot encode (a last resort:
+    # StepHandlers checks results first) turns the attempts it cannot
+    # encode into permanent failures instead of leaving them leased.
+    def report(task_id, results, finalize)
+      @client.report_results(task_id, owner: @owner, results: results, finalize: finalize)
+    rescue JSON::JSONError, EncodingError => e
+      fixed = results.map do |r|
+        JSON.generate(r)
+        r
+      rescue JSON::JSONError, EncodingError => re
+        { "success" => false, "step_id" => r["step_id"], "attempt" => r["attempt"],
+          "error" => { "message" => "results cannot be serialized as JSON: #{re.message}",
+                       "class" => "TaskerCore::SerializationError", "backtrace" => [], "permanent" => true } }
+      end
+      raise e if fixed == results
+
+      @client.report_results(task_id, owner: @owner, results: fixed, finalize: finalize)
+    end
+
     # The grace is over: report what finished meanwhile, stop the other
     # handlers and give their attempts back.
-    def release(task_id, inflight, pool)
-      done = pool.take(0)
-      done.each { |r| inflight.delete(r["step_id"]) }
-      pool.kill
-      results = done + inflight.values.map { |st| { "step_id" => st.step_id, "attempt" => st.attempt, "release" => true } }
-      @client.report_results(task_id, owner: @owner, results: results) unless results.empty?
-      inflight.clear
+    def release(run)
+      done = run.pool.take(0)
+      done.each { |r| run.inflight.delete(r["step_id"]) }
+      run.pool.kill
+      done.each { |r| r.delete(:interrupt) }
+      results = done + run.inflight.values.map { |st| release_doc(st) }
+      @client.report_results(run.task_id, owner: @owner, results: results) unless results.empty?
+      run.inflight.clear
+    end
+
+    def release_doc(step)
+      { "step_id" => step.step_id, "attempt" => step.attempt, "release" => true }
+    end
+
+    # An interrupt: report what finished, release the attempts still
+    # running (their handlers are stopped), and yield the task to the
+    # queue, due now, so that another worker takes it. Errors of the core
+    # are logged: the interrupt is re-raised either way.
+    def hand_back(run, exc)
+      done = run.pending + run.pool.take(0)
+      run.pending = []
+      run.pool.kill
+      done.each do |r|
+        r.delete(:interrupt)
+        run.inflight.delete(r["step_id"])
+      end
+      results = done + run.inflight.values.map { |st| release_doc(st) }
+      run.inflight.clear
+      @client.report_results(run.task_id, owner: @owner, results: results) unless results.empty?
+      @client.yield_task(run.task_id, owner: @owner, reason: "Ruby worker interrupted (#{exc.class})")
+    rescue StandardError => e
+      TaskerCore.config.logger&.warn("tasker_core: handing task #{run.task_id} back after #{exc.class} failed: " \
+                                     "#{e.class}: #{e.message}")
     end
   end
 
   # Threads that run step handlers, started on demand up to a limit and
   # stopped by #shutdown. Results are collected in order of completion.
+  # Every submitted job yields exactly one result: a thread that is killed
+  # (or dies) under its job posts a failure for the job's step.
   class WorkerPool
+    Job = Struct.new(:step, :block)
+
     def initialize(size)
-      @size = size
+      @size = [size.to_i, 1].max
       @jobs = Queue.new
       @threads = []
-      @idle = 0
       @lock = Mutex.new
       @done = ConditionVariable.new
       @results = []
+      # Jobs submitted and not finished; the job each thread runs.
+      @pending = 0
+      @current = {}
+      # Bumped by #kill: results of killed threads are dropped.
+      @generation = 0
     end
 
-    def submit(&job)
+    # How many threads may run at once (raised or lowered between jobs).
+    def size=(value)
       @lock.synchronize do
-        if @idle.zero? && @threads.size < @size
-          @threads << Thread.new { work }
-        else
-          @idle -= 1 if @idle.positive?
-        end
+        @size = [value.to_i, 1].max
+        spawn_locked
       end
-      @jobs << job
+    end
+
+    def submit(step = nil, &block)
+      @lock.synchronize do
+        @pending += 1
+        @jobs << Job.new(step, block)
+        spawn_locked
+      end
     end
 
     # Waits up to timeout seconds for at least one result, then returns all
     # results available ([] on timeout).
     def take(timeout)
       @lock.synchronize do
-        @done.wait(@lock, timeout) if @results.empty?
+        @done.wait(@lock, timeout) if @results.empty? && timeout.positive?
         out = @results
         @results = []
         out
       end
     end
 
+    # Posts a failure for each job whose thread is gone without a result;
+    # returns how many.
+    def reap
+      @lock.synchronize do
+        dead = @current.reject { |t, _| t.alive? }
+        dead.each do |t, job|
+          @current.delete(t)
+          @threads.delete(t)
+          @pending -= 1
+          @results << StepHandlers.lost(job.step, "the step handler's thread ended without a result")
+        end
+        unless dead.empty?
+          spawn_locked
+          @done.signal
+        end
+        dead.size
+      end
+    end
+
     # Stops the threads at once, whatever they run (their results are
     # dropped); the pool can take jobs again afterwards.
     def kill
-      threads = @lock.synchronize { @threads.dup }
+      threads = @lock.synchronize do
+        @generation += 1
+        @pending = 0
+        @current.clear
+        @jobs.clear
+        t = @threads
+        @threads = []
+        t
+      end
       threads.each(&:kill)
       threads.each { |t| t.join(1) }
-      @lock.synchronize do
-        @threads -= threads
-        @idle = 0
-        @results = []
-      end
-      @jobs.clear
+      @lock.synchronize { @results = [] }
     end
 
     def shutdown
-      @threads.size.times { @jobs << nil }
-      @threads.each(&:join)
-      @threads.clear
+      threads = @lock.synchronize do
+        @generation += 1
+        t = @threads
+        @threads = []
+        t
+      end
+      threads.size.times { @jobs << nil }
+      threads.each(&:join)
     end
 
     private
 
-    def work
+    # Starts threads while jobs wait for one and the limit allows.
+    def spawn_locked
+      while @threads.size < @size && @threads.size < @pending
+        gen = @generation
+        @threads << Thread.new { work(gen) }
+      end
+    end
+
+    def work(gen)
       while (job = @jobs.pop)
-        result = job.call
-        @lock.synchronize do
-          @results << result
-          @idle += 1
-          @done.signal
+        @lock.synchronize { @current[Thread.current] = job if gen == @generation }
+        result = nil
+        begin
+          result = job.block.call
+        rescue Exception => e # rubocop:disable Lint/RescueException -- never lose a job's result
+          result = StepHandlers.failure(e).merge("step_id" => job.step&.step_id, "attempt" => job.step&.attempt)
+        ensure
+          result ||= StepHandlers.lost(job.step, "the step handler's thread was killed before it returned a result")
+          finish(result, gen)
         end
+      end
+    ensure
+      @lock.synchronize do
+        @current.delete(Thread.current)
+        if gen == @generation && @threads.delete(Thread.current)
+          spawn_locked # died under a job: others may wait for a thread
+        end
+      end
+    end
+
+    def finish(result, gen)
+      @lock.synchronize do
+        return unless gen == @generation && @current.delete(Thread.current)
+
+        @pending -= 1
+        @results << result
+        @done.signal
       end
     end
   end
