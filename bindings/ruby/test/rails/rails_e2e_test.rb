@@ -83,6 +83,38 @@ class RailsE2ETest < Minitest::Test
     assert_operator later["started"] - first["finished"], :>=, 1.5, runs.inspect
   end
 
+  # Issue 15 item 4: step handlers that use ActiveRecord, Sidekiq -c 5, a
+  # pool of 5 connections, 4 parallel steps per task, 50 tasks. Each handler
+  # call runs in the Rails executor, so its connection goes back to the pool
+  # after the step: every task completes, every step on its first attempt.
+  # (TASKER_WRAP_HANDLERS=0 turns the executor off: the negative control,
+  # which fails with ActiveRecord::ConnectionTimeoutError retries.)
+  def test_active_record_handlers_share_a_small_pool
+    count = Integer(ENV.fetch("TASKER_E2E_AR_TASKS", "50"))
+    out = e2e.rails_runner("script/create_tasks.rb", "shop", "ledger", count.to_s)
+    res = JSON.parse(out.lines.last)
+    ids = res.fetch("task_ids")
+    assert_equal count, ids.uniq.size
+
+    failures = []
+    ids.each do |id|
+      task = e2e.wait_for_task(id, timeout: 90)
+      bad = task["steps"].reject { |st| st["status"] == "complete" && st["attempts"] == 1 }
+      failures << { task_id: id, status: task["status"], steps: bad.map { |st| st.slice("name", "status", "attempts", "error") } } if
+        task["status"] != "complete" || bad.any?
+    end
+    assert_empty failures, "tasks with failed or retried steps:\n#{JSON.pretty_generate(failures.first(3))}"
+
+    rows = e2e.sql("SELECT task_id, count(*) AS n, sum(amount_cents) AS total FROM ledger_entries " \
+                   "WHERE task_id = ANY($1::bigint[]) GROUP BY task_id", ["{#{ids.join(',')}}"])
+    assert_equal count, rows.size
+    assert(rows.all? { |r| r["n"].to_i == 4 && r["total"].to_i == 1300 }, rows.first(3).inspect)
+    totals = ids.map { |id| e2e.task(id)["steps"].find { |st| st["name"] == "total" }["results"] }
+    assert_equal [{ "total_cents" => 1300 }], totals.uniq
+    log = File.read(File.join(e2e.tmp, "sidekiq.log"))
+    refute_match(/ConnectionTimeoutError/, log)
+  end
+
   def test_republisher_pushes_a_task_whose_job_was_never_enqueued
     # The creating process does not subscribe: as if it died between the
     # core's commit and perform_later.

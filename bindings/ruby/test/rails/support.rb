@@ -51,6 +51,9 @@ class RailsE2E
     start_redis
     @env = {
       "RAILS_ENV" => "test",
+      # The app's own tables (ActiveRecord) live in the same database.
+      "DATABASE_URL" => db_url,
+      "DB_POOL" => "5",
       "REDIS_URL" => redis_url,
       "TASKER_DATABASE_URL" => db_url,
       "TASKER_TRANSPORT" => @transport,
@@ -66,6 +69,7 @@ class RailsE2E
       @env["TASKER_URL"] = server_url
     end
     @env.merge!(@extra_env)
+    rails_runner("db/schema.rb")
     @sidekiqs.times { |i| start_sidekiq(i) }
     self
   end
@@ -131,6 +135,11 @@ class RailsE2E
   def handled(task_id = nil)
     all = redis.lrange("rails_app:handled", 0, -1).map { |s| JSON.parse(s) }
     task_id ? all.select { |e| e["task_id"] == task_id } : all
+  end
+
+  # Rows of a query on the test database (the core's and the app's tables).
+  def sql(query, params = [])
+    with_db(db_url) { |c| c.exec_params(query, params).to_a }
   end
 
   def queue_record(task_id)

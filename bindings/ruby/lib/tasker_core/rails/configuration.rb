@@ -66,6 +66,10 @@ module TaskerCore
       # Called with (task_id, result_hash) after each TaskRunnerJob run;
       # for instrumentation. Defaults to nil.
       attr_accessor :on_task_handled
+      # Run each step handler call inside the Rails executor, so that
+      # ActiveRecord connections go back to the pool after every step
+      # (HandlerWrapper). Defaults to true.
+      attr_accessor :wrap_handlers
 
       def initialize
         @database_url = ENV["TASKER_DATABASE_URL"]
@@ -86,6 +90,7 @@ module TaskerCore
         @republish_lease = 300
         @republish_batch = 100
         @on_task_handled = nil
+        @wrap_handlers = true
       end
 
       DEFAULT_SOCKET_EVENT_GROUP = "rails-enqueue"

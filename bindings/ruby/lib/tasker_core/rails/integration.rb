@@ -14,6 +14,7 @@ module TaskerCore
     class Error < StandardError; end
 
     autoload :Configuration, "tasker_core/rails/configuration"
+    autoload :HandlerWrapper, "tasker_core/rails/handler_wrapper"
     autoload :EnqueueSubscriber, "tasker_core/rails/enqueue_subscriber"
     autoload :QueueStore, "tasker_core/rails/queue_store"
     autoload :Republisher, "tasker_core/rails/republisher"
@@ -46,14 +47,30 @@ module TaskerCore
           c.event_enqueue = true
           c.logger = ::Rails.logger if ::Rails.respond_to?(:logger) && ::Rails.logger
         end
+        install_handler_wrapper(config)
         config
+      end
+
+      # Step handlers run inside the Rails executor (HandlerWrapper), unless
+      # config.wrap_handlers is false.
+      def install_handler_wrapper(config)
+        app = ::Rails.respond_to?(:application) ? ::Rails.application : nil
+        TaskerCore::StepHandlers.around_handler = (HandlerWrapper.new(app) if app && config.wrap_handlers)
       end
 
       # Runs handle(task_id) with the task's handler class (the template's
       # task_handler_class, else TaskerCore::BaseTaskHandler) and returns the
       # orchestration result hash.
+      #
+      # The run is wrapped in the Rails reloader (a no-op inside Sidekiq,
+      # which wraps its jobs already): in development, code changes are
+      # picked up between task runs; the step handlers themselves run in
+      # the executor (HandlerWrapper).
       def handle(task_id)
-        handler_for_task(task_id).handle(task_id)
+        app = ::Rails.respond_to?(:application) ? ::Rails.application : nil
+        return handler_for_task(task_id).handle(task_id) unless app && config.wrap_handlers
+
+        app.reloader.wrap { handler_for_task(task_id).handle(task_id) }
       end
 
       def handler_for_task(task_id)

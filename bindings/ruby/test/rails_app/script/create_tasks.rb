@@ -2,8 +2,9 @@
 
 # bin/rails runner script/create_tasks.rb NAMESPACE NAME COUNT
 #
-# Creates COUNT tasks (context {"order_id": 1..COUNT}) without waiting for
-# their jobs and prints {"task_ids": [...], "pid": ...} as the last line.
+# Creates COUNT tasks (context {"order_id": 1..COUNT}), then (when the
+# enqueue subscriber is on) waits up to 10 s until their jobs were pushed, and
+# prints {"task_ids": [...], "pid": ..., "enqueued": n} as the last line.
 namespace, name, count = ARGV
 registry = TaskerCore::TaskHandlerRegistry.new
 ids = Array.new(Integer(count)) do |i|
@@ -14,4 +15,13 @@ ids = Array.new(Integer(count)) do |i|
 
   Integer(registry.handler_instance(found).initialize_task(request).fetch("task_id"))
 end
-puts JSON.generate(task_ids: ids, pid: Process.pid)
+enqueued = if TaskerCore::Rails.config.enqueue_subscriber
+             deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+             ids.count do |id|
+               left = deadline - Process.clock_gettime(Process::CLOCK_MONOTONIC)
+               TaskerCore::Rails::EnqueueSubscriber.wait_for(id, timeout: [left, 0].max)
+             end
+           else
+             0
+           end
+puts JSON.generate(task_ids: ids, pid: Process.pid, enqueued: enqueued)

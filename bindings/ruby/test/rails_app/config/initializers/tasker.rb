@@ -9,6 +9,9 @@ Rails.application.configure do
   config.tasker.server_url = ENV.fetch("TASKER_URL", nil)
   config.tasker.max_parallel_steps = 4
   config.tasker.queue_name = "default"
+  # TASKER_WRAP_HANDLERS=0: the negative control of the ActiveRecord test
+  # (handlers outside the Rails executor keep their connections).
+  config.tasker.wrap_handlers = ENV["TASKER_WRAP_HANDLERS"] != "0"
 
   # The test creates one task with the subscriber off, as if the process had
   # died between the core's commit and perform_later.
