@@ -2,6 +2,7 @@
 
 require "json"
 require "net/http"
+require "securerandom"
 require "uri"
 
 module TaskerCore
@@ -20,8 +21,20 @@ module TaskerCore
 
       # Calls method with params (a Hash, or a JSON String) and returns the
       # result document as a Hash.
+      #
+      # A call whose connection drops is sent again once. initialize_task is
+      # made safe to repeat: without an idempotency_key of the caller's, a
+      # key is generated for the call, so a retry of a request the server
+      # did carry out returns that task instead of creating a second one
+      # (and "created" stays true).
       def call(method, params = nil, timeout: nil)
         timeout = (timeout || @config.call_timeout).to_f
+        generated = false
+        if method.to_s == "initialize_task" && params.is_a?(Hash) && blank_key?(params)
+          params = params.reject { |k, _| k.to_s == "idempotency_key" }
+          params["idempotency_key"] = "#{KEY_PREFIX}#{SecureRandom.uuid}"
+          generated = true
+        end
         body = params.is_a?(String) ? params : JSON.generate(params || {})
         req = Net::HTTP::Post.new("#{@uri.path.chomp('/')}/v1/rpc/#{method}")
         req["Content-Type"] = "application/json"
@@ -29,9 +42,14 @@ module TaskerCore
         req["Tasker-Timeout-Ms"] = (timeout * 1000).to_i.to_s
         req["Authorization"] = "Bearer #{@config.api_token}" if @config.api_token && !@config.api_token.empty?
         req.body = body
-        res = request(req, timeout)
+        res, retried = request(req, timeout)
         doc = parse(res)
-        return doc if res.is_a?(Net::HTTPSuccess)
+        if res.is_a?(Net::HTTPSuccess)
+          # The key is this call's own: an existing task can only be the one
+          # the dropped attempt created.
+          doc["created"] = true if generated && retried && doc["created"] == false
+          return doc
+        end
 
         raise TaskerCore.core_error(doc["error"] || { "code" => "internal", "message" => "HTTP #{res.code}" })
       end
@@ -48,7 +66,15 @@ module TaskerCore
         true
       end
 
+      # Prefix of the idempotency keys generated for initialize_task.
+      KEY_PREFIX = "tasker-ruby-"
+
       private
+
+      def blank_key?(params)
+        key = params.key?("idempotency_key") ? params["idempotency_key"] : params[:idempotency_key]
+        key.nil? || key.to_s.empty?
+      end
 
       def connection(timeout)
         http = Thread.current[@key]
@@ -69,7 +95,7 @@ module TaskerCore
       def request(req, timeout)
         retried = false
         begin
-          connection(timeout).request(req)
+          [connection(timeout).request(req), retried]
         rescue Errno::ECONNRESET, Errno::EPIPE, EOFError, IOError => e
           # A kept-alive connection the server closed: reconnect once.
           Thread.current[@key] = nil

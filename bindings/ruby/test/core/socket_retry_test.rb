@@ -1,0 +1,120 @@
+# frozen_string_literal: true
+
+require_relative "test_helper"
+
+# The socket transport sends a call again after a dropped connection; a
+# task creation must not create two tasks then.
+class SocketRetryTest < RbTestCase
+  # An HTTP proxy in front of `tasker serve` that forwards every request
+  # and, for the first `drop` initialize_task calls, closes the client's
+  # connection without the answer (after the server carried the call out).
+  class DroppingProxy
+    attr_reader :bodies, :url
+
+    def initialize(target, drop: 1)
+      @target = URI(target)
+      @drop = drop
+      @bodies = []
+      @lock = Mutex.new
+      @server = TCPServer.new("127.0.0.1", 0)
+      @url = "http://127.0.0.1:#{@server.addr[1]}"
+      @thread = Thread.new { loop { serve(@server.accept) } rescue IOError }
+    end
+
+    def close
+      @server.close
+      @thread.join(2)
+    end
+
+    private
+
+    def serve(sock)
+      Thread.new do
+        loop do
+          line = sock.gets or break
+          method, path = line.split
+          headers = {}
+          while (h = sock.gets) && h != "\r\n"
+            k, v = h.split(":", 2)
+            headers[k.downcase] = v.strip
+          end
+          body = sock.read(headers["content-length"].to_i)
+          req = Net::HTTP::Post.new(path)
+          headers.each { |k, v| req[k] = v unless %w[host content-length connection].include?(k) }
+          req.body = body
+          res = Net::HTTP.start(@target.host, @target.port) { |http| http.request(req) }
+          drop = false
+          if path.end_with?("/initialize_task")
+            @lock.synchronize do
+              @bodies << JSON.parse(body)
+              drop = @drop.positive? && (@drop -= 1) >= 0
+            end
+          end
+          break if drop # the server created the task; the client never hears
+
+          sock.write("HTTP/1.1 #{res.code} #{res.message}\r\nContent-Type: application/json\r\n" \
+                     "Content-Length: #{res.body.bytesize}\r\n\r\n#{res.body}")
+          raise "unexpected #{method}" unless method == "POST"
+        end
+      rescue IOError, SystemCallError
+        nil
+      ensure
+        sock.close
+      end
+    end
+  end
+
+  def setup
+    super
+    skip "socket transport only" unless RbTest::TRANSPORT == :socket
+  end
+
+  def client_through(proxy)
+    cfg = TaskerCore::Configuration.new
+    cfg.transport = :socket
+    cfg.server_url = proxy.url
+    cfg.call_timeout = 10
+    TaskerCore::Client.new(cfg)
+  end
+
+  # The tasks of the noop template whose context carries marker.
+  def tasks_marked(marker)
+    uri = URI("#{TaskerCore.config.server_url}/v1/tasks?namespace=rbtest&name=noop&limit=500")
+    doc = JSON.parse(Net::HTTP.get(uri))
+    doc.fetch("tasks").select { |t| t["context"].is_a?(Hash) && t["context"]["marker"] == marker }
+  end
+
+  def test_a_dropped_create_is_retried_with_the_same_generated_key
+    proxy = DroppingProxy.new(TaskerCore.config.server_url)
+    client = client_through(proxy)
+    marker = SecureRandom.hex(6)
+    res = client.initialize_task(TaskerCore::TaskRequest.new(namespace: "rbtest", name: "noop",
+                                                             context: { "marker" => marker }))
+    assert_equal 2, proxy.bodies.size, "the create was not sent again after the dropped connection"
+    keys = proxy.bodies.map { |b| b["idempotency_key"] }
+    refute_nil keys.first, "no idempotency key was generated"
+    assert_equal keys.first, keys.last, "the retry carried another key"
+    assert_equal true, res["created"], "the caller's create did create the task"
+    assert_equal 1, tasks_marked(marker).size, "the retried create made a second task"
+    assert_equal keys.first, res["task"]["idempotency_key"]
+  ensure
+    client&.close
+    proxy&.close
+  end
+
+  def test_the_callers_key_is_kept_and_each_call_gets_its_own
+    proxy = DroppingProxy.new(TaskerCore.config.server_url, drop: 0)
+    client = client_through(proxy)
+    mine = "mine-#{SecureRandom.hex(4)}"
+    a = client.initialize_task(TaskerCore::TaskRequest.new(namespace: "rbtest", name: "noop", idempotency_key: mine))
+    b = client.initialize_task(TaskerCore::TaskRequest.new(namespace: "rbtest", name: "noop"))
+    c = client.initialize_task("namespace" => "rbtest", "name" => "noop", "idempotency_key" => nil)
+    assert_equal mine, proxy.bodies[0]["idempotency_key"]
+    refute_equal proxy.bodies[1]["idempotency_key"], proxy.bodies[2]["idempotency_key"]
+    assert [a, b, c].all? { |r| r["created"] }
+    assert_equal 3, [a, b, c].map { |r| r["task"]["task_id"] }.uniq.size
+  ensure
+    client&.close
+    proxy&.close
+  end
+end
