@@ -112,6 +112,10 @@ type parser struct {
 	errs          taskertype.TemplateErrors
 	mergeVisits   int
 	mergeReported bool
+	// expanded counts the text read so far (see MaxExpandedBytes);
+	// overBudget is set once it passed the limit (reported once).
+	expanded   int
+	overBudget bool
 }
 
 func (p *parser) errorf(line int, field, step, format string, args ...any) {
@@ -136,6 +140,10 @@ func (p *parser) errorf(line int, field, step, format string, args ...any) {
 // nil (or check its length) before storing it in an error variable.
 func Parse(file string, data []byte, env string) (*Template, taskertype.TemplateErrors) {
 	p := &parser{file: file}
+	if len(data) > MaxFileBytes {
+		p.errorf(0, "", "", "%s", fileTooBig(int64(len(data))))
+		return nil, p.result()
+	}
 	root := p.document(data)
 	if root == nil {
 		return nil, p.result()
@@ -148,13 +156,23 @@ func Parse(file string, data []byte, env string) (*Template, taskertype.Template
 	return t, nil
 }
 
+// fileTooBig explains why a file of size bytes is refused.
+func fileTooBig(size int64) string {
+	return fmt.Sprintf("file is %d bytes, more than the limit of %d bytes for a template", size, MaxFileBytes)
+}
+
 // result returns the problems ordered by line (stable), never empty: a
-// parser that failed without saying why reports that.
+// parser that failed without saying why reports that. At most
+// maxErrorsPerFile are listed; a last entry counts the rest.
 func (p *parser) result() taskertype.TemplateErrors {
 	if len(p.errs) == 0 {
 		p.errorf(0, "", "", "template could not be read")
 	}
 	slices.SortStableFunc(p.errs, func(a, b *taskertype.TemplateError) int { return a.Line - b.Line })
+	if n := len(p.errs); n > maxErrorsPerFile {
+		p.errs = p.errs[:maxErrorsPerFile:maxErrorsPerFile]
+		p.errorf(0, "", "", "%d more problems not listed", n-maxErrorsPerFile)
+	}
 	return p.errs
 }
 
@@ -294,6 +312,9 @@ func (p *parser) mapping(n *yaml.Node, field, step string, depth int) []kv {
 			p.errorf(k.Line, field, step, "field names must be strings, got %s", describe(rk))
 			continue
 		}
+		if !p.spend(k.Line, field, step, len(rk.Value)+1) {
+			return nil
+		}
 		if first, dup := seen[rk.Value]; dup {
 			p.errorf(k.Line, join(field, clip(rk.Value)), step, "duplicate field %s (first set at line %d)", quote(rk.Value), first)
 			continue
@@ -377,6 +398,9 @@ func (p *parser) text(n *yaml.Node, field, step string) val[string] {
 	}
 	if r.Kind != yaml.ScalarNode || r.ShortTag() != "!!str" {
 		p.errorf(line, field, step, "expected a string, got %s", describe(r))
+		return val[string]{bad: true, line: line, field: field}
+	}
+	if !p.spend(line, field, step, len(r.Value)) {
 		return val[string]{bad: true, line: line, field: field}
 	}
 	return val[string]{v: r.Value, set: true, line: line, field: field}
@@ -481,9 +505,8 @@ func (p *parser) object(n *yaml.Node, field, step string) val[map[string]any] {
 		p.errorf(line, field, step, "expected a mapping, got %s", describe(r))
 		return bad
 	}
-	v, err := jsonValue(r)
-	if err != nil {
-		p.errorf(line, field, step, "%v", err)
+	v, ok := p.jsonValue(r, field, step)
+	if !ok {
 		return bad
 	}
 	m, ok := v.(map[string]any)
@@ -541,15 +564,16 @@ func (p *parser) schema(n *yaml.Node) val[json.RawMessage] {
 		p.errorf(line, "schema", "", "expected a JSON Schema (a mapping), got %s", describe(r))
 		return bad
 	}
-	v, err := jsonValue(r)
-	if err == nil {
-		var raw json.RawMessage
-		if raw, err = toJSON(v); err == nil {
-			return val[json.RawMessage]{v: raw, set: true, line: line, field: "schema"}
-		}
+	v, ok := p.jsonValue(r, "schema", "")
+	if !ok {
+		return bad
 	}
-	p.errorf(line, "schema", "", "invalid JSON Schema: %v", err)
-	return bad
+	raw, err := toJSON(v)
+	if err != nil {
+		p.errorf(line, "schema", "", "invalid JSON Schema: %v", err)
+		return bad
+	}
+	return val[json.RawMessage]{v: raw, set: true, line: line, field: "schema"}
 }
 
 // steps reads a step_templates list; overrides need only name the step.
@@ -567,8 +591,15 @@ func (p *parser) steps(n *yaml.Node, field string, override bool) val[[]*rawStep
 		p.errorf(line, field, "", "a template needs at least one step")
 		return val[[]*rawStep]{bad: true}
 	}
+	if len(r.Content) > MaxSteps {
+		p.errorf(line, field, "", "%d steps, more than the limit of %d steps in a template", len(r.Content), MaxSteps)
+		return val[[]*rawStep]{bad: true}
+	}
 	out := val[[]*rawStep]{set: true, line: line, field: field}
 	for i, item := range r.Content {
+		if p.overBudget {
+			break
+		}
 		if s := p.step(item, fmt.Sprintf("%s[%d]", field, i), override); s != nil {
 			out.v = append(out.v, s)
 		}

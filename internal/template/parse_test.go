@@ -1,6 +1,7 @@
 package template
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -97,7 +98,7 @@ func TestParseValid(t *testing.T) {
 	v := tm.Step("validate")
 	require.Equal(t, &StepTemplate{
 		Name: "validate", Description: "check the order", HandlerClass: "ValidateHandler",
-		HandlerConfig: map[string]any{"url": "https://staging", "retries": 2},
+		HandlerConfig: map[string]any{"url": "https://staging", "retries": json.Number("2")},
 		Retryable:     true, MaxAttempts: RetryLimitDefault, Line: 13,
 	}, v)
 
@@ -499,7 +500,7 @@ environments:
 		"url":     "https://staging",
 		"headers": map[string]any{"accept": "json", "x-env": "staging"},
 		"tags":    []any{"a", "b"},
-		"limits":  map[string]any{"rps": 5},
+		"limits":  map[string]any{"rps": json.Number("5")},
 	}, fetch.HandlerConfig)
 	require.Equal(t, 3, fetch.MaxAttempts)
 
@@ -518,7 +519,7 @@ environments:
 		"url":     "https://prod",                                                    // scalar replaced
 		"headers": map[string]any{"accept": "json", "x-env": "prod", "x-extra": "1"}, // maps deep-merged
 		"tags":    []any{"c"},                                                        // list replaced
-		"limits":  100,                                                               // map replaced by a scalar
+		"limits":  json.Number("100"),                                                // map replaced by a scalar
 	}, fetch.HandlerConfig)
 	require.Equal(t, 5, fetch.MaxAttempts)
 	require.Equal(t, 10, fetch.TimeoutSeconds, "fields the override does not set are kept")
@@ -577,7 +578,7 @@ step_templates:
 	second := tm.Step("second")
 	require.Equal(t, "tasker:http", second.HandlerClass)
 	require.Equal(t, 7, second.MaxAttempts)
-	require.Equal(t, map[string]any{"method": "POST", "timeout": 5}, second.HandlerConfig)
+	require.Equal(t, map[string]any{"method": "POST", "timeout": json.Number("5")}, second.HandlerConfig)
 }
 
 func TestParseSelfMergeDoesNotHang(t *testing.T) {

@@ -3,6 +3,7 @@ package template
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,9 +221,9 @@ func LoadDir(dir, env string) (*Registry, error) {
 
 	reg := NewRegistry()
 	for _, path := range files {
-		data, err := os.ReadFile(path)
+		data, err := readTemplateFile(path)
 		if err != nil {
-			errs = append(errs, &taskertype.TemplateError{File: path, Msg: "cannot read: " + err.Error()})
+			errs = append(errs, &taskertype.TemplateError{File: path, Msg: err.Error()})
 			continue
 		}
 		t, perrs := Parse(path, data, env)
@@ -243,4 +244,34 @@ func LoadDir(dir, env string) (*Registry, error) {
 		return reg, errs
 	}
 	return reg, nil
+}
+
+// readTemplateFile reads a template file of at most MaxFileBytes. A bigger
+// file, or one that is not a regular file (a FIFO, a device), is refused
+// without reading it; a file that grows while being read is refused after
+// MaxFileBytes+1 bytes.
+func readTemplateFile(path string) ([]byte, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if !info.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read: not a regular file (%s)", info.Mode().Type())
+	}
+	if info.Size() > MaxFileBytes {
+		return nil, errors.New(fileTooBig(info.Size()))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, errors.New(fileTooBig(int64(len(data))))
+	}
+	return data, nil
 }

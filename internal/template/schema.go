@@ -31,8 +31,17 @@ func (noLoader) Load(string) (any, error) {
 	return nil, errors.New("external schema references are not allowed: a template's schema must be self-contained")
 }
 
-// compileSchema compiles a context schema (JSON text).
+// compileSchema compiles a context schema (JSON text). The limits are
+// checked first (size, then nesting depth, before the compiler sees the
+// schema) and after compiling ($ref cycles, applications per value); a
+// limit is reported as a *schemaLimitError.
 func compileSchema(raw []byte) (*jsonschema.Schema, error) {
+	if len(raw) > MaxExpandedBytes {
+		return nil, &schemaLimitError{msg: fmt.Sprintf("schema is %d bytes of JSON, more than the limit of %d", len(raw), MaxExpandedBytes)}
+	}
+	if err := checkSchemaDepth(raw); err != nil {
+		return nil, err
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
 		return nil, err
@@ -44,7 +53,14 @@ func compileSchema(raw []byte) (*jsonschema.Schema, error) {
 	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, err
 	}
-	return c.Compile(schemaURL)
+	sch, err := c.Compile(schemaURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchemaGraph(sch); err != nil {
+		return nil, err
+	}
+	return sch, nil
 }
 
 // schemaProblem is one reason a schema does not compile.
@@ -60,6 +76,14 @@ func schemaProblems(err error, node *yaml.Node) []schemaProblem {
 	line := 0
 	if node != nil {
 		line = node.Line
+	}
+	var le *schemaLimitError
+	if errors.As(err, &le) {
+		at := line
+		if node != nil && le.ptr != "" {
+			at = lineAt(node, splitPointer(le.ptr))
+		}
+		return []schemaProblem{{line: at, msg: le.Error()}}
 	}
 	var sve *jsonschema.SchemaValidationError
 	var ve *jsonschema.ValidationError

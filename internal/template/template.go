@@ -96,7 +96,11 @@ type StepTemplate struct {
 	// handler the application registers.
 	HandlerClass string `json:"handler_class"`
 	// HandlerConfig is the step's free-form configuration, after environment
-	// overrides were deep-merged (YAML integers are int, floats float64).
+	// overrides were deep-merged. Values are map[string]any, []any, string,
+	// bool, nil and json.Number: a number keeps every digit the YAML wrote
+	// (12345678901234567890123 and 1e400 are numbers, not float64
+	// approximations or strings), so it reaches the database and the
+	// handler exactly.
 	HandlerConfig map[string]any `json:"handler_config,omitempty"`
 	// DependsOn lists parent step names (depends_on_step and depends_on_steps merged, in order, no duplicates).
 	DependsOn []string `json:"depends_on_steps,omitempty"`

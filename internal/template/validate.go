@@ -315,6 +315,10 @@ func checkTemplate(t *Template) taskertype.TemplateErrors {
 		if msg := rangeProblem(int64(s.TimeoutSeconds), 0); msg != "" {
 			add(s.Line, field+".timeout_seconds", s.Name, msg)
 		}
+		if path, deep := tooDeep(s.HandlerConfig, "", 1); deep {
+			add(s.Line, field+".handler_config", s.Name, fmt.Sprintf(
+				"%s: nested more than %d levels deep (the limit for a schema or handler_config)", where(path), MaxNestingDepth))
+		}
 	}
 	if len(errs) > 0 {
 		return errs // the graph check needs non-nil steps
@@ -384,4 +388,32 @@ func editDistance(a, b string, limit int) int {
 		return limit + 1
 	}
 	return prev[len(rb)]
+}
+
+// tooDeep returns the JSON pointer of the first map or slice of v (at path,
+// depth levels deep) nested deeper than MaxNestingDepth. It never looks
+// further than that, so a value that contains itself is reported, not
+// followed forever.
+func tooDeep(v any, path string, depth int) (string, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if depth > MaxNestingDepth {
+			return path, true
+		}
+		for k, e := range x {
+			if p, deep := tooDeep(e, path+"/"+escapePointer(k), depth+1); deep {
+				return p, true
+			}
+		}
+	case []any:
+		if depth > MaxNestingDepth {
+			return path, true
+		}
+		for i, e := range x {
+			if p, deep := tooDeep(e, fmt.Sprintf("%s/%d", path, i), depth+1); deep {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }

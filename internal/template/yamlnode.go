@@ -3,10 +3,8 @@ package template
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
@@ -97,69 +95,6 @@ func safeDecode(n *yaml.Node, out any) (err error) {
 		}
 	}()
 	return n.Decode(out)
-}
-
-// jsonValue decodes a YAML node into a value that encoding/json can encode:
-// map[string]any, []any, string, bool, nil and numbers. Non-string mapping
-// keys, NaN and infinities are errors; timestamps become RFC 3339 strings.
-func jsonValue(n *yaml.Node) (any, error) {
-	var v any
-	if err := safeDecode(n, &v); err != nil {
-		return nil, err
-	}
-	return normalize(v, "")
-}
-
-// normalize converts a decoded YAML value into JSON-compatible types; path
-// is a JSON pointer used in error messages.
-func normalize(v any, path string) (any, error) {
-	switch x := v.(type) {
-	case nil, string, bool, int, int64, uint64:
-		return x, nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return nil, fmt.Errorf("%s: %v cannot be represented in JSON", where(path), x)
-		}
-		return x, nil
-	case time.Time:
-		return x.Format(time.RFC3339Nano), nil
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			ne, err := normalize(e, path+"/"+escapePointer(k))
-			if err != nil {
-				return nil, err
-			}
-			out[k] = ne
-		}
-		return out, nil
-	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("%s: mapping key %s is not a string", where(path), quote(fmt.Sprint(k)))
-			}
-			ne, err := normalize(e, path+"/"+escapePointer(ks))
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = ne
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			ne, err := normalize(e, fmt.Sprintf("%s/%d", path, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = ne
-		}
-		return out, nil
-	default:
-		return nil, fmt.Errorf("%s: unsupported value of type %T", where(path), v)
-	}
 }
 
 // where renders a JSON pointer for a message.
