@@ -13,6 +13,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/backoff"
 	"github.com/tasker-systems/tasker/internal/builtin"
 	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/template"
@@ -155,7 +156,7 @@ func openStore(ctx context.Context, url string) (store.Store, bool, error) {
 		st, err := sqlstore.OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"))
 		return st, true, err
 	}
-	return nil, false, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(url))
+	return nil, false, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", redact.DSN(url))
 }
 
 // Open connects to the database, loads templates and registers the built-in

@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-systems/tasker"
+	redactpkg "github.com/tasker-systems/tasker/internal/redact"
 )
 
 // Exit codes returned by Main.
@@ -145,7 +146,10 @@ func Main(ctx context.Context, args []string, opts Options) int {
 		ee = &exitError{code: ExitUsage, err: err}
 	}
 	if !ee.silent && ee.err != nil {
-		fmt.Fprintf(opts.Stderr, "tasker: %s\n", oneLine(ee.err.Error()))
+		// Every message is scrubbed of the database's passwords, whatever
+		// wrapped them (a driver's or url.Parse's error quotes the URL).
+		msg := redactpkg.Text(oneLine(ee.err.Error()), a.databaseURL)
+		fmt.Fprintf(opts.Stderr, "tasker: %s\n", redactpkg.Text(msg, os.Getenv(EnvDatabaseURL)))
 	}
 	return ee.code
 }

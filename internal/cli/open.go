@@ -10,12 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/tasker-systems/tasker"
+	redactpkg "github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/template"
@@ -114,13 +114,13 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 			printProblems(a.opts.Stderr, terrs)
 			return nil, usageErrorf("%s in templates under %s", plural(len(terrs), "problem"), a.templatesDir)
 		}
-		return nil, fmt.Errorf("open database %s: %w", a.databaseLabel(), err)
+		return nil, fmt.Errorf("open database %s: %w", a.databaseLabel(), redactpkg.Error(err, a.databaseURL))
 	}
 	if c.Dialect() == "postgres" && !oc.autoMigrate {
 		ms, err := c.MigrationStatus(ctx)
 		if err != nil {
 			_ = c.Close()
-			return nil, fmt.Errorf("read migration status of %s: %w", a.databaseLabel(), err)
+			return nil, fmt.Errorf("read migration status of %s: %w", a.databaseLabel(), redactpkg.Error(err, a.databaseURL))
 		}
 		if n := pending(ms); n > 0 {
 			_ = c.Close()
@@ -147,7 +147,7 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 		st, err = sqlstore.OpenPostgres(ctx, u)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", a.databaseLabel(), err)
+		return nil, fmt.Errorf("open database %s: %w", a.databaseLabel(), redactpkg.Error(err, a.databaseURL))
 	}
 	return st, nil
 }
@@ -170,27 +170,9 @@ func (a *app) databaseLabel() string {
 	return redact(a.databaseURL)
 }
 
-// redact hides the password of a database URL.
-func redact(raw string) string {
-	if strings.HasPrefix(raw, "sqlite:") {
-		return raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparseable database URL)"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// redact hides every password of a database URL or connection string
+// (internal/redact, the one implementation).
+func redact(raw string) string { return redactpkg.DSN(raw) }
 
 // newOwner names this process in leases and audit rows: host-pid-random.
 func newOwner() string {
