@@ -14,8 +14,12 @@
 package builtin
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/tasker-systems/tasker/taskertype"
@@ -39,6 +43,10 @@ const (
 // on a command's standard output: 10 MiB.
 const DefaultMaxResponseBytes int64 = 10 << 20
 
+// DefaultHTTPTimeout is the deadline of one tasker:http attempt when the
+// step sets no handler_config.timeout_seconds: 30 seconds.
+const DefaultHTTPTimeout = 30 * time.Second
+
 // Options configures the built-in handlers.
 type Options struct {
 	// EnableCommand allows tasker:command to run programs. It is off by
@@ -49,9 +57,21 @@ type Options struct {
 	// from the step's context and handler_config.timeout_seconds.
 	HTTPClient *http.Client
 	// MaxResponseBytes bounds an HTTP response body and a command's standard
-	// output; a larger one is a permanent error. Zero or negative means
-	// DefaultMaxResponseBytes.
+	// output; a larger one is a permanent error. It is also the largest
+	// handler_config.max_response_bytes a tasker:http step may ask for.
+	// Zero or negative means DefaultMaxResponseBytes.
 	MaxResponseBytes int64
+	// HTTPTimeout is the deadline of a tasker:http attempt (connect, send,
+	// headers and body) when the step sets no timeout_seconds. Zero or
+	// negative means DefaultHTTPTimeout.
+	HTTPTimeout time.Duration
+	// HTTPAllowedHosts, when not nil, is the list of hosts tasker:http may
+	// reach, in every step and at every redirect: "api.example.com",
+	// "*.example.com" (subdomains), "10.0.0.5:8080" (one port), "*" (any).
+	// An empty, non-nil list allows no host. Nil means the comma-separated
+	// list in the TASKER_HTTP_ALLOWED_HOSTS environment variable, or no
+	// process-wide restriction when that is unset or empty.
+	HTTPAllowedHosts []string
 }
 
 // Handlers returns the built-in step handlers keyed by handler name:
@@ -76,21 +96,62 @@ type Options struct {
 // may be empty ("${context}" is the whole context). "$${" writes a literal
 // "${". A reference that cannot be resolved is a permanent error naming the
 // reference and the step.
+//
+// An invalid allow-list (Options.HTTPAllowedHosts or
+// TASKER_HTTP_ALLOWED_HOSTS) does not fail here: every tasker:http attempt
+// then fails permanently with the reason, and no request is made.
 func Handlers(opts Options) map[string]taskertype.StepHandler {
 	if opts.MaxResponseBytes <= 0 {
 		opts.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if opts.HTTPTimeout <= 0 {
+		opts.HTTPTimeout = DefaultHTTPTimeout
 	}
 	client := opts.HTTPClient
 	if client == nil {
 		client = defaultHTTPClient()
 	}
+	var httpH taskertype.StepHandler
+	allowed, err := processAllowList(opts.HTTPAllowedHosts)
+	if err != nil {
+		httpH = taskertype.StepHandlerFunc(func(_ context.Context, step *taskertype.StepContext) (any, error) {
+			return nil, taskertype.Permanent(fmt.Errorf("%s: step %q: %w", HTTPName, step.StepName, err))
+		})
+	} else {
+		httpH = &httpHandler{client: client, maxBytes: opts.MaxResponseBytes, timeout: opts.HTTPTimeout, allowedHosts: allowed}
+	}
 	return map[string]taskertype.StepHandler{
 		NoopName:    taskertype.StepHandlerFunc(handleNoop),
 		SleepName:   taskertype.StepHandlerFunc(handleSleep),
 		FailName:    taskertype.StepHandlerFunc(handleFail),
-		HTTPName:    &httpHandler{client: client, maxBytes: opts.MaxResponseBytes},
+		HTTPName:    httpH,
 		CommandName: &commandHandler{enabled: opts.EnableCommand, maxStdout: opts.MaxResponseBytes},
 	}
+}
+
+// processAllowList reads the process-wide allow-list: list when not nil,
+// else the environment variable. Nil means no restriction.
+func processAllowList(list []string) ([]hostPattern, error) {
+	if list == nil {
+		v := strings.TrimSpace(os.Getenv(EnvHTTPAllowedHosts))
+		if v == "" {
+			return nil, nil
+		}
+		out, err := parseHostList(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", EnvHTTPAllowedHosts, err)
+		}
+		return out, nil
+	}
+	out := []hostPattern{}
+	for _, s := range list {
+		p, err := parseHostPattern(s)
+		if err != nil {
+			return nil, fmt.Errorf("Options.HTTPAllowedHosts: %q: %w", s, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // defaultHTTPClient builds the client used when Options.HTTPClient is nil:

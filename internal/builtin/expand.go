@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -132,8 +133,13 @@ func (x *expander) expandString(s, where string) (any, error) {
 	}
 }
 
+// rawPrefix marks a reference to be inserted into a URL unescaped, as in
+// "${raw:context.base_url}". Elsewhere it changes nothing.
+const rawPrefix = "raw:"
+
 // resolve looks up one reference body such as "context.a.0.b".
 func (x *expander) resolve(ref, body, where string) (any, error) {
+	body = strings.TrimPrefix(strings.TrimSpace(body), rawPrefix)
 	body = strings.TrimSpace(body)
 	if body == "" {
 		return nil, x.errRef(where, ref, "empty reference")
@@ -201,6 +207,113 @@ func (x *expander) resolve(ref, body, where string) (any, error) {
 		doc = next
 	}
 	return doc, nil
+}
+
+// expandURL expands the references in a URL template, escaping each value
+// for the part of the URL it lands in, judged from the text before it:
+//
+//   - in the path: as one path segment (url.PathEscape: "/", "?", "#" and
+//     "%" are escaped, so "../../admin" stays inside its segment); a value
+//     that is exactly "." or ".." is refused, as it would be a dot segment;
+//   - in the query string: as a query key or value (url.QueryEscape: "&",
+//     "=", "#" and "+" are escaped);
+//   - in the fragment: as a path segment;
+//   - in the scheme or host (before the path): unescaped, but only letters,
+//     digits, ".", "-", "_" and "~" are accepted.
+//
+// "${raw:REF}" inserts the value unescaped, wherever it lands (for instance
+// a base URL taken from the context); the part that follows is then judged
+// from the text with the value in it.
+func (x *expander) expandURL(s, where string) (string, error) {
+	var b strings.Builder
+	rest := s
+	for {
+		i := strings.Index(rest, "${")
+		if i < 0 {
+			b.WriteString(rest)
+			return b.String(), nil
+		}
+		if i > 0 && rest[i-1] == '$' { // "$${" is a literal "${"
+			b.WriteString(rest[:i-1])
+			b.WriteString("${")
+			rest = rest[i+2:]
+			continue
+		}
+		b.WriteString(rest[:i])
+		end := strings.IndexByte(rest[i:], '}')
+		if end < 0 {
+			return "", x.errRef(where, strconv.Quote(rest[i:]), "missing closing \"}\"")
+		}
+		ref := rest[i : i+end+1]
+		body := strings.TrimSpace(ref[2 : len(ref)-1])
+		val, err := x.resolve(ref, body, where)
+		if err != nil {
+			return "", err
+		}
+		text := textOf(val)
+		if strings.HasPrefix(body, rawPrefix) {
+			b.WriteString(text)
+		} else {
+			esc, err := escapeForURL(urlPartAt(b.String()), text)
+			if err != nil {
+				return "", taskertype.Permanent(fmt.Errorf("%s: step %q: %s: the value of %s (%s) %v",
+					x.handler, x.step.StepName, where, ref, describe(text), err))
+			}
+			b.WriteString(esc)
+		}
+		rest = rest[i+end+1:]
+	}
+}
+
+// urlPart is a part of a URL.
+type urlPart int
+
+const (
+	urlAuthority urlPart = iota // scheme, userinfo, host and port
+	urlPath
+	urlQuery
+	urlFragment
+)
+
+// urlPartAt tells which part of a URL text that starts with prefix
+// continues in.
+func urlPartAt(prefix string) urlPart {
+	switch {
+	case strings.Contains(prefix, "#"):
+		return urlFragment
+	case strings.Contains(prefix, "?"):
+		return urlQuery
+	}
+	i := strings.Index(prefix, "://")
+	if i >= 0 && strings.Contains(prefix[i+3:], "/") {
+		return urlPath
+	}
+	return urlAuthority
+}
+
+// escapeForURL escapes text for part; the error completes "the value of
+// REF (VALUE) ...".
+func escapeForURL(part urlPart, text string) (string, error) {
+	switch part {
+	case urlPath:
+		if text == "." || text == ".." {
+			return "", errors.New(`would be a "." or ".." path segment; refused`)
+		}
+		return url.PathEscape(text), nil
+	case urlQuery:
+		return url.QueryEscape(text), nil
+	case urlFragment:
+		return url.PathEscape(text), nil
+	}
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(".-_~", c) >= 0 {
+			continue
+		}
+		return "", fmt.Errorf("cannot go into the scheme or host of the URL: only letters, digits and .-_~ may; "+
+			"write ${%sREF} to insert a value (such as a base URL) unescaped", rawPrefix)
+	}
+	return text, nil
 }
 
 // metadata returns the value of ${step.FIELD} or ${task.FIELD}.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,10 +21,22 @@ import (
 // error message.
 const errorBodyBytes = 512
 
+// maxRedirects is how many redirects one attempt follows at most.
+const maxRedirects = 10
+
+// Values of handler_config.redirects.
+const (
+	redirectsSameOrigin = "same_origin"
+	redirectsNone       = "none"
+	redirectsAny        = "any"
+)
+
 // httpHandler implements tasker:http.
 type httpHandler struct {
-	client   *http.Client
-	maxBytes int64
+	client       *http.Client
+	maxBytes     int64         // ceiling (and default) of max_response_bytes
+	timeout      time.Duration // default timeout_seconds
+	allowedHosts []hostPattern // process-wide allow-list; nil allows all
 }
 
 // httpRequest is one step's validated, expanded request settings.
@@ -32,6 +45,7 @@ type httpRequest struct {
 	url        *url.URL
 	safeURL    string // url without userinfo, query or fragment, for messages
 	headers    http.Header
+	custom     []string // header names from handler_config.headers
 	host       string
 	body       []byte
 	hasBody    bool
@@ -39,22 +53,26 @@ type httpRequest struct {
 	permanent  map[int]bool
 	retryable  map[int]bool
 	expectJSON bool
+	maxBytes   int64
+	redirects  string
+	allowed    []hostPattern // handler_config.allowed_hosts; nil allows all
 }
 
 // Handle makes one request and maps the outcome to results or a typed error.
 func (h *httpHandler) Handle(ctx context.Context, step *taskertype.StepContext) (any, error) {
-	r, err := parseHTTPConfig(step)
+	r, err := parseHTTPConfig(step, h.maxBytes, h.timeout)
 	if err != nil {
 		return nil, err
 	}
 	prefix := fmt.Sprintf("%s: step %q: %s %s", HTTPName, step.StepName, r.method, r.safeURL)
-
-	reqCtx := ctx
-	if r.timeout > 0 {
-		var cancel context.CancelFunc
-		reqCtx, cancel = context.WithTimeout(ctx, r.timeout)
-		defer cancel()
+	if err := h.checkHost(r, r.url); err != nil {
+		return nil, taskertype.Permanent(fmt.Errorf("%s: %w", prefix, err))
 	}
+
+	// One deadline for the whole attempt: connecting, sending, waiting for
+	// the headers and reading the body, redirects included.
+	reqCtx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	var body io.Reader
 	if r.hasBody {
 		body = bytes.NewReader(r.body)
@@ -68,8 +86,14 @@ func (h *httpHandler) Handle(ctx context.Context, step *taskertype.StepContext) 
 		req.Host = r.host
 	}
 
-	resp, err := h.client.Do(req)
+	client := *h.client
+	client.CheckRedirect = h.redirectPolicy(r)
+	resp, err := client.Do(req)
 	if err != nil {
+		var re *redirectError
+		if errors.As(err, &re) {
+			return nil, taskertype.Permanent(fmt.Errorf("%s: %w", prefix, re))
+		}
 		return nil, h.transportError(ctx, reqCtx, r, prefix, err)
 	}
 	defer resp.Body.Close()
@@ -89,17 +113,17 @@ func (h *httpHandler) Handle(ctx context.Context, step *taskertype.StepContext) 
 // success reads a 2xx response: its body, as JSON when it is JSON, is the
 // step's results.
 func (h *httpHandler) success(ctx, reqCtx context.Context, r *httpRequest, prefix string, resp *http.Response) (any, error) {
-	if r.method != http.MethodHead && resp.ContentLength > h.maxBytes {
-		return nil, taskertype.Permanent(fmt.Errorf("%s: HTTP %d: response body of %d bytes exceeds the limit of %d bytes",
-			prefix, resp.StatusCode, resp.ContentLength, h.maxBytes))
+	if r.method != http.MethodHead && resp.ContentLength > r.maxBytes {
+		return nil, taskertype.Permanent(fmt.Errorf("%s: HTTP %d: response body of %d bytes exceeds the limit of %d bytes (handler_config.max_response_bytes)",
+			prefix, resp.StatusCode, resp.ContentLength, r.maxBytes))
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, h.maxBytes+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, r.maxBytes+1))
 	if err != nil {
 		return nil, h.transportError(ctx, reqCtx, r, prefix+": reading the response body", err)
 	}
-	if int64(len(data)) > h.maxBytes {
-		return nil, taskertype.Permanent(fmt.Errorf("%s: HTTP %d: response body exceeds the limit of %d bytes",
-			prefix, resp.StatusCode, h.maxBytes))
+	if int64(len(data)) > r.maxBytes {
+		return nil, taskertype.Permanent(fmt.Errorf("%s: HTTP %d: response body exceeds the limit of %d bytes (handler_config.max_response_bytes)",
+			prefix, resp.StatusCode, r.maxBytes))
 	}
 	ctype := resp.Header.Get("Content-Type")
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 {
@@ -185,7 +209,9 @@ func classifyStatus(code int, r *httpRequest) outcome {
 }
 
 // parseHTTPConfig validates and expands tasker:http's handler_config.
-func parseHTTPConfig(step *taskertype.StepContext) (*httpRequest, error) {
+// maxBytes is the ceiling and default of max_response_bytes, timeout the
+// default of timeout_seconds.
+func parseHTTPConfig(step *taskertype.StepContext, maxBytes int64, timeout time.Duration) (*httpRequest, error) {
 	cfg := newConfig(HTTPName, step)
 	x := newExpander(HTTPName, step)
 	r := &httpRequest{headers: http.Header{}}
@@ -198,7 +224,7 @@ func parseHTTPConfig(step *taskertype.StepContext) (*httpRequest, error) {
 	if _, isStr := rawURL.(string); !isStr {
 		return nil, cfg.errorf("url", "must be a string, got %s", typeName(rawURL))
 	}
-	s, err := x.expandText(rawURL, "handler_config.url")
+	s, err := x.expandURL(rawURL.(string), "handler_config.url")
 	if err != nil {
 		return nil, err
 	}
@@ -260,6 +286,7 @@ func parseHTTPConfig(step *taskertype.StepContext) (*httpRequest, error) {
 			continue
 		}
 		r.headers.Set(k, v)
+		r.custom = append(r.custom, k)
 	}
 
 	// body
@@ -293,8 +320,53 @@ func parseHTTPConfig(step *taskertype.StepContext) (*httpRequest, error) {
 	}
 
 	// timeout
-	if r.timeout, _, err = cfg.seconds("timeout_seconds"); err != nil {
+	var set bool
+	if r.timeout, set, err = cfg.seconds("timeout_seconds"); err != nil {
 		return nil, err
+	} else if !set {
+		r.timeout = timeout
+	}
+
+	// response size
+	r.maxBytes = maxBytes
+	if n, set, err := cfg.number("max_response_bytes"); err != nil {
+		return nil, err
+	} else if set {
+		if n < 1 || n != math.Trunc(n) {
+			return nil, cfg.errorf("max_response_bytes", "must be a positive whole number, got %v", n)
+		}
+		if n > float64(maxBytes) {
+			return nil, cfg.errorf("max_response_bytes", "%v exceeds this process's limit of %d bytes", n, maxBytes)
+		}
+		r.maxBytes = int64(n)
+	}
+
+	// redirects
+	if r.redirects, err = cfg.str("redirects", redirectsSameOrigin); err != nil {
+		return nil, err
+	}
+	switch r.redirects {
+	case redirectsSameOrigin, redirectsNone, redirectsAny:
+	default:
+		return nil, cfg.errorf("redirects", "must be %q, %q or %q, got %s",
+			redirectsSameOrigin, redirectsNone, redirectsAny, describe(r.redirects))
+	}
+
+	// destination allow-list
+	if v, ok := cfg.get("allowed_hosts"); ok {
+		list, isList := asList(v)
+		if !isList {
+			return nil, cfg.errorf("allowed_hosts", "must be a list of host names, got %s", typeName(v))
+		}
+		r.allowed = []hostPattern{}
+		for i, e := range list {
+			p, isStr := e.(string)
+			hp, perr := parseHostPattern(p)
+			if !isStr || perr != nil {
+				return nil, cfg.errorf(fmt.Sprintf("allowed_hosts[%d]", i), "must be a host name, *.domain or either with :port, got %s", describe(e))
+			}
+			r.allowed = append(r.allowed, hp)
+		}
 	}
 
 	// status overrides
