@@ -97,6 +97,12 @@ type Options struct {
 // "${". A reference that cannot be resolved is a permanent error naming the
 // reference and the step.
 //
+// In the url of tasker:http each interpolated value is escaped for the part
+// of the URL it lands in: a path segment, a query key or value, or (before
+// the path) host-name characters only; "${raw:REF}" inserts it unescaped.
+// See expandURL and docs/builtins.md, which documents every setting of
+// every built-in handler.
+//
 // An invalid allow-list (Options.HTTPAllowedHosts or
 // TASKER_HTTP_ALLOWED_HOSTS) does not fail here: every tasker:http attempt
 // then fails permanently with the reason, and no request is made.
