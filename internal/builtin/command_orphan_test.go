@@ -155,3 +155,26 @@ func TestCommandNotExecutable(t *testing.T) {
 	require.Contains(t, err.Error(), "could not start")
 	require.ErrorIs(t, err, syscall.EACCES)
 }
+
+// BenchmarkCommandSupervised measures one tasker:command attempt of
+// /bin/true, supervisor included; BenchmarkCommandDirect the same program
+// run without it, for comparison.
+func BenchmarkCommandSupervised(b *testing.B) {
+	h := Handlers(cmdOn)[CommandName]
+	step := newStep("true", map[string]any{"command": "/bin/true"})
+	for b.Loop() {
+		if _, err := h.Handle(context.Background(), step); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCommandDirect(b *testing.B) {
+	spec := &commandSpec{path: "/bin/true"}
+	for b.Loop() {
+		var out, errOut bytes.Buffer
+		if res := runDirect(context.Background(), spec, "/bin/true", []string{"/bin/true"}, nil, &out, &errOut); !res.ok() {
+			b.Fatal(res)
+		}
+	}
+}

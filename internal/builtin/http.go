@@ -50,6 +50,7 @@ type httpRequest struct {
 	body       []byte
 	hasBody    bool
 	timeout    time.Duration
+	timeoutSet bool // timeout came from handler_config.timeout_seconds
 	permanent  map[int]bool
 	retryable  map[int]bool
 	expectJSON bool
@@ -150,7 +151,11 @@ func (h *httpHandler) transportError(ctx, reqCtx context.Context, r *httpRequest
 	timedOut := errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 	switch {
 	case ctx.Err() == nil && reqCtx.Err() != nil:
-		return taskertype.Retryable(fmt.Errorf("%s: timed out after %s (handler_config.timeout_seconds)", prefix, r.timeout), 0)
+		source := "handler_config.timeout_seconds"
+		if !r.timeoutSet {
+			source = "the default deadline; set handler_config.timeout_seconds to change it"
+		}
+		return taskertype.Retryable(fmt.Errorf("%s: timed out after %s (%s)", prefix, r.timeout, source), 0)
 	case errors.Is(ctx.Err(), context.Canceled):
 		return taskertype.Retryable(fmt.Errorf("%s: cancelled: %w", prefix, err), 0)
 	case timedOut || ctx.Err() != nil:
@@ -320,10 +325,9 @@ func parseHTTPConfig(step *taskertype.StepContext, maxBytes int64, timeout time.
 	}
 
 	// timeout
-	var set bool
-	if r.timeout, set, err = cfg.seconds("timeout_seconds"); err != nil {
+	if r.timeout, r.timeoutSet, err = cfg.seconds("timeout_seconds"); err != nil {
 		return nil, err
-	} else if !set {
+	} else if !r.timeoutSet {
 		r.timeout = timeout
 	}
 

@@ -73,6 +73,11 @@ func init() {
 // ends by killing its own process group. The return value is used only when
 // the supervisor was started wrongly.
 func supervise(path string, argv []string) int {
+	if syscall.Getpgrp() != os.Getpid() {
+		// kill(0, ...) would hit the group of whoever started us.
+		fmt.Fprintln(os.Stderr, supervisorName+": must lead its own process group")
+		return 125
+	}
 	lifeline := os.NewFile(lifelineFD, "lifeline")
 	status := os.NewFile(statusFD, "status")
 	if lifeline == nil || status == nil {
@@ -141,8 +146,10 @@ func supervisorPath() string {
 	supervisorOnce.Do(func() {
 		if info, ok := debug.ReadBuildInfo(); ok {
 			for _, s := range info.Settings {
-				if s.Key == "-buildmode" && s.Value != "exe" && s.Value != "pie" && s.Value != "default" {
-					return // c-shared, c-archive, plugin: the executable is not ours
+				switch {
+				case s.Key != "-buildmode":
+				case s.Value == "c-shared", s.Value == "c-archive", s.Value == "plugin", s.Value == "shared":
+					return // the executable is some other program, loading this code
 				}
 			}
 		}
