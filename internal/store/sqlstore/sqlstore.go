@@ -88,17 +88,25 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 }
 
 // OpenSQLite opens (creating when missing) the SQLite database file at path,
-// in WAL mode with foreign keys on. It does not migrate.
+// in WAL mode with foreign keys on. It does not migrate. A file it creates
+// is readable and writable by its owner only (0600, whatever the umask),
+// and so are the -wal and -shm files SQLite creates beside it; an existing
+// file keeps its permissions. Any number of processes may open (and
+// migrate) one fresh file at the same time.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// The busy timeout is the first pragma the driver runs; WAL mode is set
+	// after the connection opened (setWAL), with retries.
+	db, err := sql.Open("sqlite", sqliteDSN(path))
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	// One writer: a single connection serializes every statement of this
 	// process, so no transaction ever waits on another of ours.
 	db.SetMaxOpenConns(1)
-	if err := db.PingContext(ctx); err != nil {
+	if err := setWAL(ctx, db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
