@@ -121,6 +121,7 @@ func init() {
 		"queue_claim":        (*Dispatcher).queueClaim,
 		"queue_ack":          (*Dispatcher).queueAck,
 		"queue_list":         (*Dispatcher).queueList,
+		"transitions":        (*Dispatcher).transitions,
 	}
 }
 
@@ -365,6 +366,28 @@ func (d *Dispatcher) task(ctx context.Context, params []byte) (any, error) {
 		return nil, err
 	}
 	return taskDoc{Task: detail}, nil
+}
+
+// transitions answers "transitions": the task's and its steps' audit trail
+// (as GET /v1/tasks/{id}/transitions); a step transition's metadata holds
+// the attempt and, for a failure, its error: the per-attempt history.
+func (d *Dispatcher) transitions(ctx context.Context, params []byte) (any, error) {
+	var p taskIDParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	task, steps, err := d.c.Transitions(ctx, p.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	doc := transitionsDoc{Task: task, Steps: steps}
+	if doc.Task == nil {
+		doc.Task = []*tasker.Transition{}
+	}
+	if doc.Steps == nil {
+		doc.Steps = []*tasker.Transition{}
+	}
+	return doc, nil
 }
 
 // claimParams is the input of "claim_steps".
