@@ -10,6 +10,8 @@ require "active_job"
 require "active_support/core_ext/numeric/time"
 require "json"
 require "ostruct"
+require "stringio"
+require "active_support/tagged_logging"
 require "tasker_core"
 require "tasker_core/rails/integration"
 
@@ -20,7 +22,7 @@ class RailsIntegrationUnitTest < Minitest::Test
   include ActiveJob::TestHelper
 
   def setup
-    @config = TaskerCore::Rails::Configuration.new
+    @config = TaskerCore::Rails::Configuration.new(core: TaskerCore::Configuration.new)
     TaskerCore::Rails.config = @config
     TaskerCore::Rails.logger = Logger.new(nil)
   end
@@ -127,16 +129,134 @@ class RailsIntegrationUnitTest < Minitest::Test
 
   def test_configuration_is_checked
     assert_same @config, @config.validate!
-    { transport: :grpc, max_parallel_steps: 0, republish_grace: -1, republisher: :cron, event_group: " " }.each do |field, bad|
-      c = TaskerCore::Rails::Configuration.new
+    { max_parallel_steps: 0, republish_grace: -1, republisher: :cron, event_group: " ", call_timeout: 0,
+      step_lease_ms: -5, backoff: "fast", instrument_events: :maybe }.each do |field, bad|
+      c = TaskerCore::Rails::Configuration.new(core: TaskerCore::Configuration.new)
       c.public_send("#{field}=", bad)
-      err = assert_raises(ArgumentError) { c.validate! }
-      assert_includes err.message, field.to_s
+      err = assert_raises(TaskerCore::ConfigurationError) { c.validate! }
+      assert_includes err.message, "config.tasker.#{field}"
     end
-    c = TaskerCore::Rails::Configuration.new
+    # The core's own setter checks the transport when it is set.
+    c = TaskerCore::Rails::Configuration.new(core: TaskerCore::Configuration.new)
+    assert_raises(TaskerCore::ConfigurationError) { c.transport = :grpc }
+  end
+
+  # Issue 15 item 6: one configuration class. config.tasker writes the
+  # core's settings through to TaskerCore::Configuration (its defaults, its
+  # error type) and adds only the integration's own.
+  def test_core_settings_go_through_to_the_one_configuration
+    core = TaskerCore::Configuration.new
+    c = TaskerCore::Rails::Configuration.new(core: core)
+    fresh = TaskerCore::Configuration.new
+    %i[database_url templates_dir transport server_url api_token library_path max_parallel_steps call_timeout
+       event_enqueue auto_migrate backoff step_lease_ms environment log_level shutdown_grace].each do |k|
+      assert c.respond_to?(k), "config.tasker.#{k} missing"
+      assert c.respond_to?("#{k}="), "config.tasker.#{k}= missing"
+      want = fresh.public_send(k)
+      want.nil? ? assert_nil(c.public_send(k), k) : assert_equal(want, c.public_send(k), "config.tasker.#{k} has a default of its own")
+    end
+    c.auto_migrate = true
+    c.backoff = { base_ms: 10, max_ms: 100 }
+    c.step_lease_ms = 5000
+    c.call_timeout = 7
+    c.shutdown_grace = 2
+    assert_equal [true, { base_ms: 10, max_ms: 100 }, 5000, 7, 2],
+                 [core.auto_migrate, core.backoff, core.step_lease_ms, core.call_timeout, core.shutdown_grace]
+    assert_equal({ "base_ms" => 10, "max_ms" => 100 }, core.open_document["backoff"])
+    refute c.respond_to?(:open_document_bogus)
+    assert_raises(NoMethodError) { c.no_such_setting }
+    assert_same TaskerCore.config, TaskerCore::Rails::Configuration.new.core
+  end
+
+  def test_templates_dir_is_relative_to_the_app_root
+    c = TaskerCore::Rails::Configuration.new(core: TaskerCore::Configuration.new)
+    assert_equal "/srv/app/config/tasker/tasks", c.resolved_templates_dir("/srv/app")
+    c.templates_dir = "/etc/tasker"
+    assert_equal "/etc/tasker", c.resolved_templates_dir("/srv/app")
+  end
+
+  def test_integration_errors_are_tasker_core_errors
+    assert_operator TaskerCore::Rails::Error, :<, TaskerCore::Error
+    assert_operator TaskerCore::ConfigurationError, :<, TaskerCore::Error
+  end
+
+  def test_tagged_logger_tags_lines_tasker
+    io = StringIO.new
+    rails_logger = ActiveSupport::TaggedLogging.new(ActiveSupport::Logger.new(io))
+    log = TaskerCore::Rails::TaggedLogger.new(rails_logger)
+    log.warn("lease lost")
+    log.info { "lazy" }
+    log.debug("hidden") if (rails_logger.level = Logger::INFO)
+    assert_equal ["[tasker] lease lost", "[tasker] lazy"], io.string.lines.map(&:chomp)
+    plain = StringIO.new
+    TaskerCore::Rails::TaggedLogger.new(Logger.new(plain)).error("boom")
+    assert_includes plain.string, "[tasker] boom"
+  end
+
+  def test_core_events_become_active_support_notifications
+    seen = []
+    sub = ActiveSupport::Notifications.subscribe(/\.tasker_core\z/) { |name, *, payload| seen << [name, payload] }
+    TaskerCore::Rails::Notifications.instrument({ "name" => "task.completed", "data" => { "task_id" => 3, "status" => "complete" } })
+    TaskerCore::Rails::Notifications.instrument(OpenStruct.new(name: "step.failed", data: { "task_id" => 3, "step_name" => "charge" }))
+    assert_equal [["task.completed.tasker_core", { task_id: 3, status: "complete", event: "task.completed" }],
+                  ["step.failed.tasker_core", { task_id: 3, step_name: "charge", event: "step.failed" }]], seen
+  ensure
+    ActiveSupport::Notifications.unsubscribe(sub)
+  end
+
+  def test_notifications_group_by_transport
+    c = TaskerCore::Rails::Configuration.new(core: TaskerCore::Configuration.new)
+    assert_equal [true, nil], c.notifications_subscription
     c.transport = :socket
-    c.server_url = nil
-    assert_raises(ArgumentError) { c.validate! }
+    assert_equal [true, "rails-notifications"], c.notifications_subscription
+    c.instrument_events = false
+    assert_equal [false, nil], c.notifications_subscription
+  end
+
+  # A stand-in for Rails.application: records executor.wrap calls.
+  class FakeApp
+    attr_reader :wraps, :config
+
+    def initialize(cache_classes: true)
+      @wraps = 0
+      @config = OpenStruct.new(cache_classes: cache_classes)
+      app = self
+      @executor = Object.new
+      @executor.define_singleton_method(:wrap) do |&blk|
+        app.instance_variable_set(:@wraps, app.wraps + 1)
+        blk.call
+      end
+    end
+
+    attr_reader :executor
+  end
+
+  # Issue 15 item 4 (unit part): each step handler call goes through the
+  # Rails executor by way of StepHandlers.around_handler, and is
+  # instrumented as process_step.tasker_core.
+  def test_handler_calls_run_in_the_rails_executor
+    app = FakeApp.new
+    seen = []
+    sub = ActiveSupport::Notifications.subscribe("process_step.tasker_core") { |*, payload| seen << payload }
+    TaskerCore::StepHandlers.around_handler = TaskerCore::Rails::HandlerWrapper.new(app)
+    step = TaskerCore::Step.new({ "step_id" => 4, "name" => "noop", "attempt" => 1, "handler_class" => "tasker:noop" })
+    task = TaskerCore::Task.new({ "task_id" => 9 })
+    res = TaskerCore::StepHandlers.run(task, step, [step])
+    assert res["success"], res.inspect
+    assert_equal 1, app.wraps
+    assert_equal [{ task_id: 9, step_id: 4, step_name: "noop", handler_class: "tasker:noop", attempt: 1, success: true }], seen
+  ensure
+    TaskerCore::StepHandlers.around_handler = nil
+    ActiveSupport::Notifications.unsubscribe(sub) if sub
+  end
+
+  def test_handler_calls_in_development_skip_the_interlock_but_return_connections
+    app = FakeApp.new(cache_classes: false)
+    wrapper = TaskerCore::Rails::HandlerWrapper.new(app)
+    assert wrapper.reloading?
+    step = TaskerCore::Step.new({ "step_id" => 4, "name" => "noop", "attempt" => 1, "handler_class" => "tasker:noop" })
+    assert_equal :ran, wrapper.call(nil, step) { :ran }
+    assert_equal 0, app.wraps
   end
 
   def test_event_group_defaults_by_transport

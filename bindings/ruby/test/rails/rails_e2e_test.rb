@@ -39,6 +39,25 @@ class RailsE2ETest < Minitest::Test
     refute_equal creator, run["pid"]
     assert_equal "complete", runs.last["status"]
     assert_nil e2e.queue_record(task_id), "the durable queue record outlived the task"
+
+    # The core's events as ActiveSupport::Notifications, in the process that
+    # ran the task (embedded: each process sees its own engine's events).
+    names = nil
+    wait_until("task.completed.tasker_core for task #{task_id}") do
+      names = e2e.notifications(task_id).select { |n| n["pid"] == e2e.sidekiq_pid }.map { |n| n["name"] }
+      names.include?("task.completed.tasker_core")
+    end
+    assert_equal 4, names.count("step.completed.tasker_core"), names.inspect
+    steps = e2e.notifications(task_id).select { |n| n["name"] == "step.completed.tasker_core" }.map { |n| n["step_name"] }
+    assert_equal %w[authorize_payment reserve_inventory ship_order validate_order], steps.sort
+  end
+
+  def wait_until(what, timeout: 10)
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
+    until yield
+      flunk "timed out waiting for #{what}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      sleep 0.1
+    end
   end
 
   def test_task_created_by_a_web_request_in_puma_is_run_by_sidekiq
@@ -164,19 +183,25 @@ class RailsBootAndGeneratorTest < Minitest::Test
       FileUtils.rm_rf([File.join(app, "config/initializers/tasker.rb"), File.join(app, "config/tasker"),
                        File.join(app, "app/tasks")])
       File.write(File.join(app, "config/boot.rb"), "$LOAD_PATH.unshift #{File.expand_path('../../lib', __dir__).inspect}\n")
-      out, st = Open3.capture2e({ "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }, RbConfig.ruby, "bin/rails", "generate",
-                                "tasker:install", chdir: app)
-      assert st.success?, out
-      out, st = Open3.capture2e({ "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }, RbConfig.ruby, "bin/rails", "generate",
-                                "tasker:task", "billing/invoice", "collect", "send_invoice", "--parallel", chdir: app)
-      assert st.success?, out
+      gen = lambda do |*args|
+        out, st = Open3.capture2e({ "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }, RbConfig.ruby, "bin/rails", "generate",
+                                  *args, chdir: app)
+        assert st.success?, out
+        out
+      end
+      # The generators live in the TaskerCore namespace; the old tasker:*
+      # names still work.
+      gen.call("tasker_core:install")
+      gen.call("tasker_core:task", "billing/invoice", "collect", "send_invoice", "--parallel")
+      gen.call("tasker:task", "billing/refund", "refund")
       %w[config/initializers/tasker.rb config/tasker/tasks/example/hello_world.yaml config/tasker/tasks/billing/invoice.yaml
          app/tasks/example/hello_world_handler.rb app/tasks/example/hello_world/say_hello_handler.rb
-         app/tasks/billing/invoice/send_invoice_handler.rb].each { |f| assert File.exist?(File.join(app, f)), "#{f} missing" }
+         app/tasks/billing/invoice/send_invoice_handler.rb config/tasker/tasks/billing/refund.yaml
+         app/tasks/billing/refund/refund_handler.rb].each { |f| assert File.exist?(File.join(app, f)), "#{f} missing" }
 
       out, st = Open3.capture2e(ENV.fetch("TASKER_BIN"), "template", "validate", File.join(app, "config/tasker/tasks"))
       assert st.success?, out
-      assert_includes out, "2 templates OK"
+      assert_includes out, "3 templates OK"
 
       res = runner(app, <<~RUBY)
         puts [Example::HelloWorldHandler.superclass.name, Example::HelloWorld::SayGoodbyeHandler.superclass.name,
@@ -185,5 +210,66 @@ class RailsBootAndGeneratorTest < Minitest::Test
       assert_equal ["TaskerCore::BaseTaskHandler", "TaskerCore::BaseStepHandler", { "send_invoice" => "done" }],
                    JSON.parse(res.lines.last)
     end
+  end
+
+  def rails_cmd(env, *args, dir: APP)
+    base = { "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }
+    %w[TASKER_LIBRARY_PATH].each { |k| base[k] = ENV[k] if ENV[k] }
+    Open3.capture2e(base.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: dir)
+  end
+
+  # Issue 15 item 6: rails tasker:validate loads the app's templates without
+  # a database, and reports a broken one by file.
+  def test_rake_tasker_validate
+    out, st = rails_cmd({ "TASKER_DATABASE_URL" => "postgres://nowhere.invalid/x" }, "tasker:validate")
+    assert st.success?, out
+    assert_includes out, "3 template(s) OK in #{File.join(APP, 'config/tasker/tasks')}"
+
+    Dir.mktmpdir("tasker-bad-templates") do |dir|
+      File.write(File.join(dir, "broken.yaml"), "name: broken\nnamespace_name: shop\nversion: 1.0.0\nstep_templates:\n" \
+                                                "  - name: a\n    handler_class: A\n    depends_on_step: nowhere\n")
+      out, st = rails_cmd({ "TASKER_TEMPLATES_DIR" => dir }, "tasker:validate")
+      refute st.success?, out
+      assert_match(/tasker:validate: .*broken\.yaml/, out)
+      assert_includes out, "nowhere"
+    end
+  end
+
+  # rails tasker:migrate on an empty database, then a task that waits for a
+  # retry, shown by rails tasker:explain[ID].
+  def test_rake_tasker_migrate_and_explain
+    base = ENV.fetch("TEST_DATABASE_URL")
+    name = "tasker_rails_rake_#{Process.pid}_#{SecureRandom.hex(3)}"
+    PG.connect(base).tap { |c| c.exec("CREATE DATABASE #{name}") }.close
+    uri = URI.parse(base)
+    uri.path = "/#{name}"
+    env = { "TASKER_DATABASE_URL" => uri.to_s, "TASKER_ENQUEUE_SUBSCRIBER" => "0" }
+
+    out, st = rails_cmd(env, "tasker:migrate")
+    assert st.success?, out
+    assert_match(/tasker migrate up: \d+ migration\(s\)/, out)
+    out, st = rails_cmd(env, "tasker:migrate:status")
+    assert st.success?, out
+    refute_match(/Applied=false/, out)
+
+    out, st = rails_cmd(env, "runner", <<~RUBY)
+      req = TaskerCore::TaskRequest.new(namespace: "shop", name: "flaky_payment", context: { "order_id" => 3 })
+      id = TaskerCore.client.initialize_task(req)["task"]["task_id"]
+      TaskerCore::Rails.handle(id)
+      puts id
+    RUBY
+    assert st.success?, out
+    id = Integer(out.lines.last)
+    out, st = rails_cmd(env, "tasker:explain[#{id}]")
+    assert st.success?, out
+    assert_includes out, "task #{id} shop/flaky_payment 1.0.0: waiting_for_retry"
+    assert_match(/prepare_charge\s+complete\s+attempts 1\/3/, out)
+    assert_match(/charge_card\s+waiting_for_retry\s+attempts 1\/3\s+next retry \d{4}-/, out)
+    assert_includes out, "error: TaskerCore::RetryableError: gateway busy (429)"
+    out, st = rails_cmd(env, "tasker:explain[#{id + 1000}]")
+    refute st.success?, out
+    assert_includes out, "tasker:explain:"
+  ensure
+    PG.connect(base).tap { |c| c.exec("DROP DATABASE IF EXISTS #{name} WITH (FORCE)") }.close if name
   end
 end

@@ -142,6 +142,12 @@ class RailsE2E
     with_db(db_url) { |c| c.exec_params(query, params).to_a }
   end
 
+  # Core events instrumented by the app's processes (ActiveSupport::Notifications).
+  def notifications(task_id = nil)
+    all = redis.lrange("rails_app:notifications", 0, -1).map { |s| JSON.parse(s) }
+    task_id ? all.select { |e| e["task_id"] == task_id } : all
+  end
+
   def queue_record(task_id)
     with_db(db_url) { |c| c.exec_params("SELECT * FROM tasker_task_queue WHERE task_id = $1", [task_id]).first }
   end

@@ -1,44 +1,13 @@
 # frozen_string_literal: true
 
-require "rails/generators"
+require "generators/tasker_core/install_generator"
 
 module Tasker
   module Generators
-    # rails generate tasker:install
-    #
-    # Writes config/initializers/tasker.rb and the templates directory
-    # config/tasker/tasks/; with --example (the default) also an example task
-    # (template plus handlers) through tasker:task.
-    class InstallGenerator < ::Rails::Generators::Base
-      source_root File.expand_path("templates", __dir__)
-
-      class_option :transport, type: :string, default: "embedded", enum: %w[embedded socket],
-                               desc: "How the app reaches the core: embedded (libtasker) or socket (tasker serve)"
-      class_option :example, type: :boolean, default: true, desc: "Also generate an example task (example/hello_world)"
-
-      def create_initializer
-        template "initializer.rb.tt", "config/initializers/tasker.rb"
-      end
-
-      def create_templates_dir
-        empty_directory "config/tasker/tasks"
-      end
-
-      def create_example
-        return unless options[:example]
-
-        generate "tasker:task", "example/hello_world", "say_hello", "say_goodbye"
-      end
-
-      def show_next_steps
-        say <<~MSG
-
-          tasker_core is installed. Next:
-            - set TASKER_DATABASE_URL (or config.tasker.database_url) and run `tasker migrate up`;
-            - run Sidekiq (or any ActiveJob backend): TaskRunnerJob runs the tasks;
-            - add tasks with `rails generate tasker:task NAMESPACE/NAME STEP...`.
-        MSG
-      end
+    # `rails generate tasker:install`: the old name of tasker_core:install.
+    class InstallGenerator < TaskerCore::Generators::InstallGenerator
+      source_root File.expand_path("../tasker_core/templates", __dir__)
+      namespace "tasker:install"
     end
   end
 end

@@ -93,15 +93,19 @@ module TaskerCore
           task_id = Integer(data.fetch("task_id"))
           job = TaskerCore::Rails.config.job
           delay = data["delay_seconds"].to_f
-          pushed = if name == "task.reenqueue" && delay.positive?
-                     job.set(wait: delay.seconds).perform_later(task_id)
-                   else
-                     job.perform_later(task_id)
-                   end
+          # On the poller thread: the executor returns the connection an
+          # ActiveRecord-backed job backend (DelayedJob) checked out to push.
+          pushed = TaskerCore::Rails.with_executor do
+            if name == "task.reenqueue" && delay.positive?
+              job.set(wait: delay.seconds).perform_later(task_id)
+            else
+              job.perform_later(task_id)
+            end
+          end
           remember(task_id)
           pushed
         rescue StandardError => e
-          TaskerCore::Rails.logger.error("tasker: could not enqueue #{name} for #{data.inspect}: #{e.class}: #{e.message}; " \
+          TaskerCore::Rails.logger.error("could not enqueue #{name} for #{data.inspect}: #{e.class}: #{e.message}; " \
                                          "the re-publisher will push it from the durable queue record")
           nil
         end
@@ -135,9 +139,10 @@ module TaskerCore
         end
       end
 
-      # Prepended to TaskerCore's singleton: subscribes on the first
-      # TaskerCore.client of a process. (Replace with a gem hook when one
-      # exists, see RAILS_NEEDS.md.)
+      # Prepended to TaskerCore's singleton: subscribes the enqueue
+      # subscriber and the notifications relay on the first TaskerCore.client
+      # of a process. (Replace with a gem hook when one exists, see
+      # RAILS_NEEDS.md.)
       module ClientHook
         def self.attach
           return if TaskerCore.singleton_class.include?(self)
@@ -147,7 +152,10 @@ module TaskerCore
 
         def client
           c = super
+          return c if Thread.current[:tasker_rails_subscribing]
+
           EnqueueSubscriber.client_opened
+          Notifications.client_opened
           c
         end
       end

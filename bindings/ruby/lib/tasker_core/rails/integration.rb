@@ -10,15 +10,20 @@ module TaskerCore
   # Inside this namespace `Rails` means TaskerCore::Rails; the framework is
   # always spelled ::Rails.
   module Rails
-    # Raised for misconfiguration of the integration.
-    class Error < StandardError; end
+    # Base of the integration's own errors (a TaskerCore::Error, so one
+    # `rescue TaskerCore::Error` covers the gem and the integration).
+    # Misconfiguration raises TaskerCore::ConfigurationError.
+    class Error < TaskerCore::Error; end
 
     autoload :Configuration, "tasker_core/rails/configuration"
     autoload :HandlerWrapper, "tasker_core/rails/handler_wrapper"
+    autoload :Notifications, "tasker_core/rails/notifications"
+    autoload :TaggedLogger, "tasker_core/rails/tagged_logger"
     autoload :EnqueueSubscriber, "tasker_core/rails/enqueue_subscriber"
     autoload :QueueStore, "tasker_core/rails/queue_store"
     autoload :Republisher, "tasker_core/rails/republisher"
     autoload :TaskRunnerJob, "tasker_core/rails/task_runner_job"
+    autoload :Tasks, "tasker_core/rails/tasks"
 
     class << self
       # The integration's settings (the application's config.tasker).
@@ -28,27 +33,39 @@ module TaskerCore
 
       attr_writer :config
 
-      # Hands the settings to TaskerCore.configure. Plain values only: the
-      # core is opened lazily by the first call that needs it.
+      # Checks the settings and applies the Rails conventions to the gem's
+      # configuration (config.tasker writes through to it): a relative
+      # templates_dir is relative to Rails.root, no environment means
+      # Rails.env, no logger means Rails.logger tagged "tasker"; then
+      # TaskerCore.configure (a client opened before is closed). Plain values
+      # only: the core is opened lazily by the first call that needs it.
       def apply(config)
         config.validate!
         self.config = config
+        root = app_root
         TaskerCore.configure do |c|
-          c.database_url = config.database_url if config.database_url
-          c.templates_dir = config.templates_dir.to_s if config.templates_dir
-          c.transport = config.transport.to_sym
-          c.server_url = config.server_url if config.server_url
-          c.api_token = config.api_token if config.api_token
-          c.library_path = config.library_path if config.library_path
-          c.environment = config.environment.to_s if config.environment
-          c.max_parallel_steps = config.max_parallel_steps if config.max_parallel_steps
+          copy_core_settings(config.core, c) unless config.core.equal?(c)
+          c.templates_dir = config.resolved_templates_dir(root) if root
+          c.environment ||= ::Rails.env.to_s if defined?(::Rails.env) && ::Rails.env
           # Tasks are run by ActiveJob, not by Go runners: the core publishes
           # task.enqueue / task.reenqueue for the subscriber.
           c.event_enqueue = true
-          c.logger = ::Rails.logger if ::Rails.respond_to?(:logger) && ::Rails.logger
+          c.logger ||= TaggedLogger.new(::Rails.logger) if rails_logger
         end
         install_handler_wrapper(config)
         config
+      end
+
+      # Settings of one TaskerCore::Configuration copied onto another (a
+      # config.tasker built over a configuration of its own, in tests).
+      def copy_core_settings(from, to)
+        TaskerCore::Configuration.public_instance_methods(false).grep(/\A[a-z_]+=\z/).each do |writer|
+          reader = writer.to_s.chomp("=").to_sym
+          next unless from.respond_to?(reader)
+
+          value = reader == :owner ? from.instance_variable_get(:@owner) : from.public_send(reader)
+          to.public_send(writer, value) unless value.nil? && reader == :owner
+        end
       end
 
       # Step handlers run inside the Rails executor (HandlerWrapper), unless
@@ -71,6 +88,13 @@ module TaskerCore
         return handler_for_task(task_id).handle(task_id) unless app && config.wrap_handlers
 
         app.reloader.wrap { handler_for_task(task_id).handle(task_id) }
+      end
+
+      # Runs the block inside the Rails executor when there is an
+      # application (threads of the integration: event poller, re-publisher).
+      def with_executor(&block)
+        app = ::Rails.respond_to?(:application) ? ::Rails.application : nil
+        app ? app.executor.wrap(&block) : yield
       end
 
       def handler_for_task(task_id)
@@ -112,14 +136,26 @@ module TaskerCore
 
       attr_writer :queue_store
 
-      # Rails.logger when there is one, else warnings to stderr.
+      # Rails.logger tagged "tasker" when there is one, else warnings to
+      # stderr.
       def logger
-        return ::Rails.logger if ::Rails.respond_to?(:logger) && ::Rails.logger
+        return @logger if @logger
 
-        @logger ||= Logger.new($stderr, level: Logger::WARN)
+        l = rails_logger
+        return TaggedLogger.new(l) if l
+
+        @fallback_logger ||= Logger.new($stderr, level: Logger::WARN)
       end
 
       attr_writer :logger
+
+      def rails_logger
+        ::Rails.logger if defined?(::Rails) && ::Rails.respond_to?(:logger)
+      end
+
+      def app_root
+        ::Rails.root if defined?(::Rails) && ::Rails.respond_to?(:root)
+      end
 
       # The process's re-publisher (created on first use).
       def republisher

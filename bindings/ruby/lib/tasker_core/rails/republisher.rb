@@ -52,10 +52,10 @@ module TaskerCore
           pushed << entry.task_id
         rescue StandardError => e
           # The lease stays; the record is pushed again when it expires.
-          log(:error, "tasker: re-publishing task #{entry.task_id} failed: #{e.class}: #{e.message}")
+          log(:error, "re-publishing task #{entry.task_id} failed: #{e.class}: #{e.message}")
           break
         end
-        log(:info, "tasker: re-published #{pushed.size} task(s) from the durable queue: #{pushed.join(', ')}") if pushed.any?
+        log(:info, "re-published #{pushed.size} task(s) from the durable queue: #{pushed.join(', ')}") if pushed.any?
         pushed
       end
 
@@ -69,9 +69,11 @@ module TaskerCore
           Thread.current.name = "tasker-republisher"
           loop do
             begin
-              sweep
+              # An ActiveRecord-backed job backend (DelayedJob) checks out a
+              # connection to push: the executor gives it back.
+              TaskerCore::Rails.with_executor { sweep }
             rescue StandardError => e
-              log(:error, "tasker: re-publisher sweep failed: #{e.class}: #{e.message}")
+              log(:error, "re-publisher sweep failed: #{e.class}: #{e.message}")
             end
             break if wait_or_stop(@config.republish_interval.to_f)
           end

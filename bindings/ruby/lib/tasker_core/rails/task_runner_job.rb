@@ -31,7 +31,7 @@ module TaskerCore
       rescue StandardError => e
         raise unless TaskerCore::Rails.not_found?(e)
 
-        logger.warn("tasker: task #{task_id} does not exist; dropping the job (#{e.message})")
+        TaskerCore::Rails.logger.warn("task #{task_id} does not exist; dropping the job (#{e.message})")
         nil
       end
     end

@@ -26,3 +26,11 @@ ActiveSupport::Notifications.subscribe("enqueue.active_job") do |_name, _started
             scheduled_at: job.scheduled_at }
   Sidekiq.redis { |r| r.rpush("rails_app:pushed", entry.to_json) }
 end
+
+# Records the core's events as the integration instruments them
+# (ActiveSupport::Notifications "task.completed.tasker_core", ...) in redis
+# (list rails_app:notifications): name, task, step and process.
+ActiveSupport::Notifications.subscribe(/\A(task|step)\.[a-z_]+\.tasker_core\z/) do |name, _started, _finished, _id, payload|
+  entry = { name: name, task_id: payload[:task_id], step_name: payload[:step_name], pid: Process.pid }
+  Sidekiq.redis { |r| r.rpush("rails_app:notifications", entry.to_json) }
+end

@@ -1,12 +1,12 @@
 # frozen_string_literal: true
 
-# Written by `rails generate tasker:install`, then pointed at the test
+# Written by `rails generate tasker_core:install`, then pointed at the test
 # environment (every value can come from the environment).
 Rails.application.configure do
   config.tasker.database_url = ENV.fetch("TASKER_DATABASE_URL", nil)
-  config.tasker.templates_dir = Rails.root.join("config/tasker/tasks").to_s
+  config.tasker.templates_dir = ENV.fetch("TASKER_TEMPLATES_DIR", "config/tasker/tasks") # relative to Rails.root
   config.tasker.transport = ENV.fetch("TASKER_TRANSPORT", "embedded").to_sym
-  config.tasker.server_url = ENV.fetch("TASKER_URL", nil)
+  config.tasker.server_url = ENV["TASKER_URL"] if ENV["TASKER_URL"]
   config.tasker.max_parallel_steps = 4
   config.tasker.queue_name = "default"
   # TASKER_WRAP_HANDLERS=0: the negative control of the ActiveRecord test
@@ -16,7 +16,8 @@ Rails.application.configure do
   # The test creates one task with the subscriber off, as if the process had
   # died between the core's commit and perform_later.
   config.tasker.enqueue_subscriber = ENV["TASKER_ENQUEUE_SUBSCRIBER"] != "0"
-  config.tasker.republisher = :sidekiq
+  # The sweep runs in the job processes: Sidekiq's, or DelayedJob's workers.
+  config.tasker.republisher = JOB_ADAPTER == :delayed_job ? :delayed_job : :sidekiq
   config.tasker.republish_interval = Float(ENV.fetch("TASKER_REPUBLISH_INTERVAL", "15"))
   config.tasker.republish_grace = Float(ENV.fetch("TASKER_REPUBLISH_GRACE", "30"))
   config.tasker.republish_lease = Float(ENV.fetch("TASKER_REPUBLISH_LEASE", "300"))
