@@ -60,10 +60,13 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 			rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 		}
 	}
-	killedAt := map[string]time.Time{} // SIGKILLed owners
+	killedAt := map[string]time.Time{}  // SIGKILLed owners
+	stoppedAt := map[string]time.Time{} // owners stopped gracefully
 	for _, k := range kills {
 		if !k.Graceful {
 			killedAt[k.Owner] = k.At
+		} else {
+			stoppedAt[k.Owner] = k.At
 		}
 	}
 	attempts := map[attemptKey][]*logAttempt{}
@@ -112,15 +115,27 @@ func Check(ctx context.Context, c *tasker.Client, logPath string, plans map[int6
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		if err := checkTask(ctx, c, id, plans[id], attempts, enqueues[id], killedAt, dropped, eventMode, rep, violate); err != nil {
+		if err := checkTask(ctx, c, id, plans[id], attempts, enqueues[id], killedAt, stoppedAt, dropped, eventMode, rep, violate); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// outageExplains reports whether the PostgreSQL restart can explain the
+// rescue at t of a live runner's attempt: a lease extended every fifth of
+// StepLease survives an outage of four fifths of it (less the keeper's
+// retry), so only a longer restart can let one expire, and only within a
+// lease of its end.
+func outageExplains(rep *Report, t time.Time) bool {
+	if rep.PGRestarts == 0 || rep.PGDowntime < StepLease*4/5-200*time.Millisecond {
+		return false
+	}
+	return !t.Before(rep.PGRestartAt) && t.Before(rep.PGRestartAt.Add(rep.PGDowntime+StepLease))
+}
+
 func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, attempts map[attemptKey][]*logAttempt,
-	enqueues []Record, killedAt map[string]time.Time, dropped map[string]string, eventMode bool, rep *Report,
+	enqueues []Record, killedAt, stoppedAt map[string]time.Time, dropped map[string]string, eventMode bool, rep *Report,
 	violate func(string, ...any)) error {
 	d, err := c.Task(ctx, id)
 	if err != nil {
@@ -201,8 +216,15 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive (killed %s)",
 							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner, k.Format(time.RFC3339Nano))
 					}
+				} else if s, ok := stoppedAt[owner]; ok && !tr.CreatedAt.Before(s) {
+					rep.RescuedNoKill++ // left by a graceful stop (a handler outlived the grace)
+				} else if outageExplains(rep, tr.CreatedAt) {
+					rep.RescuedNoKill++ // the restart outlasted what a lease tolerates
 				} else {
-					rep.RescuedNoKill++
+					// The owner was alive and its lease keeper extending:
+					// a rescue here fails work that is still running.
+					violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive and extending its lease",
+						id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner)
 				}
 			}
 		}

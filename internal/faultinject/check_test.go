@@ -79,3 +79,28 @@ func TestCheckEnqueuesCommitCutOffByRestartDoesNotTakeALaterEvent(t *testing.T) 
 		t.Fatalf("violations without a restart: %q", v)
 	}
 }
+
+// A live runner's rescued attempt is excused only by a restart longer than
+// a lease tolerates, and only within a lease of it.
+func TestOutageExplainsOnlyLongRestarts(t *testing.T) {
+	at := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	short := &Report{PGRestarts: 1, PGRestartAt: at, PGDowntime: 800 * time.Millisecond}
+	long := &Report{PGRestarts: 1, PGRestartAt: at, PGDowntime: StepLease}
+	none := &Report{}
+	for _, c := range []struct {
+		rep  *Report
+		t    time.Time
+		want bool
+	}{
+		{none, at, false},
+		{short, at.Add(time.Second), false},
+		{long, at.Add(-time.Second), false},
+		{long, at.Add(time.Second), true},
+		{long, at.Add(StepLease + StepLease/2), true},
+		{long, at.Add(3 * StepLease), false},
+	} {
+		if got := outageExplains(c.rep, c.t); got != c.want {
+			t.Errorf("outageExplains(downtime %s, rescue at +%s) = %v, want %v", c.rep.PGDowntime, c.t.Sub(at), got, c.want)
+		}
+	}
+}

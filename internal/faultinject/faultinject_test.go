@@ -76,7 +76,8 @@ func TestFaultInjection(t *testing.T) {
 	}
 	for _, v := range variants {
 		rep, err := faultinject.Run(context.Background(), faultinject.Config{Seed: v.seed, Tasks: tasks, EventEnqueue: v.event,
-			WideTasks: wide, KillEvery: killEvery, Timeout: timeout, Workdir: dir, RunnerBin: bin, Out: testWriter{t}})
+			WideTasks: wide, KillEvery: killEvery, Timeout: timeout, Workdir: dir, RunnerBin: bin, Out: testWriter{t},
+			KeepDatabase: true}) // removed with dir unless the test fails
 		if err != nil {
 			t.Fatalf("seed %d: %v", v.seed, err)
 		}

@@ -64,6 +64,9 @@ type Config struct {
 	RunnerBin string
 	// Out receives progress lines. Defaults to io.Discard.
 	Out io.Writer
+	// KeepDatabase leaves the cluster's data directory in Workdir when the
+	// run ends (stopped), for reading a failed run's records.
+	KeepDatabase bool
 }
 
 // Kill is one stop of a runner process.
@@ -93,7 +96,7 @@ type Report struct {
 	// unknown to the client; the durable record got the task handled).
 	EnqueueLostToRestart int
 	Rescued              int // attempts failed by the rescuer (lease expired)
-	RescuedNoKill        int // ... whose runner was not killed (lost to a database fault)
+	RescuedNoKill        int // ... whose runner was not killed: gracefully stopped, or a restart longer than a lease tolerates
 	Released             int // attempts given back by a graceful shutdown (not counted)
 	KilledMidAttempt     int // attempts whose process was killed while the handler ran
 	ExhaustedByKills     int // tasks failed because lost attempts used up max_attempts
@@ -156,7 +159,15 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start PostgreSQL: %w", err)
 	}
-	defer func() { _ = cluster.Stop(context.WithoutCancel(ctx)) }()
+	defer func() {
+		if cfg.KeepDatabase {
+			_ = cluster.Halt(context.WithoutCancel(ctx))
+			fmt.Fprintf(cfg.Out, "seed %d: database kept in %s (start it with pg_ctl -D %s start)\n", cfg.Seed,
+				cluster.Dir, filepath.Join(cluster.Dir, "data"))
+			return
+		}
+		_ = cluster.Stop(context.WithoutCancel(ctx))
+	}()
 	tmplDir := filepath.Join(work, "templates")
 	if err := WriteTemplates(tmplDir); err != nil {
 		return nil, err

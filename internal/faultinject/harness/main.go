@@ -41,7 +41,7 @@ func run() error {
 	wide := flag.Int("wide", 2, "tasks of the wide shape (600 leaves) per seed")
 	timeout := flag.Duration("timeout", 10*time.Minute, "time limit per seed")
 	workdir := flag.String("workdir", "", "directory for clusters and logs (default: a temporary one)")
-	keep := flag.Bool("keep", false, "keep the work directory (logs, handler log)")
+	keep := flag.Bool("keep", false, "keep the work directory (logs, handler log) and each seed's database")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -74,7 +74,7 @@ func run() error {
 		}
 		rep, err := faultinject.Run(ctx, faultinject.Config{Seed: seed, Tasks: *tasks, Runners: *runners,
 			KillEvery: *killEvery, EventEnqueue: *eventMode, NoPostgresRestart: *noRestart, Timeout: *timeout, WideTasks: *wide,
-			Workdir: dir, RunnerBin: bin, Out: os.Stderr})
+			Workdir: dir, RunnerBin: bin, Out: os.Stderr, KeepDatabase: *keep})
 		if err != nil {
 			return fmt.Errorf("seed %d: %w", seed, err)
 		}
