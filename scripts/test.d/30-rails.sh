@@ -25,11 +25,11 @@ for cmd in ruby redis-server sidekiq; do
   command -v "$cmd" >/dev/null || missing+=("$cmd")
 done
 if command -v ruby >/dev/null; then
-  ruby -e 'require "rails"; require "active_job"; require "sidekiq"; require "pg"; require "redis"; require "ffi"' 2>/dev/null ||
+  ruby -e 'require "rails"; require "active_job"; require "active_record"; require "sidekiq"; require "pg"; require "redis"; require "ffi"; require "puma"; require "delayed_job_active_record"' 2>/dev/null ||
     missing+=("ruby libraries")
 fi
 if (( ${#missing[@]} )); then
-  fail_or_skip "missing ${missing[*]} (apt-get install ruby ruby-ffi ruby-rails ruby-activejob ruby-sidekiq ruby-pg redis-server)"
+  fail_or_skip "missing ${missing[*]} (apt-get install ruby ruby-ffi ruby-rails ruby-sidekiq ruby-pg puma ruby-delayed-job ruby-delayed-job-active-record redis-server)"
 fi
 [[ -n "${TEST_DATABASE_URL:-}" ]] || fail_or_skip "TEST_DATABASE_URL is not set (scripts/test.sh starts a PostgreSQL)"
 
@@ -50,6 +50,9 @@ ruby bindings/ruby/test/rails/integration_unit_test.rb
 # The test starts and stops its own redis-server and Sidekiq (process groups)
 # and drops its database; timeout is the backstop.
 timeout --kill-after=10 170 ruby bindings/ruby/test/rails/rails_e2e_test.rb "$@"
+# DelayedJob instead of Sidekiq: a `bin/rails jobs:work` worker, the
+# delayed_jobs table in the app's PostgreSQL database.
+timeout --kill-after=10 120 ruby bindings/ruby/test/rails/rails_delayed_job_e2e_test.rb
 # The socket transport: `tasker serve --event-enqueue` and two Sidekiq
 # processes in one event subscription group (one job per task.enqueue).
 timeout --kill-after=10 120 ruby bindings/ruby/test/rails/rails_socket_e2e_test.rb

@@ -19,7 +19,7 @@ class RailsE2E
   APP = File.expand_path("../rails_app", __dir__)
   BOOT_TIMEOUT = 30
 
-  attr_reader :tmp, :db_url, :redis_url, :sidekiq_pids, :env, :server_url
+  attr_reader :tmp, :db_url, :redis_url, :sidekiq_pids, :worker_pids, :env, :server_url
 
   def self.instance
     @instance ||= new.tap(&:start)
@@ -32,11 +32,17 @@ class RailsE2E
   # transport: the app's (:socket also starts `tasker serve --event-enqueue`
   # against the test database); sidekiqs: how many Sidekiq processes;
   # extra_env: more environment for the app's processes.
-  def initialize(transport: ENV.fetch("TASKER_TRANSPORT", "embedded"), sidekiqs: 1, extra_env: {})
+  #
+  # delayed_jobs: how many DelayedJob workers (`bin/rails jobs:work`); with
+  # any, the app's ActiveJob adapter is delayed_job (in the test database)
+  # and sidekiqs should be 0.
+  def initialize(transport: ENV.fetch("TASKER_TRANSPORT", "embedded"), sidekiqs: 1, delayed_jobs: 0, extra_env: {})
     @tasker = ENV.fetch("TASKER_BIN") { abort "TASKER_BIN must name a built `tasker` binary" }
     @base_url = ENV.fetch("TEST_DATABASE_URL") { abort "TEST_DATABASE_URL must name a PostgreSQL database" }
     @transport = transport.to_s
     @sidekiqs = sidekiqs
+    @delayed_jobs = delayed_jobs
+    @worker_pids = []
     @extra_env = extra_env
     @pids = []
     @sidekiq_pids = []
@@ -68,9 +74,11 @@ class RailsE2E
       start_server
       @env["TASKER_URL"] = server_url
     end
+    @env.merge!("ACTIVE_JOB_ADAPTER" => "delayed_job", "DJ_SLEEP_DELAY" => "0.2") if @delayed_jobs.positive?
     @env.merge!(@extra_env)
     rails_runner("db/schema.rb")
     @sidekiqs.times { |i| start_sidekiq(i) }
+    @delayed_jobs.times { |i| start_delayed_job(i) }
     self
   end
 
@@ -172,7 +180,7 @@ class RailsE2E
   end
 
   def sidekiq_log_tail(lines = 60)
-    Dir[File.join(tmp, "sidekiq*.log")].sort.map do |f|
+    Dir[File.join(tmp, "{sidekiq,delayed_job}*.log")].sort.map do |f|
       "== #{File.basename(f)}\n" + File.readlines(f).last(lines).join
     end.join.then { |s| s.empty? ? "(no log)" : s }
   end
@@ -245,6 +253,21 @@ class RailsE2E
       raise "sidekiq exited:\n#{sidekiq_log_tail}" if Process.waitpid(pid, Process::WNOHANG)
 
       redis.scard("processes") > index
+    end
+  end
+
+  # A DelayedJob worker of the app (`bin/rails jobs:work`, the pid is the
+  # worker's own). It registers nowhere, so its boot is seen in its log.
+  def start_delayed_job(index = 0)
+    log = File.join(tmp, "delayed_job-#{index + 1}.log")
+    pid = spawn(env.merge("RAILS_LOG" => log), RbConfig.ruby, "bin/rails", "jobs:work",
+                chdir: APP, out: log, err: %i[child out], pgroup: true)
+    @pids << pid
+    @worker_pids << pid
+    wait_until("DelayedJob worker to start (log: #{log})") do
+      raise "delayed_job worker exited:\n#{sidekiq_log_tail}" if Process.waitpid(pid, Process::WNOHANG)
+
+      File.exist?(log) && File.read(log).include?("Starting job worker")
     end
   end
 

@@ -18,7 +18,8 @@ end
 # Records every job push (perform_later, by the enqueue subscriber or the
 # re-publisher) in redis (list rails_app:pushed): which process pushed which
 # task's job.
-ActiveSupport::Notifications.subscribe("enqueue.active_job") do |_name, _started, _finished, _id, payload|
+# (enqueue_at.active_job for set(wait:)).
+ActiveSupport::Notifications.subscribe(/\Aenqueue(_at)?\.active_job\z/) do |_name, _started, _finished, _id, payload|
   job = payload[:job]
   next unless job
 

@@ -11,3 +11,4 @@ Sidekiq.configure_server do |config|
   config.options[:poll_interval_average] = Float(ENV["SIDEKIQ_POLL_INTERVAL"]) if ENV["SIDEKIQ_POLL_INTERVAL"]
 end
 Sidekiq.configure_client { |config| config.redis = redis }
+
