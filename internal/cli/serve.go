@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,14 +22,54 @@ import (
 
 // serveFlags are the flags of `tasker serve`.
 type serveFlags struct {
-	workers         int
-	listen          string
-	token           string
+	workers   int
+	listen    string
+	token     string
+	tokenFile string
+	// tokenFlagSet records a token given with --token (visible in ps).
+	tokenFlagSet    bool
 	migrate         bool
 	shutdownTimeout time.Duration
 	logLevel        string
 	eventEnqueue    bool
+	http            httpLimits
 }
+
+// httpLimits bound what one client can hold of the HTTP server.
+type httpLimits struct {
+	readHeaderTimeout time.Duration
+	readTimeout       time.Duration
+	writeTimeout      time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	maxConnections    int
+}
+
+// Defaults of the HTTP limits (documented in docs/api.md).
+const (
+	// ReadHeaderTimeoutDefault bounds reading a request's headers.
+	ReadHeaderTimeoutDefault = 10 * time.Second
+	// ReadTimeoutDefault bounds reading a whole request, body included.
+	ReadTimeoutDefault = 30 * time.Second
+	// WriteTimeoutDefault bounds a request from the end of its headers to
+	// the end of its answer. Long-lived endpoints (handle, events_poll,
+	// migrate) set their own deadlines.
+	WriteTimeoutDefault = 2 * time.Minute
+	// IdleTimeoutDefault closes a keep-alive connection idle this long.
+	IdleTimeoutDefault = 2 * time.Minute
+	// MaxHeaderBytesDefault bounds a request's header section.
+	MaxHeaderBytesDefault = 64 << 10
+	// MaxConnectionsDefault bounds the connections served at once; more
+	// wait in the listen backlog until one closes.
+	MaxConnectionsDefault = 512
+)
+
+// Environment variables holding the API token, in order of precedence
+// after the flags.
+const (
+	// EnvToken is the preferred variable for the API token.
+	EnvToken = "TASKER_TOKEN"
+)
 
 // listenDefault is where `tasker serve` listens unless told otherwise.
 const listenDefault = "127.0.0.1:8080"
@@ -41,20 +82,32 @@ func (a *app) serveCommand() *cobra.Command {
 		Long: `Serve the HTTP JSON API (tasker.v1, under /v1) and run queued tasks with
 --workers coordinators at once, until SIGINT or SIGTERM.
 
-Listening on anything but a loopback address requires a bearer token
-(--token or $TASKER_API_TOKEN); without one serve refuses to start. --listen
-off (or "") runs the workers only.
+Listening on anything but a loopback address requires a bearer token;
+without one serve refuses to start. The token is read from, in order:
+--token-file (the file's first line), --token, $TASKER_TOKEN, then
+$TASKER_API_TOKEN. Prefer the file or the environment: a --token on the
+command line is visible to every user of the machine in ps. --listen off
+(or "") runs the workers only.
+
+Slow or idle clients are cut off: --read-header-timeout, --read-timeout
+(the whole request, body included), --write-timeout (from the end of the
+headers to the end of the answer; handle, events_poll and migrate set their
+own) and --idle-timeout; --max-header-bytes caps the headers and
+--max-connections the connections served at once (more wait until one
+closes).
 
 On SIGINT or SIGTERM the server stops accepting requests, waits for the
 requests in flight (up to --shutdown-timeout), then stops claiming tasks and
 waits for the running ones to finish or hand their steps back.`,
 		Example: `  tasker serve --database-url sqlite:tasker.db --templates examples/order_fulfillment
-  TASKER_API_TOKEN=s3cret tasker serve --listen :8080 --workers 8 --migrate \
+  tasker serve --listen :8080 --token-file /run/secrets/tasker-token --workers 8 --migrate \
       --database-url postgres://tasker@db/tasker`,
 		Args: noArgs,
 		RunE: wrapRun(func(cmd *cobra.Command, _ []string) error {
-			if !cmd.Flags().Changed("token") {
-				f.token = os.Getenv(EnvAPIToken)
+			var err error
+			f.tokenFlagSet = cmd.Flags().Changed("token")
+			if f.token, err = resolveToken(f.tokenFlagSet, f.token, f.tokenFile); err != nil {
+				return err
 			}
 			return a.serve(cmd.Context(), &f)
 		}),
@@ -62,7 +115,16 @@ waits for the running ones to finish or hand their steps back.`,
 	fl := cmd.Flags()
 	fl.IntVar(&f.workers, "workers", 4, "tasks handled at once")
 	fl.StringVar(&f.listen, "listen", listenDefault, `HTTP listen address; "off" or "" runs the workers only`)
-	fl.StringVar(&f.token, "token", "", "bearer token required by the API ($"+EnvAPIToken+")")
+	fl.StringVar(&f.token, "token", "",
+		"bearer token required by the API (visible in ps: prefer --token-file or $"+EnvToken+")")
+	fl.StringVar(&f.tokenFile, "token-file", "", "file whose first line is the bearer token")
+	fl.DurationVar(&f.http.readHeaderTimeout, "read-header-timeout", ReadHeaderTimeoutDefault, "how long a client may take to send a request's headers")
+	fl.DurationVar(&f.http.readTimeout, "read-timeout", ReadTimeoutDefault, "how long a client may take to send a whole request, body included")
+	fl.DurationVar(&f.http.writeTimeout, "write-timeout", WriteTimeoutDefault,
+		"how long a request may take from the end of its headers to the end of its answer (handle, events_poll and migrate set their own)")
+	fl.DurationVar(&f.http.idleTimeout, "idle-timeout", IdleTimeoutDefault, "how long a keep-alive connection may stay idle")
+	fl.IntVar(&f.http.maxHeaderBytes, "max-header-bytes", MaxHeaderBytesDefault, "largest request header section, in bytes")
+	fl.IntVar(&f.http.maxConnections, "max-connections", MaxConnectionsDefault, "connections served at once; more wait until one closes")
 	fl.BoolVar(&f.migrate, "migrate", false, "apply pending migrations at start (SQLite is always migrated)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take at shutdown")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -78,6 +140,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	if f.shutdownTimeout <= 0 {
 		return usageErrorf("--shutdown-timeout must be positive")
 	}
+	if err := f.http.check(); err != nil {
+		return err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return usageErrorf("--log-level %q: want debug, info, warn or error", f.logLevel)
@@ -85,8 +150,8 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	listen := strings.TrimSpace(f.listen)
 	httpOn := listen != "" && !strings.EqualFold(listen, "off")
 	if httpOn && f.token == "" && httpapi.RequireToken(listen) {
-		return usageErrorf("refusing to serve the API on %s without a token: set --token or $%s, or listen on a loopback address such as %s",
-			listen, EnvAPIToken, listenDefault)
+		return usageErrorf("refusing to serve the API on %s without a token: set --token-file, $%s or $%s, or listen on a loopback address such as %s",
+			listen, EnvToken, EnvAPIToken, listenDefault)
 	}
 	// Report template problems (exit 2) before opening the database.
 	if _, err := a.loadTemplates(templatesOptional); err != nil {
@@ -114,6 +179,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		if ln, err = net.Listen("tcp", listen); err != nil {
 			return fmt.Errorf("listen on %s: %w", listen, err)
 		}
+		ln = limitListener(ln, f.http.maxConnections)
 	}
 
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
@@ -130,13 +196,10 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	attrs := []any{"owner", owner, "workers", f.workers, "database", a.databaseLabel(), "dialect", c.Dialect(),
 		"templates", len(c.Templates())}
 	if httpOn {
-		srv = &http.Server{
-			Handler: httpapi.New(c, httpapi.Options{Token: f.token, Version: a.opts.Version, Logger: log}),
-			// Slow clients must not hold connections forever.
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		if f.tokenFlagSet {
+			log.Warn("the API token was given with --token, which every user of this machine can read in ps; use --token-file or $" + EnvToken)
 		}
+		srv = newHTTPServer(httpapi.New(c, httpapi.Options{Token: f.token, Version: a.opts.Version, Logger: log}), &f.http, log)
 		go func() { serveDone <- srv.Serve(ln) }()
 		log.Info("tasker serving", append([]any{"listen", ln.Addr().String(), "auth", f.token != ""}, attrs...)...)
 	} else {
@@ -203,4 +266,117 @@ func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger) error {
 			}
 		}
 	}
+}
+
+// check refuses limits that would disable a protection.
+func (l *httpLimits) check() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--read-header-timeout", l.readHeaderTimeout}, {"--read-timeout", l.readTimeout},
+		{"--write-timeout", l.writeTimeout}, {"--idle-timeout", l.idleTimeout}} {
+		if d.v <= 0 {
+			return usageErrorf("%s must be positive (got %s)", d.name, d.v)
+		}
+	}
+	if l.maxHeaderBytes < 1024 {
+		return usageErrorf("--max-header-bytes must be at least 1024 (got %d)", l.maxHeaderBytes)
+	}
+	if l.maxConnections < 1 {
+		return usageErrorf("--max-connections must be at least 1 (got %d)", l.maxConnections)
+	}
+	return nil
+}
+
+// newHTTPServer returns the API server with its limits: slow, idle and
+// oversized clients are cut off instead of holding a connection forever.
+func newHTTPServer(h http.Handler, l *httpLimits, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.readHeaderTimeout,
+		ReadTimeout:       l.readTimeout,
+		WriteTimeout:      l.writeTimeout,
+		IdleTimeout:       l.idleTimeout,
+		MaxHeaderBytes:    l.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// limitListener accepts at most n connections at once: Accept waits for a
+// served connection to close, so connection n+1 stays in the kernel's
+// listen backlog (the client's connect succeeds, its request waits).
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+type limitedListener struct {
+	net.Listener
+	sem       chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Accept implements net.Listener.
+func (l *limitedListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+// Close implements net.Listener.
+func (l *limitedListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+// Close implements net.Conn; the slot is released once.
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// resolveToken returns the API token from, in order: the file given with
+// --token-file (its first line, surrounding space removed), --token, then
+// $TASKER_TOKEN and $TASKER_API_TOKEN. --token and --token-file together
+// are refused.
+func resolveToken(tokenFlagSet bool, tokenFlag, file string) (string, error) {
+	switch {
+	case file != "" && tokenFlagSet:
+		return "", usageErrorf("--token and --token-file are exclusive: give one")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usageErrorf("--token-file: %v", err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		token := strings.TrimSpace(first)
+		if token == "" {
+			return "", usageErrorf("--token-file %s: the first line is empty", file)
+		}
+		return token, nil
+	case tokenFlagSet:
+		if strings.TrimSpace(tokenFlag) == "" {
+			return "", usageErrorf("--token is empty")
+		}
+		return tokenFlag, nil
+	}
+	if v := os.Getenv(EnvToken); v != "" {
+		return v, nil
+	}
+	return os.Getenv(EnvAPIToken), nil
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/tasker-systems/tasker/internal/jsonvalid"
@@ -19,16 +20,9 @@ import (
 // decodeBody decodes a JSON object body into dst, refusing unknown fields
 // and trailing data. An empty body is an error only when required.
 func decodeBody(r *http.Request, dst any, required bool) error {
-	var raw []byte
-	if r.Body != nil {
-		var err error
-		if raw, err = io.ReadAll(r.Body); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return err
-			}
-			return badRequest("cannot read request body: "+err.Error(), nil)
-		}
+	raw, err := readBody(r)
+	if err != nil {
+		return err
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		if required {
@@ -45,6 +39,31 @@ func decodeBody(r *http.Request, dst any, required bool) error {
 		return badRequest("malformed JSON: unexpected data after the request object", nil)
 	}
 	return checkDocument(raw, dst)
+}
+
+// readBody reads the whole request body. The server's read timeout bounds
+// it (a client that dribbles or withholds its body is cut off); once the
+// body is read, net/http lifts the read deadline for the handler.
+func readBody(r *http.Request) ([]byte, error) {
+	var raw []byte
+	if r.Body != nil {
+		var err error
+		if raw, err = io.ReadAll(r.Body); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return nil, err
+			}
+			return nil, badRequest("cannot read request body: "+err.Error(), nil)
+		}
+	}
+	return raw, nil
+}
+
+// unboundedWrite lifts the write deadline for a long-lived endpoint
+// (handle, events_poll, migrate): it answers when its work is done or the
+// client goes away, which the server's write timeout must not cut short.
+func unboundedWrite(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 }
 
 // checkDocument refuses, in a syntactically valid request document, what

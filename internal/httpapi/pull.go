@@ -786,6 +786,10 @@ func (d *Dispatcher) queueList(ctx context.Context, params []byte) (any, error) 
 	return queueDocs(entries), nil
 }
 
+// longRPCMethods may run longer than the server's write timeout: handle
+// runs steps, events_poll waits up to PollWaitMax, migrate migrates.
+var longRPCMethods = map[string]bool{"handle": true, "events_poll": true, "migrate": true}
+
 // rpc serves POST /v1/rpc/{method}: the body is the method's params, the
 // answer its result document (or the error document).
 func (s *server) rpc(w http.ResponseWriter, r *http.Request) {
@@ -800,10 +804,13 @@ func (s *server) rpc(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 		defer cancel()
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if longRPCMethods[r.PathValue("method")] {
+		unboundedWrite(w)
 	}
 	res, err := s.dispatch.Call(ctx, r.PathValue("method"), body)
 	if err != nil {

@@ -284,6 +284,7 @@ func (s *server) handleTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	unboundedWrite(w)
 	// The request context bounds the call: when the client goes away the
 	// coordinator stops claiming steps, lets in-flight ones finish within
 	// the engine's shutdown grace and hands the task back to the queue.
