@@ -5,7 +5,7 @@
 # The long benchmarks (bench/run.sh) stay out of the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bin=$(mktemp -d)/tasker
+bin=$(mktemp -d "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-bench-smoke.XXXXXX")/tasker
 trap 'rm -rf "$(dirname "$bin")"' EXIT
 go build -o "$bin" ./cmd/tasker
 

@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-log=$(mktemp /tmp/tasker-faultinject.XXXXXX)
+# In the run's temporary directory when scripts/test.sh gives one.
+log=$(mktemp "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-faultinject.XXXXXX")
 trap 'rm -f "$log"' EXIT
 if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^TestFaultInjection$' -v \
      ./internal/faultinject >"$log" 2>&1; then
