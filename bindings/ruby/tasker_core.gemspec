@@ -2,6 +2,18 @@
 
 require_relative "lib/tasker_core/version"
 
+# `gem build tasker_core.gemspec` inside the Tasker repository first copies
+# the Go source libtasker is built from into ext/tasker_core/go (see
+# ext/tasker_core/vendor_go.rb; `rake build` does the same), so that
+# `gem install` can build libtasker with Go (ext/tasker_core/extconf.rb).
+go_dir = File.expand_path("ext/tasker_core/go", __dir__)
+repo_go_mod = File.expand_path("../../go.mod", __dir__)
+if File.basename($PROGRAM_NAME) == "gem" && ARGV.first == "build" && File.file?(repo_go_mod) &&
+   ENV["TASKER_VENDOR_GO"] != "0"
+  require_relative "ext/tasker_core/vendor_go"
+  TaskerCoreVendorGo.run(ENV["TASKER_GO_MODULE_ROOT"] || File.dirname(repo_go_mod), go_dir)
+end
+
 Gem::Specification.new do |spec|
   spec.name = "tasker_core"
   spec.version = TaskerCore::VERSION
@@ -10,12 +22,18 @@ Gem::Specification.new do |spec|
     TaskerCore lets Ruby (and Rails) applications write Tasker task and step
     handlers while the Go core orchestrates: it loads libtasker through ffi
     (embedded transport) or talks to `tasker serve` over HTTP (socket
-    transport). The gem has no native code of its own.
+    transport). The gem ships the Go source of libtasker and builds it with Go
+    at install time (without Go, only the socket transport is available).
   DESC
   spec.authors = ["Tasker maintainers"]
   spec.license = "MIT"
   spec.required_ruby_version = ">= 3.0"
-  spec.files = Dir["lib/**/*.rb", "lib/**/*.tt", "lib/**/*.rake", "README.md"]
+  spec.files = Dir.chdir(__dir__) do
+    Dir["lib/**/*.rb", "lib/**/*.tt", "lib/**/*.rake", "README.md", "CHANGELOG.md",
+        "ext/tasker_core/extconf.rb", "ext/tasker_core/vendor_go.rb", "ext/tasker_core/go/**/*"]
+      .select { |f| File.file?(f) }
+  end
+  spec.extensions = ["ext/tasker_core/extconf.rb"]
   spec.require_paths = ["lib"]
   # ffi is needed by the embedded transport only, and loaded on first use.
   spec.add_dependency "ffi", ">= 1.15"

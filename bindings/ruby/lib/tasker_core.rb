@@ -53,6 +53,46 @@ module TaskerCore
       @step_lease ||= client.info["step_lease_seconds"].to_f
     end
 
+    # Creates a task in one line and returns it as a TaskerCore::Task (its
+    # status, steps and their errors; #created? is false when the
+    # idempotency key named an existing task):
+    #
+    #   TaskerCore.create_task("shop/order_fulfillment", { "order_id" => 42 }, idempotency_key: "order-42")
+    #
+    # template: "namespace/name", "namespace/name@version", or a name in
+    # the "default" namespace. Other keywords are TaskRequest fields
+    # (initiator:, source_system:, reason:, tags:, priority:, step_inputs:,
+    # bypass_steps:, version:, namespace:). The context is validated against
+    # the template's schema (InvalidContextError); an unknown template is a
+    # NotFoundError.
+    def create_task(template, context = {}, **fields)
+      res = client.initialize_task(task_request(template, context, **fields))
+      Task.new(res["task"], created: res["created"])
+    end
+
+    # The TaskRequest create_task sends (see there).
+    def task_request(template, context = {}, **fields)
+      namespace, name, version = parse_template_name(template.to_s)
+      fields[:namespace] ||= namespace
+      fields[:version] ||= version
+      TaskRequest.new(name: name, context: context || {}, **fields)
+    end
+
+    # The task with its steps, as a TaskerCore::Task (NotFoundError when
+    # there is none).
+    def task(task_id)
+      Task.new(client.task(task_id)["task"])
+    end
+
+    # The per-attempt history of a task: every attempt of every step
+    # (TaskerCore::Attempt: step_name, number, worker, started_at,
+    # finished_at, status, error with class, message and backtrace), oldest
+    # first. step: one step's attempts only.
+    def attempts(task_id, step: nil)
+      all = Attempt.from_transitions(client.transitions(task_id))
+      step.nil? ? all : all.select { |a| a.step_name == step.to_s }
+    end
+
     # Registers a step handler class under a handler_class name (for names
     # that are not Ruby constants, or to override one).
     def register_step_handler(name, klass)
@@ -98,6 +138,16 @@ module TaskerCore
     end
 
     private
+
+    def parse_template_name(str)
+      path, version = str.split("@", 2)
+      parts = path.split("/")
+      raise ArgumentError, "template name #{str.inspect}: want \"namespace/name\" or \"namespace/name@version\"" if
+        parts.empty? || parts.size > 2 || parts.any?(&:empty?)
+
+      parts.unshift("default") if parts.size == 1
+      [parts[0], parts[1], version.nil? || version.empty? ? nil : version]
+    end
 
     def reset_client!
       c = nil

@@ -46,6 +46,12 @@ module TaskerCore
       call("task", { "task_id" => Integer(task_id) })
     end
 
+    # The task's audit trail: {"task" => [transition...], "steps" => [transition...]};
+    # a step transition's "metadata" holds its "attempt" and, for a failure, "error".
+    def transitions(task_id)
+      call("transitions", { "task_id" => Integer(task_id) })
+    end
+
     def claim_steps(task_id, owner:, limit: 0)
       call("claim_steps", { "task_id" => Integer(task_id), "owner" => owner, "limit" => Integer(limit) })
     end

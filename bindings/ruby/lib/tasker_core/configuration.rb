@@ -1,5 +1,6 @@
 # frozen_string_literal: true
 
+require "rbconfig"
 require "socket"
 require "securerandom"
 
@@ -41,6 +42,13 @@ module TaskerCore
     attr_accessor :backoff
     # Step lease in milliseconds for the embedded core (nil = 30 s).
     attr_accessor :step_lease_ms
+    # How often (milliseconds) the embedded core returns steps whose lease
+    # expired (a dead worker's) to the pool: nil = 10 s, a negative value
+    # turns the background rescuer off.
+    attr_accessor :rescue_interval_ms
+    # Allow the built-in tasker:command handler in the embedded core
+    # (default false).
+    attr_accessor :enable_command_handler
     # environments.<name> overrides of templates (embedded core).
     attr_accessor :environment
     # Log level of the embedded core (written to stderr): debug, info, warn, error.
@@ -77,6 +85,15 @@ module TaskerCore
       @transport = value
     end
 
+    # The step lease in seconds (step_lease_ms / 1000.0; nil = the core's 30 s).
+    def step_lease
+      step_lease_ms && step_lease_ms / 1000.0
+    end
+
+    def step_lease=(seconds)
+      self.step_lease_ms = seconds.nil? ? nil : (seconds.to_f * 1000).round
+    end
+
     alias socket_url server_url
     alias socket_url= server_url=
     alias socket_token api_token
@@ -93,28 +110,77 @@ module TaskerCore
       @generated_owner
     end
 
-    # The shared library to load.
+    # File names of libtasker on this platform (Go's c-shared output).
+    def self.library_names
+      RbConfig::CONFIG["host_os"] =~ /darwin/ ? %w[libtasker.dylib libtasker.so] : %w[libtasker.so]
+    end
+
+    # Where the gem looks for libtasker when library_path is not set: the
+    # library built by `gem install` (the gem's extension directory, and its
+    # lib/tasker_core), tasker_core/ under $LOAD_PATH, then the repository's
+    # vendor/libtasker and build directories.
+    def library_candidates
+      dirs = [__dir__]
+      spec = defined?(Gem) && Gem.respond_to?(:loaded_specs) ? Gem.loaded_specs["tasker_core"] : nil
+      dirs << File.join(spec.extension_dir, "tasker_core") if spec.respond_to?(:extension_dir) && spec.extension_dir
+      dirs.concat($LOAD_PATH.map { |d| File.join(d.to_s, "tasker_core") })
+      dirs << File.expand_path("../../vendor/libtasker", __dir__) << File.expand_path("../../build", __dir__)
+      dirs.uniq.flat_map { |d| self.class.library_names.map { |n| File.join(d, n) } }
+    end
+
+    # The shared library to load. A library_path that is set (also through
+    # $TASKER_LIBRARY_PATH) must exist: a file, or a directory holding
+    # libtasker.so (.dylib on macOS).
     def resolved_library_path
-      candidates = [library_path, ENV.fetch("TASKER_LIBRARY_PATH", nil),
-                    File.expand_path("../../vendor/libtasker/libtasker.so", __dir__),
-                    File.expand_path("../../build/libtasker.so", __dir__)].compact
+      if library_path && !library_path.to_s.empty?
+        path = File.expand_path(library_path.to_s)
+        return path if File.file?(path)
+
+        if File.directory?(path)
+          found = self.class.library_names.map { |n| File.join(path, n) }.find { |p| File.file?(p) }
+          return found if found
+        end
+        origin = ENV["TASKER_LIBRARY_PATH"] == library_path ? "$TASKER_LIBRARY_PATH" : "library_path"
+        raise ConfigurationError, "libtasker not found at #{path} (#{origin}): no such file" \
+                                  "#{File.directory?(path) ? " named #{self.class.library_names.join(' or ')} in that directory" : ''}"
+      end
+      candidates = library_candidates
       found = candidates.find { |p| File.file?(p) }
       return found if found
 
-      raise ConfigurationError, "libtasker not found (looked in #{candidates.join(', ')}); build it with " \
-                                "`go build -buildmode=c-shared -o build/libtasker.so ./libtasker` and set " \
-                                "TASKER_LIBRARY_PATH, or use transport :socket"
+      why = candidates.map { |c| c.sub(/libtasker\.(so|dylib)\z/, "libtasker.not-built") }.uniq.find { |m| File.file?(m) }
+      reason = why ? " libtasker was not built when the gem was installed: #{File.read(why).strip}." : ""
+      raise ConfigurationError, "libtasker not found (looked in #{candidates.join(', ')}).#{reason} Install the gem " \
+                                "where Go is available (it builds libtasker), or build it with " \
+                                "`go build -buildmode=c-shared -o libtasker.so ./libtasker` and set library_path " \
+                                "(or TASKER_LIBRARY_PATH), or use transport :socket"
     end
 
-    # The tasker_open document of the embedded transport.
+    # The tasker_open document of the embedded transport. The templates
+    # directory must exist (else InvalidTemplateError naming it); a
+    # symbolic link to it is resolved, so its templates are read.
     def open_document
-      doc = { "database_url" => database_url.to_s, "templates_dir" => templates_dir.to_s,
+      doc = { "database_url" => database_url.to_s, "templates_dir" => resolved_templates_dir,
               "event_enqueue" => event_enqueue ? true : false, "auto_migrate" => auto_migrate ? true : false,
               "log_level" => log_level.to_s, "owner" => owner }
       doc["environment"] = environment.to_s if environment
       doc["step_lease_ms"] = Integer(step_lease_ms) if step_lease_ms
-      doc["backoff"] = backoff.transform_keys(&:to_s) if backoff
+      doc["rescue_interval_ms"] = Integer(rescue_interval_ms) if rescue_interval_ms
+      doc["enable_command_handler"] = true if enable_command_handler
+      doc["backoff"] = backoff.to_h.transform_keys(&:to_s) if backoff
       doc
+    end
+
+    # templates_dir as an absolute path with symbolic links resolved.
+    def resolved_templates_dir
+      dir = File.expand_path(templates_dir.to_s)
+      unless File.directory?(dir)
+        what = File.exist?(dir) ? "is not a directory" : "does not exist"
+        raise InvalidTemplateError.new("templates_dir #{dir} #{what} (config.templates_dir: the directory of " \
+                                       "the task template YAML files)", code: "invalid_template",
+                                                                        details: { "templates_dir" => dir })
+      end
+      File.realpath(dir)
     end
   end
 end

@@ -40,12 +40,16 @@ module TaskerCore
     end
   end
 
-  # The task a step handler works for (read-only).
+  # A task: what a step handler works for (the claim's view: context and
+  # metadata), and what TaskerCore.create_task / TaskerCore.task return (with
+  # its steps, their attempts and errors). Read-only; #reload fetches it
+  # again. #[] and #to_h give the protocol document (String keys).
   class Task
     attr_reader :task_id, :namespace, :name, :version, :status, :context, :priority, :tags, :initiator,
-                :source_system, :reason, :max_parallel_steps
+                :source_system, :reason, :max_parallel_steps, :idempotency_key, :created_at, :updated_at,
+                :completed_at
 
-    def initialize(doc)
+    def initialize(doc, created: nil)
       @doc = doc
       @task_id = doc["task_id"]
       @namespace = doc["namespace"]
@@ -59,12 +63,236 @@ module TaskerCore
       @source_system = doc["source_system"]
       @reason = doc["reason"]
       @max_parallel_steps = doc["max_parallel_steps"]
+      @idempotency_key = doc["idempotency_key"]
+      @created_at = doc["created_at"]
+      @updated_at = doc["updated_at"]
+      @completed_at = doc["completed_at"]
+      @created = created.nil? ? doc["created"] : created
     end
 
     alias id task_id
 
+    # The task's steps (TaskStep), in the core's order; fetched when the
+    # document at hand has none (a handler's view).
+    def steps
+      @steps ||= (@doc["steps"] || reload.to_h["steps"] || []).map { |d| TaskStep.new(d, self) }
+    end
+
+    # The step called name (nil when there is none).
+    def step(name)
+      steps.find { |s| s.name == name.to_s }
+    end
+
+    # Whether TaskerCore.create_task created it (false: its idempotency key
+    # named an existing task); nil when not known.
+    def created?
+      @created
+    end
+
+    # Every attempt of every step (Attempt), oldest first: the per-attempt
+    # history, with each failed attempt's error. step: only that step's.
+    def attempts(step = nil)
+      @attempts ||= TaskerCore.attempts(task_id)
+      step.nil? ? @attempts : @attempts.select { |a| a.step_name == step.to_s }
+    end
+
+    # The task as the core has it now (a new Task).
+    def reload
+      TaskerCore.task(task_id)
+    end
+
+    # Runs the task's steps with its template's task handler (see
+    # BaseTaskHandler#handle); returns the orchestration result Hash.
+    def handle
+      TaskHandlerRegistry.new.find_handler_for_task(task_id).handle(task_id)
+    end
+
+    def complete?
+      status == "complete"
+    end
+
+    # Ended for good without completing (a step failed permanently or ran
+    # out of attempts).
+    def error?
+      status == "error"
+    end
+
+    alias failed? error?
+
+    def cancelled?
+      status == "cancelled"
+    end
+
+    # The protocol document.
     def to_h
       @doc
+    end
+
+    def [](key)
+      key.to_s == "created" && !@created.nil? ? @created : @doc[key.to_s]
+    end
+
+    def inspect
+      "#<TaskerCore::Task #{namespace}/#{name}@#{version} id=#{task_id} status=#{status}>"
+    end
+  end
+
+  # The error of a failed attempt: {"class", "message", "backtrace", "kind",
+  # "attempt", ...} as the worker reported it and the core stored it.
+  class StepError
+    attr_reader :message, :error_class, :backtrace, :kind, :attempt, :retry_after_seconds
+
+    def initialize(doc)
+      @doc = doc || {}
+      @message = @doc["message"]
+      @error_class = @doc["class"]
+      @backtrace = @doc["backtrace"] || []
+      @kind = @doc["kind"]
+      @attempt = @doc["attempt"]
+      @retry_after_seconds = @doc["retry_after_seconds"]
+    end
+
+    # "permanent" errors end the step's retries.
+    def permanent?
+      kind == "permanent"
+    end
+
+    def timed_out?
+      @doc["timed_out"] == true || kind == "timeout"
+    end
+
+    def to_h
+      @doc
+    end
+
+    def [](key)
+      @doc[key.to_s]
+    end
+
+    def to_s
+      error_class ? "#{error_class}: #{message}" : message.to_s
+    end
+  end
+
+  # A step of a task as the core has it (TaskerCore.task(id).steps).
+  class TaskStep
+    attr_reader :step_id, :name, :status, :handler_class, :handler_config, :inputs, :results, :error, :attempts,
+                :max_attempts, :retryable, :depends_on, :last_attempted_at, :next_retry_at, :completed_at, :task
+
+    def initialize(doc, task = nil)
+      @doc = doc
+      @task = task
+      @step_id = doc["step_id"]
+      @name = doc["name"]
+      @status = doc["status"]
+      @handler_class = doc["handler_class"]
+      @handler_config = doc["handler_config"] || {}
+      @inputs = doc["inputs"] || {}
+      @results = doc["results"]
+      @error = doc["error"] ? StepError.new(doc["error"]) : nil
+      @attempts = doc["attempts"].to_i
+      @max_attempts = doc["max_attempts"]
+      @retryable = doc["retryable"]
+      @depends_on = doc["depends_on"] || []
+      @last_attempted_at = doc["last_attempted_at"]
+      @next_retry_at = doc["next_retry_at"]
+      @completed_at = doc["completed_at"]
+    end
+
+    alias id step_id
+    alias attempt_count attempts
+
+    # This step's attempts (Attempt), oldest first, with their errors.
+    def history
+      @task ? @task.attempts(name) : []
+    end
+
+    def complete?
+      status == "complete"
+    end
+
+    def error?
+      status == "error"
+    end
+
+    def to_h
+      @doc
+    end
+
+    def [](key)
+      @doc[key.to_s]
+    end
+
+    def inspect
+      "#<TaskerCore::TaskStep #{name} status=#{status} attempts=#{attempts}>"
+    end
+  end
+
+  # One attempt of a step, from the step's transitions: when it was claimed
+  # and by whom, how it ended, and its error when it failed.
+  class Attempt
+    attr_reader :step_id, :step_name, :number, :worker, :started_at, :finished_at, :status, :event, :reason, :error,
+                :next_retry_at
+
+    # Builds the attempts of a task from its "transitions" document.
+    def self.from_transitions(doc)
+      open = {}
+      out = []
+      (doc["steps"] || []).sort_by { |t| [t["step_id"].to_i, t["sort_key"].to_i] }.each do |t|
+        meta = t["metadata"].is_a?(Hash) ? t["metadata"] : {}
+        if t["event"] == "claim"
+          a = new(t, meta)
+          open[t["step_id"]] = a
+          out << a
+        elsif (a = open[t["step_id"]]) && (meta["attempt"].nil? || meta["attempt"] == a.number)
+          a.finish(t, meta)
+          open.delete(t["step_id"]) unless t["to_state"] == "in_progress"
+        end
+      end
+      out.sort_by { |a| [a.started_at.to_s, a.step_id.to_i] }
+    end
+
+    def initialize(claim, meta)
+      @step_id = claim["step_id"]
+      @step_name = claim["step_name"]
+      @number = meta["attempt"]
+      @worker = claim["actor"]
+      @started_at = claim["created_at"]
+      @status = "in_progress"
+      @event = claim["event"]
+    end
+
+    # Records the transition that ended (or moved) the attempt.
+    def finish(transition, meta)
+      @status = transition["to_state"]
+      @event = transition["event"]
+      @reason = transition["reason"]
+      @finished_at = transition["created_at"]
+      @error = meta["error"] ? StepError.new(meta["error"]) : nil
+      @next_retry_at = meta["next_retry_at"]
+    end
+
+    # Still running (or its worker died and the lease has not expired yet).
+    def running?
+      status == "in_progress"
+    end
+
+    def succeeded?
+      status == "complete"
+    end
+
+    def failed?
+      !@error.nil? || %w[error waiting_for_retry].include?(status)
+    end
+
+    def to_h
+      { "step_id" => step_id, "step_name" => step_name, "attempt" => number, "worker" => worker,
+        "started_at" => started_at, "finished_at" => finished_at, "status" => status, "event" => event,
+        "reason" => reason, "error" => error&.to_h, "next_retry_at" => next_retry_at }
+    end
+
+    def inspect
+      "#<TaskerCore::Attempt #{step_name}##{number} #{status}#{error ? " #{error}" : ''}>"
     end
   end
 
