@@ -67,7 +67,7 @@ class RailsE2ETest < Minitest::Test
     assert_equal "201", res.code, res.body
     created = JSON.parse(res.body)
     task_id = created.fetch("task_id")
-    assert_equal puma_pid, created["pid"]
+    assert_includes e2e.children(puma_pid), created["pid"], "the request was not served by a Puma worker"
 
     task = e2e.wait_for_task(task_id, timeout: 30)
     assert_equal "complete", task["status"], JSON.pretty_generate(task)
@@ -79,6 +79,63 @@ class RailsE2ETest < Minitest::Test
     assert_equal "complete", shown["status"]
     res = Net::HTTP.post(URI("#{base}/orders"), JSON.generate(order_id: 0), "Content-Type" => "application/json")
     assert_equal "422", res.code, res.body
+  end
+
+  # Issue 15 item 9: Puma in cluster mode, 2 workers, preload_app!
+  # (test/rails_app/config/puma.rb). The master boots the app but never
+  # loads libtasker; each worker loads its own on its first call, creates a
+  # task in a request and runs it there.
+  def test_puma_workers_with_preload_app_create_and_run_tasks
+    require "net/http"
+    base, master = e2e.puma
+    workers = []
+    wait_until("2 Puma workers", timeout: 30) { (workers = e2e.children(master)).size == 2 }
+    refute e2e.libtasker_loaded?(master), "the Puma master loaded libtasker"
+
+    served = {}
+    order = 100
+    deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 45
+    # One thread per worker: concurrent requests reach both.
+    until (workers - served.keys).empty?
+      flunk "requests reached only #{served.keys.inspect} of #{workers.inspect}" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      Array.new(4) do
+        order += 1
+        id = order
+        Thread.new do
+          Net::HTTP.post(URI("#{base}/orders"), JSON.generate(order_id: id, run: "inline"), "Content-Type" => "application/json")
+        end
+      end.map(&:value).each do |res|
+        assert_equal "201", res.code, res.body
+        body = JSON.parse(res.body)
+        assert_includes workers, body["pid"]
+        assert body["libtasker"], "the worker did not load libtasker itself: #{body.inspect}"
+        (served[body["pid"]] ||= []) << body
+      end
+    end
+    served.each_value do |bodies|
+      bodies.each do |b|
+        task = e2e.wait_for_task(b["task_id"], timeout: 30)
+        assert_equal "complete", task["status"], JSON.pretty_generate(task)
+      end
+      assert(bodies.any? { |b| b["outcome"] == "complete" }, "no task ran to completion in its worker: #{bodies.inspect}")
+    end
+    refute e2e.libtasker_loaded?(master), "the Puma master loaded libtasker"
+    assert_equal workers.sort, e2e.children(master).sort, "a worker died"
+  end
+
+  # The guard of config/puma.rb: when something loads libtasker while the
+  # app boots (here an initializer pings the core), the preloading master
+  # must not fork workers that would inherit a Go runtime. Puma 5 ignores an
+  # exception raised in before_fork (it logs a warning and forks);
+  # TaskerCore::Rails.before_fork! exits instead.
+  def test_puma_master_that_loaded_libtasker_refuses_to_fork
+    _port, pid, log = e2e.start_puma(extra_env: { "TASKER_PING_AT_BOOT" => "1" }, wait: false)
+    status = nil
+    wait_until("Puma to refuse to start (log: #{log})", timeout: 40) { status = Process.waitpid2(pid, Process::WNOHANG)&.last }
+    out = File.read(log)
+    refute status.success?, out
+    assert_includes out, "libtasker (the embedded Go core) was loaded in process #{pid}"
+    refute_match(/Worker \d+ \(PID: \d+\) booted/, out)
   end
 
   def test_retryable_error_reenqueues_the_task_with_a_delay

@@ -102,15 +102,25 @@ class RailsE2E
     out
   end
 
-  # Starts Puma (single mode: no fork) serving the app, once; returns its
-  # base URL and pid.
-  def puma
+  # Starts Puma serving the app, once: cluster mode with WORKERS workers and
+  # preload_app! (config/puma.rb); returns its base URL and the master's pid.
+  def puma(workers: 2)
     @puma ||= begin
-      port = free_port
-      log = File.join(tmp, "puma.log")
-      pid = spawn(env, "puma", "-b", "tcp://127.0.0.1:#{port}", "-w", "0", "-t", "1:4", "-e", "test", "config.ru",
-                  chdir: APP, out: log, err: %i[child out], pgroup: true)
-      @pids << pid
+      port, pid, log = start_puma(workers: workers)
+      ["http://127.0.0.1:#{port}", pid]
+    end
+  end
+
+  # Spawns Puma with config/puma.rb; waits until it listens unless
+  # wait: false. Returns [port, pid, log].
+  def start_puma(workers: 2, extra_env: {}, wait: true)
+    port = free_port
+    log = File.join(tmp, "puma-#{port}.log")
+    pid = spawn(env.merge("WEB_CONCURRENCY" => workers.to_s, "RAILS_MAX_THREADS" => "1").merge(extra_env),
+                "puma", "-C", "config/puma.rb", "-b", "tcp://127.0.0.1:#{port}", "-e", "test", "config.ru",
+                chdir: APP, out: log, err: %i[child out], pgroup: true)
+    @pids << pid
+    if wait
       wait_until("Puma to listen (log: #{log})") do
         raise "puma exited:\n#{File.read(log)}" if Process.waitpid(pid, Process::WNOHANG)
 
@@ -118,8 +128,19 @@ class RailsE2E
       rescue Errno::ECONNREFUSED
         false
       end
-      ["http://127.0.0.1:#{port}", pid]
     end
+    [port, pid, log]
+  end
+
+  # The child processes of pid (Puma's workers).
+  def children(pid)
+    File.read("/proc/#{pid}/task/#{pid}/children").split.map(&:to_i)
+  rescue Errno::ENOENT
+    []
+  end
+
+  def libtasker_loaded?(pid)
+    File.read("/proc/#{pid}/maps").include?("libtasker")
   end
 
   # The task as the core reports it (`tasker task show --json`).

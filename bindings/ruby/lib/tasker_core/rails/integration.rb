@@ -116,6 +116,27 @@ module TaskerCore
         end
       end
 
+      # For a preforking server's "before fork" hook (Puma's before_fork,
+      # Unicorn's before_fork): when the embedded core (libtasker, a Go
+      # runtime) is already loaded in this process, forking would hand every
+      # worker a Go runtime that does not survive fork(), so stop the server
+      # instead. Exits with SystemExit (abort): Puma 5 only logs a warning
+      # for an exception raised in before_fork and forks anyway, but lets
+      # SystemExit through. Returns true when forking is safe.
+      #
+      #   # config/puma.rb
+      #   preload_app!
+      #   before_fork { TaskerCore::Rails.before_fork! }
+      def before_fork!
+        return true unless TaskerCore.native_loaded?
+
+        msg = "tasker_core: libtasker (the embedded Go core) was loaded in process #{Process.pid} before the server " \
+              "forked its workers; the workers could not use it (TaskerCore::ForkError). Make no core call while " \
+              "the app boots (initializers, preload), or use config.tasker.transport = :socket in the web server."
+        logger.error(msg)
+        abort(msg)
+      end
+
       # [name, data] of an event, whatever its shape (object or hash).
       def event_parts(event)
         if event.respond_to?(:name) && event.respond_to?(:data)

@@ -29,3 +29,7 @@ end
 if ENV.key?("TASKER_EVENT_GROUP")
   Rails.application.config.tasker.event_group = ENV["TASKER_EVENT_GROUP"].empty? ? nil : ENV["TASKER_EVENT_GROUP"]
 end
+
+# The Puma test's negative case: a core call while the app boots, so that
+# the preloading master loads libtasker (config/puma.rb must refuse to fork).
+Rails.application.config.after_initialize { TaskerCore.client.ping } if ENV["TASKER_PING_AT_BOOT"] == "1"
