@@ -134,6 +134,14 @@ func outageExplains(rep *Report, t time.Time) bool {
 	return !t.Before(rep.PGRestartAt) && t.Before(rep.PGRestartAt.Add(rep.PGDowntime+StepLease))
 }
 
+// claimCutOff reports whether a claim stamped at t ran as PostgreSQL
+// restarted (from a second before the restart began to its end), so that
+// its commit may have landed unseen by the runner.
+func claimCutOff(rep *Report, t time.Time) bool {
+	return rep.PGRestarts > 0 && !t.IsZero() && !t.Before(rep.PGRestartAt.Add(-time.Second)) &&
+		!t.After(rep.PGRestartAt.Add(rep.PGDowntime))
+}
+
 func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, attempts map[attemptKey][]*logAttempt,
 	enqueues []Record, killedAt, stoppedAt map[string]time.Time, dropped map[string]string, eventMode bool, rep *Report,
 	violate func(string, ...any)) error {
@@ -199,12 +207,13 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 		// Rescues and releases from the audit trail.
 		rescuedAt := map[int]time.Time{}
 		claimOwner := map[int]string{}
+		claimAt := map[int]time.Time{}
 		for _, tr := range trs {
 			var m errorMeta
 			_ = json.Unmarshal(tr.Metadata, &m)
 			switch {
 			case tr.Event == "claim":
-				claimOwner[m.Attempt] = tr.Actor
+				claimOwner[m.Attempt], claimAt[m.Attempt] = tr.Actor, tr.CreatedAt
 			case tr.Event == "release":
 				rep.Released++
 			case tr.FromState == "in_progress" && m.Error.Kind == "lease_expired":
@@ -220,6 +229,11 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 					rep.RescuedNoKill++ // left by a graceful stop (a handler outlived the grace)
 				} else if outageExplains(rep, tr.CreatedAt) {
 					rep.RescuedNoKill++ // the restart outlasted what a lease tolerates
+				} else if claimCutOff(rep, claimAt[m.Error.Attempt]) {
+					// The claim's commit may have landed as the restart cut
+					// its connection: the runner saw an error and never ran
+					// or held the step (an unknowable commit, as for events).
+					rep.RescuedNoKill++
 				} else {
 					// The owner was alive and its lease keeper extending:
 					// a rescue here fails work that is still running.
