@@ -28,8 +28,10 @@ ruby -e 'require "ffi"' 2>/dev/null || fail_or_skip "ruby-ffi is missing"
 start=$SECONDS
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd bindings/ruby && gem build tasker_core.gemspec -o "$tmp/tasker_core.gem" >/dev/null)
-tar -xOf "$tmp/tasker_core.gem" data.tar.gz | tar -tz | grep -qx 'ext/tasker_core/go/libtasker/main.go' ||
+(cd bindings/ruby && gem build tasker_core.gemspec -o "$tmp/tasker_core.gem" >/dev/null 2>"$tmp/build.log") ||
+  { cat "$tmp/build.log" >&2; exit 1; }
+tar -xOf "$tmp/tasker_core.gem" data.tar.gz | tar -tz >"$tmp/files"
+grep -qx 'ext/tasker_core/go/libtasker/main.go' "$tmp/files" ||
   { echo "21-ruby-gem: the gem does not carry the Go source of libtasker" >&2; exit 1; }
 echo "21-ruby-gem: built $(du -h "$tmp/tasker_core.gem" | cut -f1) gem in $((SECONDS - start)) s"
 
