@@ -71,9 +71,16 @@ func (h *httpHandler) Handle(ctx context.Context, step *taskertype.StepContext) 
 	}
 
 	// One deadline for the whole attempt: connecting, sending, waiting for
-	// the headers and reading the body, redirects included.
-	reqCtx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
+	// the headers and reading the body, redirects included. Without
+	// timeout_seconds, the step's own deadline (the template's
+	// timeout_seconds) stands alone, and the default applies when there is
+	// none: no attempt waits for ever.
+	reqCtx := ctx
+	if _, hasDeadline := ctx.Deadline(); r.timeoutSet || !hasDeadline {
+		var cancel context.CancelFunc
+		reqCtx, cancel = context.WithTimeout(ctx, r.timeout)
+		defer cancel()
+	}
 	var body io.Reader
 	if r.hasBody {
 		body = bytes.NewReader(r.body)

@@ -1,6 +1,7 @@
 package builtin
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -205,12 +206,22 @@ func TestHTTPTotalDeadline(t *testing.T) {
 		require.Less(t, elapsed, 10*time.Second)
 	}
 
-	// No timeout_seconds: the process default applies.
+	// No timeout_seconds and no step deadline: the process default applies.
 	start := time.Now()
-	_, err := run(t, Options{HTTPTimeout: 300 * time.Millisecond}, HTTPName, newStep("stall", map[string]any{"url": noHeaders}))
-	requireRetryable(t, err)
-	require.Contains(t, err.Error(), "timed out after 300ms")
-	require.Less(t, time.Since(start), 10*time.Second)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := runCtx(context.Background(), t, Options{HTTPTimeout: 300 * time.Millisecond}, HTTPName,
+			newStep("stall", map[string]any{"url": noHeaders}))
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		requireRetryable(t, err)
+		require.Contains(t, err.Error(), "timed out after 300ms (the default deadline")
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a server that never answers held the attempt past the default deadline")
+	}
 }
 
 // A body larger than max_response_bytes fails with the cap error without
