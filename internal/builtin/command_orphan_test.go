@@ -178,3 +178,21 @@ func BenchmarkCommandDirect(b *testing.B) {
 		}
 	}
 }
+
+// TestCommandLeftoversKilledAtExit: a background process that let go of the
+// output is still killed when the program exits, so a finished step leaves
+// nothing running.
+func TestCommandLeftoversKilledAtExit(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	got, err := run(t, cmdOn, CommandName, newStep("bg", map[string]any{
+		"command": `sleep 30 >/dev/null 2>&1 </dev/null & echo $! > "$PID_FILE"; echo '{"done":true}'`,
+		"shell":   true,
+		"env":     map[string]any{"PID_FILE": pidFile},
+	}))
+	require.NoError(t, err)
+	require.Equal(t, decode(t, `{"done":true}`), normalize(t, got))
+	pids := readPids(t, pidFile)
+	require.Len(t, pids, 1)
+	requireGone(t, pids[0])
+}
