@@ -206,6 +206,9 @@ class RailsE2ETest < Minitest::Test
     assert(runs.all? { |r| r["lease_owner"].to_s.start_with?("rails-republisher:") }, runs.inspect)
     assert(runs.all? { |r| r["sidekiq"] }, runs.inspect)
     assert_nil e2e.queue_record(task_id), "the re-published record was not acked"
+    # The gem logs through Rails.logger, tagged.
+    assert_match(/\[tasker\] re-published \d+ task\(s\) from the durable queue: .*\b#{task_id}\b/,
+                 File.read(e2e.env["RAILS_LOG"]))
   end
 end
 
@@ -273,6 +276,20 @@ class RailsBootAndGeneratorTest < Minitest::Test
     base = { "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL }
     %w[TASKER_LIBRARY_PATH].each { |k| base[k] = ENV[k] if ENV[k] }
     Open3.capture2e(base.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: dir)
+  end
+
+  # The README opens with a complete template: it must stay valid.
+  def test_readme_template_is_valid
+    readme = File.read(File.expand_path("../../README.md", __dir__))
+    yaml = readme[/^## A task template\n.*?^```yaml\n(.*?)^```/m, 1]
+    refute_nil yaml, "README.md does not open with a template"
+    assert_includes yaml, "environments:"
+    Dir.mktmpdir("tasker-readme") do |dir|
+      File.write(File.join(dir, "order_fulfillment.yaml"), yaml)
+      out, st = Open3.capture2e(ENV.fetch("TASKER_BIN"), "template", "validate", dir)
+      assert st.success?, out
+      assert_includes out, "1 template OK"
+    end
   end
 
   # Issue 15 item 6: rails tasker:validate loads the app's templates without

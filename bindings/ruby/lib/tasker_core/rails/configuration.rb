@@ -127,7 +127,7 @@ module TaskerCore
 
       # templates_dir as an absolute path: a relative one is taken relative
       # to root (Rails.root).
-      def resolved_templates_dir(root)
+      def templates_dir_under(root)
         dir = templates_dir.to_s
         return dir if dir.empty? || root.nil?
 

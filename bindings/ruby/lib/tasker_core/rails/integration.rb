@@ -45,8 +45,8 @@ module TaskerCore
         root = app_root
         TaskerCore.configure do |c|
           copy_core_settings(config.core, c) unless config.core.equal?(c)
-          c.templates_dir = config.resolved_templates_dir(root) if root
-          c.environment ||= ::Rails.env.to_s if defined?(::Rails.env) && ::Rails.env
+          c.templates_dir = config.templates_dir_under(root) if root
+          c.environment ||= ENV["TASKER_ENV"] || (::Rails.env.to_s if defined?(::Rails.env) && ::Rails.env)
           # Tasks are run by ActiveJob, not by Go runners: the core publishes
           # task.enqueue / task.reenqueue for the subscriber.
           c.event_enqueue = true
