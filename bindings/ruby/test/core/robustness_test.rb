@@ -181,6 +181,10 @@ class RobustnessTest < RbTestCase
     refute_nil record, "the task was not handed back to the queue"
     RbTest::StuckHandler.unblock!
     assert_equal "complete", RbTest.run_task(task_id)["status"]
+  ensure
+    # Leave no token of the stuck handler for another test's.
+    RbTest::StuckHandler.gate.clear
+    RbTest::StuckHandler.started.clear
   end
 
   def test_unserializable_results_fail_the_attempt_for_good
