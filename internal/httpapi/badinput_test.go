@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -114,6 +115,18 @@ func TestInvalidInput(t *testing.T) {
 				require.Equal(t, tc.pointer, d["path"], "%s: %v", tc.name, e)
 			}
 		}
+		// Numbers that would overflow a time.Duration.
+		res := api.do("POST", "/v1/rpc/queue_claim", `{"owner": "w", "limit": 1, "lease_seconds": 1e300}`)
+		e := res.errorCode(t, 400, "invalid_request")
+		require.Equal(t, "lease_seconds", e["details"].(map[string]any)["field"])
+		req, err := http.NewRequest("POST", srv.URL+"/v1/rpc/task", strings.NewReader(`{"task_id": 1}`))
+		require.NoError(t, err)
+		req.Header.Set(httpapi.TimeoutHeader, "9000000000000000000")
+		hres, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = hres.Body.Close()
+		require.Equal(t, 404, hres.StatusCode, "a huge %s is the longest timeout, not an overflow", httpapi.TimeoutHeader)
+
 		ctx := context.Background()
 		tasks, err := c.ListTasks(ctx, &tasker.TaskFilter{Limit: 10})
 		require.NoError(t, err)
@@ -149,7 +162,7 @@ func TestInvalidInput(t *testing.T) {
 		edge := `{"name": "chain", "namespace": "test", "idempotency_key": "` + randomText(t, 1024) + `",
 			"context": {"big": 1e1000, "small": -1e-1000, "long": ` + strings.Repeat("9", 1000) + `,
 			"pair": "\ud83d\ude00", "Case": 1, "case": 2}}`
-		res := api.do("POST", "/v1/tasks", edge)
+		res = api.do("POST", "/v1/tasks", edge)
 		require.Equal(t, 201, res.status, "%.300s", res.body)
 		var d taskDoc
 		res.into(t, &d)

@@ -44,6 +44,10 @@ const (
 // milliseconds; the server stops waiting (and answers 504) after it.
 const TimeoutHeader = "Tasker-Timeout-Ms"
 
+// MaxCallTimeout is the longest TimeoutHeader honoured; larger values are
+// taken as this.
+const MaxCallTimeout = 24 * time.Hour
+
 // Limits of the event subscriptions.
 const (
 	// SubscriptionBufferDefault is a subscription's buffer, in events.
@@ -742,6 +746,9 @@ func queueDocs(entries []*tasker.QueueEntry) map[string][]queueEntryDoc {
 	return map[string][]queueEntryDoc{"entries": out}
 }
 
+// maxQueueSeconds bounds lease_seconds and grace_seconds of queue_claim.
+const maxQueueSeconds = 86400
+
 func (d *Dispatcher) queueClaim(ctx context.Context, params []byte) (any, error) {
 	var p queueClaimParams
 	if err := decodeParams(params, &p); err != nil {
@@ -755,6 +762,10 @@ func (d *Dispatcher) queueClaim(ctx context.Context, params []byte) (any, error)
 	}
 	if p.GraceSeconds < 0 {
 		return nil, badRequest("grace_seconds cannot be negative", map[string]any{"field": "grace_seconds"})
+	}
+	// Past a day the seconds would overflow time.Duration, or mean nothing.
+	if p.LeaseSeconds > maxQueueSeconds || p.GraceSeconds > maxQueueSeconds {
+		return nil, badRequest("lease_seconds and grace_seconds must be at most 86400 (a day)", map[string]any{"field": "lease_seconds"})
 	}
 	entries, err := d.c.QueueClaim(ctx, p.Owner, p.Limit, time.Duration(p.LeaseSeconds*float64(time.Second)),
 		time.Duration(p.GraceSeconds*float64(time.Second)))
@@ -800,6 +811,8 @@ func (s *server) rpc(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, badRequest(TimeoutHeader+" must be a positive integer (milliseconds)", map[string]any{"header": TimeoutHeader}))
 			return
 		}
+		// Past MaxCallTimeout the product would overflow time.Duration.
+		ms = min(ms, MaxCallTimeout.Milliseconds())
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 		defer cancel()
