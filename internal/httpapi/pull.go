@@ -668,7 +668,7 @@ func (d *Dispatcher) eventsPoll(ctx context.Context, params []byte) (any, error)
 	s.busy.Lock()
 	defer s.busy.Unlock()
 	doc := pollDoc{Events: []tasker.Event{}}
-	wait := min(time.Duration(p.WaitMS)*time.Millisecond, PollWaitMax)
+	wait := time.Duration(min(int64(p.WaitMS), PollWaitMax.Milliseconds())) * time.Millisecond // no overflow
 	if wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
