@@ -251,10 +251,17 @@ module TaskerCore
     end
 
     def self.failure(exc, extra = {})
-      err = { "message" => exc.message.to_s, "class" => exc.class.name.to_s,
-              "backtrace" => (exc.backtrace || []).first(50) }.merge(extra)
+      err = { "message" => utf8(exc.message.to_s), "class" => exc.class.name.to_s,
+              "backtrace" => (exc.backtrace || []).first(50).map { |l| utf8(l) } }.merge(extra)
       err.delete("retry_after_seconds") if err["retry_after_seconds"].nil?
       { "success" => false, "error" => err }
+    end
+
+    # s as valid UTF-8 (an exception message may be binary or broken).
+    def self.utf8(str)
+      return str if str.ascii_only? || (str.encoding == Encoding::UTF_8 && str.valid_encoding?)
+
+      str.dup.force_encoding(Encoding::UTF_8).scrub("\uFFFD")
     end
 
     def self.retry_after_seconds(value)

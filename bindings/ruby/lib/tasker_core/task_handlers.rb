@@ -153,7 +153,7 @@ module TaskerCore
           raise interrupt
         end
         last = inflight.empty?
-        report = report(task_id, results, last)
+        report = send_report(task_id, results, last)
         claim_more &&= report["claim_more"]
         drained = false if report.fetch("unlocks", true)
         want_claim = !drained
@@ -171,7 +171,7 @@ module TaskerCore
     # report_results; a results document JSON cannot encode (a last resort:
     # StepHandlers checks results first) turns the attempts it cannot
     # encode into permanent failures instead of leaving them leased.
-    def report(task_id, results, finalize)
+    def send_report(task_id, results, finalize)
       @client.report_results(task_id, owner: @owner, results: results, finalize: finalize)
     rescue JSON::JSONError, EncodingError => e
       fixed = results.map do |r|

@@ -47,6 +47,7 @@ module RbTest
       when "infinity" then { "list" => [1, -Float::INFINITY] }
       when "object" then { "obj" => Object.new }
       when "time" then { "at" => Time.at(0).utc }
+      when "bad_message" then raise "caf\xE9 \xFF".b
       end
     end
   end
@@ -203,6 +204,10 @@ class RobustnessTest < RbTestCase
     assert_match(/Object/, steps["object"]["error"]["message"])
     assert_equal "complete", steps["fine"]["status"], "a Time is encoded as JSON encodes it"
     assert_equal({ "at" => "1970-01-01 00:00:00 UTC" }, steps["fine"]["results"])
+    # An exception message that is not UTF-8 is recorded, scrubbed.
+    assert_equal "RuntimeError", steps["bad_message"]["error"]["class"]
+    assert_equal "retryable", steps["bad_message"]["error"]["kind"]
+    assert_match(/\Acaf/, steps["bad_message"]["error"]["message"])
   end
 
   def test_template_max_parallel_steps_caps_the_handlers
