@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,9 +50,10 @@ step_templates:
 	_, _, err = c.InitializeTask(ctx, &tk.TaskRequest{Namespace: "kill", Name: "orphan", Context: []byte(`{}`)})
 	require.NoError(t, err)
 
-	// Running: the shell and its sleep both carry the marker.
+	// Running: the shell has started its sleep (which carries the marker in
+	// its environment).
 	deadline := time.Now().Add(60 * time.Second)
-	for len(stepProcesses(marker)) < 2 {
+	for !slices.ContainsFunc(stepProcesses(marker), func(p string) bool { return strings.Contains(p, `"sleep 60 "`) }) {
 		require.True(t, time.Now().Before(deadline), "the step did not start; serve log:\n%s", p.log())
 		time.Sleep(25 * time.Millisecond)
 	}

@@ -39,8 +39,8 @@ func TestCommandDiesWithRunner(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	// Wait until the step's shell and its sleep both run.
-	waitFor(t, 60*time.Second, func() bool { return len(markedProcesses(marker)) >= 3 },
+	// Wait until the step's shell has started its sleep.
+	waitFor(t, 60*time.Second, func() bool { return sleepRuns(marker) },
 		func() string { return "the step did not start; helper output:\n" + out.String() })
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
@@ -62,6 +62,17 @@ func runnerHelper(marker string) {
 	_, err := Handlers(cmdOn)[CommandName].Handle(context.Background(), step)
 	fmt.Fprintln(os.Stderr, "the step ended before the runner was killed:", err)
 	os.Exit(3)
+}
+
+// sleepRuns reports whether a marked "sleep 60" process runs.
+func sleepRuns(marker string) bool {
+	for _, pid := range markedProcesses(marker) {
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if string(cmdline) == "sleep\x0060\x00" {
+			return true
+		}
+	}
+	return false
 }
 
 // markedProcesses lists the live processes (not zombies) whose command line
