@@ -54,7 +54,9 @@ type Options struct {
 	EnableCommand bool
 	// HTTPClient is the client tasker:http uses. Nil means a client with
 	// sane transport defaults and no global timeout: per-step timeouts come
-	// from the step's context and handler_config.timeout_seconds.
+	// from the step's context and handler_config.timeout_seconds. Its
+	// CheckRedirect is replaced, per request, by the step's redirect policy
+	// (handler_config.redirects and the allow-lists).
 	HTTPClient *http.Client
 	// MaxResponseBytes bounds an HTTP response body and a command's standard
 	// output; a larger one is a permanent error. It is also the largest
