@@ -101,17 +101,19 @@ module TaskerCore
           # Before the first claim the template's cap is unknown: limit 0
           # lets the core claim up to the task's max_parallel_steps.
           limit = run.max.nil? ? 0 : run.max - inflight.size
-          claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
+          # An interrupt waits until the claimed steps are in inflight, so
+          # that the hand-back releases them.
+          task, batch, template_max = critical do
+            claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
+            t = Task.new(claim["task"])
+            steps = claim["steps"].map { |doc| Step.new(doc) }
+            steps.each { |step| inflight[step.step_id] = step }
+            [t, steps, t.max_parallel_steps.to_i]
+          end
           want_claim = false
-          task = Task.new(claim["task"])
-          template_max = task.max_parallel_steps.to_i
           run.max = template_max.positive? ? [@cap, template_max].compact.min : (@cap || DEFAULT_PARALLEL)
           pool.size = run.max
-          batch = claim["steps"].map { |doc| Step.new(doc) }
-          batch.each do |step|
-            inflight[step.step_id] = step
-            pool.submit(step) { StepHandlers.run(task, step, batch) }
-          end
+          batch.each { |step| pool.submit(step) { StepHandlers.run(task, step, batch) } }
           executed += batch.size
           asked = limit.positive? ? limit : [template_max, 1].max
           drained = batch.size < asked
@@ -168,11 +170,18 @@ module TaskerCore
       [executed, nil]
     end
 
+    # Runs the block with interrupts (Interrupt, Sidekiq::Shutdown raised
+    # into this thread) held until it ends: a claim or report the core
+    # carried out is never lost to the hand-back.
+    def critical(&block)
+      Thread.handle_interrupt(SignalException => :never, &block)
+    end
+
     # report_results; a results document JSON cannot encode (a last resort:
     # StepHandlers checks results first) turns the attempts it cannot
     # encode into permanent failures instead of leaving them leased.
     def send_report(task_id, results, finalize)
-      @client.report_results(task_id, owner: @owner, results: results, finalize: finalize)
+      critical { @client.report_results(task_id, owner: @owner, results: results, finalize: finalize) }
     rescue JSON::JSONError, EncodingError => e
       fixed = results.map do |r|
         JSON.generate(r)
@@ -184,7 +193,7 @@ module TaskerCore
       end
       raise e if fixed == results
 
-      @client.report_results(task_id, owner: @owner, results: fixed, finalize: finalize)
+      critical { @client.report_results(task_id, owner: @owner, results: fixed, finalize: finalize) }
     end
 
     # The grace is over: report what finished meanwhile, stop the other

@@ -71,6 +71,7 @@ class TaskApiTest < RbTestCase
 
   def test_released_attempt_is_in_the_history
     TaskerCore.config.shutdown_grace = 0.2
+    RbTest::StuckHandler.started.clear # a token another test's run left
     task_id = RbTest.create_task("shutdown")["task_id"]
     handled = Thread.new { TaskerCore::BaseTaskHandler.new.handle(task_id) }
     Timeout.timeout(10) { RbTest::StuckHandler.started.pop }
