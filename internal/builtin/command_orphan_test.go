@@ -207,3 +207,22 @@ func TestCommandLeftoversKilledAtExit(t *testing.T) {
 	require.Len(t, pids, 1)
 	requireGone(t, pids[0])
 }
+
+// TestCommandDirectFallback covers the path taken where no supervisor can be
+// started (a c-shared build): exit codes are reported and the program's
+// group is killed when it exits.
+func TestCommandDirectFallback(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "pids")
+	spec := &commandSpec{path: shellPath, env: []string{"PID_FILE=" + pidFile}}
+	argv := []string{shellPath, "-c", `sleep 30 >/dev/null 2>&1 & echo $! > "$PID_FILE"; echo out; exit 3`}
+	var out, errOut bytes.Buffer
+	res := runDirect(context.Background(), spec, shellPath, argv, nil, &out, &errOut)
+	require.True(t, res.finished)
+	require.Equal(t, 3, res.exitCode)
+	require.Equal(t, "out\n", out.String())
+	requireGone(t, readPids(t, pidFile)[0])
+
+	res = runDirect(context.Background(), spec, shellPath, []string{shellPath, "-c", "kill -KILL $$"}, nil, &out, &errOut)
+	require.Equal(t, "signal: killed", res.signal)
+}
