@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tasker-systems/tasker/internal/backoff"
 	"github.com/tasker-systems/tasker/internal/builtin"
 	"github.com/tasker-systems/tasker/internal/engine"
+	"github.com/tasker-systems/tasker/internal/metrics"
 	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
@@ -134,13 +137,21 @@ type Config struct {
 	Owner string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, receives the client's Prometheus collectors
+	// (tasker_* metrics: tasks, step attempts, failures, retries and
+	// durations, queue depth, lease rescues, database call latency, dropped
+	// events; see docs/observability.md). Open fails if they are already
+	// registered there, for example by another open Client. Defaults to
+	// none: no metrics are kept.
+	Metrics prometheus.Registerer
 }
 
 // Client is a handle on the engine: templates, handlers, the database and
 // the event bus. It is safe for concurrent use.
 type Client struct {
-	engine *engine.Engine
-	store  store.Store
+	engine  *engine.Engine
+	store   store.Store
+	metrics *metrics.Metrics // nil without Config.Metrics
 }
 
 // OpenStore opens the store a database URL names ("" = the SQLite default).
@@ -185,6 +196,16 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 	if err != nil {
 		return nil, err
 	}
+	var m *metrics.Metrics
+	var statser metrics.QueueStatser
+	if cfg.Metrics != nil {
+		m = metrics.New(metrics.Options{Logger: cfg.Logger})
+		if err := m.Register(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		statser, _ = st.(metrics.QueueStatser)
+		st = m.WrapStore(st)
+	}
 	var enq engine.EnqueueHandler
 	if cfg.EventEnqueue {
 		enq = engine.EventEnqueueHandler{}
@@ -195,12 +216,18 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 		RescueInterval: cfg.RescueInterval, ShutdownGrace: cfg.ShutdownGrace, Owner: cfg.Owner, Logger: cfg.Logger,
 	})
 	if err != nil {
+		if m != nil {
+			m.Unregister()
+		}
 		return nil, err
 	}
 	for name, h := range builtin.Handlers(builtin.Options{EnableCommand: cfg.EnableCommandHandler}) {
 		eng.RegisterHandler(name, h)
 	}
-	return &Client{engine: eng, store: st}, nil
+	if m != nil {
+		m.Start(eng.Bus(), statser)
+	}
+	return &Client{engine: eng, store: st, metrics: m}, nil
 }
 
 func loadTemplates(cfg Config) (*template.Registry, error) {
@@ -218,6 +245,9 @@ func loadTemplates(cfg Config) (*template.Registry, error) {
 // ended), then releases the database connections.
 func (c *Client) Close() error {
 	c.engine.Close()
+	if c.metrics != nil {
+		c.metrics.Stop()
+	}
 	return c.store.Close()
 }
 

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tasker-systems/tasker"
 	redactpkg "github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
@@ -75,6 +77,8 @@ type openConfig struct {
 	// eventEnqueue publishes task.enqueue/reenqueue events for external
 	// workers instead of expecting Go runners.
 	eventEnqueue bool
+	// metrics receives the client's Prometheus collectors (nil: none).
+	metrics prometheus.Registerer
 }
 
 // openClient opens a Client on the global database. Commands that do not
@@ -91,6 +95,7 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 		Owner:                cmp.Or(oc.owner, newOwner()),
 		Logger:               oc.logger,
 		EventEnqueue:         oc.eventEnqueue,
+		Metrics:              oc.metrics,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -14,10 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
+	"github.com/tasker-systems/tasker/internal/metrics"
 )
 
 // serveFlags are the flags of `tasker serve`.
@@ -33,6 +35,8 @@ type serveFlags struct {
 	logLevel        string
 	eventEnqueue    bool
 	http            httpLimits
+	// metrics serves Prometheus metrics at /metrics.
+	metrics bool
 }
 
 // httpLimits bound what one client can hold of the HTTP server.
@@ -128,6 +132,7 @@ waits for the running ones to finish or hand their steps back.`,
 	fl.BoolVar(&f.migrate, "migrate", false, "apply pending migrations at start (SQLite is always migrated)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take at shutdown")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fl.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at /metrics (same listener and token as the API)")
 	fl.BoolVar(&f.eventEnqueue, "event-enqueue", false,
 		"leave queued tasks to external workers (the Ruby gem): publish task.enqueue/task.reenqueue events, run no Go coordinators, only rescue expired step leases")
 	return cmd
@@ -164,8 +169,15 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	log := slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: level}))
 	owner := newOwner()
 
-	c, err := a.openClient(ctx, openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner,
-		eventEnqueue: f.eventEnqueue})
+	var reg *prometheus.Registry
+	if f.metrics && httpOn {
+		reg = metrics.NewRegistry()
+	}
+	oc := openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner, eventEnqueue: f.eventEnqueue}
+	if reg != nil {
+		oc.metrics = reg
+	}
+	c, err := a.openClient(ctx, oc)
 	if err != nil {
 		return err
 	}
@@ -199,7 +211,11 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		if f.tokenFlagSet {
 			log.Warn("the API token was given with --token, which every user of this machine can read in ps; use --token-file or $" + EnvToken)
 		}
-		srv = newHTTPServer(httpapi.New(c, httpapi.Options{Token: f.token, Version: a.opts.Version, Logger: log}), &f.http, log)
+		var h http.Handler = httpapi.New(c, httpapi.Options{Token: f.token, Version: a.opts.Version, Logger: log})
+		if reg != nil {
+			h = metrics.Mount(h, reg, f.token)
+		}
+		srv = newHTTPServer(h, &f.http, log)
 		go func() { serveDone <- srv.Serve(ln) }()
 		log.Info("tasker serving", append([]any{"listen", ln.Addr().String(), "auth", f.token != ""}, attrs...)...)
 	} else {

@@ -218,7 +218,8 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 			e.leases.hold(c.Step.ID)
 			executed++
 			events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
-				StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c), Data: map[string]any{"attempt": c.Step.Attempts}})
+				StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c),
+				Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
 			go e.execute(hctx, task, c, results)
 		}
 		e.bus.Publish(events...)
@@ -694,7 +695,7 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 
 func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptResult, now time.Time, release bool) (store.StepOutcome, []taskertype.Event) {
 	ev := taskertype.Event{TaskID: task.ID, StepID: st.ID, StepName: st.Name, Time: now,
-		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds()}}
+		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds(), "handler_class": st.HandlerClass}}
 	if r.err == nil {
 		ev.Kind = taskertype.EventStepCompleted
 		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventSucceed), Attempt: st.Attempts,
@@ -750,7 +751,8 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 	errJSON, _ := json.Marshal(doc)
 	ev.Data["permanent"] = false
 	retryEv := taskertype.Event{Kind: taskertype.EventStepRetryScheduled, TaskID: task.ID, StepID: st.ID, StepName: st.Name,
-		Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": next, "delay_seconds": delay.Seconds()}}
+		Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": next, "delay_seconds": delay.Seconds(),
+			"handler_class": st.HandlerClass}}
 	return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventFailRetryable), Attempt: st.Attempts,
 			Event: string(statemachine.StepEventFailRetryable), Error: errJSON, NextRetryAt: &next,
 			BackoffRequestSeconds: backoffReq, Reason: fmt.Sprintf("retry %d of %d in %s", st.Attempts+1, st.MaxAttempts, delay)},

@@ -194,7 +194,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		}
 		res.Steps = append(res.Steps, es)
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: taskID, StepID: st.ID,
-			StepName: st.Name, Time: claimedAt(c), Data: map[string]any{"attempt": st.Attempts}})
+			StepName: st.Name, Time: claimedAt(c), Data: map[string]any{"attempt": st.Attempts, "handler_class": st.HandlerClass}})
 	}
 	e.bus.Publish(events...)
 	return res, nil

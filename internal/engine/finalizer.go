@@ -174,7 +174,8 @@ func (e *Engine) settle(ctx context.Context, task *taskertype.Task, res *HandleR
 	}
 	now := e.now()
 	if v.kind != "" {
-		e.bus.Publish(taskertype.Event{Kind: v.kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": v.d.Reason}})
+		e.bus.Publish(taskertype.Event{Kind: v.kind, TaskID: task.ID, Time: now, Data: map[string]any{"reason": v.d.Reason,
+			"namespace": task.Namespace, "name": task.Name, "version": task.Version}})
 	}
 	if v.d.Action == ActionWait {
 		e.enqueued(ctx, EnqueueRequest{TaskID: task.ID, Operation: OperationReenqueue, Priority: task.Priority,

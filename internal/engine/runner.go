@@ -300,7 +300,7 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	}
 	e.log.Info("rescued step with expired lease", "task_id", st.TaskID, "step", st.Name, "attempt", st.Attempts)
 	failed := taskertype.Event{Kind: taskertype.EventStepFailed, TaskID: st.TaskID, StepID: st.ID, StepName: st.Name,
-		Time: now, Data: map[string]any{"attempt": st.Attempts, "error": reason, "kind": "lease_expired",
+		Time: now, Data: map[string]any{"attempt": st.Attempts, "error": reason, "kind": "lease_expired", "handler_class": st.HandlerClass,
 			"permanent": ev == statemachine.StepEventFailPermanent}}
 	if next == nil {
 		failed.Data["reason"] = "lease expired on the last allowed attempt"
@@ -311,7 +311,7 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	} else {
 		e.bus.Publish(failed, taskertype.Event{Kind: taskertype.EventStepRetryScheduled, TaskID: st.TaskID, StepID: st.ID,
 			StepName: st.Name, Time: now, Data: map[string]any{"attempt": st.Attempts, "next_retry_at": *next,
-				"delay_seconds": delay.Seconds()}})
+				"delay_seconds": delay.Seconds(), "handler_class": st.HandlerClass}})
 	}
 	e.enqueued(ctx, EnqueueRequest{TaskID: st.TaskID, Operation: OperationReenqueue, Priority: task.Priority, Reason: reason, Time: now})
 	return nil

@@ -1,0 +1,344 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Operations timed by the store wrapper, one label value each.
+const (
+	opPing = iota
+	opMigrationStatus
+	opMigrateUp
+	opMigrateDown
+	opTaskCreate
+	opTaskGet
+	opTaskList
+	opTaskTransition
+	opTaskSummary
+	opTaskTransitions
+	opStepList
+	opStepsById
+	opStepReadiness
+	opStepClaim
+	opStepRecord
+	opStepTransition
+	opStepTransitions
+	opStepLeaseExpired
+	opQueueClaim
+	opQueueRelease
+	opQueueAck
+	opQueueExtend
+	opQueueList
+	opQueueNextRunAt
+	opTaskStartAndClaim
+	opStepRecordFinalize
+	opStepLeaseExtend
+	opCount
+)
+
+// opNames are the operation label values, by op constant.
+var opNames = [opCount]string{
+	opPing:               "ping",
+	opMigrationStatus:    "migration_status",
+	opMigrateUp:          "migrate_up",
+	opMigrateDown:        "migrate_down",
+	opTaskCreate:         "task_create",
+	opTaskGet:            "task_get",
+	opTaskList:           "task_list",
+	opTaskTransition:     "task_transition",
+	opTaskSummary:        "task_summary",
+	opTaskTransitions:    "task_transitions",
+	opStepList:           "step_list",
+	opStepsById:          "steps_by_id",
+	opStepReadiness:      "step_readiness",
+	opStepClaim:          "step_claim",
+	opStepRecord:         "step_record",
+	opStepTransition:     "step_transition",
+	opStepTransitions:    "step_transitions",
+	opStepLeaseExpired:   "step_lease_expired",
+	opQueueClaim:         "queue_claim",
+	opQueueRelease:       "queue_release",
+	opQueueAck:           "queue_ack",
+	opQueueExtend:        "queue_extend",
+	opQueueList:          "queue_list",
+	opQueueNextRunAt:     "queue_next_run_at",
+	opTaskStartAndClaim:  "task_start_and_claim",
+	opStepRecordFinalize: "step_record_finalize",
+	opStepLeaseExtend:    "step_lease_extend",
+}
+
+// timedStore times every call of the store it wraps. Its children are
+// resolved once, so a call costs two clock readings and two atomic adds.
+type timedStore struct {
+	st       store.Store
+	duration [opCount]prometheus.Observer
+	errs     [opCount]prometheus.Counter
+}
+
+// WrapStore returns st timing each call in tasker_db_call_duration_seconds
+// (and counting errors in tasker_db_call_errors_total), by operation. The
+// wrapper keeps st's optional store.Notifier capability.
+func (m *Metrics) WrapStore(st store.Store) store.Store {
+	t := &timedStore{st: st}
+	for i, name := range opNames {
+		t.duration[i] = m.dbDuration.WithLabelValues(name)
+		t.errs[i] = m.dbErrors.WithLabelValues(name)
+	}
+	if _, ok := st.(store.Notifier); ok {
+		return &timedNotifierStore{t}
+	}
+	return t
+}
+
+// timedNotifierStore is a timedStore whose store can notify.
+type timedNotifierStore struct{ *timedStore }
+
+// Listen implements store.Notifier (not timed: it lasts as long as ctx).
+func (t *timedNotifierStore) Listen(ctx context.Context) (<-chan struct{}, error) {
+	return t.st.(store.Notifier).Listen(ctx)
+}
+
+// Unwrap returns the wrapped store.
+func (t *timedStore) Unwrap() store.Store { return t.st }
+
+func (t *timedStore) done(op int, start time.Time, err error) {
+	t.duration[op].Observe(time.Since(start).Seconds())
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.errs[op].Inc()
+	}
+}
+
+// Dialect implements store.Store.
+func (t *timedStore) Dialect() string { return t.st.Dialect() }
+
+// Close implements store.Store.
+func (t *timedStore) Close() error { return t.st.Close() }
+
+// Ping implements store.Store.
+func (t *timedStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := t.st.Ping(ctx)
+	t.done(opPing, start, err)
+	return err
+}
+
+// MigrationStatus implements store.Store.
+func (t *timedStore) MigrationStatus(ctx context.Context) ([]store.Migration, error) {
+	start := time.Now()
+	v, err := t.st.MigrationStatus(ctx)
+	t.done(opMigrationStatus, start, err)
+	return v, err
+}
+
+// MigrateUp implements store.Store.
+func (t *timedStore) MigrateUp(ctx context.Context, steps int) ([]store.Migration, error) {
+	start := time.Now()
+	v, err := t.st.MigrateUp(ctx, steps)
+	t.done(opMigrateUp, start, err)
+	return v, err
+}
+
+// MigrateDown implements store.Store.
+func (t *timedStore) MigrateDown(ctx context.Context, steps int) ([]store.Migration, error) {
+	start := time.Now()
+	v, err := t.st.MigrateDown(ctx, steps)
+	t.done(opMigrateDown, start, err)
+	return v, err
+}
+
+// TaskCreate implements store.Store.
+func (t *timedStore) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	start := time.Now()
+	v, err := t.st.TaskCreate(ctx, p)
+	t.done(opTaskCreate, start, err)
+	return v, err
+}
+
+// TaskGet implements store.Store.
+func (t *timedStore) TaskGet(ctx context.Context, taskID int64) (*taskertype.Task, error) {
+	start := time.Now()
+	v, err := t.st.TaskGet(ctx, taskID)
+	t.done(opTaskGet, start, err)
+	return v, err
+}
+
+// TaskList implements store.Store.
+func (t *timedStore) TaskList(ctx context.Context, p *store.TaskListParams) ([]*taskertype.Task, error) {
+	start := time.Now()
+	v, err := t.st.TaskList(ctx, p)
+	t.done(opTaskList, start, err)
+	return v, err
+}
+
+// TaskTransition implements store.Store.
+func (t *timedStore) TaskTransition(ctx context.Context, p *store.TaskTransitionParams) (*store.TransitionResult, error) {
+	start := time.Now()
+	v, err := t.st.TaskTransition(ctx, p)
+	t.done(opTaskTransition, start, err)
+	return v, err
+}
+
+// TaskSummary implements store.Store.
+func (t *timedStore) TaskSummary(ctx context.Context, taskID int64, now time.Time) (*store.TaskSummary, error) {
+	start := time.Now()
+	v, err := t.st.TaskSummary(ctx, taskID, now)
+	t.done(opTaskSummary, start, err)
+	return v, err
+}
+
+// TaskTransitions implements store.Store.
+func (t *timedStore) TaskTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
+	start := time.Now()
+	v, err := t.st.TaskTransitions(ctx, taskID)
+	t.done(opTaskTransitions, start, err)
+	return v, err
+}
+
+// StepList implements store.Store.
+func (t *timedStore) StepList(ctx context.Context, taskID int64) ([]*taskertype.Step, error) {
+	start := time.Now()
+	v, err := t.st.StepList(ctx, taskID)
+	t.done(opStepList, start, err)
+	return v, err
+}
+
+// StepsByID implements store.Store.
+func (t *timedStore) StepsByID(ctx context.Context, taskID int64, ids []int64) ([]*taskertype.Step, error) {
+	start := time.Now()
+	v, err := t.st.StepsByID(ctx, taskID, ids)
+	t.done(opStepsById, start, err)
+	return v, err
+}
+
+// StepReadiness implements store.Store.
+func (t *timedStore) StepReadiness(ctx context.Context, taskID int64, now time.Time) ([]*taskertype.StepReadiness, error) {
+	start := time.Now()
+	v, err := t.st.StepReadiness(ctx, taskID, now)
+	t.done(opStepReadiness, start, err)
+	return v, err
+}
+
+// StepClaim implements store.Store.
+func (t *timedStore) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	start := time.Now()
+	v, err := t.st.StepClaim(ctx, p)
+	t.done(opStepClaim, start, err)
+	return v, err
+}
+
+// StepRecord implements store.Store.
+func (t *timedStore) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
+	start := time.Now()
+	v, err := t.st.StepRecord(ctx, p)
+	t.done(opStepRecord, start, err)
+	return v, err
+}
+
+// StepTransition implements store.Store.
+func (t *timedStore) StepTransition(ctx context.Context, p *store.StepTransitionParams) (*store.StepTransitionResult, error) {
+	start := time.Now()
+	v, err := t.st.StepTransition(ctx, p)
+	t.done(opStepTransition, start, err)
+	return v, err
+}
+
+// StepTransitions implements store.Store.
+func (t *timedStore) StepTransitions(ctx context.Context, taskID int64) ([]*taskertype.Transition, error) {
+	start := time.Now()
+	v, err := t.st.StepTransitions(ctx, taskID)
+	t.done(opStepTransitions, start, err)
+	return v, err
+}
+
+// StepLeaseExpired implements store.Store.
+func (t *timedStore) StepLeaseExpired(ctx context.Context, now time.Time, limit int) ([]*taskertype.Step, error) {
+	start := time.Now()
+	v, err := t.st.StepLeaseExpired(ctx, now, limit)
+	t.done(opStepLeaseExpired, start, err)
+	return v, err
+}
+
+// QueueClaim implements store.Store.
+func (t *timedStore) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*store.QueueEntry, error) {
+	start := time.Now()
+	v, err := t.st.QueueClaim(ctx, p)
+	t.done(opQueueClaim, start, err)
+	return v, err
+}
+
+// QueueRelease implements store.Store.
+func (t *timedStore) QueueRelease(ctx context.Context, taskID int64, owner string, runAt time.Time) error {
+	start := time.Now()
+	err := t.st.QueueRelease(ctx, taskID, owner, runAt)
+	t.done(opQueueRelease, start, err)
+	return err
+}
+
+// QueueAck implements store.Store.
+func (t *timedStore) QueueAck(ctx context.Context, taskID int64, owner string) error {
+	start := time.Now()
+	err := t.st.QueueAck(ctx, taskID, owner)
+	t.done(opQueueAck, start, err)
+	return err
+}
+
+// QueueExtend implements store.Store.
+func (t *timedStore) QueueExtend(ctx context.Context, owner string, taskIDs []int64, until time.Time) (int, error) {
+	start := time.Now()
+	v, err := t.st.QueueExtend(ctx, owner, taskIDs, until)
+	t.done(opQueueExtend, start, err)
+	return v, err
+}
+
+// QueueList implements store.Store.
+func (t *timedStore) QueueList(ctx context.Context, limit int) ([]*store.QueueEntry, error) {
+	start := time.Now()
+	v, err := t.st.QueueList(ctx, limit)
+	t.done(opQueueList, start, err)
+	return v, err
+}
+
+// QueueNextRunAt implements store.Store.
+func (t *timedStore) QueueNextRunAt(ctx context.Context) (*time.Time, error) {
+	start := time.Now()
+	v, err := t.st.QueueNextRunAt(ctx)
+	t.done(opQueueNextRunAt, start, err)
+	return v, err
+}
+
+// TaskStartAndClaim implements store.Store.
+func (t *timedStore) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult, *taskertype.Task, []*store.ClaimedStep, error) {
+	begin := time.Now()
+	tr, task, claimed, err := t.st.TaskStartAndClaim(ctx, start, p)
+	t.done(opTaskStartAndClaim, begin, err)
+	return tr, task, claimed, err
+}
+
+// StepRecordFinalize implements store.Store.
+func (t *timedStore) StepRecordFinalize(ctx context.Context, p *store.StepRecordParams,
+	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+	start := time.Now()
+	applied, tr, err := t.st.StepRecordFinalize(ctx, p, decide)
+	t.done(opStepRecordFinalize, start, err)
+	return applied, tr, err
+}
+
+// StepLeaseExtend implements store.Store.
+func (t *timedStore) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int64, lease time.Duration) (int, time.Time, error) {
+	start := time.Now()
+	n, until, err := t.st.StepLeaseExtend(ctx, owner, stepIDs, lease)
+	t.done(opStepLeaseExtend, start, err)
+	return n, until, err
+}
+
+var (
+	_ store.Store    = (*timedStore)(nil)
+	_ store.Notifier = (*timedNotifierStore)(nil)
+)
