@@ -147,17 +147,34 @@ module TaskerCore
     # The results to store: what process_results makes of the output (see
     # BaseStepHandler#process_results for its two forms).
     def self.final_results(handler, step, output)
-      return(step.results_assigned? ? step.results : output) unless handler.respond_to?(:process_results)
-
-      m = handler.method(:process_results)
-      return handler.process_results(step, output) if m.owner == BaseStepHandler
-
-      if three_arguments?(m)
+      case hook_form(handler)
+      when :default, :none then step.results_assigned? ? step.results : output
+      when :three
         handler.process_results(step, output, step.results)
         step.results_assigned? ? step.results : output
       else
         handler.process_results(step, output)
       end
+    end
+
+    @hook_forms = {}.freeze
+
+    # How the handler's class takes process_results: :none, :default (the
+    # base class's), :two or :three arguments. Cached per class.
+    def self.hook_form(handler)
+      form = @hook_forms[handler.class]
+      return form if form
+
+      form = if !handler.respond_to?(:process_results) then :none
+             elsif (m = handler.method(:process_results)).owner == BaseStepHandler then :default
+             elsif three_arguments?(m) then :three
+             else :two
+             end
+      # Singleton methods make an instance differ from its class: no cache.
+      return form unless handler.singleton_methods.empty?
+
+      @lock.synchronize { @hook_forms = @hook_forms.merge(handler.class => form).freeze }
+      form
     end
 
     def self.three_arguments?(meth)
