@@ -239,7 +239,7 @@ func TestEventsInOrder(t *testing.T) {
 		_, err = c.RunTask(ctx, task.ID)
 		require.NoError(t, err)
 		var got []string
-		timeout := time.After(5 * time.Second)
+		timeout := time.After(30 * time.Second)
 		for len(got) == 0 || got[len(got)-1] != "task.completed" {
 			select {
 			case ev := <-events:
@@ -381,7 +381,7 @@ step_templates:
 			case ev := <-cancelEvents:
 				require.Equal(t, t3.ID, ev.TaskID)
 				cancelKinds = append(cancelKinds, string(ev.Kind)+":"+ev.StepName)
-			case <-time.After(5 * time.Second):
+			case <-time.After(30 * time.Second):
 				t.Fatalf("cancel events so far: %v", cancelKinds)
 			}
 		}
@@ -559,7 +559,7 @@ func TestResolveTask(t *testing.T) {
 			require.Equal(t, task.ID, ev.TaskID)
 			require.Equal(t, "ops", ev.Data["actor"])
 			require.Equal(t, "refunded by hand", ev.Data["reason"])
-		case <-time.After(5 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("no task.resolved_manually event")
 		}
 		taskTrs, _, err := c.Transitions(ctx, task.ID)

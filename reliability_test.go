@@ -48,7 +48,7 @@ func waitState(t *testing.T, c *tasker.Client, taskID int64, want tasker.TaskSta
 		var err error
 		d, err = c.Task(context.Background(), taskID)
 		return err == nil && d.State == want
-	}, 20*time.Second, 20*time.Millisecond, "task %d never reached %s", taskID, want)
+	}, time.Minute, 20*time.Millisecond, "task %d never reached %s", taskID, want)
 	return d
 }
 
@@ -234,8 +234,9 @@ func TestDeadRunnersQueueLeaseIsReclaimed(t *testing.T) {
 		task, _, err := live.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "one"})
 		require.NoError(t, err)
 		// The "dead" runner claims the entry, then never extends or acks it.
+		const lease = 2 * time.Second
 		now := time.Now()
-		claimed, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "dead", Limit: 10, Now: now, LeaseUntil: now.Add(400 * time.Millisecond)})
+		claimed, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "dead", Limit: 10, Now: now, LeaseUntil: now.Add(lease)})
 		require.NoError(t, err)
 		require.Len(t, claimed, 1)
 		rctx, stop := context.WithCancel(ctx)
@@ -244,7 +245,11 @@ func TestDeadRunnersQueueLeaseIsReclaimed(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		d, err := live.Task(ctx, task.ID)
 		require.NoError(t, err)
-		require.Equal(t, tasker.TaskState("pending"), d.State, "a live lease is respected")
+		// Only meaningful while the lease runs: a loaded machine may have
+		// slept through most of it.
+		if time.Since(now) < lease-500*time.Millisecond {
+			require.Equal(t, tasker.TaskState("pending"), d.State, "a live lease is respected")
+		}
 		waitState(t, live, task.ID, "complete")
 	})
 }

@@ -704,7 +704,7 @@ func TestServe(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &created), string(raw))
 	require.Positive(t, created.Task.ID)
 
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := http.Get(fmt.Sprintf("%s/v1/tasks/%d", base, created.Task.ID))
 		require.NoError(t, err)
@@ -737,8 +737,8 @@ func TestServe(t *testing.T) {
 	case err := <-waited:
 		require.NoError(t, err, "serve must exit 0 after SIGTERM; log:\n%s", logBuf.String())
 		waited <- err // for the cleanup
-	case <-time.After(10 * time.Second):
-		t.Fatalf("serve did not stop within 10 s of SIGTERM; log:\n%s", logBuf.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("serve did not stop within a minute of SIGTERM; log:\n%s", logBuf.String())
 	}
 	log := logBuf.String()
 	require.Contains(t, log, "owner=")
