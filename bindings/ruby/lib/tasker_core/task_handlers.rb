@@ -40,7 +40,8 @@ module TaskerCore
     # A SignalException (Interrupt, Sidekiq::Shutdown), raised in this
     # thread or by a handler, hands the task back at once (finished results
     # reported, the other attempts released, the task yielded) and is then
-    # re-raised.
+    # re-raised; so does a SystemExit raised in this thread (a handler's
+    # own `exit` only fails its attempt).
     def handle(task_id)
       task_id = Integer(task_id)
       return yield_back(task_id, 0) if TaskerCore.shutting_down?
@@ -64,7 +65,9 @@ module TaskerCore
         res["steps_executed"] = executed
         return res
       end
-    rescue SignalException => e
+    rescue SignalException, SystemExit => e
+      # SystemExit: the process exits (a signal trap calling exit) with
+      # this thread inside handle: hand back as for an interrupt.
       hand_back(run, e) if run
       raise
     ensure
@@ -174,7 +177,7 @@ module TaskerCore
     # into this thread) held until it ends: a claim or report the core
     # carried out is never lost to the hand-back.
     def critical(&block)
-      Thread.handle_interrupt(SignalException => :never, &block)
+      Thread.handle_interrupt(SignalException => :never, SystemExit => :never, &block)
     end
 
     # report_results; a results document JSON cannot encode (a last resort:

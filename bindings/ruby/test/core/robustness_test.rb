@@ -165,24 +165,27 @@ class RobustnessTest < RbTestCase
     assert_equal "complete", steps["after"]["status"]
   end
 
-  # As Sidekiq's hard shutdown does: Thread#raise into the job's thread.
+  # As Sidekiq's hard shutdown does: Thread#raise into the job's thread
+  # (Sidekiq::Shutdown is an Interrupt); and SystemExit (a trap calling exit).
   def test_interrupt_in_the_handle_thread_hands_the_task_back
-    RbTest::StuckHandler.started.clear # a token another test's run left
-    task_id = RbTest.create_task("shutdown")["task_id"]
-    handled = Thread.new do
-      Thread.current.report_on_exception = false
-      TaskerCore::BaseTaskHandler.new.handle(task_id)
+    [Interrupt, SystemExit].each do |exc|
+      RbTest::StuckHandler.started.clear # a token another run left
+      task_id = RbTest.create_task("shutdown")["task_id"]
+      handled = Thread.new do
+        Thread.current.report_on_exception = false
+        TaskerCore::BaseTaskHandler.new.handle(task_id)
+      end
+      assert_equal 1, Timeout.timeout(10) { RbTest::StuckHandler.started.pop }
+      handled.raise(exc)
+      assert_raises(exc) { Timeout.timeout(10) { handled.join } }
+      steps = RbTest.steps(task_id)
+      assert_equal "pending", steps["stuck"]["status"], exc.name
+      assert_equal 0, steps["stuck"]["attempts"], "the attempt interrupted by #{exc} was counted"
+      record = TaskerCore.client.queue_list["entries"].find { |e| e["task_id"] == task_id }
+      refute_nil record, "the task was not handed back to the queue after #{exc}"
+      RbTest::StuckHandler.unblock!
+      assert_equal "complete", RbTest.run_task(task_id)["status"]
     end
-    assert_equal 1, Timeout.timeout(10) { RbTest::StuckHandler.started.pop }
-    handled.raise(Interrupt)
-    assert_raises(Interrupt) { Timeout.timeout(10) { handled.join } }
-    steps = RbTest.steps(task_id)
-    assert_equal "pending", steps["stuck"]["status"]
-    assert_equal 0, steps["stuck"]["attempts"], "the interrupted attempt was counted"
-    record = TaskerCore.client.queue_list["entries"].find { |e| e["task_id"] == task_id }
-    refute_nil record, "the task was not handed back to the queue"
-    RbTest::StuckHandler.unblock!
-    assert_equal "complete", RbTest.run_task(task_id)["status"]
   ensure
     # Leave no token of the stuck handler for another test's.
     RbTest::StuckHandler.gate.clear
