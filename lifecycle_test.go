@@ -504,7 +504,7 @@ func TestRescueExpiredLease(t *testing.T) {
 		require.Eventually(t, func() bool {
 			d, err := live.Task(ctx, task.ID)
 			return err == nil && d.State == "complete"
-		}, 20*time.Second, 50*time.Millisecond)
+		}, time.Minute, 50*time.Millisecond)
 		stop()
 		require.NoError(t, <-runDone)
 		d, err := live.Task(ctx, task.ID)

@@ -18,6 +18,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("\xff\xfe{}"), "")
 	f.Add([]byte("a: [\n"), "")
 	f.Add([]byte(""), "staging")
+	f.Add([]byte("name: n\nstep_templates: [{name: a, handler_class: X, handler_config: {a: 1e400, b: -0x1F, c: +.5e-3, d: 1_0.0_1, e: 0777, f: [.inf, 123456789012345678901234567890]}}]\n"), "")
+	f.Add([]byte("name: n\nl: &l [1, 2]\nm: &m [*l, *l, *l]\nstep_templates: [{name: a, handler_class: X, handler_config: {v: [*m, *m]}}]\n"), "")
+	f.Add([]byte("name: n\nschema: {$defs: {a: {$ref: '#/$defs/b'}, b: {anyOf: [{$ref: '#/$defs/a'}]}}, $ref: '#/$defs/a'}\nstep_templates: [{name: a, handler_class: X}]\n"), "")
 	f.Fuzz(func(t *testing.T, data []byte, env string) {
 		tm, errs := Parse("fuzz.yml", data, env)
 		if tm == nil && len(errs) == 0 {
