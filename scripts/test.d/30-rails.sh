@@ -49,7 +49,7 @@ echo "30-rails: built in $((SECONDS - start)) s"
 ruby bindings/ruby/test/rails/integration_unit_test.rb
 # The test starts and stops its own redis-server and Sidekiq (process groups)
 # and drops its database; timeout is the backstop.
-timeout --kill-after=10 170 ruby bindings/ruby/test/rails/rails_e2e_test.rb "$@"
+timeout --kill-after=10 360 ruby bindings/ruby/test/rails/rails_e2e_test.rb "$@"
 # DelayedJob instead of Sidekiq: a `bin/rails jobs:work` worker, the
 # delayed_jobs table in the app's PostgreSQL database.
 timeout --kill-after=10 120 ruby bindings/ruby/test/rails/rails_delayed_job_e2e_test.rb

@@ -70,8 +70,9 @@ module TaskerCore
       end
 
       # rails tasker:explain[ID]: the task's status and, per step, its
-      # status, attempts, the next retry and the last error (with the core's
-      # readiness reasons when the core offers `explain`). FORMAT=json prints
+      # status, attempts, the next retry, the last error and every attempt
+      # (when, which worker, how it ended; with the core's readiness reasons
+      # when the core offers `explain`). FORMAT=json prints
       # the documents instead.
       def explain(task_id, io: $stdout, output: ENV.fetch("FORMAT", "text"))
         client = TaskerCore.client
@@ -84,6 +85,7 @@ module TaskerCore
         io.puts "task #{task['task_id']} #{task['namespace']}/#{task['name']} #{task['version']}: #{task['status']}"
         io.puts "  context: #{JSON.generate(task['context'] || {})}"
         reasons = (why && why["steps"] || []).to_h { |s| [s["name"], s["reason"]] }
+        history = attempt_history(task["task_id"])
         Array(task["steps"]).each do |st|
           line = format("  %-24s %-18s attempts %s/%s", st["name"], st["status"], st["attempts"], st["max_attempts"])
           line += "  next retry #{st['next_retry_at']}" if st["next_retry_at"]
@@ -91,8 +93,22 @@ module TaskerCore
           err = st["error"]
           io.puts "      error: #{err['class']}: #{err['message']}" if err.is_a?(Hash) && err["message"]
           io.puts "      #{reasons[st['name']]}" if reasons[st["name"]]
+          history.fetch(st["name"], []).each do |a|
+            e = a["error"].is_a?(Hash) ? ": #{a['error']['class']}: #{a['error']['message']}" : ""
+            io.puts "      attempt #{a['attempt']} #{a['started_at']} #{a['worker']} -> #{a['status']}#{e}"
+          end
         end
         task
+      end
+
+      # {"step_name" => [attempt hashes]} from TaskerCore.attempts (the
+      # transitions), or {} when the core cannot say.
+      def attempt_history(task_id)
+        return {} unless TaskerCore.respond_to?(:attempts)
+
+        TaskerCore.attempts(task_id).map(&:to_h).group_by { |a| a["step_name"] }
+      rescue TaskerCore::Error, NoMethodError
+        {}
       end
 
       def explained(client, task_id)

@@ -14,6 +14,7 @@ class OrdersController < ApplicationController
     # worker); its TaskRunnerJob finds nothing left to do, or shares the work.
     result = TaskerCore::Rails.handle(task["task_id"]) if params[:run] == "inline"
     render json: { task_id: task["task_id"], pid: Process.pid, outcome: result && result["outcome"],
+                   steps_executed: result && result["steps_executed"],
                    libtasker: File.read("/proc/self/maps").include?("libtasker") }, status: :created
   rescue TaskerCore::InvalidContextError => e
     render json: { error: e.message, details: e.details }, status: :unprocessable_entity
