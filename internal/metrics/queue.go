@@ -75,8 +75,8 @@ func (q *queueCollector) read() []float64 {
 		return nil
 	}
 	now := q.now()
-	if q.last != nil && now.Sub(q.at) < q.interval {
-		return q.last
+	if !q.at.IsZero() && now.Sub(q.at) < q.interval {
+		return q.last // nil after a failure: not retried before the interval
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), queueStatsTimeout)
 	defer cancel()
@@ -84,7 +84,7 @@ func (q *queueCollector) read() []float64 {
 	if err != nil {
 		q.errors.Inc()
 		q.log.Warn("metrics: queue statistics", "err", err)
-		q.last = nil
+		q.last, q.at = nil, now
 		return nil
 	}
 	age := 0.0
