@@ -596,6 +596,10 @@ func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.Cl
 		r.err = taskertype.Permanent(fmt.Errorf("encode results: %w", err))
 		return
 	}
+	if err := storableResults(raw); err != nil {
+		r.err = err
+		return
+	}
 	r.results = raw
 }
 
@@ -706,7 +710,7 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 			Event: string(statemachine.StepEventRelease), GiveBackAttempt: true,
 			Reason: "released by a coordinator shutting down"}, nil
 	}
-	doc := errorDoc{Message: r.err.Error(), Kind: "retryable", Attempt: st.Attempts}
+	doc := errorDoc{Message: storableText(r.err.Error()), Kind: "retryable", Attempt: st.Attempts}
 	var perm *taskertype.PermanentError
 	var retry *taskertype.RetryableError
 	var after time.Duration

@@ -244,7 +244,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 	if len(taskCtx) == 0 {
 		taskCtx = json.RawMessage(`{}`)
 	}
-	if err := checkRequestText(req); err != nil {
+	if err := checkRequestText(req, tmpl.Key()); err != nil {
 		return nil, false, err
 	}
 	if err := tmpl.ValidateContext(taskCtx); err != nil {

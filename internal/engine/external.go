@@ -324,6 +324,8 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 			}
 			if !json.Valid(raw) {
 				ar.err = taskertype.Permanent(errors.New("handler returned invalid JSON results"))
+			} else if err := storableResults(raw); err != nil {
+				ar.err = err
 			}
 			ar.results = raw
 		} else {
@@ -395,13 +397,17 @@ func withErrorDetails(doc json.RawMessage, x *ExternalError) json.RawMessage {
 		return doc
 	}
 	if x.Message != "" {
-		m["message"] = x.Message
+		m["message"] = storableText(x.Message)
 	}
 	if x.Class != "" {
-		m["class"] = x.Class
+		m["class"] = storableText(x.Class)
 	}
 	if len(x.Backtrace) > 0 {
-		m["backtrace"] = x.Backtrace
+		bt := make([]string, len(x.Backtrace))
+		for i, l := range x.Backtrace {
+			bt[i] = storableText(l)
+		}
+		m["backtrace"] = bt
 	}
 	out, err := json.Marshal(m)
 	if err != nil {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -239,4 +240,53 @@ func causalOrder(t *testing.T, st store.Store, taskID int64) (int, []string) {
 		}
 	}
 	return edges, bad
+}
+
+// What a handler returns that no database can store fails its attempt for
+// good with the reason (it used to make PostgreSQL refuse every try to
+// record it, for ever); an error message with NUL or invalid UTF-8 is
+// recorded with those characters replaced.
+func TestUnstorableResultsFailTheAttempt(t *testing.T) {
+	for name, open := range bothStores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := open(t)
+			reg := template.NewRegistry()
+			addTemplate(t, reg, `name: bad
+namespace_name: t
+step_templates:
+  - {name: nul, handler_class: Nul, default_retryable: false}
+  - {name: msg, handler_class: Msg, default_retryable: false}
+`)
+			e, err := engine.New(engine.Config{Store: st, Templates: reg, EnqueueHandler: engine.EventEnqueueHandler{}})
+			require.NoError(t, err)
+			e.RegisterHandler("Nul", taskertype.StepHandlerFunc(func(ctx context.Context, sc *taskertype.StepContext) (any, error) {
+				return map[string]any{"s": "a\x00b"}, nil
+			}))
+			e.RegisterHandler("Msg", taskertype.StepHandlerFunc(func(ctx context.Context, sc *taskertype.StepContext) (any, error) {
+				return nil, fmt.Errorf("bad \x00 byte \xff here")
+			}))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			task, _, err := e.InitializeTask(ctx, &engine.TaskRequest{Namespace: "t", Name: "bad"})
+			require.NoError(t, err)
+			res, err := e.RunTask(ctx, task.ID)
+			require.NoError(t, err)
+			require.Equal(t, taskertype.TaskStateError, res.Status)
+			steps, err := st.StepList(ctx, task.ID)
+			require.NoError(t, err)
+			for _, s := range steps {
+				require.Equal(t, taskertype.StepStateError, s.State, s.Name)
+				var doc struct{ Message, Kind string }
+				require.NoError(t, json.Unmarshal(s.Error, &doc))
+				switch s.Name {
+				case "nul":
+					require.Equal(t, "permanent", doc.Kind)
+					require.Contains(t, doc.Message, "cannot be stored")
+				case "msg":
+					require.Equal(t, "bad \uFFFD byte \uFFFD here", doc.Message)
+				}
+			}
+		})
+	}
 }

@@ -2,7 +2,8 @@ package engine
 
 import (
 	"bytes"
-	"cmp"
+	"strings"
+	"unicode/utf8"
 	"errors"
 	"fmt"
 
@@ -27,7 +28,9 @@ const MaxIdempotencyKeyBytes = 1024
 
 // checkRequestText applies checkText to every free-text field of a request
 // and checks step inputs the way ValidateContext checks the context.
-func checkRequestText(req *TaskRequest) error {
+// templateKey names the request's template (namespace/name@version) in a
+// context error.
+func checkRequestText(req *TaskRequest, templateKey string) error {
 	for _, f := range []struct{ name, v string }{
 		{"initiator", req.Initiator}, {"source_system", req.SourceSystem}, {"reason", req.Reason},
 		{"idempotency_key", req.IdempotencyKey},
@@ -45,11 +48,7 @@ func checkRequestText(req *TaskRequest) error {
 	// is refused here, the same way as over HTTP (internal/jsonvalid).
 	var je *jsonvalid.Error
 	if err := jsonvalid.Check(req.Context); errors.As(err, &je) {
-		key := cmp.Or(req.Namespace, "default") + "/" + req.Name
-		if req.Version != "" {
-			key += "@" + req.Version
-		}
-		return &taskertype.ContextValidationError{Template: key,
+		return &taskertype.ContextValidationError{Template: templateKey,
 			Violations: []taskertype.ContextViolation{{Path: je.Pointer, Message: je.Msg}}}
 	}
 	for i, tag := range req.Tags {
@@ -81,3 +80,27 @@ func checkJSONText(raw []byte) error {
 	}
 	return jsonvalid.Check(raw)
 }
+
+// storableText makes text from a handler (an error message, a class, a
+// backtrace line) storable on every database: invalid UTF-8 and NUL, which
+// PostgreSQL refuses in text and jsonb, become U+FFFD. A failure is
+// recorded whatever its message holds; refusing it would leave the attempt
+// unrecordable.
+func storableText(s string) string {
+	if utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// storableResults checks a handler's encoded results: a document a database
+// cannot store (NUL or a lone surrogate in a string, a number beyond the
+// limits, duplicate keys) fails the attempt for good with the reason,
+// instead of failing every try to record it.
+func storableResults(raw []byte) error {
+	if err := jsonvalid.Check(raw); err != nil {
+		return taskertype.Permanent(fmt.Errorf("handler results cannot be stored: %w", err))
+	}
+	return nil
+}
+

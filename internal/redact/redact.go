@@ -1,7 +1,8 @@
 // Package redact hides the passwords of database connection strings in
 // messages and logs. It is the one place that knows every form pgx accepts:
 //
-//   - URLs (postgres:// or postgresql://) with a password in the userinfo
+//   - URLs (postgres://, postgresql://, or any other scheme a user may pass
+//     by mistake) with a password in the userinfo
 //     (postgres://user:secret@host/db, several hosts included) or in the
 //     query (?password=secret, ?sslpassword=secret);
 //   - keyword/value strings (host=db user=u password=secret), values quoted
@@ -44,9 +45,21 @@ func Secrets(dsn string) []string {
 	return secrets
 }
 
-// isURL reports whether pgx reads dsn as a URL.
+// isURL reports whether dsn is a URL: pgx reads postgres:// and
+// postgresql:// ones, and a URL of any other scheme (mysql://user:pw@...)
+// is masked the same way before an error message quotes it.
 func isURL(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	i := strings.Index(dsn, "://")
+	if i <= 0 {
+		return false
+	}
+	for j, c := range dsn[:i] {
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !letter && (j == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
 }
 
 // isSQLite reports whether dsn names a SQLite database (no password).

@@ -16,6 +16,7 @@ import (
 // password ("s3cr3t..." or a variant) that must not survive.
 var dsnCases = []struct{ in, want string }{
 	// URLs: userinfo.
+	{"mysql://tasker:s3cr3t@127.0.0.1/tasker", "mysql://tasker:xxxxx@127.0.0.1/tasker"}, // a wrong scheme is still masked
 	{"postgres://u:s3cr3t@h/db", "postgres://u:xxxxx@h/db"},
 	{"postgresql://u:s3cr3t@h:5432/db?sslmode=disable", "postgresql://u:xxxxx@h:5432/db?sslmode=disable"},
 	{"postgres://u:s3cr%40t@h/db", "postgres://u:xxxxx@h/db"},
