@@ -40,6 +40,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/builtin"
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/template"
 )
@@ -98,6 +99,9 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives the engine's warnings. Defaults to discarding them.
 	Logger *slog.Logger
+	// Metrics runs the Prometheus collectors of `tasker serve` (event
+	// subscriber, timed store, a scrape every 5 s), to measure their cost.
+	Metrics bool
 }
 
 // Result is what a run measured. Durations are in milliseconds.
@@ -268,7 +272,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer closeStore()
-	eng, err := engine.New(engine.Config{Store: st, Templates: reg, PollInterval: cfg.PollInterval,
+	engStore, startMetrics := store.Store(st), func(*engine.Bus) func() { return func() {} }
+	if cfg.Metrics {
+		engStore, startMetrics = withMetrics(st)
+	}
+	eng, err := engine.New(engine.Config{Store: engStore, Templates: reg, PollInterval: cfg.PollInterval,
 		Owner: "bench-" + randHex(4), Logger: cfg.Logger, RequireHandlers: true})
 	if err != nil {
 		return nil, fmt.Errorf("bench engine: %w", err)
@@ -276,6 +284,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for name, h := range builtin.Handlers(builtin.Options{}) {
 		eng.RegisterHandler(name, h)
 	}
+	defer startMetrics(eng.Bus())()
 
 	res := &Result{Mode: cfg.Mode, Shape: cfg.Shape, Dialect: st.Dialect(), StepsPerTask: len(tmpl.Steps),
 		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps}
@@ -569,7 +578,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 		pu, err := url.Parse(u)
 		if err != nil {
 			drop()
-			return nil, nil, nil, fmt.Errorf("parse database URL: %w", err)
+			return nil, nil, nil, fmt.Errorf("parse database URL %s: %w", redact.DSN(u), redact.Error(err, u))
 		}
 		q := pu.Query()
 		q.Set("search_path", schema)
