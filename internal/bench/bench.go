@@ -39,8 +39,8 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/builtin"
 	"github.com/tasker-systems/tasker/internal/engine"
-	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/redact"
+	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/template"
 )
