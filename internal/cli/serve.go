@@ -20,6 +20,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
 	"github.com/tasker-systems/tasker/internal/metrics"
+	"github.com/tasker-systems/tasker/internal/ui"
 )
 
 // serveFlags are the flags of `tasker serve`.
@@ -37,6 +38,9 @@ type serveFlags struct {
 	http            httpLimits
 	// metrics serves Prometheus metrics at /metrics.
 	metrics bool
+	// uiOn serves the web dashboard under /ui, configured by ui.
+	uiOn bool
+	ui   ui.Options
 }
 
 // httpLimits bound what one client can hold of the HTTP server.
@@ -133,6 +137,10 @@ waits for the running ones to finish or hand their steps back.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long requests in flight may take at shutdown")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.BoolVar(&f.metrics, "metrics", true, "serve Prometheus metrics at /metrics (same listener and token as the API)")
+	fl.BoolVar(&f.uiOn, "ui", true, "serve the web dashboard under /ui (same listener and token as the API)")
+	fl.BoolVar(&f.ui.ReadOnly, "ui-read-only", false, "dashboard without actions: no retry, resolve or cancel")
+	fl.BoolVar(&f.ui.InsecureCookie, "ui-insecure-cookie", false,
+		"send the dashboard's session cookie without Secure (plain HTTP beyond loopback; prefer TLS)")
 	fl.BoolVar(&f.eventEnqueue, "event-enqueue", false,
 		"leave queued tasks to external workers (the Ruby gem): publish task.enqueue/task.reenqueue events, run no Go coordinators, only rescue expired step leases")
 	return cmd
@@ -214,6 +222,15 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		var h http.Handler = httpapi.New(c, httpapi.Options{Token: f.token, Version: a.opts.Version, Logger: log})
 		if reg != nil {
 			h = metrics.Mount(h, reg, f.token)
+		}
+		if f.uiOn {
+			f.ui.DatabaseURL, f.ui.Token, f.ui.Version, f.ui.Logger = a.databaseURL, f.token, a.opts.Version, log
+			dash, err := ui.New(ctx, c, f.ui)
+			if err != nil {
+				return err
+			}
+			defer dash.Close()
+			h = dash.Mount(h)
 		}
 		srv = newHTTPServer(h, &f.http, log)
 		go func() { serveDone <- srv.Serve(ln) }()

@@ -149,13 +149,7 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 	u, err := New(ctx, c, cfg.opts)
 	require.NoError(t, err)
 	api := httpapi.New(c, httpapi.Options{Token: cfg.opts.Token, Logger: log})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
-			u.ServeHTTP(w, r)
-			return
-		}
-		api.ServeHTTP(w, r)
-	}))
+	srv := httptest.NewServer(u.Mount(api))
 	e := &env{c: c, srv: srv, url: srv.URL, ui: u}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

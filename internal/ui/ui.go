@@ -47,8 +47,6 @@ const (
 
 // Options configures the dashboard.
 type Options struct {
-	// Disabled turns the dashboard off (Mount returns the API alone).
-	Disabled bool
 	// ReadOnly hides and refuses the actions.
 	ReadOnly bool
 	// InsecureCookie drops the Secure attribute of the session cookie, for
@@ -112,25 +110,16 @@ func New(ctx context.Context, c *tasker.Client, opts Options) (*UI, error) {
 // Close releases the dashboard's database connections.
 func (u *UI) Close() error { return u.db.close() }
 
-// Mount returns a handler serving the dashboard under /ui and everything
-// else with api, and a function that releases the dashboard. With
-// opts.Disabled it returns api itself.
-func Mount(ctx context.Context, api http.Handler, c *tasker.Client, opts Options) (http.Handler, func() error, error) {
-	if opts.Disabled {
-		return api, func() error { return nil }, nil
-	}
-	u, err := New(ctx, c, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// Mount returns a handler serving the dashboard under /ui and every
+// other path with api.
+func (u *UI) Mount(api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
 			u.ServeHTTP(w, r)
 			return
 		}
 		api.ServeHTTP(w, r)
 	})
-	return h, u.Close, nil
 }
 
 func (u *UI) routes() {
