@@ -215,7 +215,7 @@ func (e *Engine) runSteps(ctx context.Context, task *taskertype.Task, first []*s
 		events := make([]taskertype.Event, 0, len(claimed))
 		for _, c := range claimed {
 			inflight[c.Step.ID] = c
-			e.leases.hold(c.Step.ID)
+			e.leases.hold(claimedAt(c), c.Step.ID)
 			executed++
 			events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID,
 				StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c),

@@ -290,3 +290,61 @@ step_templates:
 		})
 	}
 }
+
+// slowClaims is a store whose claims reach the caller late: a loaded server
+// or a slow network between the claim's grant and its answer.
+type slowClaims struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s *slowClaims) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (
+	*store.TransitionResult, *taskertype.Task, []*store.ClaimedStep, error) {
+	tr, task, claimed, err := s.Store.TaskStartAndClaim(ctx, start, p)
+	if len(claimed) > 0 {
+		time.Sleep(s.delay)
+	}
+	return tr, task, claimed, err
+}
+
+// A claim that reaches the coordinator when most of its lease is spent is
+// extended at once, not at the lease keeper's next tick (which would come
+// after the lease ended).
+func TestLateClaimIsExtendedAtOnce(t *testing.T) {
+	const lease = 3 * time.Second
+	for name, open := range bothStores {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st := &slowClaims{Store: open(t), delay: lease * 87 / 100}
+			reg := template.NewRegistry()
+			addTemplate(t, reg, "name: one\nnamespace_name: t\nstep_templates:\n  - {name: only, handler_class: H}\n")
+			e, err := engine.New(engine.Config{Store: st, Templates: reg, StepLease: lease,
+				EnqueueHandler: engine.EventEnqueueHandler{}})
+			require.NoError(t, err)
+			e.RegisterHandler("H", taskertype.StepHandlerFunc(func(ctx context.Context, sc *taskertype.StepContext) (any, error) {
+				time.Sleep(lease / 2)
+				return nil, nil
+			}))
+			task, _, err := e.InitializeTask(context.Background(), &engine.TaskRequest{Namespace: "t", Name: "one"})
+			require.NoError(t, err)
+			done := make(chan struct{})
+			var rescued atomic.Int64
+			go func() {
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					n, _ := e.RescueExpired(context.Background())
+					rescued.Add(int64(n))
+				}
+			}()
+			res, err := e.RunTask(context.Background(), task.ID)
+			close(done)
+			require.NoError(t, err)
+			require.Equal(t, taskertype.TaskStateComplete, res.Status)
+			require.Zero(t, rescued.Load(), "the late claim's attempt was rescued")
+		})
+	}
+}

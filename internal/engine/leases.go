@@ -35,6 +35,10 @@ type stepLeases struct {
 	mu      sync.Mutex
 	held    map[int64]int // step id -> holds (a step is held once; the count guards a double release)
 	running bool          // the extending goroutine is alive
+	// soon asks the goroutine to extend now rather than at its next tick:
+	// a claim that took long (a loaded server) has spent part of its lease
+	// before the coordinator held it.
+	soon chan struct{}
 }
 
 // leaseRetry is how soon a failed extension is tried again.
@@ -44,11 +48,14 @@ const leaseRetry = 100 * time.Millisecond
 const leaseExtendsPerLease = 5
 
 func newStepLeases(e *Engine) *stepLeases {
-	return &stepLeases{e: e, held: map[int64]int{}}
+	return &stepLeases{e: e, held: map[int64]int{}, soon: make(chan struct{}, 1)}
 }
 
-// hold starts keeping the leases of steps alive.
-func (l *stepLeases) hold(ids ...int64) {
+// hold starts keeping the leases of steps alive. grantedAt is when the
+// database granted them (the claim's time): when more than a tenth of the
+// lease has passed since, they are extended at once instead of at the next
+// tick, which could come too late.
+func (l *stepLeases) hold(grantedAt time.Time, ids ...int64) {
 	if len(ids) == 0 {
 		return
 	}
@@ -60,6 +67,12 @@ func (l *stepLeases) hold(ids ...int64) {
 	if !l.running {
 		l.running = true
 		go l.run()
+	}
+	if time.Since(grantedAt) > l.e.cfg.StepLease/10 {
+		select {
+		case l.soon <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -107,7 +120,11 @@ func (l *stepLeases) run() {
 	failing := false
 	for {
 		t := time.NewTimer(wait)
-		<-t.C
+		select {
+		case <-t.C:
+		case <-l.soon:
+			t.Stop()
+		}
 		ids, ok := l.snapshot()
 		if !ok {
 			return
