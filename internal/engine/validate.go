@@ -2,10 +2,10 @@ package engine
 
 import (
 	"bytes"
-	"strings"
-	"unicode/utf8"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/tasker-systems/tasker/internal/jsonvalid"
 	"github.com/tasker-systems/tasker/taskertype"
@@ -103,4 +103,3 @@ func storableResults(raw []byte) error {
 	}
 	return nil
 }
-
