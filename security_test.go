@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,4 +117,41 @@ func TestCommandHandlerOffByDefault(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(d.Steps[0].Error), "disabled")
 	require.Equal(t, 1, d.Steps[0].Attempts, "refused permanently, not retried")
+}
+
+// Config.HTTPAllowedHosts limits where tasker:http steps may go: a host not
+// on the list is refused without a request, for good.
+func TestHTTPAllowedHostsFromConfig(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		_, _ = w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		allowed []string
+		want    tasker.TaskState
+	}{
+		{[]string{"api.example.com"}, "error"},
+		{[]string{"127.0.0.1"}, "complete"},
+	} {
+		c, err := tasker.Open(ctx, tasker.Config{DatabaseURL: "sqlite:" + testdb.SQLitePath(t), TemplatesDir: t.TempDir(),
+			HTTPAllowedHosts: tc.allowed})
+		require.NoError(t, err)
+		_, err = c.AddTemplate("http.yml", []byte("name: call\nnamespace_name: sec\nstep_templates:\n"+
+			"  - {name: get, handler_class: \"tasker:http\", default_retryable: false, handler_config: {url: \""+srv.URL+"/x\"}}\n"))
+		require.NoError(t, err)
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "sec", Name: "call"})
+		require.NoError(t, err)
+		before := hits.Load()
+		res, err := c.RunTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, res.Status, "allowed %v", tc.allowed)
+		if tc.want == "error" {
+			require.Equal(t, before, hits.Load(), "a refused host gets no request")
+		}
+		require.NoError(t, c.Close())
+	}
 }

@@ -126,6 +126,18 @@ type Config struct {
 	// EnableCommandHandler allows the built-in tasker:command handler to run
 	// programs. Defaults to off.
 	EnableCommandHandler bool
+	// HTTPAllowedHosts, when not nil, are the only hosts the built-in
+	// tasker:http handler may reach, in every step and at every redirect
+	// ("api.example.com", "*.example.com", "10.0.0.5:8080", "*"); an empty,
+	// non-nil list allows none. Nil: $TASKER_HTTP_ALLOWED_HOSTS
+	// (comma-separated), or no process-wide list. See docs/builtins.md.
+	HTTPAllowedHosts []string
+	// HTTPTimeout is the deadline of a tasker:http attempt whose step sets
+	// no timeout_seconds. Defaults to 30 s.
+	HTTPTimeout time.Duration
+	// MaxResponseBytes bounds a tasker:http response body and a
+	// tasker:command's output. Defaults to 10 MiB.
+	MaxResponseBytes int64
 	// Backoff configures retry delays. Defaults to 1 s base, x2, 5 min cap.
 	Backoff BackoffConfig
 	// EventEnqueue makes the TaskEnqueuer publish task.enqueue/reenqueue
@@ -221,7 +233,8 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 		}
 		return nil, err
 	}
-	for name, h := range builtin.Handlers(builtin.Options{EnableCommand: cfg.EnableCommandHandler}) {
+	for name, h := range builtin.Handlers(builtin.Options{EnableCommand: cfg.EnableCommandHandler,
+		HTTPAllowedHosts: cfg.HTTPAllowedHosts, HTTPTimeout: cfg.HTTPTimeout, MaxResponseBytes: cfg.MaxResponseBytes}) {
 		eng.RegisterHandler(name, h)
 	}
 	if m != nil {

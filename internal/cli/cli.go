@@ -109,6 +109,8 @@ type app struct {
 	templatesDir  string
 	environment   string
 	enableCommand bool
+	// httpAllowedHosts is --http-allowed-hosts (nil: not given).
+	httpAllowedHosts []string
 
 	// templatesSet records whether --templates or TASKER_TEMPLATES was given.
 	templatesSet bool
@@ -191,6 +193,9 @@ Exit codes: 0 success, 1 failure (or the task did not complete),
 	pf.StringVar(&a.environment, "env", "", "environment whose template overrides apply ($"+EnvEnvironment+")")
 	pf.BoolVar(&a.enableCommand, "enable-command", false,
 		"allow the tasker:command handler to run programs ($"+EnvEnableCommand+"=1)")
+	pf.StringSliceVar(&a.httpAllowedHosts, "http-allowed-hosts", nil,
+		"hosts tasker:http steps may reach, comma-separated (api.example.com, *.example.com, host:port, *); "+
+			"default $TASKER_HTTP_ALLOWED_HOSTS, or any host")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 
 	root.AddCommand(a.runCommand(), a.templateCommand(), a.taskCommand(), a.migrateCommand(),

@@ -92,6 +92,7 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 		Environment:          a.environment,
 		AutoMigrate:          oc.autoMigrate,
 		EnableCommandHandler: a.enableCommand,
+		HTTPAllowedHosts:     a.httpAllowedHosts,
 		Owner:                cmp.Or(oc.owner, newOwner()),
 		Logger:               oc.logger,
 		EventEnqueue:         oc.eventEnqueue,
