@@ -82,6 +82,23 @@ func (s *Store) ensureMigrationTable(ctx context.Context, q querier) error {
 	return nil
 }
 
+// prepareMigrations creates the bookkeeping table when missing. On
+// PostgreSQL it does so under the migration lock: two concurrent
+// CREATE TABLE IF NOT EXISTS of one table can fail with a unique violation
+// in the catalog (pg_type_typname_nsp_index) when several processes open a
+// fresh database at once. SQLite's busy timeout already serializes them.
+func (s *Store) prepareMigrations(ctx context.Context) error {
+	if s.dialect != dialectPostgres {
+		return s.ensureMigrationTable(ctx, s.db)
+	}
+	return s.inTx(ctx, func(tx txer) error {
+		if _, err := tx.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLockKey); err != nil {
+			return fmt.Errorf("lock migrations: %w", err)
+		}
+		return s.ensureMigrationTable(ctx, tx)
+	})
+}
+
 func (s *Store) appliedVersions(ctx context.Context, q querier) (map[int]time.Time, error) {
 	rs, err := q.query(ctx, `SELECT version, applied_at FROM tasker_schema_migrations`)
 	if err != nil {
@@ -106,7 +123,7 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]store.Migration, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureMigrationTable(ctx, s.db); err != nil {
+	if err := s.prepareMigrations(ctx); err != nil {
 		return nil, err
 	}
 	applied, err := s.appliedVersions(ctx, s.db)
@@ -125,7 +142,10 @@ func (s *Store) MigrationStatus(ctx context.Context) ([]store.Migration, error) 
 }
 
 // MigrateUp implements store.Store. Each migration runs in its own
-// transaction; on PostgreSQL an advisory lock keeps concurrent migrators apart.
+// transaction and checks again that it is not applied; on PostgreSQL an
+// advisory lock keeps concurrent migrators apart, on SQLite the write lock
+// taken at BEGIN IMMEDIATE does. Any number of processes may migrate one
+// fresh database at once.
 func (s *Store) MigrateUp(ctx context.Context, steps int) ([]store.Migration, error) {
 	return s.migrate(ctx, true, steps)
 }
@@ -140,7 +160,7 @@ func (s *Store) migrate(ctx context.Context, up bool, steps int) ([]store.Migrat
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureMigrationTable(ctx, s.db); err != nil {
+	if err := s.prepareMigrations(ctx); err != nil {
 		return nil, err
 	}
 	if !up {
