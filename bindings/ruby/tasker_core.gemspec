@@ -11,7 +11,13 @@ repo_go_mod = File.expand_path("../../go.mod", __dir__)
 if File.basename($PROGRAM_NAME) == "gem" && ARGV.first == "build" && File.file?(repo_go_mod) &&
    ENV["TASKER_VENDOR_GO"] != "0"
   require_relative "ext/tasker_core/vendor_go"
-  TaskerCoreVendorGo.run(ENV["TASKER_GO_MODULE_ROOT"] || File.dirname(repo_go_mod), go_dir)
+  begin
+    TaskerCoreVendorGo.run(ENV["TASKER_GO_MODULE_ROOT"] || File.dirname(repo_go_mod), go_dir)
+  rescue StandardError, SystemCallError => e
+    # Without Go (go list) the gem is built without the Go source: it then
+    # installs without libtasker (socket transport only).
+    warn "tasker_core.gemspec: the Go source of libtasker is not included: #{e.message.strip}"
+  end
 end
 
 Gem::Specification.new do |spec|
