@@ -17,6 +17,8 @@ if File.basename($PROGRAM_NAME) == "gem" && ARGV.first == "build" && File.file?(
     # Without Go (go list) the gem is built without the Go source: it then
     # installs without libtasker (socket transport only).
     warn "tasker_core.gemspec: the Go source of libtasker is not included: #{e.message.strip}"
+    require "fileutils"
+    FileUtils.rm_rf(go_dir) # never ship a stale copy
   end
 end
 
