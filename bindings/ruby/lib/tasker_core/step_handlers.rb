@@ -242,7 +242,7 @@ module TaskerCore
       # encodes them); an object with neither would be stored as
       # "#<Foo:0x...>".
       def self.object(value, path)
-        if value.method(:to_json).owner != GENERIC_TO_JSON
+        if !generic_to_json?(value.method(:to_json).owner)
           JSON.generate([value])
           nil
         elsif value.method(:to_s).owner == Kernel
@@ -255,7 +255,17 @@ module TaskerCore
         "#{path} (a #{value.class}) failed to encode: #{e.class}: #{e.message}"
       end
 
-      GENERIC_TO_JSON = Object.instance_method(:to_json).owner
+      # to_json methods that only encode to_s: json's own, and
+      # ActiveSupport's (which calls it for JSON.generate).
+      def self.generic_to_json?(owner)
+        owner == GENERIC_TO_JSON || owner.name == "ActiveSupport::ToJsonWithActiveSupportEncoder"
+      end
+
+      GENERIC_TO_JSON = if defined?(JSON::Ext::Generator::GeneratorMethods::Object)
+                          JSON::Ext::Generator::GeneratorMethods::Object
+                        else
+                          Object.instance_method(:to_json).owner
+                        end
     end
 
     # Raised by Timeout inside a step that ran too long.
