@@ -718,6 +718,7 @@ WHERE t.task_id = ANY($1::bigint[])`, ids)
 }
 
 func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) error {
+	began := time.Now()
 	// Start transitions first; a task that left the start's sources (an
 	// operator cancelled it) claims nothing.
 	var starts []*store.TaskTransitionParams
@@ -759,7 +760,21 @@ func (s *Store) claimBatchTx(ctx context.Context, tx txer, batch []*claimReq) er
 			return err
 		}
 	}
-	return s.dependencyResults(ctx, tx, withParents)
+	if err := s.dependencyResults(ctx, tx, withParents); err != nil {
+		return err
+	}
+	byLease := map[time.Duration][]*store.ClaimedStep{}
+	for _, r := range batch {
+		if r.p.Lease > 0 && len(r.claimed) > 0 {
+			byLease[r.p.Lease] = append(byLease[r.p.Lease], r.claimed...)
+		}
+	}
+	for lease, claimed := range byLease {
+		if err := s.renewSlowClaim(ctx, tx, claimed, lease, began); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // claimRound runs claimBatchSQL for claims of distinct tasks and notes the

@@ -803,6 +803,24 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Empty(t, moved.Moved)
 	})
 
+	t.Run("SlowClaimRenewsItsLease", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		// A lease so short that any claim transaction outlasts a tenth of
+		// it: the lease restarts when the claim has done its work, not
+		// when its statement began.
+		cs, err := st.StepClaim(ctx, &store.StepClaimParams{TaskID: res.Task.ID, Owner: "w", Limit: 10, Lease: time.Microsecond})
+		require.NoError(t, err)
+		require.Len(t, cs, 1)
+		steps, err := st.StepsByID(ctx, res.Task.ID, []int64{cs[0].Step.ID})
+		require.NoError(t, err)
+		granted, until := *steps[0].LastAttemptedAt, *steps[0].LeaseExpiresAt
+		require.True(t, until.After(granted.Add(time.Microsecond)), "lease %v renewed after the grant %v", until, granted)
+		require.WithinDuration(t, until, *cs[0].Step.LeaseExpiresAt, time.Millisecond, "the caller sees the renewed lease")
+	})
+
 	t.Run("LateSuccessOfRescuedAttempt", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
