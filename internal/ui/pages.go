@@ -22,7 +22,7 @@ func urlQueryEscape(s string) string { return url.QueryEscape(s) }
 // --- overview ---
 
 func (u *UI) overviewPage(w http.ResponseWriter, r *request) error {
-	o, err := u.db.overview(r.Context(), time.Now())
+	o, err := u.overview(r.Context())
 	if err != nil {
 		return err
 	}
@@ -31,7 +31,7 @@ func (u *UI) overviewPage(w http.ResponseWriter, r *request) error {
 
 // overviewFragment is the overview's numbers alone, for its refresh.
 func (u *UI) overviewFragment(w http.ResponseWriter, r *request) error {
-	o, err := u.db.overview(r.Context(), time.Now())
+	o, err := u.overview(r.Context())
 	if err != nil {
 		return err
 	}

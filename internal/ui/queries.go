@@ -52,23 +52,37 @@ const failureEvents = `('fail_retryable', 'fail_permanent')`
 func (d *db) overview(ctx context.Context, now time.Time) (*overview, error) {
 	now = now.UTC()
 	o := &overview{Now: now}
+	for _, part := range []func(context.Context, *overview) error{d.tasksByState, d.finishedPerMinute, d.failuresPerMinute, d.queue} {
+		if err := part(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	o.MaxPerMinute = 1
+	for _, b := range o.Minutes {
+		o.MaxPerMinute = max(o.MaxPerMinute, b.Completed+b.Failed, b.StepFailures)
+	}
+	return o, nil
+}
+
+// tasksByState counts every task by state.
+func (d *db) tasksByState(ctx context.Context, o *overview) error {
 	counts := map[string]int{}
 	rs, err := d.sql.QueryContext(ctx, `SELECT state, count(*) FROM tasker_tasks GROUP BY state`)
 	if err != nil {
-		return nil, fmt.Errorf("tasks by state: %w", err)
+		return fmt.Errorf("tasks by state: %w", err)
 	}
 	for rs.Next() {
 		var s string
 		var n int
 		if err := rs.Scan(&s, &n); err != nil {
 			rs.Close()
-			return nil, err
+			return err
 		}
 		counts[s] = n
 	}
 	rs.Close()
 	if err := rs.Err(); err != nil {
-		return nil, err
+		return err
 	}
 	for _, s := range taskertype.TaskStates {
 		n := counts[string(s)]
@@ -78,28 +92,51 @@ func (d *db) overview(ctx context.Context, now time.Time) (*overview, error) {
 			o.Unfinished += n
 		}
 	}
+	return nil
+}
 
-	start := now.Truncate(time.Minute).Add(-59 * time.Minute)
-	idx := map[string]int{}
-	for i := range 60 {
-		m := start.Add(time.Duration(i) * time.Minute)
-		o.Minutes = append(o.Minutes, minuteBucket{Minute: m})
-		idx[m.Format("2006-01-02T15:04")] = i
+// minutes makes the last hour's buckets (once) and returns their start
+// and an index by minute.
+func (o *overview) minutes() (time.Time, map[string]int) {
+	start := o.Now.Truncate(time.Minute).Add(-59 * time.Minute)
+	if o.Minutes == nil {
+		for i := range 60 {
+			o.Minutes = append(o.Minutes, minuteBucket{Minute: start.Add(time.Duration(i) * time.Minute)})
+		}
 	}
-	// Finished tasks per minute (index on completed_at, migration 0011/0005).
-	rs, err = d.sql.QueryContext(ctx, `SELECT `+d.minute("completed_at")+`, state, count(*) FROM tasker_tasks
-		WHERE completed_at >= $1 GROUP BY 1, 2`, d.t(start))
+	idx := make(map[string]int, 60)
+	for i, b := range o.Minutes {
+		idx[b.Minute.Format("2006-01-02T15:04")] = i
+	}
+	return start, idx
+}
+
+// finishedPerMinute counts the tasks finished in each minute of the last
+// hour.
+func (d *db) finishedPerMinute(ctx context.Context, o *overview) error {
+	start, idx := o.minutes()
+	// Finished tasks per minute: PostgreSQL reads them through its index
+	// on completed_at (migration 0011), SQLite from its (state,
+	// completed_at) index alone (migration 0005).
+	q := `SELECT ` + d.minute("completed_at") + `, state, count(*) FROM tasker_tasks
+		WHERE completed_at >= $1 GROUP BY 1, 2`
+	if d.dialect == "sqlite" {
+		q = `SELECT ` + d.minute("completed_at") + `, state, count(*) FROM tasker_tasks
+		WHERE state IN ('complete', 'error', 'cancelled', 'resolved_manually') AND completed_at >= $1 GROUP BY 1, 2`
+	}
+	rs, err := d.sql.QueryContext(ctx, q, d.t(start))
 	if err != nil {
-		return nil, fmt.Errorf("finished tasks per minute: %w", err)
+		return fmt.Errorf("finished tasks per minute: %w", err)
 	}
 	for rs.Next() {
-		var m, s string
+		var m nullTime
+		var s string
 		var n int
 		if err := rs.Scan(&m, &s, &n); err != nil {
 			rs.Close()
-			return nil, err
+			return err
 		}
-		i, ok := idx[m]
+		i, ok := idx[m.T.Format("2006-01-02T15:04")]
 		if !ok {
 			continue
 		}
@@ -113,26 +150,30 @@ func (d *db) overview(ctx context.Context, now time.Time) (*overview, error) {
 		}
 	}
 	rs.Close()
-	if err := rs.Err(); err != nil {
-		return nil, err
-	}
+	return rs.Err()
+}
+
+// failuresPerMinute counts the failed step attempts and lease rescues in
+// each minute of the last hour.
+func (d *db) failuresPerMinute(ctx context.Context, o *overview) error {
+	start, idx := o.minutes()
 	// Failed attempts and rescues per minute (partial index of failure
 	// transitions, migration 0011/0005).
-	rs, err = d.sql.QueryContext(ctx, `SELECT `+d.minute("created_at")+`, count(*),
+	rs, err := d.sql.QueryContext(ctx, `SELECT `+d.minute("created_at")+`, count(*),
 		coalesce(sum(CASE WHEN `+d.jsonText("metadata", "error", "kind")+` = 'lease_expired' THEN 1 ELSE 0 END), 0)
 		FROM tasker_workflow_step_transitions
 		WHERE event IN `+failureEvents+` AND created_at >= $1 GROUP BY 1`, d.t(start))
 	if err != nil {
-		return nil, fmt.Errorf("failed attempts per minute: %w", err)
+		return fmt.Errorf("failed attempts per minute: %w", err)
 	}
 	for rs.Next() {
-		var m string
+		var m nullTime
 		var n, r int
 		if err := rs.Scan(&m, &n, &r); err != nil {
 			rs.Close()
-			return nil, err
+			return err
 		}
-		if i, ok := idx[m]; ok {
+		if i, ok := idx[m.T.Format("2006-01-02T15:04")]; ok {
 			o.Minutes[i].StepFailures += n
 			o.Minutes[i].Rescues += r
 			o.StepFailuresHour += n
@@ -140,30 +181,28 @@ func (d *db) overview(ctx context.Context, now time.Time) (*overview, error) {
 		}
 	}
 	rs.Close()
-	if err := rs.Err(); err != nil {
-		return nil, err
-	}
-	o.MaxPerMinute = 1
-	for _, b := range o.Minutes {
-		o.MaxPerMinute = max(o.MaxPerMinute, b.Completed+b.Failed, b.StepFailures)
-	}
+	return rs.Err()
+}
 
+// queue reads the queue's depth and the age of its oldest due record.
+func (d *db) queue(ctx context.Context, o *overview) error {
+	now := o.Now
 	var oldest nullTime
 	var due, leased sql.NullInt64
-	err = d.sql.QueryRowContext(ctx, `SELECT count(*),
+	err := d.sql.QueryRowContext(ctx, `SELECT count(*),
 		sum(CASE WHEN run_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) THEN 1 ELSE 0 END),
 		sum(CASE WHEN lease_expires_at > $1 THEN 1 ELSE 0 END),
 		min(CASE WHEN run_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) THEN run_at END)
 		FROM tasker_task_queue`, d.t(now)).Scan(&o.QueueDepth, &due, &leased, &oldest)
 	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+		return fmt.Errorf("queue: %w", err)
 	}
 	o.QueueDue, o.QueueLeased = int(due.Int64), int(leased.Int64)
 	if oldest.Valid {
 		age := max(now.Sub(oldest.T), 0)
 		o.OldestDue = &age
 	}
-	return o, nil
+	return nil
 }
 
 // taskFilter selects tasks for the list page. Zero values mean "any".

@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tasker-systems/tasker"
@@ -79,6 +80,30 @@ type UI struct {
 	pages map[string]*template.Template
 	token []byte
 	key   []byte
+
+	// The overview is shared for overviewTTL: viewers refreshing it at
+	// once cost one set of queries.
+	ovMu sync.Mutex
+	ov   *overview
+	ovAt time.Time
+}
+
+// overviewTTL is how long one reading of the overview is served.
+const overviewTTL = 2 * time.Second
+
+// overview returns the overview's numbers, read at most every overviewTTL.
+func (u *UI) overview(ctx context.Context) (*overview, error) {
+	u.ovMu.Lock()
+	defer u.ovMu.Unlock()
+	if u.ov != nil && time.Since(u.ovAt) < overviewTTL {
+		return u.ov, nil
+	}
+	o, err := u.db.overview(ctx, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	u.ov, u.ovAt = o, time.Now()
+	return o, nil
 }
 
 // New opens the dashboard's read pool and returns its handler. Close it

@@ -1,0 +1,2 @@
+DROP INDEX tasker_step_transitions_failures;
+DROP INDEX tasker_tasks_state_completed;
