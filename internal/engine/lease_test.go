@@ -91,26 +91,9 @@ step_templates:
 			}))
 			task, _, err := e.InitializeTask(context.Background(), &engine.TaskRequest{Namespace: "t", Name: "lease"})
 			require.NoError(t, err)
-
-			// Another runner's rescuer, sweeping all the while.
-			done := make(chan struct{})
-			var rescued atomic.Int64
-			go func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-					n, _ := e.RescueExpired(context.Background())
-					rescued.Add(int64(n))
-				}
-			}()
-			res, err := e.RunTask(context.Background(), task.ID)
-			close(done)
-			require.NoError(t, err)
+			res, rescued := runWhileRescuing(t, e, task.ID)
 			require.Equal(t, taskertype.TaskStateComplete, res.Status)
-			require.Zero(t, rescued.Load(), "attempts of a live coordinator were rescued")
+			require.Zero(t, rescued, "attempts of a live coordinator were rescued")
 			steps, err := st.StepList(context.Background(), task.ID)
 			require.NoError(t, err)
 			for _, s := range steps {
@@ -118,6 +101,30 @@ step_templates:
 			}
 		})
 	}
+}
+
+// runWhileRescuing runs a task to its end while another runner's rescuer
+// sweeps expired leases every 20 ms, and returns the result and how many
+// attempts the rescuer failed.
+func runWhileRescuing(t *testing.T, e *engine.Engine, taskID int64) (*engine.HandleResult, int64) {
+	t.Helper()
+	done := make(chan struct{})
+	var rescued atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			n, _ := e.RescueExpired(context.Background())
+			rescued.Add(int64(n))
+		}
+	}()
+	res, err := e.RunTask(context.Background(), taskID)
+	close(done)
+	require.NoError(t, err)
+	return res, rescued.Load()
 }
 
 // randomDAG is a template of n steps, each depending on up to three
@@ -327,24 +334,9 @@ func TestLateClaimIsExtendedAtOnce(t *testing.T) {
 			}))
 			task, _, err := e.InitializeTask(context.Background(), &engine.TaskRequest{Namespace: "t", Name: "one"})
 			require.NoError(t, err)
-			done := make(chan struct{})
-			var rescued atomic.Int64
-			go func() {
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-					n, _ := e.RescueExpired(context.Background())
-					rescued.Add(int64(n))
-				}
-			}()
-			res, err := e.RunTask(context.Background(), task.ID)
-			close(done)
-			require.NoError(t, err)
+			res, rescued := runWhileRescuing(t, e, task.ID)
 			require.Equal(t, taskertype.TaskStateComplete, res.Status)
-			require.Zero(t, rescued.Load(), "the late claim's attempt was rescued")
+			require.Zero(t, rescued, "the late claim's attempt was rescued")
 		})
 	}
 }
