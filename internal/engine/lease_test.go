@@ -108,9 +108,10 @@ step_templates:
 // attempts the rescuer failed.
 func runWhileRescuing(t *testing.T, e *engine.Engine, taskID int64) (*engine.HandleResult, int64) {
 	t.Helper()
-	done := make(chan struct{})
+	done, swept := make(chan struct{}), make(chan struct{})
 	var rescued atomic.Int64
 	go func() {
+		defer close(swept)
 		for {
 			select {
 			case <-done:
@@ -123,6 +124,7 @@ func runWhileRescuing(t *testing.T, e *engine.Engine, taskID int64) (*engine.Han
 	}()
 	res, err := e.RunTask(context.Background(), taskID)
 	close(done)
+	<-swept
 	require.NoError(t, err)
 	return res, rescued.Load()
 }
