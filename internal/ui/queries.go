@@ -115,15 +115,11 @@ func (o *overview) minutes() (time.Time, map[string]int) {
 // hour.
 func (d *db) finishedPerMinute(ctx context.Context, o *overview) error {
 	start, idx := o.minutes()
-	// Finished tasks per minute: PostgreSQL reads them through its index
-	// on completed_at (migration 0011), SQLite from its (state,
-	// completed_at) index alone (migration 0005).
+	// Finished tasks per minute, through the index on completed_at
+	// (migrations 0011 on PostgreSQL, 0005 on SQLite, where the index
+	// holds the state too).
 	q := `SELECT ` + d.minute("completed_at") + `, state, count(*) FROM tasker_tasks
 		WHERE completed_at >= $1 GROUP BY 1, 2`
-	if d.dialect == "sqlite" {
-		q = `SELECT ` + d.minute("completed_at") + `, state, count(*) FROM tasker_tasks
-		WHERE state IN ('complete', 'error', 'cancelled', 'resolved_manually') AND completed_at >= $1 GROUP BY 1, 2`
-	}
 	rs, err := d.sql.QueryContext(ctx, q, d.t(start))
 	if err != nil {
 		return fmt.Errorf("finished tasks per minute: %w", err)
