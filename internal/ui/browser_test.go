@@ -141,7 +141,7 @@ func TestBrowserRetry(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`svg.dag g.node.state-pending[data-step="notify"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#task-status.state-error`)),
 	)
-	require.Equal(t, 4, eval[int](t, ctx, `document.querySelectorAll('svg.dag g.node').length`))
+	require.Equal(t, 5, eval[int](t, ctx, `document.querySelectorAll('svg.dag g.node').length`))
 	screenshot(t, ctx, "ui-task.png")
 
 	run(t, ctx, 30*time.Second, "click the failed step: its panel shows the error and the explain answer",

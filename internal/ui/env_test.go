@@ -58,13 +58,16 @@ version: 1.0.0
 step_templates:
   - name: fetch
     handler_class: tasker:noop
+  - name: reserve
+    handler_class: tasker:noop
+    depends_on_steps: [fetch]
   - name: charge
     handler_class: test:fails_once
     default_retry_limit: 1
     depends_on_steps: [fetch]
   - name: ship
     handler_class: tasker:noop
-    depends_on_steps: [charge]
+    depends_on_steps: [reserve, charge]
   - name: notify
     handler_class: tasker:noop
     depends_on_steps: [ship]

@@ -394,7 +394,7 @@ func (u *UI) taskLive(w http.ResponseWriter, r *request) error {
 	if h == nil {
 		return notFound(fmt.Sprintf("task %d not found", id))
 	}
-	d := liveDoc{Status: string(h.State), Version: h.Version(), Terminal: h.State.Terminal(), Counts: map[string]int{},
+	d := liveDoc{Status: string(h.State), Version: h.LiveVersion(), Terminal: h.State.Terminal(), Counts: map[string]int{},
 		Steps: h.Steps, Time: time.Now().UTC()}
 	for _, c := range h.StepCounts {
 		d.Counts[c.State] = c.Count

@@ -355,8 +355,8 @@ type taskHead struct {
 	StepSeq int64
 }
 
-// Version identifies the task's current state for the live updates.
-func (h *taskHead) Version() string { return fmt.Sprintf("%d.%d", h.Seq, h.StepSeq) }
+// LiveVersion identifies the task's current state for the live updates.
+func (h *taskHead) LiveVersion() string { return fmt.Sprintf("%d.%d", h.Seq, h.StepSeq) }
 
 // taskHead reads a task (nil when missing) with its steps counted by state.
 func (d *db) taskHead(ctx context.Context, id int64) (*taskHead, error) {

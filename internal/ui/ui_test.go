@@ -107,7 +107,7 @@ func TestPages(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, body)
 		require.NoError(t, json.Unmarshal([]byte(body), &live))
 		require.Equal(t, "error", live.Status)
-		require.Equal(t, "cepp", live.States)
+		require.Equal(t, "ccepp", live.States)
 
 		var frags map[string]string
 		_, body, _ = get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/fragments?step=charge", bad))

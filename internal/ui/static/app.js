@@ -64,6 +64,13 @@
     }
     box.textContent = '';
     box.appendChild(root);
+    // Small graphs are drawn larger (the viewBox scales them).
+    var room = box.clientWidth - 4;
+    var scale = Math.min(1.5, room / gg.width);
+    if (scale > 1) {
+      root.style.width = Math.floor(gg.width * scale) + 'px';
+      root.style.height = Math.floor(gg.height * scale) + 'px';
+    }
     box.dataset.drawn = String(n);
     return els;
   }
