@@ -108,6 +108,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the random shape")
 	fl.DurationVar(&f.cfg.Timeout, "timeout", 10*time.Minute, "abort a run that takes longer")
 	fl.BoolVar(&f.cfg.KeepSchema, "keep-schema", false, "keep the PostgreSQL schema the run created")
+	fl.BoolVar(&f.cfg.Metrics, "metrics", false, "run the Prometheus collectors of tasker serve, to measure their cost")
 	fl.StringVar(&f.cfg.SchemaSQL, "schema-sql", "", "SQL run in the run's PostgreSQL schema after migrating, for experiments (e.g. \"DROP INDEX tasker_workflow_steps_lease\")")
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON on stdout")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
