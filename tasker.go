@@ -251,7 +251,13 @@ func loadTemplates(cfg Config) (*template.Registry, error) {
 			return template.NewRegistry(), nil
 		}
 	}
-	return template.LoadDir(dir, env)
+	reg, err := template.LoadDir(dir, env)
+	if err != nil && !errors.Is(err, ErrInvalidTemplate) {
+		// The directory itself is missing or unreadable: the caller's
+		// template setting is wrong (its errno is no database error).
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTemplate, err)
+	}
+	return reg, err
 }
 
 // Close stops this client's Run loops (gracefully, as if their contexts

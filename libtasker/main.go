@@ -18,7 +18,9 @@
 // methods and their documents are those of POST /v1/rpc/{method} of
 // `tasker serve` (docs/api.md, "RPC and pull API"), so a client speaks one
 // protocol over both transports. Go never calls back into the caller: the
-// caller pulls work (claim_steps) and events (events_poll).
+// caller pulls work (claim_steps), events (events_poll) and, when opened
+// with "log_sink": "buffer", the core's log records (logs_poll, a method of
+// this library only: the HTTP server logs on its own).
 //
 // Calls may come from any thread, concurrently. A call that can wait is
 // bounded by timeout_ms (DefaultTimeout when <= 0); a timed-out call answers
@@ -84,8 +86,12 @@ type openConfig struct {
 	Backoff *backoffConfig `json:"backoff"`
 	// Owner names this process in transitions; defaults to host-pid-random.
 	Owner string `json:"owner"`
-	// LogLevel is debug, info, warn (default) or error; logs go to stderr.
+	// LogLevel is debug, info, warn (default) or error.
 	LogLevel string `json:"log_level"`
+	// LogSink is where the core's log records go: "stderr" (the default,
+	// slog's text format) or "buffer" (kept in memory, the last
+	// LogBufferSize records, for the logs_poll method).
+	LogSink string `json:"log_sink"`
 	// EnableCommandHandler allows the built-in tasker:command handler.
 	EnableCommandHandler bool `json:"enable_command_handler"`
 }
@@ -110,6 +116,8 @@ type instance struct {
 	bg       sync.WaitGroup
 	// calls counts calls in flight, so that close waits for them.
 	calls sync.WaitGroup
+	// logs holds the log records with the "buffer" sink (else nil).
+	logs *logBuffer
 }
 
 var (
@@ -126,6 +134,11 @@ type envelope struct {
 }
 
 func answer(result any, err error) *C.char {
+	return C.CString(string(encodeAnswer(result, err)))
+}
+
+// encodeAnswer is the JSON document answer returns.
+func encodeAnswer(result any, err error) []byte {
 	var env envelope
 	if err != nil {
 		eb, _ := httpapi.ErrorOf(err)
@@ -141,8 +154,7 @@ func answer(result any, err error) *C.char {
 		msg, _ := json.Marshal("encode answer: " + encErr.Error())
 		buf.WriteString(`{"ok":false,"error":{"code":"internal","message":` + string(msg) + `}}`)
 	}
-	b := bytes.TrimRight(buf.Bytes(), "\n")
-	return C.CString(string(b))
+	return bytes.TrimRight(buf.Bytes(), "\n")
 }
 
 // internalError is an error the caller cannot act on.
@@ -185,11 +197,21 @@ func open(cfg *openConfig) (uint64, error) {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return 0, fmt.Errorf("%w: log_level %q: want debug, info, warn or error", tasker.ErrInvalidRequest, cfg.LogLevel)
 	}
+	var logs *logBuffer
+	var logger *slog.Logger
+	switch cfg.LogSink {
+	case "", LogSinkStderr:
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	case LogSinkBuffer:
+		logs = newLogBuffer(LogBufferSize)
+		logger = slog.New(newBufferHandler(logs, level))
+	default:
+		return 0, fmt.Errorf("%w: log_sink %q: want %q or %q", tasker.ErrInvalidRequest, cfg.LogSink, LogSinkStderr, LogSinkBuffer)
+	}
 	eventEnqueue := cfg.EventEnqueue == nil || *cfg.EventEnqueue
 	tc := tasker.Config{DatabaseURL: cfg.DatabaseURL, TemplatesDir: cfg.TemplatesDir, Environment: cfg.Environment,
 		AutoMigrate: cfg.AutoMigrate, EnableCommandHandler: cfg.EnableCommandHandler, EventEnqueue: eventEnqueue,
-		StepLease: ms(float64(cfg.StepLeaseMS)), Owner: cfg.Owner,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+		StepLease: ms(float64(cfg.StepLeaseMS)), Owner: cfg.Owner, Logger: logger}
 	if b := cfg.Backoff; b != nil {
 		tc.Backoff = tasker.BackoffConfig{Base: ms(b.BaseMS), Max: ms(b.MaxMS), Min: ms(b.MinMS),
 			MaxServerDelay: ms(b.MaxServerMS), Multiplier: b.Multiplier, Jitter: b.Jitter, PriorityStep: b.PriorityStep}
@@ -200,7 +222,7 @@ func open(cfg *openConfig) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open tasker: %w", err)
 	}
-	in := &instance{client: c, dispatch: httpapi.NewDispatcher(c, Version)}
+	in := &instance{client: c, dispatch: httpapi.NewDispatcher(c, Version), logs: logs}
 	bg, stop := context.WithCancel(context.Background())
 	in.stop = stop
 	if cfg.RescueIntervalMS >= 0 {
@@ -219,7 +241,7 @@ func open(cfg *openConfig) (uint64, error) {
 					return
 				case <-t.C:
 					if _, err := c.RescueExpired(bg); err != nil && bg.Err() == nil {
-						slog.Warn("libtasker: rescue expired step leases", "err", err)
+						logger.Warn("libtasker: rescue expired step leases", "err", err)
 					}
 				}
 			}
@@ -269,7 +291,11 @@ func tasker_call(handle C.uint64_t, method *C.char, params *C.char, timeoutMS C.
 	if params != nil {
 		body = []byte(C.GoString(params))
 	}
-	res, err := in.dispatch.Call(ctx, C.GoString(method), body)
+	name := C.GoString(method)
+	if name == "logs_poll" {
+		return answer(in.pollLogs(body))
+	}
+	res, err := in.dispatch.Call(ctx, name, body)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("%w (timeout %s): %w", context.DeadlineExceeded, timeout, err)
 	}
@@ -290,7 +316,57 @@ func tasker_close(handle C.uint64_t) (out *C.char) {
 	if in == nil {
 		return answer(map[string]bool{"closed": false}, nil)
 	}
-	return answer(map[string]bool{"closed": true}, closeInstance(in))
+	err := closeInstance(in)
+	if in.logs == nil {
+		return answer(map[string]bool{"closed": true}, err)
+	}
+	if err != nil {
+		return answer(nil, err)
+	}
+	// The records logged since the last logs_poll (while closing too).
+	recs, dropped := in.logs.take(0)
+	return answer(closeDoc{Closed: true, logsDoc: logsDoc{Records: recs, Dropped: dropped}}, nil)
+}
+
+// closeDoc answers tasker_close of an engine opened with the buffer sink.
+type closeDoc struct {
+	Closed bool `json:"closed"`
+	logsDoc
+}
+
+// logsDoc answers logs_poll.
+type logsDoc struct {
+	Records []logRecord `json:"records"`
+	// Dropped counts the records dropped since the previous poll (the
+	// buffer was full).
+	Dropped int64 `json:"dropped"`
+}
+
+// logsPollParams is the input of logs_poll.
+type logsPollParams struct {
+	// Max bounds the records returned (0: all).
+	Max int `json:"max"`
+}
+
+// pollLogs answers logs_poll: the buffered log records, oldest first, which
+// leave the buffer.
+func (in *instance) pollLogs(params []byte) (any, error) {
+	var p logsPollParams
+	if raw := bytes.TrimSpace(params); len(raw) > 0 && string(raw) != "null" {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return nil, fmt.Errorf("%w: logs_poll params: %v", tasker.ErrInvalidRequest, err)
+		}
+	}
+	if p.Max < 0 {
+		return nil, fmt.Errorf("%w: logs_poll: max must not be negative", tasker.ErrInvalidRequest)
+	}
+	if in.logs == nil {
+		return nil, fmt.Errorf("%w: logs_poll: this engine logs to stderr; open it with \"log_sink\": \"buffer\"", tasker.ErrInvalidRequest)
+	}
+	recs, dropped := in.logs.take(p.Max)
+	return logsDoc{Records: recs, Dropped: dropped}, nil
 }
 
 func closeInstance(in *instance) error {
