@@ -121,14 +121,19 @@ func (u *UI) csrfToken(s *session) string {
 }
 
 // checkCSRF verifies a POST: the session's token in the form field or
-// header, and no cross-site origin.
+// header, and no cross-site origin (the Origin's host must be the request's
+// Host, or the X-Forwarded-Host a reverse proxy set).
 func (u *UI) checkCSRF(r *http.Request, s *session) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site == "cross-site" {
 		return false
 	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+	if o := r.Header.Get("Origin"); o != "" {
 		ou, err := url.Parse(o)
-		if err != nil || !strings.EqualFold(ou.Host, r.Host) {
+		if err != nil || o == "null" {
+			return false
+		}
+		fwd, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Host"), ",")
+		if !strings.EqualFold(ou.Host, r.Host) && !strings.EqualFold(ou.Host, strings.TrimSpace(fwd)) {
 			return false
 		}
 	}

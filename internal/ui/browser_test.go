@@ -2,11 +2,13 @@ package ui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,7 +113,27 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 // complete without reloading the page.
 func TestBrowserRetry(t *testing.T) {
 	ctx := browser(t)
-	e := newEnv(t, envConfig{run: true})
+	// charge fails its first attempt; the second waits for the gate, so
+	// that the page is seen to follow the step while it runs.
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	attempts := map[int64]int{}
+	handler := tasker.StepHandlerFunc(func(ctx context.Context, sc *tasker.StepContext) (any, error) {
+		mu.Lock()
+		attempts[sc.TaskID]++
+		n := attempts[sc.TaskID]
+		mu.Unlock()
+		if n == 1 {
+			return nil, tasker.Permanent(errors.New("card declined: the payment gateway answered 402"))
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return map[string]any{"charged": true, "amount_cents": 4200}, nil
+	})
+	e := newEnv(t, envConfig{run: true, handler: handler})
 	for i := range 12 {
 		e.create(t, "shop", "order_fulfillment", fmt.Sprintf(`{"order_id": %d}`, 100+i), func(r *tasker.TaskRequest) {
 			r.Tags = []string{"web"}
@@ -152,16 +174,24 @@ func TestBrowserRetry(t *testing.T) {
 	require.Contains(t, text(t, ctx, `#step-error .error-msg`), "card declined")
 	screenshot(t, ctx, "ui-failed-step.png")
 
-	run(t, ctx, 60*time.Second, "retry through the confirmation, then see the task complete",
+	run(t, ctx, 60*time.Second, "retry through the confirmation: the step runs again",
 		chromedp.Click(chromedp.CSS(`#action-retry-step`)),
 		chromedp.WaitVisible(chromedp.CSS(`#confirm-form`)),
 		chromedp.SendKeys(chromedp.CSS(`#confirm-form input[name="who"]`), "carol"),
 		chromedp.SendKeys(chromedp.CSS(`#confirm-form input[name="reason"]`), "card replaced"),
 		chromedp.Click(chromedp.CSS(`#confirm-submit`)),
 		chromedp.WaitVisible(chromedp.CSS(`#flash`)),
+		chromedp.WaitVisible(chromedp.CSS(`svg.dag g.node.state-in_progress[data-step="charge"]`)),
+	)
+	// Mark this page: a reload would lose the mark.
+	require.Equal(t, 1, eval[int](t, ctx, `window.tasklive = 1`))
+	close(gate)
+	run(t, ctx, 60*time.Second, "the page follows the task to complete without a reload",
 		chromedp.WaitVisible(chromedp.CSS(`#task-status.state-complete`)),
 		chromedp.WaitVisible(chromedp.CSS(`svg.dag g.node.state-complete[data-step="notify"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#step-panel[data-step="charge"] #step-status.state-complete`)),
 	)
+	require.Equal(t, 1, eval[int](t, ctx, `window.tasklive`), "the page was not reloaded")
 	require.Equal(t, "complete", strings.TrimSpace(text(t, ctx, `#task-status`)))
 	require.Contains(t, text(t, ctx, `#task-audit`), "ui:carol")
 	e.waitTask(t, id, taskertype.TaskStateComplete)

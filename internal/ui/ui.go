@@ -176,6 +176,9 @@ func staticHandler(h http.Handler) http.Handler {
 	})
 }
 
+// maxFormBytes bounds a dashboard request body (its forms are small).
+const maxFormBytes = 64 << 10
+
 // contentSecurityPolicy allows the dashboard's own scripts, styles and
 // images only: no inline script, nothing from elsewhere, no framing.
 const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -198,6 +201,9 @@ func (u *UI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "internal error", http.StatusInternalServerError)
 		}
 	}()
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	}
 	if _, pattern := u.mux.Handler(r); pattern == "" {
 		u.notFound(w, r)
 		return

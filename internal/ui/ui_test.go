@@ -175,7 +175,15 @@ func TestCancelAndResolve(t *testing.T) {
 	id := e.create(t, "shop", "order_fulfillment", `{"order_id": 1}`)
 	_, body, _ := get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/confirm?action=cancel", id))
 	token := csrfOf(t, body)
-	code, body, _ := post(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/actions", id), url.Values{"csrf": {token}, "action": {"cancel"}})
+	form := url.Values{"csrf": {token}, "action": {"cancel"}}
+	code, body, _ := post(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/actions", id), form,
+		"Origin", "https://tasker.example", "Sec-Fetch-Site", "cross-site")
+	require.Equal(t, http.StatusForbidden, code, body)
+	code, body, _ = post(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/actions", id), form, "Origin", "null")
+	require.Equal(t, http.StatusForbidden, code, body)
+	// Behind a reverse proxy the Origin is the public host.
+	code, body, _ = post(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d/actions", id), form,
+		"Origin", "https://tasker.example", "X-Forwarded-Host", "tasker.example", "Sec-Fetch-Site", "same-origin")
 	require.Equal(t, http.StatusSeeOther, code, body)
 	e.waitTask(t, id, taskertype.TaskStateCancelled)
 
