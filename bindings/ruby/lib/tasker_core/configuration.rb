@@ -51,10 +51,20 @@ module TaskerCore
     attr_accessor :enable_command_handler
     # environments.<name> overrides of templates (embedded core).
     attr_accessor :environment
-    # Log level of the embedded core (written to stderr): debug, info, warn, error.
+    # Log level of the embedded core: debug, info, warn (default), error.
+    # Also settable as core_log_level.
     attr_accessor :log_level
-    # A Logger for the gem's own warnings (nil = none).
+    # A Logger for the gem's own warnings and, by default, the embedded
+    # core's log (nil = none; in Rails, Rails.logger tagged "tasker").
     attr_accessor :logger
+    # Where the embedded core's log goes: :logger (the default when a logger
+    # is set: the records are written to config.logger by a thread of the
+    # gem, tagged "[tasker] [core]", see CoreLogs) or :stderr (the default
+    # without a logger: the core writes slog's text format to the process's
+    # stderr). The socket transport ignores it (`tasker serve` logs on its own).
+    attr_reader :core_logs
+    # Seconds between two drains of the core's log (core_logs :logger).
+    attr_accessor :core_log_interval
     # Seconds #handle lets in-flight step handlers finish after
     # TaskerCore.shutdown! before it releases their steps (default 8, below
     # Sidekiq's default 25 s shutdown timeout).
@@ -75,6 +85,8 @@ module TaskerCore
       @event_enqueue = true
       @auto_migrate = false
       @log_level = "warn"
+      @core_logs = nil
+      @core_log_interval = 0.5
       @shutdown_grace = 8
     end
 
@@ -83,6 +95,29 @@ module TaskerCore
       raise ConfigurationError, "transport must be one of #{TRANSPORTS.inspect}, got #{value.inspect}" unless TRANSPORTS.include?(value)
 
       @transport = value
+    end
+
+    CORE_LOGS = %i[logger stderr].freeze
+
+    # nil: :logger when a logger is set, else :stderr.
+    def core_logs=(value)
+      value = value&.to_sym
+      unless value.nil? || CORE_LOGS.include?(value)
+        raise ConfigurationError, "core_logs must be one of #{CORE_LOGS.inspect} (or nil), got #{value.inspect}"
+      end
+
+      @core_logs = value
+    end
+
+    alias core_log_level log_level
+    alias core_log_level= log_level=
+
+    # Where the embedded core's log goes now: :logger or :stderr (see core_logs).
+    def core_log_sink
+      sink = core_logs || (logger ? :logger : :stderr)
+      raise ConfigurationError, "core_logs is :logger but no logger is set (config.logger)" if sink == :logger && logger.nil?
+
+      sink
     end
 
     # The step lease in seconds (step_lease_ms / 1000.0; nil = the core's 30 s).
@@ -163,6 +198,7 @@ module TaskerCore
       doc = { "database_url" => database_url.to_s, "templates_dir" => resolved_templates_dir,
               "event_enqueue" => event_enqueue ? true : false, "auto_migrate" => auto_migrate ? true : false,
               "log_level" => log_level.to_s, "owner" => owner }
+      doc["log_sink"] = "buffer" if core_log_sink == :logger
       doc["environment"] = environment.to_s if environment
       doc["step_lease_ms"] = Integer(step_lease_ms) if step_lease_ms
       doc["rescue_interval_ms"] = Integer(rescue_interval_ms) if rescue_interval_ms

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require "tasker_core/core_logs"
 
 module TaskerCore
   module Transport
@@ -66,7 +67,12 @@ module TaskerCore
         @config = config
         @lock = Mutex.new
         @handle = nil
+        @core_logs = nil
       end
+
+      # The pump of the core's log to config.logger (CoreLogs), while the
+      # engine is open with core_logs :logger; else nil.
+      attr_reader :core_logs
 
       # Calls method with params (a Hash, or a JSON String) and returns the
       # result document as a Hash.
@@ -83,13 +89,24 @@ module TaskerCore
       end
 
       # Closes the engine (the library stays loaded: Go cannot be unloaded).
+      # The core's log records not drained yet come with the close and are
+      # written to the logger.
       def close
         @lock.synchronize do
           return unless @handle
 
+          logs = @core_logs
+          @core_logs = nil
+          # Stopped while the handle is still set: its last poll must not
+          # open the engine again.
+          logs&.stop
           h = @handle
           @handle = nil
-          unwrap(take_string(native.tasker_close(h))) if self.class.loaded_pid == Process.pid
+          return unless self.class.loaded_pid == Process.pid
+
+          res = unwrap(take_string(native.tasker_close(h)))
+          logs&.write(res)
+          res
         end
       end
 
@@ -108,8 +125,25 @@ module TaskerCore
         return @handle if @handle
 
         @lock.synchronize do
-          @handle ||= unwrap(take_string(native.tasker_open(JSON.generate(@config.open_document))))["handle"]
+          return @handle if @handle
+
+          doc = @config.open_document
+          @handle = unwrap(take_string(native.tasker_open(JSON.generate(doc))))["handle"]
+          start_core_logs(@handle) if doc["log_sink"] == "buffer"
+          @handle
         end
+      end
+
+      # The core logs to its buffer: drain it to the logger from a thread.
+      # The thread polls the handle it was started for (never reopens).
+      def start_core_logs(handle)
+        h = handle
+        @core_logs = CoreLogs.new(@config.logger, interval: @config.core_log_interval || 0.5) do |max|
+          self.class.check_fork!
+          ms = (@config.call_timeout.to_f * 1000).to_i
+          unwrap(take_string(native.tasker_call(h, "logs_poll", JSON.generate("max" => max), ms)))
+        end
+        @core_logs.start
       end
 
       # Copies the C string and frees it (never let ffi own a Go string).
