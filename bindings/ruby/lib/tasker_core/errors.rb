@@ -15,6 +15,22 @@ module TaskerCore
   # The socket transport could not reach `tasker serve`.
   class ConnectionError < Error; end
 
+  # The connection to `tasker serve` dropped after a call was sent and
+  # before its answer came, and the call is not safe to send again
+  # (claim_steps, queue_claim, events_poll, cancel, ...): the server may
+  # have carried it out. A transient failure: callers treat it as any
+  # ConnectionError (a job fails and is retried, a poller tries again).
+  # Steps a lost claim_steps took return to the pool when their lease
+  # expires. #rpc_method names the call.
+  class ConnectionLostError < ConnectionError
+    attr_reader :rpc_method
+
+    def initialize(message = nil, rpc_method: nil)
+      super(message)
+      @rpc_method = rpc_method
+    end
+  end
+
   # An error answered by the core. #code is the protocol's error code,
   # #details its details hash.
   class CoreError < Error

@@ -2,18 +2,21 @@
 
 require_relative "test_helper"
 
-# The socket transport sends a call again after a dropped connection; a
-# task creation must not create two tasks then.
+# The socket transport sends a call again after a dropped connection only
+# when that is safe: a task creation must not create two tasks then, and a
+# claim (or queue_claim, events_poll) is not sent again at all.
 class SocketRetryTest < RbTestCase
   # An HTTP proxy in front of `tasker serve` that forwards every request
-  # and, for the first `drop` initialize_task calls, closes the client's
-  # connection without the answer (after the server carried the call out).
+  # and, for the first `drop` calls of `method` (initialize_task by default),
+  # closes the client's connection without the answer (after the server
+  # carried the call out). bodies: the params of those calls.
   class DroppingProxy
     attr_reader :bodies, :url
 
-    def initialize(target, drop: 1)
+    def initialize(target, drop: 1, method: "initialize_task")
       @target = URI(target)
       @drop = drop
+      @method = method
       @bodies = []
       @lock = Mutex.new
       @server = TCPServer.new("127.0.0.1", 0)
@@ -44,7 +47,7 @@ class SocketRetryTest < RbTestCase
           req.body = body
           res = Net::HTTP.start(@target.host, @target.port) { |http| http.request(req) }
           drop = false
-          if path.end_with?("/initialize_task")
+          if path.end_with?("/#{@method}")
             @lock.synchronize do
               @bodies << JSON.parse(body)
               drop = @drop.positive? && (@drop -= 1) >= 0
@@ -113,6 +116,73 @@ class SocketRetryTest < RbTestCase
     refute_equal proxy.bodies[1]["idempotency_key"], proxy.bodies[2]["idempotency_key"]
     assert [a, b, c].all? { |r| r["created"] }
     assert_equal 3, [a, b, c].map { |r| r["task"]["task_id"] }.uniq.size
+  ensure
+    client&.close
+    proxy&.close
+  end
+
+  def test_a_dropped_claim_is_not_sent_again
+    id = RbTest.create_task("noop")["task_id"]
+    proxy = DroppingProxy.new(TaskerCore.config.server_url, method: "claim_steps")
+    client = client_through(proxy)
+    err = assert_raises(TaskerCore::ConnectionLostError) { client.claim_steps(id, owner: "w-#{SecureRandom.hex(3)}") }
+    assert_kind_of TaskerCore::ConnectionError, err
+    assert_equal "claim_steps", err.rpc_method
+    assert_match(/claim_steps is not safe to repeat/, err.message)
+    assert_equal 1, proxy.bodies.size, "the claim was sent again"
+    # The steps the lost claim took are leased; nothing else was claimed.
+    states = RbTest.steps(id).values.map { |st| st["status"] }
+    assert_equal %w[in_progress], states.uniq
+    # The next call opens a new connection.
+    assert_equal id, client.task(id)["task"]["task_id"]
+  ensure
+    client&.close
+    proxy&.close
+  end
+
+  def test_dropped_queue_claim_and_events_poll_are_not_sent_again
+    { "queue_claim" => ->(c) { c.queue_claim(owner: "rb-#{SecureRandom.hex(3)}", limit: 1, lease_seconds: 1) },
+      "events_poll" => ->(c) { c.events_poll(c.events_subscribe(kinds: ["task.completed"])["subscription_id"]) } }
+      .each do |method, send_call|
+      proxy = DroppingProxy.new(TaskerCore.config.server_url, method: method)
+      client = client_through(proxy)
+      assert_raises(TaskerCore::ConnectionLostError, method) { send_call.call(client) }
+      assert_equal 1, proxy.bodies.size, "#{method} was sent again"
+    ensure
+      client&.close
+      proxy&.close
+    end
+  end
+
+  # Reads and the calls that are safe to repeat are still sent again.
+  def test_idempotent_calls_are_sent_again
+    id = RbTest.create_task("noop")["task_id"]
+    %w[task report_results].each do |method|
+      proxy = DroppingProxy.new(TaskerCore.config.server_url, method: method)
+      client = client_through(proxy)
+      if method == "task"
+        assert_equal id, client.task(id)["task"]["task_id"]
+      else
+        res = client.report_results(id, owner: "nobody", results: [{ "step_id" => 1, "attempt" => 1, "success" => true }])
+        assert_kind_of Array, res["results"]
+      end
+      assert_equal 2, proxy.bodies.size, "#{method} was not sent again"
+    ensure
+      client&.close
+      proxy&.close
+    end
+  end
+
+  # A worker whose claim is lost gets a TaskerCore::ConnectionError out of
+  # handle (a TaskerCore::Error, which a job backend retries), not a second
+  # claim.
+  def test_a_lost_claim_fails_handle_with_a_connection_error
+    id = RbTest.create_task("noop")["task_id"]
+    proxy = DroppingProxy.new(TaskerCore.config.server_url, method: "claim_steps")
+    client = client_through(proxy)
+    coordinator = TaskerCore::Coordinator.new(client: client, owner: "w-#{SecureRandom.hex(3)}")
+    assert_raises(TaskerCore::ConnectionError) { coordinator.handle(id) }
+    assert_equal 1, proxy.bodies.size
   ensure
     client&.close
     proxy&.close

@@ -22,15 +22,22 @@ module TaskerCore
       # Calls method with params (a Hash, or a JSON String) and returns the
       # result document as a Hash.
       #
-      # A call whose connection drops is sent again once. initialize_task is
-      # made safe to repeat: without an idempotency_key of the caller's, a
-      # key is generated for the call, so a retry of a request the server
-      # did carry out returns that task instead of creating a second one
-      # (and "created" stays true).
+      # A call whose connection drops after it was sent is sent again once
+      # only when repeating it is safe (IDEMPOTENT: reads, report_results,
+      # extend_leases, finalize, ...). initialize_task is made safe to
+      # repeat: without an idempotency_key of the caller's, a key is
+      # generated for the call, so a retry of a request the server did carry
+      # out returns that task instead of creating a second one (and
+      # "created" stays true). Any other call (claim_steps, queue_claim,
+      # events_poll, ...) raises ConnectionLostError instead: a second claim
+      # would leave the steps the first one took orphaned until their lease
+      # expires, counted as lost attempts. A connection the server had
+      # closed before the call was written (EPIPE) is reopened for any call.
       def call(method, params = nil, timeout: nil)
         timeout = (timeout || @config.call_timeout).to_f
+        method = method.to_s
         generated = false
-        if method.to_s == "initialize_task" && params.is_a?(Hash) && blank_key?(params)
+        if method == "initialize_task" && params.is_a?(Hash) && blank_key?(params)
           params = params.reject { |k, _| k.to_s == "idempotency_key" }
           params["idempotency_key"] = "#{KEY_PREFIX}#{SecureRandom.uuid}"
           generated = true
@@ -42,7 +49,7 @@ module TaskerCore
         req["Tasker-Timeout-Ms"] = (timeout * 1000).to_i.to_s
         req["Authorization"] = "Bearer #{@config.api_token}" if @config.api_token && !@config.api_token.empty?
         req.body = body
-        res, retried = request(req, timeout)
+        res, retried = request(req, timeout, method, repeatable?(method, params))
         doc = parse(res)
         if res.is_a?(Net::HTTPSuccess)
           # The key is this call's own: an existing task can only be the one
@@ -69,6 +76,24 @@ module TaskerCore
       # Prefix of the idempotency keys generated for initialize_task.
       KEY_PREFIX = "tasker-ruby-"
 
+      # Methods sent again after a dropped connection: repeating them
+      # changes nothing (a repeated report is discarded, a lease extended
+      # twice is extended, a finalize decides on the same state) or only
+      # reads. initialize_task too, when it carries an idempotency key.
+      IDEMPOTENT = %w[ping info find_handler task transitions queue_list report_results extend_leases finalize
+                      yield rescue queue_ack events_unsubscribe].freeze
+
+      # Whether a call of method with params may be sent twice.
+      def repeatable?(method, params)
+        return true if IDEMPOTENT.include?(method)
+        return false unless method == "initialize_task"
+
+        params = JSON.parse(params) if params.is_a?(String)
+        params.is_a?(Hash) && !blank_key?(params)
+      rescue JSON::ParserError
+        false
+      end
+
       private
 
       def blank_key?(params)
@@ -92,14 +117,23 @@ module TaskerCore
         http
       end
 
-      def request(req, timeout)
+      def request(req, timeout, method, repeatable)
         retried = false
         begin
           [connection(timeout).request(req), retried]
         rescue Errno::ECONNRESET, Errno::EPIPE, EOFError, IOError => e
-          # A kept-alive connection the server closed: reconnect once.
+          # A kept-alive connection the server closed: reconnect once, unless
+          # the server may have carried out a call that must not run twice.
           Thread.current[@key] = nil
           raise ConnectionError, "tasker serve at #{@uri}: #{e.class}: #{e.message}" if retried
+          unless repeatable || e.is_a?(Errno::EPIPE)
+            raise ConnectionLostError.new(
+              "tasker serve at #{@uri}: the connection dropped during #{method} (#{e.class}: #{e.message}); " \
+              "not sent again: #{method} is not safe to repeat and the server may have carried it out " \
+              "(steps a lost claim took return to the pool when their lease expires). Call again.",
+              rpc_method: method
+            )
+          end
 
           retried = true
           retry
