@@ -130,6 +130,9 @@ func (s *Store) QueueNextRunAt(ctx context.Context) (*time.Time, error) {
 // Listen implements store.Notifier on PostgreSQL with LISTEN/NOTIFY. It
 // reconnects with backoff when the connection drops.
 func (s *Store) Listen(ctx context.Context) (<-chan struct{}, error) {
+	if s.listenErr != nil {
+		return nil, s.listenErr
+	}
 	if s.pool == nil {
 		return nil, fmt.Errorf("listen: %s has no notifications", s.dialect)
 	}

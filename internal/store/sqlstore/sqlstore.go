@@ -46,7 +46,9 @@ type Store struct {
 	db      database
 	dialect string
 	pool    *pgxpool.Pool // PostgreSQL only, for LISTEN
-	q       queries
+	// listenErr is why Listen is refused (nil: the dialect's reason).
+	listenErr error
+	q         queries
 	// roundTrips counts statements sent to the database, including BEGIN,
 	// COMMIT and ROLLBACK (LISTEN connections excluded).
 	roundTrips atomic.Int64
@@ -61,7 +63,7 @@ var _ store.Store = (*Store)(nil)
 
 // OpenPostgres connects to PostgreSQL. It does not migrate.
 func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	cfg, bouncer, err := parsePostgresConfig(databaseURL) // pgbouncer.go
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
 	}
@@ -72,7 +74,7 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	// JIT compiler's estimate that some of them are expensive (a claim of
 	// 2,000 steps of a 100,000-step task) made it spend ~30 ms compiling a
 	// 30 ms statement. A jit setting in the URL wins.
-	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok && !bouncer {
 		cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -80,6 +82,9 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 		return nil, fmt.Errorf("connect to %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
 	}
 	s := &Store{dialect: dialectPostgres, pool: pool}
+	if bouncer {
+		s.pool, s.listenErr = nil, errListenPgBouncer
+	}
 	s.db = &pgxDB{pgxQ: pgxQ{q: pool, rt: &s.roundTrips}, pool: pool}
 	s.q = buildQueries(s.dialect)
 	s.records = newCombiner(s, s.recordBatchTx)
