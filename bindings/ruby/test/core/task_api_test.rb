@@ -109,6 +109,24 @@ class TaskApiTest < RbTestCase
     assert_kind_of TaskerCore::CoreError, e
   end
 
+  # The core's own answer, the gem's check bypassed: a template error too
+  # (libtasker answered "database": the directory's ENOENT looked like a
+  # network error).
+  def test_the_core_reports_a_missing_templates_directory_as_a_template_error
+    embedded_only!
+    missing = File.join(RbTest::TMP, "no-such-templates-#{SecureRandom.hex(3)}")
+    cfg = TaskerCore::Configuration.new
+    cfg.library_path = RbTest.library_path
+    cfg.database_url = "sqlite:#{File.join(RbTest::TMP, "dir-#{SecureRandom.hex(4)}.db")}"
+    cfg.define_singleton_method(:resolved_templates_dir) { missing }
+    client = TaskerCore::Client.new(cfg)
+    e = assert_raises(TaskerCore::InvalidTemplateError) { client.ping }
+    assert_equal "invalid_template", e.code
+    assert_includes e.message, missing
+  ensure
+    client&.close
+  end
+
   def test_a_symlinked_templates_directory_is_followed
     embedded_only!
     link = File.join(RbTest::TMP, "templates-link-#{SecureRandom.hex(3)}")
