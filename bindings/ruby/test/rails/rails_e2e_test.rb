@@ -282,6 +282,39 @@ class RailsBootAndGeneratorTest < Minitest::Test
     Open3.capture2e(base.merge(env), RbConfig.ruby, "bin/rails", *args, chdir: dir)
   end
 
+  # The embedded core's log goes to Rails.logger, tagged: a lease the core
+  # rescues (logged at info) shows up in the app's log as
+  # "[tasker] [core] rescued step with expired lease ... task_id=N".
+  def test_core_log_lines_reach_the_rails_log_tagged
+    Dir.mktmpdir("tasker-core-log") do |dir|
+      log = File.join(dir, "rails.log")
+      env = { "TASKER_DATABASE_URL" => "sqlite:#{File.join(dir, 'tasker.db')}", "TASKER_ENQUEUE_SUBSCRIBER" => "0",
+              "RAILS_LOG" => log }
+      out, st = rails_cmd(env, "runner", <<~RUBY)
+        TaskerCore.configure do |c|
+          c.core_log_level = "info"
+          c.step_lease_ms = 100
+          c.rescue_interval_ms = -1
+        end
+        id = TaskerCore.create_task("shop/flaky_payment", { "order_id" => 1 }).task_id
+        TaskerCore.client.claim_steps(id, owner: "gone")
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 20
+        until TaskerCore.client.rescue_expired["rescued"].positive?
+          raise "the lease was never rescued" if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+
+          sleep 0.05
+        end
+        TaskerCore.reset! # closes the engine: the records not drained yet are written
+        puts id
+      RUBY
+      assert st.success?, out
+      id = Integer(out.lines.last)
+      lines = File.readlines(log).grep(/rescued step with expired lease/)
+      assert lines.any? { |l| l.match?(/\[tasker\] \[core\] rescued step with expired lease .*task_id=#{id}\b/) },
+             "no tagged core line in the Rails log:\n#{File.read(log)}"
+    end
+  end
+
   # The README opens with a complete template: it must stay valid.
   def test_readme_template_is_valid
     readme = File.read(File.expand_path("../../README.md", __dir__))

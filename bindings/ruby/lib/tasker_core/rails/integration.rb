@@ -36,7 +36,9 @@ module TaskerCore
       # Checks the settings and applies the Rails conventions to the gem's
       # configuration (config.tasker writes through to it): a relative
       # templates_dir is relative to Rails.root, no environment means
-      # Rails.env, no logger means Rails.logger tagged "tasker"; then
+      # Rails.env, no logger means Rails.logger tagged "tasker" (and, with
+      # the embedded transport, the core's own log goes there too, tagged
+      # "[tasker] [core]": core_logs :logger, CoreLogs); then
       # TaskerCore.configure (a client opened before is closed). Plain values
       # only: the core is opened lazily by the first call that needs it.
       def apply(config)
