@@ -3,13 +3,17 @@ package ui
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 )
 
 // sqliteTimeFormat is the store's fixed-width UTC text format on SQLite
@@ -33,8 +37,9 @@ func openDB(ctx context.Context, url string) (*db, error) {
 	switch {
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
 		d.dialect = "postgres"
-		d.sql, err = sql.Open("pgx", url)
-		if err == nil {
+		var cfg *pgx.ConnConfig
+		if cfg, err = postgresConfig(url); err == nil {
+			d.sql = stdlib.OpenDB(*cfg)
 			d.sql.SetMaxOpenConns(4)
 			d.sql.SetMaxIdleConns(2)
 			d.sql.SetConnMaxIdleTime(5 * time.Minute)
@@ -67,6 +72,33 @@ func openDB(ctx context.Context, url string) (*db, error) {
 }
 
 func (d *db) close() error { return d.sql.Close() }
+
+// postgresConfig parses a PostgreSQL URL like the engine's store does
+// (internal/store/sqlstore): tasker's own pgbouncer=true parameter is taken
+// out and then means no named prepared statements (pgx's cache_describe
+// mode) and no startup parameters; otherwise JIT is off unless the URL
+// says otherwise (the dashboard's aggregates would be compiled for tens
+// of milliseconds).
+func postgresConfig(url string) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, errors.New("dashboard: cannot parse the database URL")
+	}
+	bouncer := false
+	if v, ok := cfg.RuntimeParams[sqlstore.PgBouncerParam]; ok {
+		delete(cfg.RuntimeParams, sqlstore.PgBouncerParam)
+		if bouncer, err = strconv.ParseBool(v); err != nil {
+			return nil, fmt.Errorf("dashboard: %s=%q: want true or false", sqlstore.PgBouncerParam, v)
+		}
+	}
+	if bouncer && cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
+	if _, ok := cfg.RuntimeParams["jit"]; !ok && !bouncer {
+		cfg.RuntimeParams["jit"] = "off"
+	}
+	return cfg, nil
+}
 
 // t converts a time argument for the dialect.
 func (d *db) t(v time.Time) any {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
@@ -311,4 +312,23 @@ func TestBigTaskPage(t *testing.T) {
 	require.NotContains(t, body, `"states"`)
 	_, body, _ = get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d?state=pending&page=9", id))
 	require.Contains(t, body, "notify_customer")
+}
+
+// TestPostgresConfig: the dashboard's pool reads tasker's pgbouncer
+// parameter like the engine's store.
+func TestPostgresConfig(t *testing.T) {
+	cfg, err := postgresConfig("postgres://u@localhost/db?pgbouncer=true")
+	require.NoError(t, err)
+	require.NotContains(t, cfg.RuntimeParams, "pgbouncer")
+	require.NotContains(t, cfg.RuntimeParams, "jit")
+	require.Equal(t, pgx.QueryExecModeCacheDescribe, cfg.DefaultQueryExecMode)
+	cfg, err = postgresConfig("postgres://u@localhost/db")
+	require.NoError(t, err)
+	require.Equal(t, "off", cfg.RuntimeParams["jit"])
+	require.Equal(t, pgx.QueryExecModeCacheStatement, cfg.DefaultQueryExecMode)
+	_, err = postgresConfig("postgres://u@localhost/db?pgbouncer=maybe")
+	require.ErrorContains(t, err, "pgbouncer")
+	_, err = postgresConfig("postgres://u:secret@localhost:notaport/db")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), "secret")
 }
