@@ -66,30 +66,6 @@ func Decide(sum *store.TaskSummary) Decision {
 	}
 }
 
-// finalize applies the finalizer's decision. ActionContinue sends the task
-// back through the coordinator loop.
-func (e *Engine) finalize(ctx context.Context, task *taskertype.Task, res *HandleResult) (*HandleResult, error) {
-	for {
-		if err := e.decide(ctx, task, res, e.cfg.Owner); err != nil || res.Outcome != ActionContinue {
-			return res, err
-		}
-		if ctx.Err() != nil {
-			return e.yield(task, res, "coordinator shutting down")
-		}
-		n, stopped, settled, err := e.runSteps(ctx, task, nil, res)
-		res.StepsExecuted += n
-		if err != nil {
-			return res, err
-		}
-		if stopped {
-			return e.yield(task, res, "coordinator shutting down")
-		}
-		if settled {
-			return res, nil
-		}
-	}
-}
-
 // decide runs the TaskFinalizer once: it summarizes the task's steps,
 // decides, and applies the decision (task transition, enqueue record,
 // events) as actor. ActionContinue changes nothing: the caller runs the
