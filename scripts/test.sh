@@ -10,6 +10,7 @@
 #
 # Temporary files go to one directory made by mktemp for this run and
 # removed at exit, so several checkouts can run the suite at once.
+#
 # FUZZTIME is an execution count (Nx), not a duration: with a duration, Go's
 # fuzzing coordinator can fail a clean run with "context deadline exceeded"
 # when the time runs out mid-execution (golang/go#75804, fixed in Go 1.27).
@@ -49,11 +50,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
 
+# Each busy loop also stops by itself once this script is gone (even after
+# a SIGKILL, which runs no trap).
+go_timeout=20m
 if ((LOAD > 0)); then
   for ((i = 0; i < LOAD; i++)); do
-    ( trap - EXIT INT TERM; while :; do :; done ) &
+    ( trap - EXIT INT TERM
+      while kill -0 $$ 2>/dev/null; do for ((j = 0; j < 200000; j++)); do :; done; done ) &
     load_pids+=($!)
   done
+  go_timeout=60m # a package's tests take several times longer
   echo "== under load: $LOAD busy loops (pids ${load_pids[*]})"
 fi
 
@@ -63,7 +69,7 @@ if [[ -n "$unformatted" ]]; then echo "gofmt needed:"; echo "$unformatted"; exit
 go vet ./...
 
 echo "== go test -race"
-go test -race -count=1 -timeout 20m ./...
+go test -race -count=1 -timeout "$go_timeout" ./...
 
 echo "== fuzzers ($FUZZTIME each)"
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do
