@@ -40,7 +40,14 @@
 //   - The context schema is compiled with JSON Schema draft 2020-12 as the
 //     default draft, format assertions on, and no loading of external
 //     references ($ref to files or URLs is rejected; references inside the
-//     schema work).
+//     schema work). A $ref cycle that stays on the same value is rejected
+//     at load, not left to fail every task.
+//   - Numbers in the schema and in handler_config keep every digit written
+//     (json.Number), so big integers and values such as 1e400 survive.
+//   - Every template is bounded (file size, steps, nesting depth, alias
+//     expansion, number size, schema applications per value): see
+//     [MaxFileBytes] and the other limits, checked before the work they
+//     bound.
 package template
 
 import (
