@@ -455,16 +455,12 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 	ev.Kind = taskertype.EventStepFailed
 	ev.Data["error"] = doc.Message
 	ev.Data["kind"] = doc.Kind
-	var reason string
-	switch {
-	case doc.Kind == "permanent":
-		reason = "permanent error"
-	case !st.Retryable:
-		reason = "step is not retryable"
-	case st.Attempts >= st.MaxAttempts:
+	why := retryDecision(st.Attempts, st.MaxAttempts, st.Retryable, doc.Kind == "permanent")
+	reason := string(why)
+	if why == noRetryExhausted {
 		reason = fmt.Sprintf("attempts exhausted (%d of %d)", st.Attempts, st.MaxAttempts)
 	}
-	if reason != "" {
+	if why != retryAllowed {
 		ev.Data["permanent"] = true
 		ev.Data["reason"] = reason
 		errJSON, _ := json.Marshal(doc)

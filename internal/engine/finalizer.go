@@ -66,6 +66,36 @@ func Decide(sum *store.TaskSummary) Decision {
 	}
 }
 
+// noRetry says why a failed attempt is not retried; retryAllowed ("") when
+// it is.
+type noRetry string
+
+// Why a failed attempt is not retried.
+const (
+	retryAllowed        noRetry = ""
+	noRetryPermanent    noRetry = "permanent error"
+	noRetryNotRetryable noRetry = "step is not retryable"
+	noRetryExhausted    noRetry = "attempts exhausted"
+)
+
+// retryDecision is the one place that decides whether a step whose attempt
+// failed gets another: never after a permanent error, never for a step that
+// is not retryable, never once max_attempts attempts have run. The
+// coordinator (and the pull API through it) and the lease rescuer ask it;
+// the store's readiness expression (readyExpr) holds the same rule for
+// claiming a waiting step, as a guard.
+func retryDecision(attempts, maxAttempts int, retryable, permanent bool) noRetry {
+	switch {
+	case permanent:
+		return noRetryPermanent
+	case !retryable:
+		return noRetryNotRetryable
+	case attempts >= maxAttempts:
+		return noRetryExhausted
+	}
+	return retryAllowed
+}
+
 // decide runs the TaskFinalizer once: it summarizes the task's steps,
 // decides, and applies the decision (task transition, enqueue record,
 // events) as actor. ActionContinue changes nothing: the caller runs the

@@ -103,3 +103,28 @@ func TestUnlockTrackerWaitsForAllParents(t *testing.T) {
 		t.Fatal("without the template every completion may unlock a step")
 	}
 }
+
+func TestRetryDecisionTable(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                  string
+		attempts, maxAttempts int
+		retryable, permanent  bool
+		want                  noRetry
+	}{
+		{"first failure retries", 1, 3, true, false, retryAllowed},
+		{"second failure retries", 2, 3, true, false, retryAllowed},
+		{"last attempt exhausts", 3, 3, true, false, noRetryExhausted},
+		{"over the limit exhausts", 4, 3, true, false, noRetryExhausted},
+		{"single attempt exhausts", 1, 1, true, false, noRetryExhausted},
+		{"not retryable", 1, 3, false, false, noRetryNotRetryable},
+		{"permanent error beats attempts left", 1, 3, true, true, noRetryPermanent},
+		{"permanent error beats not retryable", 1, 3, false, true, noRetryPermanent},
+		{"not retryable beats exhausted", 3, 3, false, false, noRetryNotRetryable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tc.want, retryDecision(tc.attempts, tc.maxAttempts, tc.retryable, tc.permanent))
+		})
+	}
+}

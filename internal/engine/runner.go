@@ -282,7 +282,8 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 	ev := statemachine.StepEventFailRetryable
 	var next *time.Time
 	var delay time.Duration
-	if !st.Retryable || st.Attempts >= st.MaxAttempts {
+	why := retryDecision(st.Attempts, st.MaxAttempts, st.Retryable, false)
+	if why != retryAllowed {
 		ev = statemachine.StepEventFailPermanent
 	} else {
 		delay = e.backoff.Delay(st.Attempts, task.Priority, 0)
@@ -303,9 +304,9 @@ func (e *Engine) rescueStep(ctx context.Context, st *taskertype.Step, now time.T
 		Time: now, Data: map[string]any{"attempt": st.Attempts, "error": reason, "kind": "lease_expired", "handler_class": st.HandlerClass,
 			"permanent": ev == statemachine.StepEventFailPermanent}}
 	if next == nil {
-		failed.Data["reason"] = "lease expired on the last allowed attempt"
-		if !st.Retryable {
-			failed.Data["reason"] = "step is not retryable"
+		failed.Data["reason"] = string(why)
+		if why == noRetryExhausted {
+			failed.Data["reason"] = "lease expired on the last allowed attempt"
 		}
 		e.bus.Publish(failed)
 	} else {
