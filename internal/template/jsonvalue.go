@@ -44,6 +44,12 @@ func (c *jsonConv) fail(line int, path, format string, args ...any) {
 	c.p.errorf(line, c.field, c.step, "%s: %s", where(path), fmt.Sprintf(format, args...))
 }
 
+// limit reports a limit the value at path passes.
+func (c *jsonConv) limit(line int, path, format string, args ...any) {
+	c.failed = true
+	c.p.limitf(line, c.field, c.step, "%s: %s", where(path), fmt.Sprintf(format, args...))
+}
+
 // value converts n, the value at path, nested depth levels deep.
 func (c *jsonConv) value(n *yaml.Node, path string, depth int) any {
 	if c.failed || c.p.overBudget {
@@ -58,7 +64,7 @@ func (c *jsonConv) value(n *yaml.Node, path string, depth int) any {
 	switch r.Kind {
 	case yaml.MappingNode, yaml.SequenceNode:
 		if depth > MaxNestingDepth {
-			c.fail(line, path, "nested more than %d levels deep (the limit for a schema or handler_config)", MaxNestingDepth)
+			c.limit(line, path, "nested more than %d levels deep (the limit for a schema or handler_config)", MaxNestingDepth)
 			return nil
 		}
 		if !c.p.spend(r.Line, c.field, c.step, 2) {
@@ -183,10 +189,10 @@ func (c *jsonConv) number(s string, line int, path string) (json.Number, bool) {
 	}
 	switch {
 	case digits > MaxNumberDigits:
-		c.fail(line, path, "number %s has %d digits, more than the limit of %d", clip(s), digits, MaxNumberDigits)
+		c.limit(line, path, "number %s has %d digits, more than the limit of %d", clip(s), digits, MaxNumberDigits)
 		return "", false
 	case exp > MaxNumberExponent || exp < -MaxNumberExponent:
-		c.fail(line, path, "number %s has an exponent beyond ±%d", clip(s), MaxNumberExponent)
+		c.limit(line, path, "number %s has an exponent beyond ±%d", clip(s), MaxNumberExponent)
 		return "", false
 	}
 	return num, true
@@ -278,7 +284,7 @@ func (p *parser) spend(line int, field, step string, n int) bool {
 		return true
 	}
 	p.overBudget = true
-	p.errorf(line, field, step, "the template expands to more than %d bytes once YAML aliases and merge keys are followed (every use of an alias counts)", MaxExpandedBytes)
+	p.limitf(line, field, step, "the template expands to more than %d bytes once YAML aliases and merge keys are followed (every use of an alias counts)", MaxExpandedBytes)
 	return false
 }
 

@@ -12,8 +12,8 @@ const (
 	MaxFileBytes = 1 << 20
 
 	// MaxSteps is the most steps a template file may list in step_templates,
-	// and the most overrides one environment may list. The list is counted
-	// before any step is read.
+	// and the most step overrides its environments may list in all. A list
+	// is counted before any of its entries is read.
 	MaxSteps = 10000
 
 	// MaxNestingDepth is the deepest nesting of mappings and lists inside a
@@ -48,6 +48,7 @@ const (
 	MaxSchemaApplications = 10000
 
 	// maxErrorsPerFile bounds the problems reported for one file; the rest
-	// are counted in a last message.
+	// are counted in a last message (and past ten times as many, no longer
+	// kept in memory while the file is read).
 	maxErrorsPerFile = 100
 )

@@ -76,13 +76,27 @@ func TestStepCountLimit(t *testing.T) {
 	require.Equal(t, "environments.prod.step_templates", e.Field)
 	require.Equal(t, 7, e.Line)
 
+	// Overrides are counted over all environments: many environments
+	// sharing one long list through an alias.
+	o.Reset()
+	o.WriteString("name: wide\n" + oneStep + "over: &o [" + strings.Repeat("{name: a}, ", MaxSteps/4-1) + "{name: a}]\nenvironments:\n")
+	for i := range 100 {
+		fmt.Fprintf(&o, "  e%d: {step_templates: *o}\n", i)
+	}
+	tm, errs := Parse("limits.yml", []byte(o.String()), "")
+	require.Nil(t, tm)
+	// The limit comes first, before the many other problems of such a file.
+	require.Equal(t, "environments.e4.step_templates", errs[0].Field)
+	require.Equal(t, 10, errs[0].Line)
+	require.Contains(t, errs[0].Msg, fmt.Sprintf("override more than %d steps in all", MaxSteps))
+
 	// Exactly MaxSteps is fine (a chain, so the graph check runs too).
 	b.Reset()
 	b.WriteString("name: wide\nstep_templates:\n  - {name: s0, handler_class: X}\n")
 	for i := 1; i < MaxSteps; i++ {
 		fmt.Fprintf(&b, "  - {name: s%d, handler_class: X, depends_on_step: s%d}\n", i, i-1)
 	}
-	tm, errs := Parse("limits.yml", []byte(b.String()), "")
+	tm, errs = Parse("limits.yml", []byte(b.String()), "")
 	require.Nil(t, errs)
 	require.Len(t, tm.Steps, MaxSteps)
 }

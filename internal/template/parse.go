@@ -116,9 +116,30 @@ type parser struct {
 	// overBudget is set once it passed the limit (reported once).
 	expanded   int
 	overBudget bool
+	// overrides counts the step overrides read in all environments.
+	overrides int
+	// dropped counts problems not kept (see errorf).
+	dropped int
+	// limits are the problems of limits (see limitf), listed first.
+	limits taskertype.TemplateErrors
 }
 
+// limitf records a limit the file passes. These are listed before every
+// other problem (which a file over a limit tends to have many of) and never
+// dropped; each limit reports itself once, so they are few.
+func (p *parser) limitf(line int, field, step, format string, args ...any) {
+	p.limits = append(p.limits, &taskertype.TemplateError{
+		File: p.file, Line: line, Field: field, Step: clip(step), Msg: fmt.Sprintf(format, args...),
+	})
+}
+
+// errorf records a problem. Past ten times maxErrorsPerFile problems it only
+// counts them, so that a file with a problem per entry cannot fill memory.
 func (p *parser) errorf(line int, field, step, format string, args ...any) {
+	if len(p.errs) >= 10*maxErrorsPerFile {
+		p.dropped++
+		return
+	}
 	p.errs = append(p.errs, &taskertype.TemplateError{
 		File: p.file, Line: line, Field: field, Step: clip(step), Msg: fmt.Sprintf(format, args...),
 	})
@@ -141,7 +162,7 @@ func (p *parser) errorf(line int, field, step, format string, args ...any) {
 func Parse(file string, data []byte, env string) (*Template, taskertype.TemplateErrors) {
 	p := &parser{file: file}
 	if len(data) > MaxFileBytes {
-		p.errorf(0, "", "", "%s", fileTooBig(int64(len(data))))
+		p.limitf(0, "", "", "%s", fileTooBig(int64(len(data))))
 		return nil, p.result()
 	}
 	root := p.document(data)
@@ -150,7 +171,7 @@ func Parse(file string, data []byte, env string) (*Template, taskertype.Template
 	}
 	rt := p.template(root)
 	t := p.build(rt, env)
-	if len(p.errs) > 0 {
+	if len(p.errs) > 0 || len(p.limits) > 0 {
 		return nil, p.result()
 	}
 	return t, nil
@@ -165,11 +186,14 @@ func fileTooBig(size int64) string {
 // parser that failed without saying why reports that. At most
 // maxErrorsPerFile are listed; a last entry counts the rest.
 func (p *parser) result() taskertype.TemplateErrors {
-	if len(p.errs) == 0 {
+	if len(p.errs) == 0 && len(p.limits) == 0 {
 		p.errorf(0, "", "", "template could not be read")
 	}
-	slices.SortStableFunc(p.errs, func(a, b *taskertype.TemplateError) int { return a.Line - b.Line })
-	if n := len(p.errs); n > maxErrorsPerFile {
+	byLine := func(a, b *taskertype.TemplateError) int { return a.Line - b.Line }
+	slices.SortStableFunc(p.limits, byLine)
+	slices.SortStableFunc(p.errs, byLine)
+	p.errs = append(p.limits, p.errs...)
+	if n := len(p.errs) + p.dropped; n > maxErrorsPerFile {
 		p.errs = p.errs[:maxErrorsPerFile:maxErrorsPerFile]
 		p.errorf(0, "", "", "%d more problems not listed", n-maxErrorsPerFile)
 	}
@@ -592,8 +616,14 @@ func (p *parser) steps(n *yaml.Node, field string, override bool) val[[]*rawStep
 		return val[[]*rawStep]{bad: true}
 	}
 	if len(r.Content) > MaxSteps {
-		p.errorf(line, field, "", "%d steps, more than the limit of %d steps in a template", len(r.Content), MaxSteps)
+		p.limitf(line, field, "", "%d steps, more than the limit of %d steps in a template", len(r.Content), MaxSteps)
 		return val[[]*rawStep]{bad: true}
+	}
+	if override {
+		if p.overrides += len(r.Content); p.overrides > MaxSteps {
+			p.limitf(line, field, "", "the environments override more than %d steps in all (the limit)", MaxSteps)
+			return val[[]*rawStep]{bad: true}
+		}
 	}
 	out := val[[]*rawStep]{set: true, line: line, field: field}
 	for i, item := range r.Content {
