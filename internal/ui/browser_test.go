@@ -202,11 +202,18 @@ func TestBrowserRetry(t *testing.T) {
 // and stays responsive. A 300-step task (the graph limit) is drawn.
 func TestBrowserBigTask(t *testing.T) {
 	ctx := browser(t)
-	e := newEnv(t, envConfig{extra: map[string]string{"wide.yml": wideTemplate(10000), "mid.yml": strings.ReplaceAll(
-		strings.ReplaceAll(wideTemplate(300), "name: wide", "name: mid"), "max_parallel_steps: 50", "max_parallel_steps: 10")}})
+	e := newEnv(t, envConfig{extra: map[string]string{"wide.yml": wideTemplate(10000, 500), "mid.yml": strings.ReplaceAll(
+		strings.ReplaceAll(wideTemplate(300, 0), "name: wide", "name: mid"), "max_parallel_steps: 50", "max_parallel_steps: 10")}})
 	start := time.Now()
 	big := e.create(t, "big", "wide", `{}`)
 	t.Logf("created a 10,000-step task in %v", time.Since(start).Round(time.Millisecond))
+	// Run it: s00500 fails for good, which fails the task: some steps
+	// complete, one error, the rest stay pending.
+	start = time.Now()
+	res, err := e.c.RunTask(context.Background(), big)
+	require.NoError(t, err)
+	require.Equal(t, taskertype.TaskStateError, res.Status)
+	t.Logf("ran it in %v", time.Since(start).Round(time.Millisecond))
 	mid := e.create(t, "big", "mid", `{}`)
 
 	start = time.Now()
@@ -222,15 +229,19 @@ func TestBrowserBigTask(t *testing.T) {
 	require.Less(t, elapsed, 15*time.Second, "the issue wants 3 s; the machine is shared, so the bound is generous")
 	require.Equal(t, StepPageSize, eval[int](t, ctx, `document.querySelectorAll('#step-table tbody tr').length`))
 	require.Contains(t, text(t, ctx, `#step-counts`), "10,000")
+	screenshot(t, ctx, "ui-big-task.png")
 
 	// Page through, filter by state, pick a step: all without a graph.
-	run(t, ctx, 30*time.Second, "page and select",
+	run(t, ctx, 30*time.Second, "page, filter and select",
 		chromedp.Click(chromedp.CSS(`#steps-next`)),
 		chromedp.WaitVisible(chromedp.CSS(`#step-pager`)),
 		chromedp.WaitVisible(chromedp.CSS(`#step-table tr[data-step="s00199"]`)),
-		chromedp.Click(chromedp.CSS(`#step-table a[data-select="s00150"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#step-panel[data-step="s00150"] #step-explain`)),
+		chromedp.Click(chromedp.CSS(`#step-counts a.count.state-error`)),
+		chromedp.WaitVisible(chromedp.CSS(`#step-table tr[data-step="s00500"]`)),
+		chromedp.Click(chromedp.CSS(`#step-table a[data-select="s00500"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#step-panel[data-step="s00500"] #step-error`)),
 	)
+	require.Equal(t, 1, eval[int](t, ctx, `document.querySelectorAll('#step-table tbody tr').length`))
 	// The tab stays responsive while it polls.
 	require.Equal(t, 2, eval[int](t, ctx, `1 + 1`))
 
@@ -266,4 +277,5 @@ func TestBrowserLogin(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`svg.dag g.node.state-template[data-step="notify_customer"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#template-schema`)),
 	)
+	screenshot(t, ctx, "ui-template.png")
 }

@@ -74,12 +74,17 @@ step_templates:
 `,
 }
 
-// wideTemplate is a root, n-2 parallel steps, and a sink.
-func wideTemplate(n int) string {
+// wideTemplate is a root, n-2 parallel steps, and a sink; with failEvery
+// > 0 every failEvery-th parallel step fails for good.
+func wideTemplate(n, failEvery int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name: wide\nnamespace_name: big\nversion: 1.0.0\nmax_parallel_steps: 50\nstep_templates:\n")
 	b.WriteString("  - name: root\n    handler_class: tasker:noop\n")
 	for i := 1; i <= n-2; i++ {
+		if failEvery > 0 && i%failEvery == 0 {
+			fmt.Fprintf(&b, "  - name: s%05d\n    handler_class: tasker:fail\n    handler_config: {always: true, permanent: true}\n    depends_on_step: root\n", i)
+			continue
+		}
 		fmt.Fprintf(&b, "  - name: s%05d\n    handler_class: tasker:noop\n    depends_on_step: root\n", i)
 	}
 	b.WriteString("  - name: sink\n    handler_class: tasker:noop\n    depends_on_steps: [")
