@@ -105,8 +105,12 @@
       markSelected(nodes, page.dataset.step);
     }
 
+    // The message of an action just done stays until another step is picked.
+    var done = new URLSearchParams(location.search).get('done');
+
     function query() {
       var q = new URLSearchParams();
+      if (done) { q.set('done', done); }
       if (page.dataset.step) { q.set('step', page.dataset.step); }
       if (page.dataset.state) { q.set('state', page.dataset.state); }
       if (page.dataset.page && page.dataset.page !== '1') { q.set('page', page.dataset.page); }
@@ -130,6 +134,7 @@
 
     function select(name) {
       page.dataset.step = name;
+      done = null;
       var q = query();
       history.replaceState(null, '', location.pathname + (q ? '?' + q : ''));
       markSelected(nodes, name);
