@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tasker-systems/tasker/internal/backoff"
 	"github.com/tasker-systems/tasker/internal/builtin"
@@ -20,6 +23,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/template"
+	"github.com/tasker-systems/tasker/internal/tracing"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -156,6 +160,12 @@ type Config struct {
 	// registered there, for example by another open Client. Defaults to
 	// none: no metrics are kept.
 	Metrics prometheus.Registerer
+	// TraceExporter, when set, receives OpenTelemetry spans: one per task
+	// and one per step attempt, in the trace of the context that created
+	// the task (see docs/observability.md). Close flushes it and shuts it
+	// down. Defaults to none: no spans (a caller's trace context is still
+	// kept with the task and handed on to step handlers).
+	TraceExporter sdktrace.SpanExporter
 }
 
 // Client is a handle on the engine: templates, handlers, the database and
@@ -164,6 +174,7 @@ type Client struct {
 	engine  *engine.Engine
 	store   store.Store
 	metrics *metrics.Metrics // nil without Config.Metrics
+	tracer  *tracing.Tracer  // nil without Config.TraceExporter
 }
 
 // OpenStore opens the store a database URL names ("" = the SQLite default).
@@ -240,7 +251,18 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 	if m != nil {
 		m.Start(eng.Bus(), statser)
 	}
-	return &Client{engine: eng, store: st, metrics: m}, nil
+	var tr *tracing.Tracer
+	if cfg.TraceExporter != nil {
+		if tr, err = tracing.New(cfg.TraceExporter, tracing.Options{Logger: cfg.Logger}); err != nil {
+			if m != nil {
+				m.Stop()
+				m.Unregister()
+			}
+			return nil, err
+		}
+		tr.Start(eng.Bus(), st)
+	}
+	return &Client{engine: eng, store: st, metrics: m, tracer: tr}, nil
 }
 
 func loadTemplates(cfg Config) (*template.Registry, error) {
@@ -260,6 +282,9 @@ func loadTemplates(cfg Config) (*template.Registry, error) {
 	return reg, err
 }
 
+// traceShutdownTimeout bounds the export of the last spans at Close.
+const traceShutdownTimeout = 10 * time.Second
+
 // Close stops this client's Run loops (gracefully, as if their contexts
 // ended), then releases the database connections.
 func (c *Client) Close() error {
@@ -267,7 +292,13 @@ func (c *Client) Close() error {
 	if c.metrics != nil {
 		c.metrics.Stop()
 	}
-	return c.store.Close()
+	var terr error
+	if c.tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), traceShutdownTimeout)
+		terr = c.tracer.Stop(ctx)
+		cancel()
+	}
+	return errors.Join(c.store.Close(), terr)
 }
 
 // Dialect returns "postgres" or "sqlite".
@@ -301,8 +332,30 @@ func (c *Client) Templates() []*Template { return c.engine.Templates().List() }
 // InitializeTask validates the request and creates the task, its steps and
 // its enqueue record in one transaction. created is false when the
 // idempotency key already existed (the existing task is returned).
+//
+// The task joins the trace of the span in ctx, if any (kept as a
+// "traceparent:..." tag; a request that has one keeps it). With
+// Config.TraceExporter and no span in ctx, the task starts a trace.
 func (c *Client) InitializeTask(ctx context.Context, req *TaskRequest) (task *Task, created bool, err error) {
-	return c.engine.InitializeTask(ctx, req)
+	return c.engine.InitializeTask(ctx, tracing.TagRequest(ctx, req, c.tracer != nil))
+}
+
+// InitializeTaskTx creates the task inside tx, a PostgreSQL transaction of
+// yours (pgx v5) on the same database and search_path as the client:
+// transactional enqueue. The task, its steps and its enqueue record commit
+// with your own writes, or roll back with them; runners see it once you
+// commit. No task.initialized or task.enqueue event is published (the
+// commit is yours); Go runners are woken by PostgreSQL's notification and
+// event-based workers find the record through the re-publisher's sweep. On
+// SQLite it returns an error.
+//
+//	tx, _ := pool.Begin(ctx)
+//	defer tx.Rollback(ctx)
+//	_, _ = tx.Exec(ctx, "INSERT INTO orders ...")
+//	task, _, err := client.InitializeTaskTx(ctx, tx, &tasker.TaskRequest{Namespace: "shop", Name: "order_fulfillment"})
+//	if err == nil { err = tx.Commit(ctx) }
+func (c *Client) InitializeTaskTx(ctx context.Context, tx pgx.Tx, req *TaskRequest) (task *Task, created bool, err error) {
+	return c.engine.InitializeTaskTx(ctx, tx, req)
 }
 
 // Handle runs the task's viable steps until nothing more can run now, then

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"log/slog"
 	"math"
 	"os"
@@ -232,50 +233,98 @@ type TaskRequest struct {
 // transaction. It returns the task and whether it was created (false when
 // the idempotency key already existed).
 func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskertype.Task, bool, error) {
+	p, err := e.taskCreateParams(req)
+	if err != nil {
+		return nil, false, err
+	}
+	res, err := e.store.TaskCreate(ctx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	if res.Created {
+		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: res.Task.ID, Time: p.Now,
+			Data: map[string]any{"namespace": p.Namespace, "name": p.Name, "version": p.Version, "steps": len(p.Steps)}})
+		e.enqueued(ctx, EnqueueRequest{TaskID: res.Task.ID, Operation: OperationEnqueue, Priority: req.Priority,
+			Reason: "task initialized"})
+	}
+	return res.Task, res.Created, nil
+}
+
+// InitializeTaskTx is InitializeTask inside tx, a PostgreSQL transaction the
+// caller began and will commit or roll back (transactional enqueue): the
+// task, its steps and its enqueue record become visible with the caller's
+// own writes, or not at all. Runners learn of it at the commit (the queue's
+// NOTIFY) or at their next poll; no task.initialized or task.enqueue event
+// is published, since the commit is the caller's (event-based workers find
+// the record through the re-publisher's sweep). A store without the
+// capability (SQLite) returns an error.
+func (e *Engine) InitializeTaskTx(ctx context.Context, tx pgx.Tx, req *TaskRequest) (*taskertype.Task, bool, error) {
+	txs, ok := e.store.(store.TxTaskCreator)
+	if !ok || e.store.Dialect() != "postgres" {
+		return nil, false, fmt.Errorf("initialize a task in a caller's transaction: the %s store cannot (PostgreSQL only)",
+			e.store.Dialect())
+	}
+	if tx == nil {
+		return nil, false, &taskertype.RequestError{Field: "tx", Msg: "a transaction is required"}
+	}
+	p, err := e.taskCreateParams(req)
+	if err != nil {
+		return nil, false, err
+	}
+	res, err := txs.TaskCreateTx(ctx, tx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	return res.Task, res.Created, nil
+}
+
+// taskCreateParams validates a request against its template and builds the
+// rows to write.
+func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, error) {
 	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
-		return nil, false, &taskertype.RequestError{Field: "priority", Msg: "must fit in 32 bits"}
+		return nil, &taskertype.RequestError{Field: "priority", Msg: "must fit in 32 bits"}
 	}
 	ns := cmp.Or(req.Namespace, template.NamespaceDefault)
 	tmpl, err := e.cfg.Templates.Lookup(ns, req.Name, req.Version)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	taskCtx := req.Context
 	if len(taskCtx) == 0 {
 		taskCtx = json.RawMessage(`{}`)
 	}
 	if err := checkRequestText(req, tmpl.Key()); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if err := tmpl.ValidateContext(taskCtx); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	bypass := map[string]bool{}
 	for _, name := range req.BypassSteps {
 		st := tmpl.Step(name)
 		if st == nil {
-			return nil, false, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "no such step in " + tmpl.Key()}
+			return nil, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "no such step in " + tmpl.Key()}
 		}
 		if !st.Skippable {
-			return nil, false, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "step is not skippable"}
+			return nil, &taskertype.RequestError{Field: "bypass_steps", Step: name, Msg: "step is not skippable"}
 		}
 		bypass[name] = true
 	}
 	for name := range req.StepInputs {
 		if tmpl.Step(name) == nil {
-			return nil, false, &taskertype.RequestError{Field: "step_inputs", Step: name, Msg: "no such step in " + tmpl.Key()}
+			return nil, &taskertype.RequestError{Field: "step_inputs", Step: name, Msg: "no such step in " + tmpl.Key()}
 		}
 	}
 	specs := make([]store.StepSpec, 0, len(tmpl.Steps))
 	for _, st := range tmpl.TopoOrder() {
 		if e.cfg.RequireHandlers && !bypass[st.Name] && e.handler(st.HandlerClass) == nil {
-			return nil, false, &taskertype.RequestError{Step: st.Name,
+			return nil, &taskertype.RequestError{Step: st.Name,
 				Msg: fmt.Sprintf("no handler registered for handler_class %q", st.HandlerClass)}
 		}
 		var cfgJSON json.RawMessage
 		if len(st.HandlerConfig) > 0 {
 			if cfgJSON, err = json.Marshal(st.HandlerConfig); err != nil {
-				return nil, false, &taskertype.RequestError{Step: st.Name, Field: "handler_config", Msg: err.Error()}
+				return nil, &taskertype.RequestError{Step: st.Name, Field: "handler_config", Msg: err.Error()}
 			}
 		}
 		specs = append(specs, store.StepSpec{
@@ -286,7 +335,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 	}
 	tmplJSON := e.templateJSON(tmpl)
 	now := e.now()
-	res, err := e.store.TaskCreate(ctx, &store.TaskCreateParams{
+	return &store.TaskCreateParams{
 		Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version, Description: tmpl.Description,
 		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
 		Reason: req.Reason, Tags: req.Tags, Priority: req.Priority, IdempotencyKey: req.IdempotencyKey,
@@ -294,17 +343,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: req.Priority,
 			Reason: "task initialized"},
 		SkipStepsResult: true,
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	if res.Created {
-		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: res.Task.ID, Time: now,
-			Data: map[string]any{"namespace": tmpl.Namespace, "name": tmpl.Name, "version": tmpl.Version, "steps": len(specs)}})
-		e.enqueued(ctx, EnqueueRequest{TaskID: res.Task.ID, Operation: OperationEnqueue, Priority: req.Priority,
-			Reason: "task initialized"})
-	}
-	return res.Task, res.Created, nil
+	}, nil
 }
 
 // taskEvent moves a task with the state machine deciding the target.

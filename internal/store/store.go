@@ -15,6 +15,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -120,6 +122,18 @@ type Notifier interface {
 	// Listen delivers a value whenever an enqueue record was written by any
 	// process, until ctx ends.
 	Listen(ctx context.Context) (<-chan struct{}, error)
+}
+
+// TxTaskCreator is an optional capability: a store that can create a task
+// inside a transaction its caller began and commits (transactional
+// enqueue: the task exists if and only if the caller's own writes commit).
+// PostgreSQL has it; SQLite does not.
+type TxTaskCreator interface {
+	// TaskCreateTx is TaskCreate inside tx. An idempotency key that already
+	// exists returns that task (Created false); one inserted concurrently by
+	// another transaction fails tx with a unique violation, which the caller
+	// sees as an error (its transaction is then aborted).
+	TaskCreateTx(ctx context.Context, tx pgx.Tx, p *TaskCreateParams) (*TaskCreateResult, error)
 }
 
 // Migration is one schema migration.

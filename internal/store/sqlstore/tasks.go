@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"slices"
 	"strings"
 	"time"
@@ -162,6 +163,41 @@ func (s *Store) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*sto
 		return nil, err
 	}
 	return &store.TaskCreateResult{Task: task, Steps: steps, Created: created}, nil
+}
+
+// TaskCreateTx implements store.TxTaskCreator (PostgreSQL only): the task
+// is written with tx's connection and becomes visible when the caller
+// commits tx. tx must be on this store's database, with the same
+// search_path.
+func (s *Store) TaskCreateTx(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	if s.dialect != dialectPostgres {
+		return nil, fmt.Errorf("create task in a caller's transaction: only on PostgreSQL")
+	}
+	t := &pgxTx{pgxQ: pgxQ{q: tx, rt: &s.roundTrips}, tx: tx}
+	now := utc(p.Now)
+	if p.IdempotencyKey != "" {
+		var taskID int64
+		err := t.queryRow(ctx, `SELECT task_id FROM tasker_tasks WHERE idempotency_key = $1`, p.IdempotencyKey).Scan(&taskID)
+		if err == nil {
+			task, err := s.taskGet(ctx, t, taskID)
+			if err != nil {
+				return nil, err
+			}
+			return &store.TaskCreateResult{Task: task}, nil
+		}
+		if !isNoRows(err) {
+			return nil, fmt.Errorf("look up idempotency key: %w", err)
+		}
+	}
+	id, err := s.taskInsert(ctx, t, p, now)
+	if err != nil {
+		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	task, err := s.taskGet(ctx, t, id)
+	if err != nil {
+		return nil, err
+	}
+	return &store.TaskCreateResult{Task: task, Created: true}, nil
 }
 
 // namedTaskUpsert writes a template's namespace and named task (new, or
