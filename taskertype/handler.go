@@ -30,6 +30,11 @@ type StepContext struct {
 	Attempt int
 	// MaxAttempts is the most attempts the step may have, counting the first.
 	MaxAttempts int
+	// TraceParent is the W3C traceparent of this attempt ("" when the task
+	// carries no trace context): send it on calls the handler makes so that
+	// they join the task's trace (tasker:http does). See
+	// docs/observability.md.
+	TraceParent string
 }
 
 // StepHandler runs one attempt of a step. It returns the step's results

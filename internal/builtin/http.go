@@ -90,6 +90,9 @@ func (h *httpHandler) Handle(ctx context.Context, step *taskertype.StepContext) 
 		return nil, taskertype.Permanent(fmt.Errorf("%s: invalid request: %v", prefix, unwrapURLError(err)))
 	}
 	req.Header = r.headers
+	if step.TraceParent != "" && req.Header.Get("traceparent") == "" { // W3C trace context; handler_config wins
+		req.Header.Set("traceparent", step.TraceParent)
+	}
 	if r.host != "" {
 		req.Host = r.host
 	}

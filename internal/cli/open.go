@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/tasker-systems/tasker"
 	redactpkg "github.com/tasker-systems/tasker/internal/redact"
@@ -79,6 +80,8 @@ type openConfig struct {
 	eventEnqueue bool
 	// metrics receives the client's Prometheus collectors (nil: none).
 	metrics prometheus.Registerer
+	// traceExporter receives the client's spans (nil: none).
+	traceExporter sdktrace.SpanExporter
 }
 
 // openClient opens a Client on the global database. Commands that do not
@@ -97,6 +100,7 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 		Logger:               oc.logger,
 		EventEnqueue:         oc.eventEnqueue,
 		Metrics:              oc.metrics,
+		TraceExporter:        oc.traceExporter,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -51,6 +52,9 @@ type ExternalStep struct {
 	DependencyResults map[string]json.RawMessage `json:"dependency_results"`
 	Parents           []string                   `json:"depends_on"`
 	LeaseExpiresAt    time.Time                  `json:"lease_expires_at"`
+	// TraceParent is the attempt's W3C traceparent, to send on the
+	// handler's own calls ("" when the task carries no trace context).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // ClaimResult answers ClaimSteps.
@@ -185,7 +189,8 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		es := ExternalStep{StepID: st.ID, Name: st.Name, HandlerClass: st.HandlerClass,
 			HandlerConfig: orEmptyObject(st.HandlerConfig), Inputs: orEmptyObject(st.Inputs), Attempt: st.Attempts,
 			MaxAttempts: st.MaxAttempts, Retryable: st.Retryable, TimeoutSeconds: st.TimeoutSeconds,
-			DependencyResults: deps, Parents: st.Parents}
+			DependencyResults: deps, Parents: st.Parents,
+			TraceParent: tracectx.StepTraceParent(task.Tags, task.ID, st.ID, st.Attempts)}
 		if st.LeaseExpiresAt != nil {
 			es.LeaseExpiresAt = *st.LeaseExpiresAt
 		}

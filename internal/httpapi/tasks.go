@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -132,7 +133,8 @@ func (s *server) createTask(w http.ResponseWriter, r *http.Request) {
 	if bytes.Equal(bytes.TrimSpace(req.Context), []byte("null")) {
 		req.Context = nil
 	}
-	task, created, err := s.c.InitializeTask(r.Context(), &req)
+	// A W3C traceparent header puts the task in the caller's trace.
+	task, created, err := s.c.InitializeTask(tracectx.ContextWithTraceParent(r.Context(), r.Header.Get("traceparent")), &req)
 	if err != nil {
 		s.fail(w, r, err)
 		return
