@@ -11,6 +11,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -298,6 +299,7 @@ func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.Cl
 		Namespace: task.Namespace, TaskName: task.Name, Version: task.Version,
 		Context: task.Context, Inputs: inputs, HandlerConfig: cfg, DependencyResults: c.DependencyResults,
 		Attempt: st.Attempts, MaxAttempts: st.MaxAttempts,
+		TraceParent: tracectx.StepTraceParent(task.Tags, task.ID, st.ID, st.Attempts),
 	}
 	if st.TimeoutSeconds > 0 {
 		var cancel context.CancelFunc

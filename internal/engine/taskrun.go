@@ -207,7 +207,8 @@ func (r *taskRun) start(claimed []*store.ClaimedStep) {
 		r.e.leases.hold(claimedAt(c), c.Step.ID)
 		r.executed++
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: r.task.ID,
-			StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c), Data: map[string]any{"attempt": c.Step.Attempts}})
+			StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c),
+			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
 		go r.e.execute(r.hctx, r.task, c, r.results)
 	}
 	r.e.bus.Publish(events...)
