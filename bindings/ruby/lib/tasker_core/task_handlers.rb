@@ -106,12 +106,26 @@ module TaskerCore
           limit = run.max.nil? ? 0 : run.max - inflight.size
           # An interrupt waits until the claimed steps are in inflight, so
           # that the hand-back releases them.
-          task, batch, template_max = critical do
-            claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
-            t = Task.new(claim["task"])
-            steps = claim["steps"].map { |doc| Step.new(doc) }
-            steps.each { |step| inflight[step.step_id] = step }
-            [t, steps, t.max_parallel_steps.to_i]
+          begin
+            task, batch, template_max = critical do
+              claim = @client.claim_steps(task_id, owner: @owner, limit: limit)
+              t = Task.new(claim["task"])
+              steps = claim["steps"].map { |doc| Step.new(doc) }
+              steps.each { |step| inflight[step.step_id] = step }
+              [t, steps, t.max_parallel_steps.to_i]
+            end
+          rescue ConnectionError, DatabaseError, TimeoutError => e
+            # With attempts running, a failed claim must not lose their
+            # results: finish and report them first (reporting is safe to
+            # repeat), and claim again after the next report, as the Go
+            # coordinator does. With nothing running, the error is the
+            # caller's (the job is retried).
+            raise if inflight.empty?
+
+            TaskerCore.config.logger&.warn("tasker_core: claim steps of task #{task_id} failed (#{e.class}: " \
+                                           "#{e.message}); reporting the #{inflight.size} running first")
+            want_claim = false
+            next
           end
           want_claim = false
           run.max = template_max.positive? ? [@cap, template_max].compact.min : (@cap || DEFAULT_PARALLEL)

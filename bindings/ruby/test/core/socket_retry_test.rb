@@ -7,15 +7,17 @@ require_relative "test_helper"
 # claim (or queue_claim, events_poll) is not sent again at all.
 class SocketRetryTest < RbTestCase
   # An HTTP proxy in front of `tasker serve` that forwards every request
-  # and, for the first `drop` calls of `method` (initialize_task by default),
-  # closes the client's connection without the answer (after the server
-  # carried the call out). bodies: the params of those calls.
+  # and, for the first `drop` calls of `method` (initialize_task by default)
+  # after the first `pass` of them, closes the client's connection without
+  # the answer (after the server carried the call out). bodies: the params
+  # of those calls.
   class DroppingProxy
     attr_reader :bodies, :url
 
-    def initialize(target, drop: 1, method: "initialize_task")
+    def initialize(target, drop: 1, method: "initialize_task", pass: 0)
       @target = URI(target)
       @drop = drop
+      @pass = pass
       @method = method
       @bodies = []
       @lock = Mutex.new
@@ -50,7 +52,11 @@ class SocketRetryTest < RbTestCase
           if path.end_with?("/#{@method}")
             @lock.synchronize do
               @bodies << JSON.parse(body)
-              drop = @drop.positive? && (@drop -= 1) >= 0
+              if @pass.positive?
+                @pass -= 1
+              else
+                drop = @drop.positive? && (@drop -= 1) >= 0
+              end
             end
           end
           break if drop # the server created the task; the client never hears
@@ -183,6 +189,24 @@ class SocketRetryTest < RbTestCase
     coordinator = TaskerCore::Coordinator.new(client: client, owner: "w-#{SecureRandom.hex(3)}")
     assert_raises(TaskerCore::ConnectionError) { coordinator.handle(id) }
     assert_equal 1, proxy.bodies.size
+  ensure
+    client&.close
+    proxy&.close
+  end
+
+  # A claim lost while other attempts run does not lose their results: the
+  # coordinator reports them first (the Go coordinator does the same) and
+  # only a claim failing with nothing running fails handle.
+  def test_a_claim_lost_while_steps_run_reports_them_first
+    id = RbTest.create_task("claimgap")["task_id"]
+    proxy = DroppingProxy.new(TaskerCore.config.server_url, method: "claim_steps", pass: 1)
+    client = client_through(proxy)
+    coordinator = TaskerCore::Coordinator.new(client: client, owner: "w-#{SecureRandom.hex(3)}")
+    res = coordinator.handle(id)
+    refute_nil res["outcome"]
+    slow = RbTest.steps(id).fetch("slow")
+    assert_equal "complete", slow["status"], "the running step's result was lost with the claim"
+    assert_equal 1, slow["attempts"]
   ensure
     client&.close
     proxy&.close
