@@ -369,14 +369,13 @@ func (u *UI) taskPage(w http.ResponseWriter, r *request) error {
 
 // liveDoc is the task page's poll answer.
 type liveDoc struct {
-	Status   string          `json:"status"`
-	Version  string          `json:"version"`
-	Terminal bool            `json:"terminal"`
-	Counts   map[string]int  `json:"counts"`
-	States   string          `json:"states,omitempty"`
-	Steps    int             `json:"steps"`
-	Time     time.Time       `json:"time"`
-	Extra    json.RawMessage `json:"-"`
+	Status   string         `json:"status"`
+	Version  string         `json:"version"`
+	Terminal bool           `json:"terminal"`
+	Counts   map[string]int `json:"counts"`
+	States   string         `json:"states,omitempty"`
+	Steps    int            `json:"steps"`
+	Time     time.Time      `json:"time"`
 }
 
 // taskLive answers the task page's poll: the task's state, a version that
