@@ -22,7 +22,10 @@ type StepContext struct {
 	// Inputs are the step's own inputs (a JSON document, "{}" when none).
 	Inputs json.RawMessage
 	// HandlerConfig is the step's handler_config from the template, after
-	// environment overrides were merged.
+	// environment overrides were merged, decoded as encoding/json does
+	// except for numbers a float64 cannot hold exactly (integers beyond
+	// ±2^53, values out of its range such as 1e400): those are json.Number
+	// with the template's value.
 	HandlerConfig map[string]any
 	// DependencyResults maps each parent step's name to its stored results.
 	DependencyResults map[string]json.RawMessage

@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,12 +287,10 @@ func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.Cl
 		r.err = taskertype.Permanent(fmt.Errorf("no handler registered for handler_class %q", st.HandlerClass))
 		return
 	}
-	var cfg map[string]any
-	if len(st.HandlerConfig) > 0 {
-		if err := json.Unmarshal(st.HandlerConfig, &cfg); err != nil {
-			r.err = taskertype.Permanent(fmt.Errorf("decode handler_config: %w", err))
-			return
-		}
+	cfg, err := decodeHandlerConfig(st.HandlerConfig)
+	if err != nil {
+		r.err = taskertype.Permanent(fmt.Errorf("decode handler_config: %w", err))
+		return
 	}
 	inputs := st.Inputs
 	if len(inputs) == 0 {
@@ -325,6 +327,66 @@ func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.Cl
 		return
 	}
 	r.results = raw
+}
+
+// decodeHandlerConfig decodes a step's stored handler_config for its
+// handler. Numbers are float64 as encoding/json makes them, except those a
+// float64 cannot hold exactly (integers beyond 2^53, values beyond its
+// range such as 1e400): those stay json.Number with the digits the template
+// wrote, rather than losing precision or failing the step.
+func decodeHandlerConfig(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var cfg map[string]any
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	for k, v := range cfg {
+		cfg[k] = plainNumbers(v)
+	}
+	return cfg, nil
+}
+
+// plainNumbers turns the json.Numbers in v that a float64 holds exactly
+// into float64s.
+func plainNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if f, ok := exactFloat(t); ok {
+			return f
+		}
+		return t
+	case map[string]any:
+		for k, x := range t {
+			t[k] = plainNumbers(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = plainNumbers(x)
+		}
+	}
+	return v
+}
+
+// exactFloat reports n as a float64 when that loses nothing an integer
+// would keep (an integer within ±2^53) or when n is a decimal in range.
+func exactFloat(n json.Number) (float64, bool) {
+	s := string(n)
+	if !strings.ContainsAny(s, ".eE") {
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || i > 1<<53 || i < -(1<<53) {
+			return 0, false
+		}
+		return float64(i), true
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
 }
 
 func (e *Engine) callHandler(ctx context.Context, h taskertype.StepHandler, sc *taskertype.StepContext, r *attemptResult) (out any, err error) {
