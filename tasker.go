@@ -355,7 +355,7 @@ func (c *Client) InitializeTask(ctx context.Context, req *TaskRequest) (task *Ta
 //	task, _, err := client.InitializeTaskTx(ctx, tx, &tasker.TaskRequest{Namespace: "shop", Name: "order_fulfillment"})
 //	if err == nil { err = tx.Commit(ctx) }
 func (c *Client) InitializeTaskTx(ctx context.Context, tx pgx.Tx, req *TaskRequest) (task *Task, created bool, err error) {
-	return c.engine.InitializeTaskTx(ctx, tx, req)
+	return c.engine.InitializeTaskTx(ctx, tx, tracing.TagRequest(ctx, req, c.tracer != nil))
 }
 
 // Handle runs the task's viable steps until nothing more can run now, then
