@@ -332,3 +332,27 @@ func TestPostgresConfig(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "secret")
 }
+
+// TestBacktrace: an external worker's error (a Ruby exception with its
+// class and backtrace) shows in the step panel.
+func TestBacktrace(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	id := e.create(t, "shop", "order_fulfillment", `{"order_id": 9}`)
+	ctx := context.Background()
+	claim, err := e.c.ClaimSteps(ctx, id, "rails-worker-1", 1)
+	require.NoError(t, err)
+	require.Len(t, claim.Steps, 1)
+	st := claim.Steps[0]
+	_, err = e.c.ReportAndFinalize(ctx, id, "rails-worker-1", []tasker.ExternalResult{{StepID: st.StepID, Attempt: st.Attempt,
+		Error: &tasker.ExternalError{Message: "undefined method `total' for nil", Class: "NoMethodError", Permanent: true,
+			Backtrace: []string{"app/handlers/validate_order.rb:12:in `call'", "lib/tasker_core/step_handler.rb:40:in `run'"}}}})
+	require.NoError(t, err)
+	hc := client(t)
+	code, body, _ := get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d?step=%s", id, st.Name))
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `id="step-error"`)
+	require.Contains(t, body, "NoMethodError")
+	require.Contains(t, body, "undefined method `total&#39; for nil")
+	require.Contains(t, body, "app/handlers/validate_order.rb:12:in `call&#39;\nlib/tasker_core/step_handler.rb:40:in `run&#39;")
+	require.Contains(t, body, "rails-worker-1")
+}
