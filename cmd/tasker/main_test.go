@@ -557,7 +557,7 @@ func TestMigrateSQLite(t *testing.T) {
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
 
 	names := []string{"0001_init", "0002_queue_notify_when_available", "0003_transitions_without_most_recent",
-		"0004_queue_claim_index"}
+		"0004_queue_claim_index", "0005_dashboard_indexes"}
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder
 		for _, n := range ns {
@@ -584,15 +584,15 @@ func TestMigrateSQLite(t *testing.T) {
 	// down reverts the latest migration only.
 	res = run("migrate", "down")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, lines("reverted", names[3]), res.stdout)
+	require.Equal(t, lines("reverted", names[4]), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
-	require.Regexp(t, `(?m)^0003\s+transitions_without_most_recent\s+applied `, res.stdout)
-	require.Regexp(t, `(?m)^0004\s+queue_claim_index\s+pending$`, res.stdout)
+	require.Regexp(t, `(?m)^0004\s+queue_claim_index\s+applied `, res.stdout)
+	require.Regexp(t, `(?m)^0005\s+dashboard_indexes\s+pending$`, res.stdout)
 
 	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, lines("reverted", reversed(names[:3])...), res.stdout)
+	require.Equal(t, lines("reverted", reversed(names[:4])...), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
