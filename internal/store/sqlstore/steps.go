@@ -518,11 +518,7 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 // appends the moved steps' transitions; applied[i] reports outcome i.
 func (s *Store) recordTx(ctx context.Context, tx txer, p *store.StepRecordParams, doc string, docs []recordDoc,
 	index map[int64]int, applied []bool, now time.Time) error {
-	ids := make([]int64, len(docs))
-	for i, d := range docs {
-		ids[i] = d.StepID
-	}
-	rs, err := tx.query(ctx, recordSQLite, doc, s.t(now), p.Owner, s.ids(ids))
+	rs, err := tx.query(ctx, recordSQLite, doc, s.t(now), p.Owner)
 	if err != nil {
 		return fmt.Errorf("record steps: %w", err)
 	}
@@ -585,15 +581,17 @@ type recordDoc struct {
 // $4, an id list. Steps no longer held are left alone (rescued, resolved or
 // cancelled meanwhile) and not returned. PostgreSQL records through
 // recordBatchSQL (batch.go).
-const recordSQLite = `UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
+const recordSQLite = `WITH o AS MATERIALIZED (
+	SELECT value ->> '$.step_id' AS step_id, value ->> '$.state' AS state, value -> '$.results' AS results,
+		value -> '$.error' AS error, value ->> '$.next_retry_at' AS next_retry_at, value ->> '$.backoff' AS backoff,
+		value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at, value ->> '$.attempt' AS attempt,
+		value ->> '$.late_ok' AS late_ok FROM json_each($1))
+UPDATE tasker_workflow_steps AS s SET state = o.state, previous_state = s.state, transition_seq = s.transition_seq + 1,
 	results = COALESCE(o.results, s.results), error = o.error, next_retry_at = o.next_retry_at,
 	backoff_request_seconds = o.backoff, attempts = s.attempts - o.give_back, lease_owner = NULL, lease_expires_at = NULL,
 	updated_at = $2, completed_at = o.completed_at
-FROM (SELECT value ->> '$.step_id' AS step_id, value ->> '$.state' AS state, value -> '$.results' AS results,
-	value -> '$.error' AS error, value ->> '$.next_retry_at' AS next_retry_at, value ->> '$.backoff' AS backoff,
-	value ->> '$.give_back' AS give_back, value ->> '$.completed_at' AS completed_at, value ->> '$.attempt' AS attempt,
-	value ->> '$.late_ok' AS late_ok FROM json_each($1)) AS o
-WHERE s.step_id = o.step_id AND s.step_id IN (SELECT value FROM json_each($4)) AND (o.attempt = 0 OR s.attempts = o.attempt)
+FROM o
+WHERE s.step_id = o.step_id AND (o.attempt = 0 OR s.attempts = o.attempt)
 	AND ((s.state = 'in_progress' AND s.lease_owner = $3)
 		OR (o.late_ok = 1 AND s.state = 'waiting_for_retry' AND s.error ->> '$.kind' = 'lease_expired'))
 RETURNING step_id, previous_state, transition_seq, attempts`
