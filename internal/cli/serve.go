@@ -20,7 +20,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
 	"github.com/tasker-systems/tasker/internal/metrics"
-	"github.com/tasker-systems/tasker/internal/tracing"
+	"github.com/tasker-systems/tasker/internal/tracing/otlpenv"
 	"github.com/tasker-systems/tasker/internal/ui"
 )
 
@@ -183,9 +183,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		reg = metrics.NewRegistry()
 	}
 	oc := openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner, eventEnqueue: f.eventEnqueue}
-	if tracing.Enabled() { // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT (docs/observability.md)
+	if otlpenv.Enabled() { // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT (docs/observability.md)
 		var err error
-		if oc.traceExporter, err = tracing.ExporterFromEnv(ctx); err != nil {
+		if oc.traceExporter, err = otlpenv.ExporterFromEnv(ctx); err != nil {
 			return usageErrorf("OpenTelemetry traces: %v", err)
 		}
 		log.Info("exporting OpenTelemetry traces over OTLP/HTTP")

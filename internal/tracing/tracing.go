@@ -19,12 +19,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -52,31 +50,6 @@ const lookupTimeout = 5 * time.Second
 // TaskGetter reads a task (tasker's store).
 type TaskGetter interface {
 	TaskGet(ctx context.Context, taskID int64) (*taskertype.Task, error)
-}
-
-// Enabled reports whether the standard OpenTelemetry environment asks for
-// traces: $OTEL_EXPORTER_OTLP_ENDPOINT or $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-// set, $OTEL_TRACES_EXPORTER not "none", $OTEL_SDK_DISABLED not "true".
-func Enabled() bool {
-	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") ||
-		strings.EqualFold(os.Getenv("OTEL_TRACES_EXPORTER"), "none") {
-		return false
-	}
-	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
-}
-
-// ExporterFromEnv returns an OTLP/HTTP (protobuf) exporter configured by
-// the standard variables (endpoint, headers, timeout, compression,
-// certificates). A protocol other than http/protobuf is refused.
-func ExporterFromEnv(ctx context.Context) (sdktrace.SpanExporter, error) {
-	proto := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if proto == "" {
-		proto = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
-	}
-	if proto != "" && proto != "http/protobuf" {
-		return nil, fmt.Errorf("OTLP protocol %q: tasker exports traces over http/protobuf only", proto)
-	}
-	return otlptracehttp.New(ctx)
 }
 
 // forcedKey carries the ids the next span must have.

@@ -26,6 +26,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/httpapi"
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/internal/tracing"
+	"github.com/tasker-systems/tasker/internal/tracing/otlpenv"
 	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
 )
 
@@ -302,10 +303,10 @@ func TestOTLPReceiver(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 	t.Setenv("OTEL_SERVICE_NAME", "tasker-test")
-	if !tracing.Enabled() {
+	if !otlpenv.Enabled() {
 		t.Fatal("Enabled() is false with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
-	exp, err := tracing.ExporterFromEnv(context.Background())
+	exp, err := otlpenv.ExporterFromEnv(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,11 +353,11 @@ func TestOTLPReceiver(t *testing.T) {
 func TestProtocolRefused(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-	if _, err := tracing.ExporterFromEnv(context.Background()); err == nil {
+	if _, err := otlpenv.ExporterFromEnv(context.Background()); err == nil {
 		t.Error("grpc accepted")
 	}
 	t.Setenv("OTEL_TRACES_EXPORTER", "none")
-	if tracing.Enabled() {
+	if otlpenv.Enabled() {
 		t.Error("Enabled() with OTEL_TRACES_EXPORTER=none")
 	}
 }
