@@ -70,11 +70,24 @@ func startPgBouncer(t *testing.T, schemaURL string, serverConns int) string {
 	pgUser := u.User.Username()
 	pgPass, _ := u.User.Password()
 	dbname := strings.TrimPrefix(u.Path, "/")
+	// TCP (postgres://user@127.0.0.1:port/db) or a Unix socket directory
+	// (postgres://user@/db?host=/dir&port=N), as scripts/pg-throwaway.sh
+	// makes them.
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host = u.Query().Get("host")
+	}
+	if port == "" {
+		port = u.Query().Get("port")
+	}
+	if port == "" {
+		port = "5432"
+	}
 	dir := t.TempDir()
 	var out lockedBuffer
 	for try := 0; ; try++ {
-		port := freePort(t)
-		conn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s", u.Hostname(), u.Port(), dbname, pgUser)
+		listenPort := freePort(t)
+		conn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s", host, port, dbname, pgUser)
 		if pgPass != "" {
 			conn += " password=" + pgPass
 		}
@@ -98,7 +111,7 @@ logfile =
 pidfile =
 log_connections = 0
 log_disconnections = 0
-`, conn, port, serverConns)
+`, conn, listenPort, serverConns)
 		if os.Geteuid() == 0 { // pgbouncer refuses to run as root
 			if _, err := user.Lookup("postgres"); err == nil {
 				ini += "user = postgres\n"
@@ -117,7 +130,7 @@ log_disconnections = 0
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
-		bouncerURL := fmt.Sprintf("postgres://%s@127.0.0.1:%d/tasker?sslmode=disable", pgUser, port)
+		bouncerURL := fmt.Sprintf("postgres://%s@127.0.0.1:%d/tasker?sslmode=disable", pgUser, listenPort)
 		if ready(bouncerURL, exited) {
 			t.Cleanup(func() {
 				_ = cmd.Process.Signal(syscall.SIGINT)
