@@ -32,35 +32,74 @@ import (
 //   - sends no jit startup parameter (PgBouncer refuses startup
 //     parameters it does not know); turn JIT off for the role instead
 //     (ALTER ROLE tasker SET jit = off);
-//   - does not LISTEN (a notification goes to a server connection, not to
-//     the client that asked): runners fall back to polling every
-//     PollInterval.
+//   - does not LISTEN through PgBouncer (a notification goes to a server
+//     connection, not to the client that asked): runners fall back to
+//     polling every PollInterval, unless ListenHostParam, ListenPortParam
+//     and, when PgBouncer's database name differs, ListenDBNameParam name
+//     PostgreSQL itself, where one direct connection per process listens
+//     (same user, password and other parameters as the URL).
 //
 // Nothing else tasker does keeps session state: its advisory lock (the
 // migration lock) and its SET LOCAL are transaction-scoped.
 const PgBouncerParam = "pgbouncer"
 
+// ListenHostParam, ListenPortParam and ListenDBNameParam (database URL
+// parameters, removed before connecting) send LISTEN to another host, port
+// or database name than the URL's: PostgreSQL directly when the URL names
+// PgBouncer.
+const (
+	ListenHostParam   = "listen_host"
+	ListenPortParam   = "listen_port"
+	ListenDBNameParam = "listen_dbname"
+)
+
 // errListenPgBouncer is Listen's answer behind PgBouncer.
 var errListenPgBouncer = errors.New("LISTEN/NOTIFY is off behind PgBouncer in transaction mode (" + PgBouncerParam + "=true): polling")
 
 // parsePostgresConfig parses a database URL or DSN for the pool and takes
-// out tasker's own parameter; bouncer reports pgbouncer=true.
-func parsePostgresConfig(databaseURL string) (cfg *pgxpool.Config, bouncer bool, err error) {
+// out tasker's own parameters; bouncer reports pgbouncer=true, and listen,
+// when not nil, configures the direct connection for LISTEN.
+func parsePostgresConfig(databaseURL string) (cfg *pgxpool.Config, bouncer bool, listen *pgxpool.Config, err error) {
 	cfg, err = pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	if v, ok := params[PgBouncerParam]; ok {
 		delete(params, PgBouncerParam)
 		if bouncer, err = strconv.ParseBool(v); err != nil {
-			return nil, false, fmt.Errorf("%s=%q: want true or false", PgBouncerParam, v)
+			return nil, false, nil, fmt.Errorf("%s=%q: want true or false", PgBouncerParam, v)
 		}
+	}
+	host, hostSet := params[ListenHostParam]
+	port, portSet := params[ListenPortParam]
+	dbname, dbSet := params[ListenDBNameParam]
+	delete(params, ListenHostParam)
+	delete(params, ListenPortParam)
+	delete(params, ListenDBNameParam)
+	if hostSet || portSet || dbSet {
+		listen = cfg.Copy()
+		listen.ConnConfig.Fallbacks = nil
+		if hostSet {
+			listen.ConnConfig.Host = host
+		}
+		if dbSet {
+			listen.ConnConfig.Database = dbname
+		}
+		if portSet {
+			p, perr := strconv.ParseUint(port, 10, 16)
+			if perr != nil || p == 0 {
+				return nil, false, nil, fmt.Errorf("%s=%q: want a port number", ListenPortParam, port)
+			}
+			listen.ConnConfig.Port = uint16(p)
+		}
+		listen.MaxConns, listen.MinConns = 2, 0 // one LISTEN connection, one spare while it reconnects
+		listen.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
 	}
 	if bouncer && cfg.ConnConfig.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
 		// CacheStatement is pgx's default: a URL asking for it explicitly
 		// cannot be told apart, and it would break under PgBouncer 1.18.
 		cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
-	return cfg, bouncer, nil
+	return cfg, bouncer, listen, nil
 }

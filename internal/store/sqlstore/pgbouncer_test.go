@@ -106,7 +106,7 @@ min_pool_size = 0
 reserve_pool_size = 0
 max_client_conn = 200
 server_reset_query =
-ignore_startup_parameters = extra_float_digits
+ignore_startup_parameters = extra_float_digits,search_path
 logfile =
 pidfile =
 log_connections = 0
@@ -336,5 +336,69 @@ func TestPgBouncerTransactionPooling(t *testing.T) {
 		Context: json.RawMessage(`{"n":0}`), IdempotencyKey: "k0"})
 	if err != nil || created || again.ID != ids[0] {
 		t.Errorf("repeat of k0: id %v created %v err %v, want task %d not created", again, created, err, ids[0])
+	}
+}
+
+// TestPgBouncerListenDirect: with listen_host/listen_port naming PostgreSQL
+// itself, a store behind PgBouncer listens on a direct connection and
+// hears a task being queued through the pooler.
+func TestPgBouncerListenDirect(t *testing.T) {
+	schemaURL := testdb.PostgresURL(t)
+	bouncerURL := startPgBouncer(t, schemaURL, 2)
+	u, err := url.Parse(schemaURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		host, port = u.Query().Get("host"), u.Query().Get("port")
+	}
+	if port == "" {
+		port = "5432"
+	}
+	// search_path reaches PostgreSQL on the direct connection; PgBouncer
+	// ignores it (ignore_startup_parameters) and sets it by connect_query.
+	q := url.Values{}
+	q.Set(sqlstore.PgBouncerParam, "true")
+	q.Set(sqlstore.ListenHostParam, host)
+	q.Set(sqlstore.ListenPortParam, port)
+	q.Set(sqlstore.ListenDBNameParam, strings.TrimPrefix(u.Path, "/")) // PgBouncer calls it "tasker"
+	q.Set("search_path", u.Query().Get("search_path"))
+	dsn := bouncerURL + "&" + q.Encode()
+	ctx := context.Background()
+	c, err := tasker.Open(ctx, tasker.Config{DatabaseURL: dsn, AutoMigrate: true, TemplatesDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.AddTemplate("one.yml", []byte("name: one\nstep_templates:\n  - name: a\n    handler_class: tasker:noop\n")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlstore.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := st.Listen(lctx)
+	if err != nil {
+		t.Fatalf("Listen with %s: %v", sqlstore.ListenHostParam, err)
+	}
+	select { // the wake-up of a fresh LISTEN connection
+	case <-ch:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the LISTEN connection did not come up")
+	}
+	if _, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "default", Name: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no notification for a task queued through PgBouncer")
+	}
+	if _, err := sqlstore.OpenPostgres(ctx, bouncerURL+"&"+sqlstore.ListenPortParam+"=x"); err == nil {
+		t.Error("a bad listen_port was accepted")
 	}
 }

@@ -48,7 +48,10 @@ type Store struct {
 	pool    *pgxpool.Pool // PostgreSQL only, for LISTEN
 	// listenErr is why Listen is refused (nil: the dialect's reason).
 	listenErr error
-	q         queries
+	// listenPool is the direct LISTEN pool of listen_host/listen_port,
+	// closed with the store (nil: LISTEN uses pool).
+	listenPool *pgxpool.Pool
+	q          queries
 	// roundTrips counts statements sent to the database, including BEGIN,
 	// COMMIT and ROLLBACK (LISTEN connections excluded).
 	roundTrips atomic.Int64
@@ -63,7 +66,7 @@ var _ store.Store = (*Store)(nil)
 
 // OpenPostgres connects to PostgreSQL. It does not migrate.
 func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
-	cfg, bouncer, err := parsePostgresConfig(databaseURL) // pgbouncer.go
+	cfg, bouncer, listenCfg, err := parsePostgresConfig(databaseURL) // pgbouncer.go
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
 	}
@@ -84,6 +87,13 @@ func OpenPostgres(ctx context.Context, databaseURL string) (*Store, error) {
 	s := &Store{dialect: dialectPostgres, pool: pool}
 	if bouncer {
 		s.pool, s.listenErr = nil, errListenPgBouncer
+	}
+	if listenCfg != nil { // a direct connection for LISTEN (pgbouncer.go)
+		if s.pool, err = pgxpool.NewWithConfig(ctx, listenCfg); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("listen connection to %s: %w", RedactURL(databaseURL), redact.Error(err, databaseURL))
+		}
+		s.listenPool, s.listenErr = s.pool, nil
 	}
 	s.db = &pgxDB{pgxQ: pgxQ{q: pool, rt: &s.roundTrips}, pool: pool}
 	s.q = buildQueries(s.dialect)
@@ -139,6 +149,9 @@ func (s *Store) Close() error {
 	if s.records != nil {
 		s.records.close()
 		s.claims.close()
+	}
+	if s.listenPool != nil {
+		defer s.listenPool.Close()
 	}
 	return s.db.close()
 }
