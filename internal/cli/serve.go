@@ -105,6 +105,11 @@ own) and --idle-timeout; --max-header-bytes caps the headers and
 --max-connections the connections served at once (more wait until one
 closes).
 
+Prometheus metrics are served at /metrics on the same listener, behind the
+same token (--metrics=false turns them off). OpenTelemetry traces are
+exported over OTLP/HTTP when $OTEL_EXPORTER_OTLP_ENDPOINT (or
+$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; see docs/observability.md.
+
 On SIGINT or SIGTERM the server stops accepting requests, waits for the
 requests in flight (up to --shutdown-timeout), then stops claiming tasks and
 waits for the running ones to finish or hand their steps back.`,
