@@ -455,3 +455,39 @@ func TestPromtoolRejectsBadExposition(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestOpenTwiceOnOneRegistry: a second client on the same registerer is
+// refused with a clear error, and closing the first leaves its collectors.
+func TestOpenTwiceOnOneRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	ctx := context.Background()
+	c1, err := tasker.Open(ctx, tasker.Config{DatabaseURL: "sqlite:" + testdb.SQLitePath(t), TemplatesDir: t.TempDir(), Metrics: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tasker.Open(ctx, tasker.Config{DatabaseURL: "sqlite:" + testdb.SQLitePath(t), TemplatesDir: t.TempDir(), Metrics: reg})
+	if err == nil || !strings.Contains(err.Error(), "register metrics") {
+		t.Errorf("second Open on one registry: %v, want a registration error", err)
+	}
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := value(t, reg, "tasker_metrics_events_total", nil); !ok {
+		t.Error("collectors gone after Close")
+	}
+	// Clients that each add a distinct value of one label share a registry.
+	shared := prometheus.NewRegistry()
+	for _, name := range []string{"one", "two"} {
+		c, err := tasker.Open(ctx, tasker.Config{DatabaseURL: "sqlite:" + testdb.SQLitePath(t), TemplatesDir: t.TempDir(),
+			Metrics: prometheus.WrapRegistererWith(prometheus.Labels{"client": name}, shared)})
+		if err != nil {
+			t.Fatalf("client %s on a wrapped registerer: %v", name, err)
+		}
+		defer c.Close()
+	}
+	for _, name := range []string{"one", "two"} {
+		if _, ok := value(t, shared, "tasker_metrics_events_total", map[string]string{"client": name}); !ok {
+			t.Errorf("no series for client %s", name)
+		}
+	}
+}
