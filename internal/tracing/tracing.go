@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -91,13 +90,11 @@ func randomSpanID() trace.SpanID {
 // Options tunes New.
 type Options struct {
 	// ServiceName is the resource's service.name. Defaults to
-	// $OTEL_SERVICE_NAME, then ServiceNameDefault; $OTEL_RESOURCE_ATTRIBUTES
-	// adds attributes.
+	// $OTEL_SERVICE_NAME (or service.name in $OTEL_RESOURCE_ATTRIBUTES),
+	// then ServiceNameDefault; $OTEL_RESOURCE_ATTRIBUTES adds attributes.
 	ServiceName string
 	// Logger receives lookup and export errors. Nil means slog.Default().
 	Logger *slog.Logger
-	// Sync exports every span as it ends instead of in batches (tests).
-	Sync bool
 }
 
 // Tracer reports the spans of one engine's work to an exporter.
@@ -128,14 +125,9 @@ func New(exp sdktrace.SpanExporter, opts Options) (*Tracer, error) {
 	if exp == nil {
 		return nil, errors.New("tracing: no exporter")
 	}
-	name := opts.ServiceName
-	if name == "" {
-		name = os.Getenv("OTEL_SERVICE_NAME")
-	}
-	if name == "" {
-		name = ServiceNameDefault
-	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", name)))
+	// Precedence, lowest first: the SDK's defaults, tasker's default name,
+	// $OTEL_RESOURCE_ATTRIBUTES and $OTEL_SERVICE_NAME, Options.ServiceName.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", ServiceNameDefault)))
 	if err != nil {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
@@ -144,14 +136,12 @@ func New(exp sdktrace.SpanExporter, opts Options) (*Tracer, error) {
 			res = merged
 		}
 	}
-	if os.Getenv("OTEL_SERVICE_NAME") == "" && opts.ServiceName != "" {
-		res, _ = resource.Merge(res, resource.NewSchemaless(attribute.String("service.name", name)))
+	if opts.ServiceName != "" {
+		if merged, err := resource.Merge(res, resource.NewSchemaless(attribute.String("service.name", opts.ServiceName))); err == nil {
+			res = merged
+		}
 	}
-	export := sdktrace.WithBatcher(exp)
-	if opts.Sync {
-		export = sdktrace.WithSyncer(exp)
-	}
-	tp := sdktrace.NewTracerProvider(export, sdktrace.WithResource(res), sdktrace.WithIDGenerator(idGenerator{}),
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithIDGenerator(idGenerator{}),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	t := &Tracer{tp: tp, tracer: tp.Tracer(ScopeName), log: opts.Logger, tasks: map[int64]*taskInfo{},
 		starts: map[attemptKey]time.Time{}}
