@@ -163,8 +163,9 @@ type Config struct {
 	// TraceExporter, when set, receives OpenTelemetry spans: one per task
 	// and one per step attempt, in the trace of the context that created
 	// the task (see docs/observability.md). Close flushes it and shuts it
-	// down (within 10 s), returning its error. Defaults to none: no spans (a caller's trace context is still
-	// kept with the task and handed on to step handlers).
+	// down (within 10 s), returning its error. Defaults to none: no spans
+	// (a caller's trace context is still kept with the task and handed on
+	// to step handlers).
 	TraceExporter sdktrace.SpanExporter
 }
 
