@@ -103,3 +103,20 @@ func parsePostgresConfig(databaseURL string) (cfg *pgxpool.Config, bouncer bool,
 	}
 	return cfg, bouncer, listen, nil
 }
+
+// PostgresConnConfig parses a PostgreSQL URL the way OpenPostgres does, for
+// another connection to tasker's database (the dashboard's): tasker's own
+// parameters (pgbouncer, listen_host, listen_port, listen_dbname) are
+// removed, pgbouncer=true selects cache_describe unless the URL chose a
+// mode, and JIT is turned off unless behind PgBouncer or set in the URL.
+func PostgresConnConfig(databaseURL string) (*pgx.ConnConfig, error) {
+	cfg, bouncer, _, err := parsePostgresConfig(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	cc := cfg.ConnConfig
+	if _, ok := cc.RuntimeParams["jit"]; !ok && !bouncer {
+		cc.RuntimeParams["jit"] = "off"
+	}
+	return cc, nil
+}
