@@ -3,7 +3,6 @@ package ui
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 )
 
@@ -80,22 +80,11 @@ func (d *db) close() error { return d.sql.Close() }
 // says otherwise (the dashboard's aggregates would be compiled for tens
 // of milliseconds).
 func postgresConfig(url string) (*pgx.ConnConfig, error) {
-	cfg, err := pgx.ParseConfig(url)
+	// The store's own parsing: tasker's URL parameters (pgbouncer, the
+	// listen_* of a direct LISTEN connection) are not startup parameters.
+	cfg, err := sqlstore.PostgresConnConfig(url)
 	if err != nil {
-		return nil, errors.New("dashboard: cannot parse the database URL")
-	}
-	bouncer := false
-	if v, ok := cfg.RuntimeParams[sqlstore.PgBouncerParam]; ok {
-		delete(cfg.RuntimeParams, sqlstore.PgBouncerParam)
-		if bouncer, err = strconv.ParseBool(v); err != nil {
-			return nil, fmt.Errorf("dashboard: %s=%q: want true or false", sqlstore.PgBouncerParam, v)
-		}
-	}
-	if bouncer && cfg.DefaultQueryExecMode == pgx.QueryExecModeCacheStatement {
-		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
-	}
-	if _, ok := cfg.RuntimeParams["jit"]; !ok && !bouncer {
-		cfg.RuntimeParams["jit"] = "off"
+		return nil, fmt.Errorf("dashboard: %w", redact.Error(err, url))
 	}
 	return cfg, nil
 }
