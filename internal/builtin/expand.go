@@ -104,6 +104,16 @@ func (x *expander) expandString(s, where string) (any, error) {
 	if strings.HasPrefix(s, "${") && strings.IndexByte(s, '}') == len(s)-1 {
 		return x.resolve(s, s[2:len(s)-1], where)
 	}
+	return x.interpolate(s, where, func(b *strings.Builder, _, _ string, val any) error {
+		b.WriteString(textOf(val))
+		return nil
+	})
+}
+
+// interpolate writes s with each "${REF}" replaced by what insert writes for
+// its value ("$${" is a literal "${"); insert is given the text written so
+// far, the reference as written and its trimmed body.
+func (x *expander) interpolate(s, where string, insert func(b *strings.Builder, ref, body string, val any) error) (string, error) {
 	var b strings.Builder
 	rest := s
 	for {
@@ -121,14 +131,17 @@ func (x *expander) expandString(s, where string) (any, error) {
 		b.WriteString(rest[:i])
 		end := strings.IndexByte(rest[i:], '}')
 		if end < 0 {
-			return nil, x.errRef(where, strconv.Quote(rest[i:]), "missing closing \"}\"")
+			return "", x.errRef(where, strconv.Quote(rest[i:]), "missing closing \"}\"")
 		}
 		ref := rest[i : i+end+1]
-		val, err := x.resolve(ref, ref[2:len(ref)-1], where)
+		body := strings.TrimSpace(ref[2 : len(ref)-1])
+		val, err := x.resolve(ref, body, where)
 		if err != nil {
-			return nil, err
+			return "", err
 		}
-		b.WriteString(textOf(val))
+		if err := insert(&b, ref, body, val); err != nil {
+			return "", err
+		}
 		rest = rest[i+end+1:]
 	}
 }
@@ -225,44 +238,20 @@ func (x *expander) resolve(ref, body, where string) (any, error) {
 // a base URL taken from the context); the part that follows is then judged
 // from the text with the value in it.
 func (x *expander) expandURL(s, where string) (string, error) {
-	var b strings.Builder
-	rest := s
-	for {
-		i := strings.Index(rest, "${")
-		if i < 0 {
-			b.WriteString(rest)
-			return b.String(), nil
-		}
-		if i > 0 && rest[i-1] == '$' { // "$${" is a literal "${"
-			b.WriteString(rest[:i-1])
-			b.WriteString("${")
-			rest = rest[i+2:]
-			continue
-		}
-		b.WriteString(rest[:i])
-		end := strings.IndexByte(rest[i:], '}')
-		if end < 0 {
-			return "", x.errRef(where, strconv.Quote(rest[i:]), "missing closing \"}\"")
-		}
-		ref := rest[i : i+end+1]
-		body := strings.TrimSpace(ref[2 : len(ref)-1])
-		val, err := x.resolve(ref, body, where)
-		if err != nil {
-			return "", err
-		}
+	return x.interpolate(s, where, func(b *strings.Builder, ref, body string, val any) error {
 		text := textOf(val)
 		if strings.HasPrefix(body, rawPrefix) {
 			b.WriteString(text)
-		} else {
-			esc, err := escapeForURL(urlPartAt(b.String()), text)
-			if err != nil {
-				return "", taskertype.Permanent(fmt.Errorf("%s: step %q: %s: the value of %s (%s) %v",
-					x.handler, x.step.StepName, where, ref, describe(text), err))
-			}
-			b.WriteString(esc)
+			return nil
 		}
-		rest = rest[i+end+1:]
-	}
+		esc, err := escapeForURL(urlPartAt(b.String()), text)
+		if err != nil {
+			return taskertype.Permanent(fmt.Errorf("%s: step %q: %s: the value of %s (%s) %v",
+				x.handler, x.step.StepName, where, ref, describe(text), err))
+		}
+		b.WriteString(esc)
+		return nil
+	})
 }
 
 // urlPart is a part of a URL.
