@@ -5,6 +5,7 @@ require "tasker_core/version"
 require "tasker_core/errors"
 require "tasker_core/configuration"
 require "tasker_core/models"
+require "tasker_core/trace_context"
 require "tasker_core/transport/socket"
 require "tasker_core/transport/embedded" # pure Ruby: ffi and libtasker load on first call
 require "tasker_core/client"

@@ -14,6 +14,10 @@ module TaskerCore
   # Responses: 2xx -> the parsed JSON body (or {"body" => text}); 429 and
   # 503 -> RetryableError with the Retry-After delay (seconds or HTTP date);
   # 400, 401, 403, 404, 422 -> PermanentError; other 4xx/5xx -> RetryableError.
+  #
+  # The request carries the step's W3C trace context as its traceparent
+  # header (TaskerCore::TraceContext.current, the step's traceparent while
+  # the handler runs) unless #request_headers sets one, as tasker:http does.
   class ApiStepHandler < BaseStepHandler
     PERMANENT_STATUSES = [400, 401, 403, 404, 422].freeze
     THROTTLE_STATUSES = [429, 503].freeze
@@ -78,6 +82,8 @@ module TaskerCore
       klass = Net::HTTP.const_get(method.capitalize)
       req = klass.new(uri)
       request_headers(task, step).each { |k, v| req[k.to_s] = v.to_s }
+      tp = TraceContext.current
+      req[TraceContext::HEADER] = tp if tp && req[TraceContext::HEADER].nil?
       if req.request_body_permitted?
         body = request_body(task, step)
         req["Content-Type"] ||= "application/json"

@@ -37,8 +37,11 @@ module TaskerCore
     end
 
     # Creates a task from a TaskRequest (or Hash): {"task" => {...}, "created" => bool}.
+    # The current W3C trace context (TaskerCore::TraceContext.current) goes
+    # with it as the tag "traceparent:<value>" unless the request has such
+    # a tag (or config.propagate_trace_context is false).
     def initialize_task(request)
-      call("initialize_task", request.respond_to?(:to_h) ? request.to_h : request)
+      call("initialize_task", TraceContext.tag_request(request.respond_to?(:to_h) ? request.to_h : request, @config))
     end
 
     # The task with its steps: {"task" => {..., "steps" => [...]}}.

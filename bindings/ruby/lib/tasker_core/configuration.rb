@@ -72,6 +72,10 @@ module TaskerCore
     # Name of this process in leases (default ruby-<host>-<pid>-<random>,
     # recomputed after a fork).
     attr_writer :owner
+    # Tag created tasks with the current W3C trace context
+    # ("traceparent:<value>", see TaskerCore::TraceContext) when the
+    # request carries none (default true).
+    attr_accessor :propagate_trace_context
 
     def initialize
       @database_url = ENV.fetch("TASKER_DATABASE_URL", nil)
@@ -88,6 +92,7 @@ module TaskerCore
       @core_logs = nil
       @core_log_interval = 0.5
       @shutdown_grace = 8
+      @propagate_trace_context = true
     end
 
     def transport=(value)

@@ -72,6 +72,12 @@ module TaskerCore
 
     alias id task_id
 
+    # The W3C traceparent the task was created under (its
+    # "traceparent:<value>" tag; see TaskerCore::TraceContext), or nil.
+    def traceparent
+      TraceContext.from_tags(tags)
+    end
+
     # The task's steps (TaskStep), in the core's order; fetched when the
     # document at hand has none (a handler's view).
     def steps
@@ -301,6 +307,13 @@ module TaskerCore
     attr_reader :step_id, :name, :handler_class, :handler_config, :inputs, :attempt, :max_attempts, :retryable,
                 :timeout_seconds, :dependency_results, :depends_on, :lease_expires_at
 
+    # The attempt's W3C traceparent from the core (nil when the task has no
+    # trace context): the task's creator's, or the attempt's own span when
+    # the process running it exports traces. The handler runs with it as
+    # TaskerCore::TraceContext.current; send it on the handler's own HTTP
+    # calls as the "traceparent" header.
+    attr_reader :traceparent
+
     def initialize(doc)
       @doc = doc
       @step_id = doc["step_id"]
@@ -315,6 +328,7 @@ module TaskerCore
       @dependency_results = doc["dependency_results"] || {}
       @depends_on = doc["depends_on"] || []
       @lease_expires_at = doc["lease_expires_at"]
+      @traceparent = TraceContext.parse(doc["traceparent"])
     end
 
     alias id step_id

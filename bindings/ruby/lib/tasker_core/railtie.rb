@@ -25,6 +25,9 @@ module TaskerCore
   #   TaskerCore.shutdown!: running jobs hand their tasks back (finished
   #   steps reported, unfinished ones released without counting the attempt,
   #   the task re-enqueued due now) before Sidekiq's timeout;
+  # - TaskerCore::Rails::TraceContextMiddleware in the middleware stack
+  #   (config.tasker.trace_context_middleware): a request's W3C traceparent
+  #   header goes with the tasks it creates, as their traceparent tag;
   # - rake tasks: tasker:migrate, tasker:migrate:status, tasker:validate,
   #   tasker:explain[ID], tasker:republish (one sweep, for cron);
   # - generators: tasker_core:install, tasker_core:task (old names
@@ -34,6 +37,10 @@ module TaskerCore
 
     initializer "tasker_core.configure", after: :load_config_initializers do |app|
       TaskerCore::Rails.apply(app.config.tasker)
+    end
+
+    initializer "tasker_core.trace_context_middleware", after: :load_config_initializers do |app|
+      app.middleware.use(TaskerCore::Rails::TraceContextMiddleware) if app.config.tasker.trace_context_middleware
     end
 
     config.after_initialize do |app|

@@ -102,7 +102,14 @@ module TaskerCore
     # under :interrupt, which the Coordinator re-raises after the hand-back.
     # A results value JSON cannot carry (NaN, Infinity, an object without
     # a JSON form, invalid UTF-8) is a permanent failure of the attempt.
+    #
+    # The handler (and around_handler) runs with the step's traceparent as
+    # TaskerCore::TraceContext.current (TraceContext.with).
     def self.run(task, step, batch)
+      TraceContext.with(step.respond_to?(:traceparent) ? step.traceparent : nil) { run_attempt(task, step, batch) }
+    end
+
+    def self.run_attempt(task, step, batch)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       out = begin
         wrapped(task, step) do

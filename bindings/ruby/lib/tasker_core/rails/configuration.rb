@@ -67,6 +67,10 @@ module TaskerCore
       # true: every event in this process (no group); a String: that group;
       # false: off.
       attr_accessor :instrument_events
+      # Insert TaskerCore::Rails::TraceContextMiddleware into the app's
+      # middleware stack: a request's W3C traceparent header becomes the
+      # trace context of the tasks it creates. Defaults to true.
+      attr_accessor :trace_context_middleware
 
       DEFAULT_SOCKET_EVENT_GROUP = "rails-enqueue"
       DEFAULT_SOCKET_NOTIFICATIONS_GROUP = "rails-notifications"
@@ -90,6 +94,7 @@ module TaskerCore
         @on_task_handled = nil
         @wrap_handlers = true
         @instrument_events = :auto
+        @trace_context_middleware = true
       end
 
       # The settings of TaskerCore::Configuration, read and written through.

@@ -29,7 +29,8 @@ module TaskerCore
 
       def call(task, step, &block)
         payload = { task_id: task&.task_id, step_id: step.step_id, step_name: step.name,
-                    handler_class: step.handler_class, attempt: step.attempt }
+                    handler_class: step.handler_class, attempt: step.attempt,
+                    traceparent: step.respond_to?(:traceparent) ? step.traceparent : nil }
         ActiveSupport::Notifications.instrument("process_step.tasker_core", payload) do
           out = run(&block)
           payload[:success] = out.is_a?(Hash) ? out["success"] : true

@@ -24,6 +24,9 @@ module TaskerCore
     autoload :Republisher, "tasker_core/rails/republisher"
     autoload :TaskRunnerJob, "tasker_core/rails/task_runner_job"
     autoload :Tasks, "tasker_core/rails/tasks"
+    autoload :TraceContextMiddleware, "tasker_core/rails/trace_context_middleware"
+    autoload :TraceContextJob, "tasker_core/rails/trace_context_job"
+    autoload :DashboardProxy, "tasker_core/rails/dashboard_proxy"
 
     class << self
       # The integration's settings (the application's config.tasker).
