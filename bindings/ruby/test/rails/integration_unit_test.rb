@@ -295,6 +295,57 @@ class RailsIntegrationUnitTest < Minitest::Test
     TaskerCore::Rails.queue_store = nil
   end
 
+  TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+  # A job of the app's that creates a task when it runs (in a worker, away
+  # from the request that enqueued it).
+  class CreatesTaskJob < ActiveJob::Base
+    include TaskerCore::Rails::TraceContextJob
+
+    @seen = []
+    class << self
+      attr_reader :seen
+    end
+
+    def perform(name)
+      self.class.seen << [name, TaskerCore::TraceContext.current]
+    end
+  end
+
+  # Issue 17 item 5: a job enqueued under a trace context (a request's)
+  # carries it in its payload and performs under it.
+  def test_trace_context_job_carries_the_enqueuers_traceparent
+    CreatesTaskJob.seen.clear
+    TaskerCore::TraceContext.with(TRACEPARENT) { CreatesTaskJob.perform_later("traced") }
+    CreatesTaskJob.perform_later("plain")
+    payloads = enqueued_jobs.map { |j| j.fetch("tasker_traceparent", nil) }
+    assert_equal [TRACEPARENT, nil], payloads, "serialized with the job"
+    assert_nil TaskerCore::TraceContext.current
+    perform_enqueued_jobs
+    assert_equal [["traced", TRACEPARENT], ["plain", nil]], CreatesTaskJob.seen
+    assert_nil TaskerCore::TraceContext.current, "restored after the job"
+    data = CreatesTaskJob.new("x").tap { |j| j.tasker_traceparent = TRACEPARENT }.serialize
+    assert_equal TRACEPARENT, ActiveJob::Base.deserialize(data).tasker_traceparent, "survives serialization"
+  end
+
+  def test_handler_wrapper_payload_has_the_steps_traceparent
+    seen = []
+    sub = ActiveSupport::Notifications.subscribe("process_step.tasker_core") { |*, payload| seen << payload }
+    TaskerCore::StepHandlers.around_handler = TaskerCore::Rails::HandlerWrapper.new(FakeApp.new)
+    step = TaskerCore::Step.new({ "step_id" => 4, "name" => "noop", "attempt" => 1, "handler_class" => "tasker:noop",
+                                  "traceparent" => TRACEPARENT })
+    assert TaskerCore::StepHandlers.run(TaskerCore::Task.new({ "task_id" => 9 }), step, [step])["success"]
+    assert_equal TRACEPARENT, seen.fetch(0)[:traceparent]
+  ensure
+    TaskerCore::StepHandlers.around_handler = nil
+    ActiveSupport::Notifications.unsubscribe(sub) if sub
+  end
+
+  def test_trace_context_middleware_is_on_by_default
+    assert TaskerCore::Rails::Configuration.new.trace_context_middleware
+    assert TaskerCore::Configuration.new.propagate_trace_context
+  end
+
   def test_job_drops_a_missing_task_and_raises_core_errors_for_a_retry
     with_handle(->(_id) { raise TaskerCore::NotFoundError.new("no task 4", code: "not_found") }) do
       assert_nil TaskerCore::Rails::TaskRunnerJob.perform_now(4)

@@ -21,7 +21,8 @@ module TaskerCore
     #   deadlock both. So in development each call only gives its
     #   connections back and resets CurrentAttributes afterwards.
     #
-    # Each call is instrumented as "process_step.tasker_core".
+    # Each call is instrumented as "process_step.tasker_core" (with the
+    # step's :traceparent when it has one).
     class HandlerWrapper
       def initialize(app)
         @app = app
@@ -29,8 +30,9 @@ module TaskerCore
 
       def call(task, step, &block)
         payload = { task_id: task&.task_id, step_id: step.step_id, step_name: step.name,
-                    handler_class: step.handler_class, attempt: step.attempt,
-                    traceparent: step.respond_to?(:traceparent) ? step.traceparent : nil }
+                    handler_class: step.handler_class, attempt: step.attempt }
+        tp = step.respond_to?(:traceparent) ? step.traceparent : nil
+        payload[:traceparent] = tp if tp
         ActiveSupport::Notifications.instrument("process_step.tasker_core", payload) do
           out = run(&block)
           payload[:success] = out.is_a?(Hash) ? out["success"] : true
