@@ -35,6 +35,8 @@ class CoreLogsTest < RbTestCase
     cfg.templates_dir = RbTest::TEMPLATES
     cfg.logger = logger
     cfg.rescue_interval_ms = -1
+    # Tests run in random order: this may be the first engine on the schema.
+    cfg.auto_migrate = true
     settings.each { |k, v| cfg.public_send("#{k}=", v) }
     [TaskerCore::Client.new(cfg), logger]
   end
