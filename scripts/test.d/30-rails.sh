@@ -47,6 +47,7 @@ fi
 echo "30-rails: built in $((SECONDS - start)) s"
 
 ruby bindings/ruby/test/rails/integration_unit_test.rb
+ruby bindings/ruby/test/rails/trace_context_app_test.rb
 # The test starts and stops its own redis-server and Sidekiq (process groups)
 # and drops its database; timeout is the backstop.
 timeout --kill-after=10 360 ruby bindings/ruby/test/rails/rails_e2e_test.rb "$@"
