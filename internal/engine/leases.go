@@ -97,6 +97,16 @@ func (l *stepLeases) holding(id int64) bool {
 	return l.held[id] > 0
 }
 
+// closed reports whether the engine was closed (Engine.Close).
+func (l *stepLeases) closed() bool {
+	select {
+	case <-l.e.quit:
+		return true
+	default:
+		return false
+	}
+}
+
 // snapshot returns the held step ids, or stops the goroutine (running =
 // false) when none are held.
 func (l *stepLeases) snapshot() ([]int64, bool) {
@@ -135,6 +145,15 @@ func (l *stepLeases) run() {
 		_, _, err := l.e.store.StepLeaseExtend(ctx, l.e.cfg.Owner, ids, l.e.cfg.StepLease)
 		cancel()
 		switch {
+		case err != nil && l.closed():
+			// The engine was closed (its store with it, usually): nothing
+			// will record these steps any more; stop instead of retrying
+			// for ever. Their leases expire and another runner rescues them.
+			l.mu.Lock()
+			clear(l.held)
+			l.running = false
+			l.mu.Unlock()
+			return
 		case err != nil:
 			if !failing {
 				l.e.log.Warn("extend step leases; retrying", "steps", len(ids), "err", err, "retry_in", leaseRetry)
