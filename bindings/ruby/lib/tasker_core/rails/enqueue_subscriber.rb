@@ -32,57 +32,15 @@ module TaskerCore
       @pushed = ConditionVariable.new
       @recent = []
 
+      extend LazySubscription
+
       class << self
-        # Arms the subscriber (idempotent). Nothing is opened here.
-        def install
-          @armed = true
-          ClientHook.attach
-          # A client opened before (a console that already made calls).
-          subscribe_now if TaskerCore.instance_variable_get(:@client)
-          self
+        def subscription_args
+          [EVENTS, TaskerCore::Rails.config.enqueue_event_group]
         end
 
-        def installed?
-          !!@armed
-        end
-
-        # Whether this process holds a live subscription.
-        def subscribed?
-          sub = @subscription
-          return false if sub.nil? || @subscribed_pid != Process.pid
-
-          pub = TaskerCore::EventPublisher
-          # TaskerCore.reset! forgets subscribers; configure stops the poller.
-          pub.subscribers.include?(sub) && (!pub.respond_to?(:running?) || pub.running?)
-        end
-
-        # Called by ClientHook whenever the client is asked for.
-        def client_opened
-          return if !@armed || subscribed? || Thread.current[:tasker_rails_subscribing]
-
-          subscribe_now
-        end
-
-        def subscribe_now
-          Thread.current[:tasker_rails_subscribing] = true
-          @lock.synchronize do
-            return if subscribed?
-
-            @subscription&.unsubscribe # the parent's, in a forked child
-            group = TaskerCore::Rails.config.enqueue_event_group
-            @subscription = TaskerCore::EventPublisher.subscribe(*EVENTS, group: group) { |event| call(event) }
-            @subscribed_pid = Process.pid
-          end
-        ensure
-          Thread.current[:tasker_rails_subscribing] = false
-        end
-
-        def uninstall
-          @armed = false
-          @lock.synchronize do
-            @subscription&.unsubscribe
-            @subscription = nil
-          end
+        def deliver(event)
+          call(event)
         end
 
         # Handles one event; returns the enqueued job or nil.

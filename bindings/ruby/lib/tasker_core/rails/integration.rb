@@ -20,6 +20,7 @@ module TaskerCore
     autoload :Notifications, "tasker_core/rails/notifications"
     autoload :TaggedLogger, "tasker_core/rails/tagged_logger"
     autoload :EnqueueSubscriber, "tasker_core/rails/enqueue_subscriber"
+    autoload :LazySubscription, "tasker_core/rails/lazy_subscription"
     autoload :QueueStore, "tasker_core/rails/queue_store"
     autoload :Republisher, "tasker_core/rails/republisher"
     autoload :TaskRunnerJob, "tasker_core/rails/task_runner_job"

@@ -39,56 +39,18 @@ module TaskerCore
 
       @lock = Mutex.new
 
+      extend LazySubscription
+
       class << self
-        # Arms the relay (idempotent). Nothing is opened here.
-        def install
-          @armed = true
-          EnqueueSubscriber::ClientHook.attach
-          subscribe_now if TaskerCore.instance_variable_get(:@client)
-          self
-        end
-
-        def installed?
-          !!@armed
-        end
-
-        def uninstall
-          @armed = false
-          @lock.synchronize do
-            @subscription&.unsubscribe
-            @subscription = nil
-          end
-        end
-
-        def subscribed?
-          sub = @subscription
-          return false if sub.nil? || @subscribed_pid != Process.pid
-
-          pub = TaskerCore::EventPublisher
-          pub.subscribers.include?(sub) && (!pub.respond_to?(:running?) || pub.running?)
-        end
-
-        # Called by the client hook whenever the client is asked for.
-        def client_opened
-          return if !@armed || subscribed? || Thread.current[:tasker_rails_subscribing]
-
-          subscribe_now
-        end
-
-        def subscribe_now
+        # Every core event, in the group notifications_subscription names
+        # (nil: instrumenting is off).
+        def subscription_args
           on, group = TaskerCore::Rails.config.notifications_subscription
-          return unless on
+          on ? [[], group] : nil
+        end
 
-          Thread.current[:tasker_rails_subscribing] = true
-          @lock.synchronize do
-            return if subscribed?
-
-            @subscription&.unsubscribe
-            @subscription = TaskerCore::EventPublisher.subscribe(group: group) { |event| instrument(event) }
-            @subscribed_pid = Process.pid
-          end
-        ensure
-          Thread.current[:tasker_rails_subscribing] = false
+        def deliver(event)
+          instrument(event)
         end
 
         # Instruments one core event; returns the notification name.
