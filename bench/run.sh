@@ -18,3 +18,27 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
   PG_DURABLE=1 pg_up
 fi
 "$root/bench/.bin/compare" --database-url "$DATABASE_URL" --tasker "$root/bench/.bin/tasker" --out docs/bench "$@"
+
+# Width sweep (issue 18): a fan-out of 200, 1,000, 3,000 and 10,000 leaves
+# at max_parallel_steps 1,000 on both databases (SQLite: a file in a
+# temporary directory), one JSON report each in docs/bench/width/, and a
+# table of steps/s and tasker CPU per step in docs/bench/width.md. Per-step
+# CPU should not grow with width. WIDTH_SWEEP=0 skips it.
+if [[ "${WIDTH_SWEEP:-1}" == 1 ]]; then
+  mkdir -p docs/bench/width
+  {
+    echo "| database | width | steps/s | tasker CPU µs/step |"
+    echo "|---|---|---|---|"
+    for db in sqlite postgres; do
+      url=""
+      [[ $db == postgres ]] && url="$DATABASE_URL"
+      for w in 200 1000 3000 10000; do
+        out="docs/bench/width/$db-$w.json"
+        "$root/bench/.bin/tasker" bench --shape fanout --width "$w" --tasks 1 --max-parallel-steps 1000 --quiet --json \
+          ${url:+--database-url "$url"} >"$out"
+        python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("| %s | %s | %.0f | %.0f |" % (sys.argv[2], sys.argv[3], d["steps_per_second"], d["cpu"]["tasker_us_per_step"]))' \
+          "$out" "$db" "$w"
+      done
+    done
+  } | tee docs/bench/width.md
+fi
