@@ -1,13 +1,11 @@
 package tasker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,26 +15,10 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/internal/testlog"
 )
 
 const secret = "s3cr3t-Pa55word"
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // Database passwords never appear in errors or logs: not when the URL is
 // malformed, not when the server cannot be reached at Open, and not in the
@@ -56,7 +38,7 @@ func TestNoDatabasePasswordInErrorsOrLogs(t *testing.T) {
 		require.NotContains(t, err.Error(), secret, "password leaked: %v", err)
 	}
 
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	c, err := tasker.Open(ctx, tasker.Config{DatabaseURL: "postgres://tasker:" + secret + "@127.0.0.1:1/tasker?connect_timeout=1",
 		TemplatesDir: t.TempDir(), PollInterval: 10 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -76,7 +58,7 @@ func TestNoDatabasePasswordInErrorsOrLogs(t *testing.T) {
 func TestNoTokenInLogs(t *testing.T) {
 	t.Parallel()
 	c := openClient(t, "sqlite:"+testdb.SQLitePath(t))
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	srv := httptest.NewServer(httpapi.New(c, httpapi.Options{Token: secret,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}))
 	defer srv.Close()

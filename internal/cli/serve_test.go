@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/tasker-systems/tasker/internal/testlog"
 	"io"
 	"net"
 	"net/http"
@@ -12,35 +13,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the server's log and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // served is a `tasker serve` running in this process.
 type served struct {
 	addr   string
-	stderr *lockedBuffer
+	stderr *testlog.Buffer
 	stop   func() int
 }
 
@@ -55,7 +37,7 @@ func startServe(t *testing.T, extra ...string) *served {
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--workers", "1", "--shutdown-timeout", "2s",
 		"--database-url", "sqlite:" + filepath.Join(dir, "t.db"), "--templates", filepath.Join(dir, "templates")}, extra...)
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &lockedBuffer{}
+	stderr := &testlog.Buffer{}
 	exited := make(chan struct{})
 	code := 0
 	go func() {

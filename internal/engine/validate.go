@@ -93,12 +93,13 @@ func storableText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// storableResults checks a handler's encoded results: a document a database
-// cannot store (NUL or a lone surrogate in a string, a number beyond the
-// limits, duplicate keys) fails the attempt for good with the reason,
-// instead of failing every try to record it.
+// storableResults checks a handler's encoded results, which must be valid
+// JSON already: a document a database cannot store (NUL or a lone
+// surrogate in a string, a number beyond the limits, duplicate keys) fails
+// the attempt for good with the reason, instead of failing every try to
+// record it. One pass over the document, on every attempt's result.
 func storableResults(raw []byte) error {
-	if err := jsonvalid.Check(raw); err != nil {
+	if err := jsonvalid.CheckWellFormed(raw); err != nil {
 		return taskertype.Permanent(fmt.Errorf("handler results cannot be stored: %w", err))
 	}
 	return nil

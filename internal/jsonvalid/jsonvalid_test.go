@@ -3,6 +3,7 @@ package jsonvalid
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,13 @@ func TestCheck(t *testing.T) {
 	}
 	for _, tc := range cases {
 		err := Check([]byte(tc.doc))
+		if tc.name != "syntax" {
+			// Every other document is well-formed JSON: the check that
+			// skips the syntax pass finds the same.
+			if wf := CheckWellFormed([]byte(tc.doc)); fmt.Sprint(wf) != fmt.Sprint(err) {
+				t.Errorf("%s: CheckWellFormed %v, Check %v", tc.name, wf, err)
+			}
+		}
 		if tc.msg == "" {
 			if err != nil {
 				t.Errorf("%s: %v", tc.name, err)

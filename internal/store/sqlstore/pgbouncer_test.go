@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,25 +21,8 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/store/sqlstore"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/internal/testlog"
 )
-
-// lockedBuffer collects a process's output for failure messages.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startPgBouncer starts Debian's pgbouncer on a free 127.0.0.1 port in
 // transaction pooling mode, in front of the test PostgreSQL, with a pool of
@@ -84,7 +66,7 @@ func startPgBouncer(t *testing.T, schemaURL string, serverConns int) string {
 		port = "5432"
 	}
 	dir := t.TempDir()
-	var out lockedBuffer
+	var out testlog.Buffer
 	for try := 0; ; try++ {
 		listenPort := freePort(t)
 		conn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s", host, port, dbname, pgUser)
