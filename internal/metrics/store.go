@@ -18,6 +18,7 @@ const (
 	opMigrateUp
 	opMigrateDown
 	opTaskCreate
+	opTaskCreateMany
 	opTaskGet
 	opTaskList
 	opTaskTransition
@@ -50,6 +51,7 @@ var opNames = [opCount]string{
 	opMigrateUp:          "migrate_up",
 	opMigrateDown:        "migrate_down",
 	opTaskCreate:         "task_create",
+	opTaskCreateMany:     "task_create_many",
 	opTaskGet:            "task_get",
 	opTaskList:           "task_list",
 	opTaskTransition:     "task_transition",
@@ -158,6 +160,14 @@ func (t *timedStore) TaskCreate(ctx context.Context, p *store.TaskCreateParams) 
 	start := time.Now()
 	v, err := t.st.TaskCreate(ctx, p)
 	t.done(opTaskCreate, start, err)
+	return v, err
+}
+
+// TaskCreateMany implements store.Store.
+func (t *timedStore) TaskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
+	start := time.Now()
+	v, err := t.st.TaskCreateMany(ctx, ps)
+	t.done(opTaskCreateMany, start, err)
 	return v, err
 }
 

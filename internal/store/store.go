@@ -41,6 +41,13 @@ type Store interface {
 	// already exists it writes nothing and returns the existing task with
 	// Created false.
 	TaskCreate(ctx context.Context, p *TaskCreateParams) (*TaskCreateResult, error)
+	// TaskCreateMany is TaskCreate for many tasks in one transaction, each
+	// kind of row of all of them written together (a few statements in
+	// all, not a few per task). Results are in the order of ps. Each
+	// task's idempotency key is honoured as by TaskCreate; a params with
+	// the same key as an earlier one in ps gets that one's task (Created
+	// false). When any task fails (an unknown parent step) none is written.
+	TaskCreateMany(ctx context.Context, ps []*TaskCreateParams) ([]*TaskCreateResult, error)
 	// TaskGet returns one task (taskertype.TaskNotFoundError when missing).
 	TaskGet(ctx context.Context, taskID int64) (*taskertype.Task, error)
 	// TaskList returns tasks matching the filters, newest first.

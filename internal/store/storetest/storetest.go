@@ -187,6 +187,8 @@ func Exercise(t *testing.T, newStore NewStore) {
 		}
 	})
 
+	exerciseTaskCreateMany(t, newStore)
+
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
