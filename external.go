@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
 )
 
 // The external-worker (pull) API: how a process that cannot be called from
@@ -14,24 +14,24 @@ import (
 // finalizer what happens next; every decision is made by the engine. Each
 // call is stateless and safe to repeat. See docs/api.md ("Pull API").
 
-// Types of the pull API, re-exported from the engine.
+// Types of the pull API, defined in taskertype.
 type (
 	// ClaimResult answers ClaimSteps: the task and the claimed steps.
-	ClaimResult = engine.ClaimResult
+	ClaimResult = taskertype.ClaimResult
 	// ExternalTask is the task part of a claim.
-	ExternalTask = engine.ExternalTask
+	ExternalTask = taskertype.ExternalTask
 	// ExternalStep is one claimed attempt of a step.
-	ExternalStep = engine.ExternalStep
+	ExternalStep = taskertype.ExternalStep
 	// ExternalResult is the result of one claimed attempt.
-	ExternalResult = engine.ExternalResult
+	ExternalResult = taskertype.ExternalResult
 	// ExternalError is a failed attempt as the worker reports it.
-	ExternalError = engine.ExternalError
+	ExternalError = taskertype.ExternalError
 	// ReportResult answers ReportResults.
-	ReportResult = engine.ReportResult
+	ReportResult = taskertype.ReportResult
 	// ReportedResult says what became of one reported result.
-	ReportedResult = engine.ReportedResult
+	ReportedResult = taskertype.ReportedResult
 	// ExtendResult answers ExtendLeases.
-	ExtendResult = engine.ExtendResult
+	ExtendResult = taskertype.ExtendResult
 )
 
 // ClaimSteps starts the task if it is pending or waiting for a retry and
@@ -93,8 +93,9 @@ func (c *Client) Owner() string { return c.engine.Owner() }
 // QueueAck once handled.
 func (c *Client) QueueClaim(ctx context.Context, owner string, limit int, lease, grace time.Duration) ([]*QueueEntry, error) {
 	now := time.Now().UTC()
-	return c.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: owner, Limit: limit, Now: now, LeaseUntil: now.Add(lease),
+	es, err := c.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: owner, Limit: limit, Now: now, LeaseUntil: now.Add(lease),
 		DueBefore: now.Add(-grace)})
+	return publicQueueEntries(es), err
 }
 
 // QueueAck deletes the task's enqueue record if owner still holds its lease.

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/tasker-systems/tasker/internal/backoff"
 	"github.com/tasker-systems/tasker/internal/builtin"
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/metrics"
@@ -25,46 +24,6 @@ import (
 	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/internal/tracing"
 	"github.com/tasker-systems/tasker/taskertype"
-)
-
-// Types shared with the engine, re-exported so that users need one import.
-type (
-	// Task is one run of a task template.
-	Task = taskertype.Task
-	// Step is one workflow step of a task.
-	Step = taskertype.Step
-	// TaskState is a task's lifecycle state.
-	TaskState = taskertype.TaskState
-	// StepState is a step's lifecycle state.
-	StepState = taskertype.StepState
-	// Transition is one row of the audit trail.
-	Transition = taskertype.Transition
-	// StepReadiness explains whether a step can run and why.
-	StepReadiness = taskertype.StepReadiness
-	// StepContext is what a step handler receives.
-	StepContext = taskertype.StepContext
-	// StepHandler runs one attempt of a step.
-	StepHandler = taskertype.StepHandler
-	// StepHandlerFunc adapts a function to StepHandler.
-	StepHandlerFunc = taskertype.StepHandlerFunc
-	// Event is a lifecycle event.
-	Event = taskertype.Event
-	// EventKind names a lifecycle event.
-	EventKind = taskertype.EventKind
-	// TaskRequest asks for a new task.
-	TaskRequest = engine.TaskRequest
-	// HandleResult is the orchestration result of one Handle call.
-	HandleResult = engine.HandleResult
-	// Actor names who performs a manual operation and why.
-	Actor = engine.Actor
-	// BackoffConfig configures retry delays (see docs/architecture.md).
-	BackoffConfig = backoff.Config
-	// Template is a validated task template.
-	Template = template.Template
-	// Migration is one schema migration and whether it is applied.
-	Migration = store.Migration
-	// QueueEntry is one durable enqueue record.
-	QueueEntry = store.QueueEntry
 )
 
 // Lifecycle event kinds (re-exported from taskertype; see docs/events.md).
@@ -108,7 +67,17 @@ const (
 	// SQLitePathDefault is the embedded database file used without a DatabaseURL.
 	SQLitePathDefault = "tasker.db"
 	// TemplatesDirDefault is where templates are read from.
-	TemplatesDirDefault = template.DirDefault
+	TemplatesDirDefault = "config/tasker/tasks"
+	// StepLeaseDefault is Config.StepLease's default.
+	StepLeaseDefault = 30 * time.Second
+	// QueueLeaseDefault is Config.QueueLease's default.
+	QueueLeaseDefault = 60 * time.Second
+	// PollIntervalDefault is Config.PollInterval's default.
+	PollIntervalDefault = time.Second
+	// RescueIntervalDefault is Config.RescueInterval's default.
+	RescueIntervalDefault = 10 * time.Second
+	// ShutdownGraceDefault is Config.ShutdownGrace's default.
+	ShutdownGraceDefault = 10 * time.Second
 )
 
 // Config configures a Client. Zero values mean the documented default.
@@ -142,16 +111,38 @@ type Config struct {
 	// MaxResponseBytes bounds a tasker:http response body and a
 	// tasker:command's output. Defaults to 10 MiB.
 	MaxResponseBytes int64
-	// Backoff configures retry delays. Defaults to 1 s base, x2, 5 min cap.
+	// Backoff configures retry delays; each zero field takes its default
+	// (see BackoffConfig: 1 s base, x2, 5 min cap, 20% jitter).
 	Backoff BackoffConfig
 	// EventEnqueue makes the TaskEnqueuer publish task.enqueue/reenqueue
-	// events for an external job system instead of expecting Go runners.
+	// events for an external job system instead of expecting Go runners,
+	// and lets tasks be created whose handlers are not registered in Go.
+	// Defaults to off: Go runners (Run) take tasks from the durable queue.
 	EventEnqueue bool
-	// Engine tunes leases and polling; see the engine package defaults.
-	StepLease, QueueLease, PollInterval, RescueInterval, ShutdownGrace time.Duration
-	// Owner names this process in leases and audit rows. Defaults to host-pid-random.
+	// StepLease is how long a claimed step stays held without its lease
+	// being extended (the runner extends it while the handler runs; pull
+	// workers call Worker.ExtendLeases). A step whose lease lapsed is
+	// rescued and run again. Defaults to StepLeaseDefault (30 s).
+	StepLease time.Duration
+	// QueueLease is how long a claimed enqueue record stays held without
+	// being extended, after which another runner may take the task.
+	// Defaults to QueueLeaseDefault (60 s).
+	QueueLease time.Duration
+	// PollInterval is the longest a runner waits before looking for due
+	// tasks when nothing woke it (a notification, a local enqueue, a timer
+	// for the next due record). Defaults to PollIntervalDefault (1 s).
+	PollInterval time.Duration
+	// RescueInterval is how often a runner looks for steps whose lease
+	// expired. Defaults to RescueIntervalDefault (10 s).
+	RescueInterval time.Duration
+	// ShutdownGrace is how long in-flight steps may finish after Run's or
+	// Handle's context ends before they are cancelled and released.
+	// Defaults to ShutdownGraceDefault (10 s).
+	ShutdownGrace time.Duration
+	// Owner names this process in leases and audit rows. Defaults to
+	// host-pid-random.
 	Owner string
-	// Logger defaults to slog.Default().
+	// Logger receives the client's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 	// Metrics, when set, receives the client's Prometheus collectors
 	// (tasker_* metrics: tasks, step attempts, failures, retries and
@@ -235,7 +226,7 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 		enq = engine.EventEnqueueHandler{}
 	}
 	eng, err := engine.New(engine.Config{
-		Store: st, Templates: reg, Backoff: cfg.Backoff, EnqueueHandler: enq, RequireHandlers: !cfg.EventEnqueue,
+		Store: st, Templates: reg, Backoff: cfg.Backoff.internal(), EnqueueHandler: enq, RequireHandlers: !cfg.EventEnqueue,
 		StepLease: cfg.StepLease, QueueLease: cfg.QueueLease, PollInterval: cfg.PollInterval,
 		RescueInterval: cfg.RescueInterval, ShutdownGrace: cfg.ShutdownGrace, Owner: cfg.Owner, Logger: cfg.Logger,
 	})
@@ -311,6 +302,8 @@ func (c *Client) RegisterHandler(handlerClass string, h StepHandler) {
 }
 
 // AddTemplate parses, validates and registers a YAML template.
+// file names it in errors ("" is fine). Problems are returned as a
+// taskertype.TemplateErrors.
 func (c *Client) AddTemplate(file string, yamlDoc []byte) (*Template, error) {
 	t, errs := template.Parse(file, yamlDoc, os.Getenv("TASKER_ENV"))
 	if len(errs) > 0 {
@@ -319,16 +312,27 @@ func (c *Client) AddTemplate(file string, yamlDoc []byte) (*Template, error) {
 	if err := c.engine.Templates().Add(t); err != nil {
 		return nil, err
 	}
-	return t, nil
+	return publicTemplate(t), nil
 }
 
 // Template looks a template up; version "" means the highest.
 func (c *Client) Template(namespace, name, version string) (*Template, error) {
-	return c.engine.Templates().Lookup(namespace, name, version)
+	t, err := c.engine.Templates().Lookup(namespace, name, version)
+	if err != nil {
+		return nil, err
+	}
+	return publicTemplate(t), nil
 }
 
 // Templates lists the loaded templates.
-func (c *Client) Templates() []*Template { return c.engine.Templates().List() }
+func (c *Client) Templates() []*Template {
+	list := c.engine.Templates().List()
+	out := make([]*Template, len(list))
+	for i, t := range list {
+		out[i] = publicTemplate(t)
+	}
+	return out
+}
 
 // InitializeTask validates the request and creates the task, its steps and
 // its enqueue record in one transaction. created is false when the
@@ -372,7 +376,8 @@ func (c *Client) RunTask(ctx context.Context, taskID int64) (*HandleResult, erro
 }
 
 // Run drains the durable queue with up to workers concurrent tasks until
-// ctx ends, then shuts down gracefully.
+// ctx ends, then shuts down gracefully. workers must be at least 1: Run
+// returns an error otherwise.
 func (c *Client) Run(ctx context.Context, workers int) error { return c.engine.Run(ctx, workers) }
 
 // Subscribe returns a channel of lifecycle events of the given kinds (all
@@ -402,15 +407,12 @@ func (c *Client) Task(ctx context.Context, taskID int64) (*TaskDetail, error) {
 	return &TaskDetail{Task: t, Steps: steps}, nil
 }
 
-// TaskFilter selects tasks for ListTasks. Zero values mean "any".
-type TaskFilter = store.TaskListParams
-
 // ListTasks lists tasks, newest first.
 func (c *Client) ListTasks(ctx context.Context, f *TaskFilter) ([]*Task, error) {
 	if f == nil {
 		f = &TaskFilter{}
 	}
-	return c.store.TaskList(ctx, f)
+	return c.store.TaskList(ctx, f.internal())
 }
 
 // Explain says, for every step of a task, whether it can run and why not.
@@ -454,18 +456,24 @@ func (c *Client) ResolveStep(ctx context.Context, taskID int64, name string, a A
 
 // Queue lists the durable enqueue records, earliest first (at most 1000).
 func (c *Client) Queue(ctx context.Context) ([]*QueueEntry, error) {
-	return c.store.QueueList(ctx, 1000)
+	es, err := c.store.QueueList(ctx, 1000)
+	return publicQueueEntries(es), err
 }
 
 // Migrate applies (up) or reverts (down) migrations; steps <= 0 means all.
 func (c *Client) Migrate(ctx context.Context, up bool, steps int) ([]Migration, error) {
+	var ms []store.Migration
+	var err error
 	if up {
-		return c.store.MigrateUp(ctx, steps)
+		ms, err = c.store.MigrateUp(ctx, steps)
+	} else {
+		ms, err = c.store.MigrateDown(ctx, steps)
 	}
-	return c.store.MigrateDown(ctx, steps)
+	return publicMigrations(ms), err
 }
 
 // MigrationStatus lists migrations and whether each is applied.
 func (c *Client) MigrationStatus(ctx context.Context) ([]Migration, error) {
-	return c.store.MigrationStatus(ctx)
+	ms, err := c.store.MigrationStatus(ctx)
+	return publicMigrations(ms), err
 }

@@ -1,5 +1,7 @@
 package taskertype
 
+import "slices"
+
 // TaskState is the lifecycle state of a task. The allowed moves between
 // states are decided in one place, internal/statemachine, and drawn in
 // docs/state_machine.md.
@@ -28,8 +30,12 @@ const (
 	TaskStateResolvedManually TaskState = "resolved_manually"
 )
 
-// TaskStates lists every task state, in lifecycle order.
-var TaskStates = []TaskState{
+// TaskStates returns every task state, in lifecycle order. The slice is a
+// new copy on each call: changing it changes nothing else.
+func TaskStates() []TaskState { return slices.Clone(taskStates) }
+
+// taskStates is TaskStates' list.
+var taskStates = []TaskState{
 	TaskStatePending, TaskStateInProgress, TaskStateWaitingForRetry, TaskStateBlocked,
 	TaskStateComplete, TaskStateError, TaskStateCancelled, TaskStateResolvedManually,
 }
@@ -67,8 +73,12 @@ const (
 	StepStateResolvedManually StepState = "resolved_manually"
 )
 
-// StepStates lists every step state, in lifecycle order.
-var StepStates = []StepState{
+// StepStates returns every step state, in lifecycle order. The slice is a
+// new copy on each call: changing it changes nothing else.
+func StepStates() []StepState { return slices.Clone(stepStates) }
+
+// stepStates is StepStates' list.
+var stepStates = []StepState{
 	StepStatePending, StepStateInProgress, StepStateWaitingForRetry, StepStateComplete,
 	StepStateError, StepStateCancelled, StepStateResolvedManually,
 }

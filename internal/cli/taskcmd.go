@@ -79,8 +79,8 @@ func (a *app) taskListCommand() *cobra.Command {
 			f := &tasker.TaskFilter{Namespace: namespace, Name: name, AfterID: afterID, Limit: limit}
 			for _, s := range states {
 				st := tasker.TaskState(strings.TrimSpace(s))
-				if !slices.Contains(taskertype.TaskStates, st) {
-					return usageErrorf("--state %q: want one of %s", s, joinStates(taskertype.TaskStates))
+				if !slices.Contains(taskertype.TaskStates(), st) {
+					return usageErrorf("--state %q: want one of %s", s, joinStates(taskertype.TaskStates()))
 				}
 				f.States = append(f.States, st)
 			}
@@ -123,7 +123,7 @@ func (a *app) taskListCommand() *cobra.Command {
 		}),
 	}
 	fl := cmd.Flags()
-	fl.StringSliceVar(&states, "state", nil, "only tasks in these states (comma-separated): "+joinStates(taskertype.TaskStates))
+	fl.StringSliceVar(&states, "state", nil, "only tasks in these states (comma-separated): "+joinStates(taskertype.TaskStates()))
 	fl.StringVar(&namespace, "namespace", "", "only tasks of this namespace")
 	fl.StringVar(&name, "name", "", "only tasks of this template name")
 	fl.IntVar(&limit, "limit", 50, "at most this many tasks")

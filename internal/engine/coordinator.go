@@ -19,27 +19,8 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// HandleResult is the orchestration result of one Handle call.
-type HandleResult struct {
-	TaskID int64 `json:"task_id"`
-	// Status is the task's state when Handle returned.
-	Status taskertype.TaskState `json:"status"`
-	// Outcome is the finalizer's decision (see Decision).
-	Outcome Action `json:"outcome"`
-	// Reason explains the outcome.
-	Reason string `json:"reason,omitempty"`
-	// StepsExecuted counts the attempts this call ran.
-	StepsExecuted int `json:"steps_executed"`
-	// NextRunAt is when the task should be handled again (waiting for retry).
-	NextRunAt *time.Time `json:"next_run_at,omitempty"`
-}
-
-// Finalized reports whether no further Handle is due from this caller (the
-// task ended, is blocked, or another coordinator owns its running steps).
-// It is false for retry_viable, yielded and continue (viable steps remain).
-func (r *HandleResult) Finalized() bool {
-	return r.Outcome != ActionWait && r.Outcome != ActionYield && r.Outcome != ActionContinue
-}
+// HandleResult is taskertype.HandleResult.
+type HandleResult = taskertype.HandleResult
 
 type attemptResult struct {
 	claimed  *store.ClaimedStep

@@ -212,21 +212,8 @@ func (e *Engine) nudge() {
 	}
 }
 
-// TaskRequest asks for a new task.
-type TaskRequest struct {
-	Namespace      string                     `json:"namespace"`
-	Name           string                     `json:"name"`
-	Version        string                     `json:"version,omitempty"`
-	Context        json.RawMessage            `json:"context,omitempty"`
-	Initiator      string                     `json:"initiator,omitempty"`
-	SourceSystem   string                     `json:"source_system,omitempty"`
-	Reason         string                     `json:"reason,omitempty"`
-	Tags           []string                   `json:"tags,omitempty"`
-	BypassSteps    []string                   `json:"bypass_steps,omitempty"`
-	Priority       int                        `json:"priority,omitempty"`
-	IdempotencyKey string                     `json:"idempotency_key,omitempty"`
-	StepInputs     map[string]json.RawMessage `json:"step_inputs,omitempty"`
-}
+// TaskRequest is taskertype.TaskRequest.
+type TaskRequest = taskertype.TaskRequest
 
 // InitializeTask validates the request against its template and writes the
 // task, its steps, edges, initial transitions and its enqueue record in one

@@ -10,32 +10,19 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// Action is the TaskFinalizer's decision.
-type Action string
+// Action is taskertype.Action: the TaskFinalizer's decision.
+type Action = taskertype.Action
 
-// Finalizer decisions, in the order they are checked.
+// Finalizer decisions (see taskertype).
 const (
-	// ActionFail: a step failed permanently or exhausted its attempts. Checked
-	// first, so a failed task never keeps running its other branches.
-	ActionFail Action = "failed"
-	// ActionContinue: steps are ready now; the coordinator loops again.
-	ActionContinue Action = "continue"
-	// ActionElsewhere: steps are in progress under another coordinator, which
-	// will finalize the task.
-	ActionElsewhere Action = "running_elsewhere"
-	// ActionWait: steps wait out their backoff; the task is re-enqueued for
-	// the earliest retry time.
-	ActionWait Action = "retry_viable"
-	// ActionComplete: every step is complete or resolved manually.
-	ActionComplete Action = "complete"
-	// ActionBlock: nothing can run, nothing is running or waiting, and the
-	// task is not finished (for example a parent was cancelled).
-	ActionBlock Action = "blocked"
-	// ActionYield: the coordinator stopped early (shutdown) and handed the
-	// task back to the queue.
-	ActionYield Action = "yielded"
-	// ActionNone: the task was not runnable (terminal, blocked, in error).
-	ActionNone Action = "none"
+	ActionFail      = taskertype.ActionFail
+	ActionContinue  = taskertype.ActionContinue
+	ActionElsewhere = taskertype.ActionElsewhere
+	ActionWait      = taskertype.ActionWait
+	ActionComplete  = taskertype.ActionComplete
+	ActionBlock     = taskertype.ActionBlock
+	ActionYield     = taskertype.ActionYield
+	ActionNone      = taskertype.ActionNone
 )
 
 // Decision is what the finalizer concluded from a task's step summary.

@@ -12,14 +12,11 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// Actor names who asked for a manual operation and why; both are recorded
-// on the transitions.
-type Actor struct {
-	Who    string `json:"actor,omitempty"`
-	Reason string `json:"reason,omitempty"`
-}
+// Actor is taskertype.Actor.
+type Actor = taskertype.Actor
 
-func (a Actor) who() string { return cmp.Or(a.Who, "operator") }
+// actorWho is the name recorded for a: "operator" when it names nobody.
+func actorWho(a Actor) string { return cmp.Or(a.Who, "operator") }
 
 // operable checks the actor, loads the task and checks that ev may apply to
 // it now.
@@ -58,9 +55,9 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
 		TaskID: taskID, StepIDs: ids, From: statemachine.StepSources(statemachine.StepEventCancel),
 		To: stepTarget(statemachine.StepEventCancel), Event: string(statemachine.StepEventCancel), Reason: reason,
-		Actor: a.who(), Now: e.now(),
+		Actor: actorWho(a), Now: e.now(),
 		Task: &store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventCancel),
-			To: to, Event: string(statemachine.TaskEventCancel), Reason: reason, Actor: a.who(), Now: e.now(),
+			To: to, Event: string(statemachine.TaskEventCancel), Reason: reason, Actor: actorWho(a), Now: e.now(),
 			Queue: store.QueueOp{Kind: store.QueueDelete}},
 	})
 	if err != nil {
@@ -77,10 +74,10 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	events := make([]taskertype.Event, 0, len(res.Moved)+1)
 	for _, id := range res.Moved {
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepCancelled, TaskID: taskID, StepID: id,
-			StepName: names[id], Time: now, Data: map[string]any{"reason": reason, "actor": a.who()}})
+			StepName: names[id], Time: now, Data: map[string]any{"reason": reason, "actor": actorWho(a)}})
 	}
 	events = append(events, taskertype.Event{Kind: taskertype.EventTaskCancelled, TaskID: taskID, Time: now,
-		Data: map[string]any{"reason": reason, "actor": a.who(), "steps_cancelled": len(res.Moved)}})
+		Data: map[string]any{"reason": reason, "actor": actorWho(a), "steps_cancelled": len(res.Moved)}})
 	e.bus.Publish(events...)
 	return e.store.TaskGet(ctx, taskID)
 }
@@ -96,7 +93,7 @@ func (e *Engine) ResolveTask(ctx context.Context, taskID int64, a Actor) (*taske
 		return nil, err
 	}
 	reason := cmp.Or(a.Reason, "resolved by operator")
-	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventResolve, reason, a.who(), store.QueueOp{Kind: store.QueueDelete})
+	tr, err := e.taskEvent(ctx, taskID, statemachine.TaskEventResolve, reason, actorWho(a), store.QueueOp{Kind: store.QueueDelete})
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +101,7 @@ func (e *Engine) ResolveTask(ctx context.Context, taskID int64, a Actor) (*taske
 		return nil, e.raced(ctx, taskID, statemachine.TaskEventResolve)
 	}
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskResolved, TaskID: taskID, Time: e.now(),
-		Data: map[string]any{"reason": reason, "actor": a.who()}})
+		Data: map[string]any{"reason": reason, "actor": actorWho(a)}})
 	return e.store.TaskGet(ctx, taskID)
 }
 
@@ -201,7 +198,7 @@ func (e *Engine) RetrySteps(ctx context.Context, taskID int64, names []string, a
 	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
 		TaskID: taskID, StepIDs: ids, From: statemachine.StepSources(statemachine.StepEventRetry),
 		To: stepTarget(statemachine.StepEventRetry), Event: string(statemachine.StepEventRetry), Reason: reason,
-		Actor: a.who(), Now: now, ResetAttempts: true, Task: taskMove,
+		Actor: actorWho(a), Now: now, ResetAttempts: true, Task: taskMove,
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: task.Priority, Reason: reason},
 	})
 	if err != nil {
@@ -214,7 +211,7 @@ func (e *Engine) RetrySteps(ctx context.Context, taskID int64, names []string, a
 	events := make([]taskertype.Event, 0, len(moved))
 	for i, name := range moved {
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepRetried, TaskID: taskID, StepID: ids[i],
-			StepName: name, Time: now, Data: map[string]any{"reason": reason, "actor": a.who()}})
+			StepName: name, Time: now, Data: map[string]any{"reason": reason, "actor": actorWho(a)}})
 	}
 	e.bus.Publish(events...)
 	e.enqueued(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: task.Priority, Reason: reason, Time: now})
@@ -247,7 +244,7 @@ func (e *Engine) ResolveStep(ctx context.Context, taskID int64, name string, a A
 	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
 		TaskID: taskID, StepIDs: []int64{st.ID}, From: statemachine.StepSources(statemachine.StepEventResolve),
 		To: stepTarget(statemachine.StepEventResolve), Event: string(statemachine.StepEventResolve), Reason: reason,
-		Actor: a.who(), Now: now, Task: taskMove,
+		Actor: actorWho(a), Now: now, Task: taskMove,
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: task.Priority, Reason: reason},
 	})
 	if err != nil {
@@ -261,7 +258,7 @@ func (e *Engine) ResolveStep(ctx context.Context, taskID int64, name string, a A
 		return nil, &taskertype.InvalidTransitionError{Entity: "step", ID: st.ID, From: string(cur.State), Event: "resolve"}
 	}
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventStepResolved, TaskID: taskID, StepID: st.ID, StepName: name,
-		Time: now, Data: map[string]any{"reason": reason, "actor": a.who()}})
+		Time: now, Data: map[string]any{"reason": reason, "actor": actorWho(a)}})
 	e.enqueued(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: task.Priority, Reason: reason, Time: now})
 	return e.findStep(ctx, taskID, name)
 }
@@ -274,12 +271,12 @@ func (e *Engine) reopen(task *taskertype.Task, reason string, a Actor, now time.
 	if _, changed, err := statemachine.Task(task.State, statemachine.TaskEventRetry); err == nil && changed {
 		to, _ := taskTarget(statemachine.TaskEventRetry)
 		return &store.TaskTransitionParams{TaskID: task.ID, From: []taskertype.TaskState{task.State},
-			To: to, Event: string(statemachine.TaskEventRetry), Reason: reason, Actor: a.who(), Now: now}, nil
+			To: to, Event: string(statemachine.TaskEventRetry), Reason: reason, Actor: actorWho(a), Now: now}, nil
 	}
 	switch task.State {
 	case taskertype.TaskStateWaitingForRetry:
 		return &store.TaskTransitionParams{TaskID: task.ID, From: []taskertype.TaskState{task.State},
-			To: taskertype.TaskStatePending, Event: string(statemachine.TaskEventYield), Reason: reason, Actor: a.who(), Now: now}, nil
+			To: taskertype.TaskStatePending, Event: string(statemachine.TaskEventYield), Reason: reason, Actor: actorWho(a), Now: now}, nil
 	case taskertype.TaskStatePending, taskertype.TaskStateInProgress:
 		return nil, nil
 	}

@@ -52,10 +52,10 @@ func (e *Engine) RunTask(ctx context.Context, taskID int64) (*HandleResult, erro
 // and on a timer for the next due record, and polls every PollInterval as
 // the floor. It also rescues steps whose lease expired. On ctx end it stops
 // claiming and waits for its coordinators, which finish or release their
-// steps within ShutdownGrace.
+// steps within ShutdownGrace. workers must be at least 1.
 func (e *Engine) Run(ctx context.Context, workers int) error {
 	if workers <= 0 {
-		workers = 4
+		return fmt.Errorf("run: workers must be at least 1 (got %d)", workers)
 	}
 	e.runners.Add(1)
 	defer e.runners.Done()

@@ -174,7 +174,7 @@ func (s *server) listTasks(w http.ResponseWriter, r *http.Request) {
 			if st == "" {
 				continue
 			}
-			if !slices.Contains(taskertype.TaskStates, tasker.TaskState(st)) {
+			if !slices.Contains(taskertype.TaskStates(), tasker.TaskState(st)) {
 				q.invalid("state", "unknown task state "+strconv.Quote(st))
 			}
 			f.States = append(f.States, tasker.TaskState(st))

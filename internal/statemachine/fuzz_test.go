@@ -29,8 +29,8 @@ func FuzzTransition(f *testing.F) {
 				t.Fatalf("task: refused move reported %q changed=%v", to, changed)
 			}
 		} else {
-			if !slices.Contains(taskertype.TaskStates, taskertype.TaskState(state)) ||
-				!slices.Contains(taskertype.TaskStates, to) {
+			if !slices.Contains(taskertype.TaskStates(), taskertype.TaskState(state)) ||
+				!slices.Contains(taskertype.TaskStates(), to) {
 				t.Fatalf("task: accepted %q/%q -> %q", state, event, to)
 			}
 			if changed == (string(to) == state) {
@@ -51,8 +51,8 @@ func FuzzTransition(f *testing.F) {
 				t.Fatalf("step: refused move reported %q changed=%v", sto, schanged)
 			}
 		} else {
-			if !slices.Contains(taskertype.StepStates, taskertype.StepState(state)) ||
-				!slices.Contains(taskertype.StepStates, sto) {
+			if !slices.Contains(taskertype.StepStates(), taskertype.StepState(state)) ||
+				!slices.Contains(taskertype.StepStates(), sto) {
 				t.Fatalf("step: accepted %q/%q -> %q", state, event, sto)
 			}
 			if schanged == (string(sto) == state) {

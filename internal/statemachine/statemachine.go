@@ -247,7 +247,7 @@ func indexStep(rows []StepRow) map[stepKey]StepRow {
 
 func sourcesTask(rows []TaskRow) map[TaskEvent][]taskertype.TaskState {
 	m := make(map[TaskEvent][]taskertype.TaskState)
-	for _, s := range taskertype.TaskStates { // lifecycle order
+	for _, s := range taskertype.TaskStates() { // lifecycle order
 		for _, r := range rows {
 			if r.From == s && !r.Idempotent {
 				m[r.Event] = append(m[r.Event], s)
@@ -259,7 +259,7 @@ func sourcesTask(rows []TaskRow) map[TaskEvent][]taskertype.TaskState {
 
 func sourcesStep(rows []StepRow) map[StepEvent][]taskertype.StepState {
 	m := make(map[StepEvent][]taskertype.StepState)
-	for _, s := range taskertype.StepStates { // lifecycle order
+	for _, s := range taskertype.StepStates() { // lifecycle order
 		for _, r := range rows {
 			if r.From == s && !r.Idempotent {
 				m[r.Event] = append(m[r.Event], s)
@@ -299,11 +299,11 @@ func Step(from taskertype.StepState, ev StepEvent) (to taskertype.StepState, cha
 }
 
 // TaskSources returns the states from which ev changes a task's state, in
-// taskertype.TaskStates order: the guard of the store's
+// taskertype.TaskStates() order: the guard of the store's
 // UPDATE ... WHERE state IN (sources). Idempotent rows are not sources. An
 // unknown event has none (nil).
 func TaskSources(ev TaskEvent) []taskertype.TaskState { return slices.Clone(taskSources[ev]) }
 
 // StepSources returns the states from which ev changes a step's state, in
-// taskertype.StepStates order (see TaskSources).
+// taskertype.StepStates() order (see TaskSources).
 func StepSources(ev StepEvent) []taskertype.StepState { return slices.Clone(stepSources[ev]) }

@@ -95,7 +95,7 @@ func requireRefused(t *testing.T, err error, entity, from, ev string) {
 }
 
 func TestTaskEveryPair(t *testing.T) {
-	states := append(slices.Clone(taskertype.TaskStates), "", "bogus")
+	states := append(slices.Clone(taskertype.TaskStates()), "", "bogus")
 	events := append(TaskEvents(), "", "explode")
 	seen := 0
 	for _, from := range states {
@@ -133,7 +133,7 @@ func TestTaskEveryPair(t *testing.T) {
 }
 
 func TestStepEveryPair(t *testing.T) {
-	states := append(slices.Clone(taskertype.StepStates), "", "bogus")
+	states := append(slices.Clone(taskertype.StepStates()), "", "bogus")
 	events := append(StepEvents(), "", "explode")
 	seen := 0
 	for _, from := range states {
@@ -176,8 +176,8 @@ func TestRowsAreWellFormed(t *testing.T) {
 		key := string(r.From) + "/" + string(r.Event)
 		require.False(t, seen[key], "duplicate task row %s", key)
 		seen[key] = true
-		require.Contains(t, taskertype.TaskStates, r.From)
-		require.Contains(t, taskertype.TaskStates, r.To)
+		require.Contains(t, taskertype.TaskStates(), r.From)
+		require.Contains(t, taskertype.TaskStates(), r.To)
 		require.Contains(t, TaskEvents(), r.Event)
 		require.Equal(t, r.Idempotent, r.From == r.To, "task row %s", key)
 	}
@@ -186,8 +186,8 @@ func TestRowsAreWellFormed(t *testing.T) {
 		key := string(r.From) + "/" + string(r.Event)
 		require.False(t, seen[key], "duplicate step row %s", key)
 		seen[key] = true
-		require.Contains(t, taskertype.StepStates, r.From)
-		require.Contains(t, taskertype.StepStates, r.To)
+		require.Contains(t, taskertype.StepStates(), r.From)
+		require.Contains(t, taskertype.StepStates(), r.To)
 		require.Contains(t, StepEvents(), r.Event)
 		require.Equal(t, r.Idempotent, r.From == r.To, "step row %s", key)
 	}
@@ -214,7 +214,7 @@ func TestSources(t *testing.T) {
 	for _, ev := range TaskEvents() {
 		src := TaskSources(ev)
 		require.True(t, slices.IsSortedFunc(src, func(a, b taskertype.TaskState) int {
-			return slices.Index(taskertype.TaskStates, a) - slices.Index(taskertype.TaskStates, b)
+			return slices.Index(taskertype.TaskStates(), a) - slices.Index(taskertype.TaskStates(), b)
 		}), "task sources of %s", ev)
 		if len(src) > 0 {
 			src[0] = "bogus"
@@ -224,7 +224,7 @@ func TestSources(t *testing.T) {
 	for _, ev := range StepEvents() {
 		src := StepSources(ev)
 		require.True(t, slices.IsSortedFunc(src, func(a, b taskertype.StepState) int {
-			return slices.Index(taskertype.StepStates, a) - slices.Index(taskertype.StepStates, b)
+			return slices.Index(taskertype.StepStates(), a) - slices.Index(taskertype.StepStates(), b)
 		}), "step sources of %s", ev)
 		if len(src) > 0 {
 			src[0] = "bogus"
@@ -259,7 +259,7 @@ func TestTaskRandomWalk(t *testing.T) {
 				}
 				continue
 			}
-			if !slices.Contains(taskertype.TaskStates, to) {
+			if !slices.Contains(taskertype.TaskStates(), to) {
 				t.Fatalf("%s on %s reached undeclared state %q", ev, state, to)
 			}
 			if changed != (to != state) {
@@ -296,7 +296,7 @@ func TestStepRandomWalk(t *testing.T) {
 				}
 				continue
 			}
-			if !slices.Contains(taskertype.StepStates, to) {
+			if !slices.Contains(taskertype.StepStates(), to) {
 				t.Fatalf("%s on %s reached undeclared state %q", ev, state, to)
 			}
 			if changed != (to != state) {

@@ -84,7 +84,7 @@ func (u *UI) tasksPage(w http.ResponseWriter, r *request) error {
 	}
 	f := &taskFilter{Namespace: q.Get("namespace"), Name: q.Get("name"), Version: q.Get("version"),
 		State: q.Get("state"), Tag: q.Get("tag"), Limit: 50}
-	if f.State != "" && !slices.Contains(taskertype.TaskStates, taskertype.TaskState(f.State)) {
+	if f.State != "" && !slices.Contains(taskertype.TaskStates(), taskertype.TaskState(f.State)) {
 		return badRequest(fmt.Sprintf("unknown task state %q", f.State))
 	}
 	var err error
@@ -112,7 +112,7 @@ func (u *UI) tasksPage(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	v := &taskListView{Filter: q, States: taskertype.TaskStates, Rows: rows}
+	v := &taskListView{Filter: q, States: taskertype.TaskStates(), Rows: rows}
 	if s := strings.TrimSpace(q.Get("q")); s != "" {
 		v.Message = fmt.Sprintf("No task has the id or idempotency key %q.", s)
 	}
@@ -231,7 +231,7 @@ func (u *UI) loadTask(r *request, withGraph bool) (*taskView, error) {
 		return nil, notFound(fmt.Sprintf("task %d not found", id))
 	}
 	q := r.URL.Query()
-	v := &taskView{Task: h, Poll: u.opts.PollInterval.Milliseconds(), StepStates: taskertype.StepStates,
+	v := &taskView{Task: h, Poll: u.opts.PollInterval.Milliseconds(), StepStates: taskertype.StepStates(),
 		Terminal: h.State.Terminal()}
 	_, _, errCancel := statemachine.Task(h.State, statemachine.TaskEventCancel)
 	_, _, errResolve := statemachine.Task(h.State, statemachine.TaskEventResolve)
@@ -274,7 +274,7 @@ func (u *UI) loadTask(r *request, withGraph bool) (*taskView, error) {
 	}
 	// The step table: a page of steps, optionally of one state.
 	v.TableState = q.Get("state")
-	if v.TableState != "" && !slices.Contains(taskertype.StepStates, taskertype.StepState(v.TableState)) {
+	if v.TableState != "" && !slices.Contains(taskertype.StepStates(), taskertype.StepState(v.TableState)) {
 		return nil, badRequest(fmt.Sprintf("unknown step state %q", v.TableState))
 	}
 	n := h.Steps

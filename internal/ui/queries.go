@@ -84,7 +84,7 @@ func (d *db) tasksByState(ctx context.Context, o *overview) error {
 	if err := rs.Err(); err != nil {
 		return err
 	}
-	for _, s := range taskertype.TaskStates {
+	for _, s := range taskertype.TaskStates() {
 		n := counts[string(s)]
 		o.ByState = append(o.ByState, stateCount{State: string(s), Count: n})
 		o.Total += n
@@ -404,7 +404,7 @@ func (d *db) taskHead(ctx context.Context, id int64) (*taskHead, error) {
 	if err := rs.Err(); err != nil {
 		return nil, err
 	}
-	for _, s := range taskertype.StepStates {
+	for _, s := range taskertype.StepStates() {
 		if n := counts[string(s)]; n > 0 {
 			h.StepCounts = append(h.StepCounts, stateCount{State: string(s), Count: n})
 		}
