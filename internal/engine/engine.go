@@ -94,6 +94,10 @@ type Engine struct {
 	// tmplJSON caches templateJSON by *template.Template.
 	tmplJSON sync.Map
 
+	// creates coalesces concurrent InitializeTask calls (nil when the
+	// store writes one task per call only).
+	creates *creates
+
 	// leases keeps the leases of the steps this engine's coordinators hold.
 	leases *stepLeases
 	// quit is closed by Close; runners derive their context from it.
@@ -142,6 +146,9 @@ func New(cfg Config) (*Engine, error) {
 		quit:     make(chan struct{}),
 	}
 	e.leases = newStepLeases(e)
+	if mc, ok := cfg.Store.(manyCreator); ok {
+		e.creates = &creates{many: mc.TaskCreateMany, one: cfg.Store.TaskCreate}
+	}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
 		e.enqueuer = DatabaseEnqueueHandler{wake: e.nudge}
@@ -224,15 +231,12 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 	if err != nil {
 		return nil, false, err
 	}
-	res, err := e.store.TaskCreate(ctx, p)
+	res, err := e.createOne(ctx, p)
 	if err != nil {
 		return nil, false, err
 	}
 	if res.Created {
-		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: res.Task.ID, Time: p.Now,
-			Data: map[string]any{"namespace": p.Namespace, "name": p.Name, "version": p.Version, "steps": len(p.Steps)}})
-		e.enqueued(ctx, EnqueueRequest{TaskID: res.Task.ID, Operation: OperationEnqueue, Priority: req.Priority,
-			Reason: "task initialized"})
+		e.announceCreated(ctx, p, res.Task.ID)
 	}
 	return res.Task, res.Created, nil
 }

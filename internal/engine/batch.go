@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// BatchChunkDefault is how many tasks InitializeTasks writes with one store
+// call (one transaction): large enough that a round trip is shared by many
+// tasks, small enough that one transaction's rows and locks stay modest.
+const BatchChunkDefault = 1000
+
+// TaskResult is the outcome of one request of InitializeTasks: the task and
+// whether it was created (false when its idempotency key already named a
+// task, or an earlier request of the same batch had the same key), or Err,
+// a *taskertype.BatchItemError naming the request's index around the same
+// typed error InitializeTask returns.
+type TaskResult struct {
+	Task    *taskertype.Task
+	Created bool
+	Err     error
+}
+
+// manyCreator is the store capability of writing many tasks in one
+// transaction (store.Store's TaskCreateMany once every store has it).
+type manyCreator interface {
+	TaskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error)
+}
+
+// InitializeTasks validates every request like InitializeTask and creates
+// the valid ones, BatchChunkDefault per transaction. It returns one result
+// per request, in input order: a request that fails validation gets its
+// own error and does not stop the others. Idempotency keys are honoured per
+// request; a key repeated within the batch resolves to its first request's
+// task. Events are published for every task created, as InitializeTask
+// does.
+//
+// Store failures: writing stops at the first chunk the store fails; that
+// chunk's and later chunks' valid requests get a *taskertype.StoreFailureError
+// (matching taskertype.ErrNotAttempted) and nothing of them is written.
+// When the very first chunk fails, nothing was written and the error is
+// returned alone, with nil results: the batch may be sent again as a whole.
+func (e *Engine) InitializeTasks(ctx context.Context, reqs []*TaskRequest) ([]TaskResult, error) {
+	return e.initializeTasks(ctx, reqs, BatchChunkDefault)
+}
+
+func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk int) ([]TaskResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	results := make([]TaskResult, len(reqs))
+	ps := make([]*store.TaskCreateParams, 0, len(reqs))
+	idx := make([]int, 0, len(reqs)) // idx[k] is the request index of ps[k]
+	for i, req := range reqs {
+		if req == nil {
+			results[i].Err = &taskertype.BatchItemError{Index: i, Err: &taskertype.RequestError{Msg: "request is null"}}
+			continue
+		}
+		p, err := e.taskCreateParams(req)
+		if err != nil {
+			results[i].Err = &taskertype.BatchItemError{Index: i, Err: err}
+			continue
+		}
+		ps, idx = append(ps, p), append(idx, i)
+	}
+	for start := 0; start < len(ps); start += chunk {
+		end := min(start+chunk, len(ps))
+		res, err := e.createMany(ctx, ps[start:end])
+		if err == nil && len(res) != end-start {
+			err = fmt.Errorf("store returned %d results for %d tasks", len(res), end-start)
+		}
+		if err != nil {
+			err = fmt.Errorf("create tasks %d to %d of %d: %w", idx[start], idx[end-1], len(reqs), err)
+			if start == 0 {
+				return nil, err
+			}
+			for k := start; k < len(ps); k++ {
+				results[idx[k]].Err = &taskertype.BatchItemError{Index: idx[k], Err: &taskertype.StoreFailureError{Err: err}}
+			}
+			break
+		}
+		for k, r := range res {
+			p := ps[start+k]
+			results[idx[start+k]] = TaskResult{Task: r.Task, Created: r.Created}
+			if r.Created {
+				e.announceCreated(ctx, p, r.Task.ID)
+			}
+		}
+	}
+	return results, nil
+}
+
+// createMany writes tasks in one store call when the store can; otherwise
+// one TaskCreate each (then a failure leaves the earlier ones written).
+func (e *Engine) createMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
+	if mc, ok := e.store.(manyCreator); ok {
+		return mc.TaskCreateMany(ctx, ps)
+	}
+	out := make([]*store.TaskCreateResult, len(ps))
+	for i, p := range ps {
+		r, err := e.store.TaskCreate(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// announceCreated publishes task.initialized and tells the enqueue handler
+// about a task just committed.
+func (e *Engine) announceCreated(ctx context.Context, p *store.TaskCreateParams, taskID int64) {
+	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: taskID, Time: p.Now,
+		Data: map[string]any{"namespace": p.Namespace, "name": p.Name, "version": p.Version, "steps": len(p.Steps)}})
+	e.enqueued(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: p.Priority,
+		Reason: "task initialized"})
+}

@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/tasker-systems/tasker/internal/store"
+)
+
+// maxCreateRound caps the tasks one coalesced round writes.
+const maxCreateRound = BatchChunkDefault
+
+// createRequest is one InitializeTask call waiting for its round.
+type createRequest struct {
+	ctx  context.Context
+	p    *store.TaskCreateParams
+	res  *store.TaskCreateResult
+	err  error
+	done chan struct{}
+}
+
+// creates coalesces concurrent InitializeTask calls: every call that
+// arrives while a round is being written joins the next round, and a round
+// is one store call (one transaction) for all of its calls. A round starts
+// as soon as the previous one ends, and a call that finds no round running
+// writes its own at once, on its own goroutine: a lone caller waits for
+// nothing but its own transaction. Each call gets its own result; when a
+// round's store call fails, its calls are written again one by one, so that
+// one failing request fails alone.
+type creates struct {
+	many func(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error)
+	one  func(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error)
+
+	mu      sync.Mutex
+	pending []*createRequest
+	running bool // a round is being written (or about to be)
+}
+
+// createOne writes one task, coalesced with concurrent calls when the
+// store can write many tasks at once.
+func (e *Engine) createOne(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	if e.creates == nil {
+		return e.store.TaskCreate(ctx, p)
+	}
+	return e.creates.do(ctx, p)
+}
+
+// do queues p for the next round and waits for its result. The caller that
+// finds no round running writes the round itself; if calls queued up
+// meanwhile, a goroutine carries on with them.
+func (c *creates) do(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	r := &createRequest{ctx: ctx, p: p, done: make(chan struct{})}
+	c.mu.Lock()
+	c.pending = append(c.pending, r)
+	lead := !c.running
+	c.running = true
+	c.mu.Unlock()
+	if lead {
+		c.round(c.take())
+		if c.more() {
+			go c.loop()
+		}
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The round may still write the task: like a cancelled commit, the
+		// outcome is unknown to this caller.
+		return nil, ctx.Err()
+	}
+}
+
+// take removes up to maxCreateRound pending calls.
+func (c *creates) take() []*createRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := min(len(c.pending), maxCreateRound)
+	batch := c.pending[:n:n]
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	return batch
+}
+
+// more reports whether calls are pending, and otherwise ends the running
+// state (under the same lock, so a call arriving after it leads a round).
+func (c *creates) more() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) > 0 {
+		return true
+	}
+	c.running = false
+	return false
+}
+
+// loop writes rounds until no call is pending.
+func (c *creates) loop() {
+	for {
+		c.round(c.take())
+		if !c.more() {
+			return
+		}
+	}
+}
+
+// round writes a batch of calls with one store call, skipping calls whose
+// context has ended, and signals each.
+func (c *creates) round(batch []*createRequest) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			close(r.done)
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The round outlives any one caller's context: it writes for all.
+	ctx := context.WithoutCancel(live[0].ctx)
+	ps := make([]*store.TaskCreateParams, len(live))
+	for i, r := range live {
+		ps[i] = r.p
+	}
+	res, err := c.many(ctx, ps)
+	if err == nil && len(res) != len(live) {
+		err = errResultCount
+	}
+	for i, r := range live {
+		switch {
+		case err == nil:
+			r.res = res[i]
+		case len(live) == 1:
+			r.err = err
+		default:
+			r.res, r.err = c.one(context.WithoutCancel(r.ctx), r.p)
+		}
+		close(r.done)
+	}
+}
+
+// errResultCount reports a store answering a batch with the wrong number
+// of results.
+var errResultCount = errors.New("create tasks: the store returned a different number of results than tasks")
