@@ -48,6 +48,12 @@ type Options struct {
 	// MaxBodyBytes bounds request bodies; a larger body is answered with 413.
 	// Zero or negative means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// BatchMaxTasks bounds the task requests of POST /v1/tasks/batch (413
+	// beyond). Zero or negative means BatchMaxTasksDefault.
+	BatchMaxTasks int
+	// BatchMaxBodyBytes bounds the body of POST /v1/tasks/batch (at least
+	// MaxBodyBytes). Zero or negative means BatchMaxBodyBytesDefault.
+	BatchMaxBodyBytes int64
 	// Version is the server version string reported by GET /v1/info.
 	Version string
 	// Logger receives request logs (debug) and internal errors (error).
@@ -72,6 +78,12 @@ func New(c *tasker.Client, opts Options) http.Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.BatchMaxTasks <= 0 {
+		opts.BatchMaxTasks = BatchMaxTasksDefault
+	}
+	if opts.BatchMaxBodyBytes <= 0 {
+		opts.BatchMaxBodyBytes = BatchMaxBodyBytesDefault
+	}
 	s := &server{c: c, opts: opts, log: cmp.Or(opts.Logger, slog.Default()), mux: http.NewServeMux(),
 		dispatch: NewDispatcher(c, opts.Version)}
 	if opts.Token != "" {
@@ -89,6 +101,7 @@ func (s *server) routes() {
 	s.mux.HandleFunc("GET /v1/info", s.info)
 
 	s.mux.HandleFunc("POST /v1/tasks", s.createTask)
+	s.mux.HandleFunc("POST "+batchPath, s.createTasks)
 	s.mux.HandleFunc("GET /v1/tasks", s.listTasks)
 	s.mux.HandleFunc("GET /v1/tasks/{id}", s.getTask)
 	s.mux.HandleFunc("GET /v1/tasks/{id}/explain", s.explainTask)
@@ -147,7 +160,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, s.bodyLimit(r))
 	}
 	if !cleanPath(r.URL.Path) {
 		s.writeError(sw, r, notFoundRoute(r))

@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -122,16 +120,9 @@ func (s *server) createTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if strings.TrimSpace(req.Name) == "" {
-		s.fail(w, r, badRequest("name is required", map[string]any{"field": "name"}))
+	if ae := checkTaskRequest(&req); ae != nil {
+		s.fail(w, r, ae)
 		return
-	}
-	if req.Priority < math.MinInt32 || req.Priority > math.MaxInt32 {
-		s.fail(w, r, badRequest("priority must fit in a 32-bit signed integer", map[string]any{"field": "priority"}))
-		return
-	}
-	if bytes.Equal(bytes.TrimSpace(req.Context), []byte("null")) {
-		req.Context = nil
 	}
 	// A W3C traceparent header puts the task in the caller's trace.
 	task, created, err := s.c.InitializeTask(tracectx.ContextWithTraceParent(r.Context(), r.Header.Get("traceparent")), &req)
