@@ -17,7 +17,7 @@ import (
 
 func (a *app) taskCommand() *cobra.Command {
 	cmd := groupCommand("task", "Inspect and operate on stored tasks")
-	cmd.AddCommand(a.taskListCommand(), a.taskShowCommand(), a.taskExplainCommand(),
+	cmd.AddCommand(a.taskCreateCommand(), a.taskListCommand(), a.taskShowCommand(), a.taskExplainCommand(),
 		a.taskRetryCommand(), a.taskCancelCommand(), a.taskResolveCommand())
 	return cmd
 }

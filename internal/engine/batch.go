@@ -24,12 +24,6 @@ type TaskResult struct {
 	Err     error
 }
 
-// manyCreator is the store capability of writing many tasks in one
-// transaction (store.Store's TaskCreateMany once every store has it).
-type manyCreator interface {
-	TaskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error)
-}
-
 // InitializeTasks validates every request like InitializeTask and creates
 // the valid ones, BatchChunkDefault per transaction. It returns one result
 // per request, in input order: a request that fails validation gets its
@@ -68,7 +62,7 @@ func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk
 	}
 	for start := 0; start < len(ps); start += chunk {
 		end := min(start+chunk, len(ps))
-		res, err := e.createMany(ctx, ps[start:end])
+		res, err := e.store.TaskCreateMany(ctx, ps[start:end])
 		if err == nil && len(res) != end-start {
 			err = fmt.Errorf("store returned %d results for %d tasks", len(res), end-start)
 		}
@@ -91,23 +85,6 @@ func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk
 		}
 	}
 	return results, nil
-}
-
-// createMany writes tasks in one store call when the store can; otherwise
-// one TaskCreate each (then a failure leaves the earlier ones written).
-func (e *Engine) createMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
-	if mc, ok := e.store.(manyCreator); ok {
-		return mc.TaskCreateMany(ctx, ps)
-	}
-	out := make([]*store.TaskCreateResult, len(ps))
-	for i, p := range ps {
-		r, err := e.store.TaskCreate(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = r
-	}
-	return out, nil
 }
 
 // announceCreated publishes task.initialized and tells the enqueue handler

@@ -37,12 +37,8 @@ type creates struct {
 	running bool // a round is being written (or about to be)
 }
 
-// createOne writes one task, coalesced with concurrent calls when the
-// store can write many tasks at once.
+// createOne writes one task, coalesced with concurrent calls.
 func (e *Engine) createOne(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
-	if e.creates == nil {
-		return e.store.TaskCreate(ctx, p)
-	}
 	return e.creates.do(ctx, p)
 }
 

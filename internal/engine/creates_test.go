@@ -59,8 +59,7 @@ func createsReq(n int, key string) *TaskRequest {
 // errPoison is the store failure injected for requests with reason "poison".
 var errPoison = errors.New("injected store failure")
 
-// roundRecorder writes rounds with the real store (TaskCreateMany when it
-// has it, else one TaskCreate per task), records their sizes, and fails a
+// roundRecorder writes rounds with the real store's TaskCreateMany, records their sizes, and fails a
 // whole round, and the request alone, when a request's reason is "poison".
 type roundRecorder struct {
 	st     store.Store
@@ -77,18 +76,7 @@ func (r *roundRecorder) many(ctx context.Context, ps []*store.TaskCreateParams) 
 			return nil, errPoison
 		}
 	}
-	if mc, ok := r.st.(manyCreator); ok {
-		return mc.TaskCreateMany(ctx, ps)
-	}
-	out := make([]*store.TaskCreateResult, len(ps))
-	for i, p := range ps {
-		res, err := r.st.TaskCreate(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = res
-	}
-	return out, nil
+	return r.st.TaskCreateMany(ctx, ps)
 }
 
 func (r *roundRecorder) one(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
@@ -223,18 +211,7 @@ func (s *failingStore) TaskCreateMany(ctx context.Context, ps []*store.TaskCreat
 	if s.calls.Add(1) > s.failAfter {
 		return nil, errDown
 	}
-	if mc, ok := s.Store.(manyCreator); ok {
-		return mc.TaskCreateMany(ctx, ps)
-	}
-	out := make([]*store.TaskCreateResult, len(ps))
-	for i, p := range ps {
-		res, err := s.Store.TaskCreate(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = res
-	}
-	return out, nil
+	return s.Store.TaskCreateMany(ctx, ps)
 }
 
 // TestInitializeTasksChunks: a batch larger than a chunk is written chunk

@@ -94,8 +94,7 @@ type Engine struct {
 	// tmplJSON caches templateJSON by *template.Template.
 	tmplJSON sync.Map
 
-	// creates coalesces concurrent InitializeTask calls (nil when the
-	// store writes one task per call only).
+	// creates coalesces concurrent InitializeTask calls.
 	creates *creates
 
 	// leases keeps the leases of the steps this engine's coordinators hold.
@@ -146,9 +145,7 @@ func New(cfg Config) (*Engine, error) {
 		quit:     make(chan struct{}),
 	}
 	e.leases = newStepLeases(e)
-	if mc, ok := cfg.Store.(manyCreator); ok {
-		e.creates = &creates{many: mc.TaskCreateMany, one: cfg.Store.TaskCreate}
-	}
+	e.creates = &creates{many: cfg.Store.TaskCreateMany, one: cfg.Store.TaskCreate}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
 		e.enqueuer = DatabaseEnqueueHandler{wake: e.nudge}
