@@ -52,7 +52,7 @@ func TestTaskCreateFromFile(t *testing.T) {
 			lines = append(lines, fmt.Sprintf(`{"namespace":"bulk","name":"item","context":{"n":%d},"idempotency_key":"k%d"}`, i, i))
 		}
 		lines = append(lines[:5], append([]string{"", `{"namespace":"bulk","name":"item","context":{"n":`}, lines[5:]...)...) // lines 6, 7
-		lines = append(lines[:12], append([]string{`{"namespace":"bulk","name":"ghost"}`, "   "}, lines[12:]...)...)   // line 13, 14
+		lines = append(lines[:12], append([]string{`{"namespace":"bulk","name":"ghost"}`, "   "}, lines[12:]...)...)          // line 13, 14
 		lines = append(lines, `{"namespace":"bulk","name":"item","context":{"n":"x"}}`, `{"namespace":"bulk","name":"item","colour":1}`)
 		file := filepath.Join(dir, "tasks.ndjson")
 		require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600))
