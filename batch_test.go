@@ -55,7 +55,7 @@ func TestInitializeTasks(t *testing.T) {
 
 		reqs := []*tasker.TaskRequest{
 			batchReq(0, ""),
-			{Namespace: "bulk", Name: "nope"},                                     // unknown template
+			{Namespace: "bulk", Name: "nope"}, // unknown template
 			{Namespace: "bulk", Name: "batch", Context: json.RawMessage(`{"n":"x"}`)}, // schema violation
 			batchReq(3, "k-existing"),
 			batchReq(4, "k-dup"),
