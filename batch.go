@@ -3,7 +3,6 @@ package tasker
 import (
 	"context"
 
-	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/tracing"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -13,7 +12,7 @@ type (
 	// TaskResult is the outcome of one request of InitializeTasks: Task
 	// and Created as InitializeTask returns them, or Err, a
 	// *BatchItemError naming the request's index.
-	TaskResult = engine.TaskResult
+	TaskResult = taskertype.TaskResult
 	// BatchItemError is the error of one request of a batch: its index and
 	// the typed error a single InitializeTask would have returned
 	// (errors.Is and errors.As see through it).
@@ -29,7 +28,7 @@ type (
 var ErrNotAttempted = taskertype.ErrNotAttempted
 
 // BatchChunkSize is how many tasks InitializeTasks writes per transaction.
-const BatchChunkSize = engine.BatchChunkDefault
+const BatchChunkSize = 1000
 
 // InitializeTasks creates many tasks: each request is validated like
 // InitializeTask's, and the valid ones are written BatchChunkSize per

@@ -11,6 +11,17 @@ import (
 // with an idempotency key that is always safe.
 var ErrNotAttempted = errors.New("task request not written")
 
+// TaskResult is the outcome of one request of a batch (InitializeTasks):
+// the task and whether it was created (false when its idempotency key
+// already named a task, or an earlier request of the same batch had the
+// same key), or Err, a *BatchItemError naming the request's index around
+// the same typed error a single create returns.
+type TaskResult struct {
+	Task    *Task
+	Created bool
+	Err     error
+}
+
 // BatchItemError is the error of one request of a batch (InitializeTasks,
 // POST /v1/tasks/batch, tasker task create --from-file): Index is the
 // request's position in the batch (0-based) and Err the cause, the same

@@ -13,16 +13,8 @@ import (
 // tasks, small enough that one transaction's rows and locks stay modest.
 const BatchChunkDefault = 1000
 
-// TaskResult is the outcome of one request of InitializeTasks: the task and
-// whether it was created (false when its idempotency key already named a
-// task, or an earlier request of the same batch had the same key), or Err,
-// a *taskertype.BatchItemError naming the request's index around the same
-// typed error InitializeTask returns.
-type TaskResult struct {
-	Task    *taskertype.Task
-	Created bool
-	Err     error
-}
+// TaskResult is taskertype.TaskResult.
+type TaskResult = taskertype.TaskResult
 
 // InitializeTasks validates every request like InitializeTask and creates
 // the valid ones, BatchChunkDefault per transaction. It returns one result

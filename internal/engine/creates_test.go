@@ -255,3 +255,4 @@ func mustRegistry(t *testing.T) *template.Registry {
 	require.NoError(t, reg.Add(tmpl))
 	return reg
 }
+
