@@ -240,7 +240,7 @@ func open(cfg *openConfig) (uint64, error) {
 				case <-bg.Done():
 					return
 				case <-t.C:
-					if _, err := c.RescueExpired(bg); err != nil && bg.Err() == nil {
+					if _, err := c.Worker().RescueExpired(bg); err != nil && bg.Err() == nil {
 						logger.Warn("libtasker: rescue expired step leases", "err", err)
 					}
 				}

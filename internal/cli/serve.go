@@ -305,7 +305,7 @@ func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if n, err := c.RescueExpired(ctx); err != nil && ctx.Err() == nil {
+			if n, err := c.Worker().RescueExpired(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("rescue expired step leases", "err", err)
 			} else if n > 0 {
 				log.Info("rescued steps with expired leases", "steps", n)

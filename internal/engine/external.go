@@ -421,3 +421,12 @@ func (e *Engine) Yield(ctx context.Context, taskID int64, owner, reason string) 
 	}
 	return e.yield(task, res, reason+" ("+owner+")")
 }
+
+// QueueClaim leases up to limit enqueue records for owner until now+lease,
+// among those due for at least grace (run_at <= now-grace): how an external
+// job system finds enqueues whose events were never turned into jobs.
+func (e *Engine) QueueClaim(ctx context.Context, owner string, limit int, lease, grace time.Duration) ([]*store.QueueEntry, error) {
+	now := e.now()
+	return e.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: owner, Limit: limit, Now: now,
+		LeaseUntil: now.Add(lease), DueBefore: now.Add(-grace)})
+}

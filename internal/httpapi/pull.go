@@ -64,6 +64,7 @@ const (
 // concurrent use.
 type Dispatcher struct {
 	c       *tasker.Client
+	w       *tasker.Worker // c's pull protocol
 	version string
 
 	mu     sync.Mutex
@@ -75,7 +76,7 @@ type Dispatcher struct {
 
 // NewDispatcher returns the RPC methods of c; version is reported by "info".
 func NewDispatcher(c *tasker.Client, version string) *Dispatcher {
-	return &Dispatcher{c: c, version: version, subs: map[string]*subscription{}, groups: map[string]*subscriptionGroup{}}
+	return &Dispatcher{c: c, w: c.Worker(), version: version, subs: map[string]*subscription{}, groups: map[string]*subscriptionGroup{}}
 }
 
 // Close ends every event subscription.
@@ -256,8 +257,8 @@ func (d *Dispatcher) rpcInfo(_ context.Context, params []byte) (any, error) {
 	d.mu.Lock()
 	n := len(d.subs)
 	d.mu.Unlock()
-	return rpcInfoDoc{Protocol: Protocol, Version: d.version, Dialect: d.c.Dialect(), Owner: d.c.Owner(),
-		StepLeaseSeconds: d.c.StepLease().Seconds(), Methods: d.Methods(), TemplatesLoaded: len(d.c.Templates()),
+	return rpcInfoDoc{Protocol: Protocol, Version: d.version, Dialect: d.c.Dialect(), Owner: d.w.Owner(),
+		StepLeaseSeconds: d.w.StepLease().Seconds(), Methods: d.Methods(), TemplatesLoaded: len(d.c.Templates()),
 		ProcessID: os.Getpid(), SubscriptionCount: n}, nil
 }
 
@@ -406,7 +407,7 @@ func (d *Dispatcher) claimSteps(ctx context.Context, params []byte) (any, error)
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	return d.c.ClaimSteps(ctx, p.TaskID, p.Owner, p.Limit)
+	return d.w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: p.TaskID, Owner: p.Owner, Limit: p.Limit})
 }
 
 // reportParams is the input of "report_results".
@@ -434,9 +435,9 @@ func (d *Dispatcher) reportResults(ctx context.Context, params []byte) (any, err
 		}
 	}
 	if !p.Finalize {
-		return d.c.ReportResults(ctx, p.TaskID, p.Owner, p.Results)
+		return d.w.ReportResults(ctx, tasker.ReportParams{TaskID: p.TaskID, Owner: p.Owner, Results: p.Results})
 	}
-	rep, err := d.c.ReportAndFinalize(ctx, p.TaskID, p.Owner, p.Results)
+	rep, err := d.w.ReportAndFinalize(ctx, tasker.ReportParams{TaskID: p.TaskID, Owner: p.Owner, Results: p.Results})
 	if err != nil {
 		return nil, err
 	}
@@ -462,7 +463,7 @@ func (d *Dispatcher) extendLeases(ctx context.Context, params []byte) (any, erro
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	return d.c.ExtendLeases(ctx, p.Owner, p.StepIDs)
+	return d.w.ExtendLeases(ctx, p.Owner, p.StepIDs)
 }
 
 // ownerTaskParams is the input of "finalize".
@@ -476,7 +477,7 @@ func (d *Dispatcher) finalize(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	res, err := d.c.Finalize(ctx, p.TaskID, p.Owner)
+	res, err := d.w.Finalize(ctx, p.TaskID, p.Owner)
 	if err != nil {
 		return nil, err
 	}
@@ -497,7 +498,7 @@ func (d *Dispatcher) yield(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	res, err := d.c.Yield(ctx, p.TaskID, p.Owner, p.Reason)
+	res, err := d.w.Yield(ctx, tasker.YieldParams{TaskID: p.TaskID, Owner: p.Owner, Reason: p.Reason})
 	if err != nil {
 		return nil, err
 	}
@@ -590,7 +591,7 @@ func (d *Dispatcher) rescue(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &struct{}{}); err != nil {
 		return nil, err
 	}
-	n, err := d.c.RescueExpired(ctx)
+	n, err := d.w.RescueExpired(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -767,8 +768,8 @@ func (d *Dispatcher) queueClaim(ctx context.Context, params []byte) (any, error)
 	if p.LeaseSeconds > maxQueueSeconds || p.GraceSeconds > maxQueueSeconds {
 		return nil, badRequest("lease_seconds and grace_seconds must be at most 86400 (a day)", map[string]any{"field": "lease_seconds"})
 	}
-	entries, err := d.c.QueueClaim(ctx, p.Owner, p.Limit, time.Duration(p.LeaseSeconds*float64(time.Second)),
-		time.Duration(p.GraceSeconds*float64(time.Second)))
+	entries, err := d.w.QueueClaim(ctx, tasker.QueueClaimParams{Owner: p.Owner, Limit: p.Limit,
+		Lease: time.Duration(p.LeaseSeconds * float64(time.Second)), Grace: time.Duration(p.GraceSeconds * float64(time.Second))})
 	if err != nil {
 		return nil, fmt.Errorf("claim queue: %w", err)
 	}
@@ -780,7 +781,7 @@ func (d *Dispatcher) queueAck(ctx context.Context, params []byte) (any, error) {
 	if err := decodeParams(params, &p); err != nil {
 		return nil, err
 	}
-	if err := d.c.QueueAck(ctx, p.TaskID, p.Owner); err != nil {
+	if err := d.w.QueueAck(ctx, p.TaskID, p.Owner); err != nil {
 		return nil, fmt.Errorf("ack queue entry: %w", err)
 	}
 	return map[string]bool{"ok": true}, nil

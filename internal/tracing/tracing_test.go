@@ -424,7 +424,7 @@ func TestExternalStepTraceParent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim, err := c.ClaimSteps(ctx, task.ID, "ruby-worker", 10)
+	claim, err := c.Worker().ClaimSteps(ctx, tasker.ClaimParams{TaskID: task.ID, Owner: "ruby-worker", Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -343,13 +343,13 @@ func TestBacktrace(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	id := e.create(t, "shop", "order_fulfillment", `{"order_id": 9}`)
 	ctx := context.Background()
-	claim, err := e.c.ClaimSteps(ctx, id, "rails-worker-1", 1)
+	claim, err := e.c.Worker().ClaimSteps(ctx, tasker.ClaimParams{TaskID: id, Owner: "rails-worker-1", Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, claim.Steps, 1)
 	st := claim.Steps[0]
-	_, err = e.c.ReportAndFinalize(ctx, id, "rails-worker-1", []tasker.ExternalResult{{StepID: st.StepID, Attempt: st.Attempt,
+	_, err = e.c.Worker().ReportAndFinalize(ctx, tasker.ReportParams{TaskID: id, Owner: "rails-worker-1", Results: []tasker.ExternalResult{{StepID: st.StepID, Attempt: st.Attempt,
 		Error: &tasker.ExternalError{Message: "undefined method `total' for nil", Class: "NoMethodError", Permanent: true,
-			Backtrace: []string{"app/handlers/validate_order.rb:12:in `call'", "lib/tasker_core/step_handler.rb:40:in `run'"}}}})
+			Backtrace: []string{"app/handlers/validate_order.rb:12:in `call'", "lib/tasker_core/step_handler.rb:40:in `run'"}}}}})
 	require.NoError(t, err)
 	hc := client(t)
 	code, body, _ := get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d?step=%s", id, st.Name))
