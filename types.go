@@ -138,6 +138,10 @@ type Template struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 	// MaxParallelSteps bounds how many steps of one task run at once.
 	MaxParallelSteps int `json:"max_parallel_steps"`
+	// TimeoutSeconds is the task's deadline, counted from its creation: a
+	// task still unfinished then ends in error and its running attempts are
+	// cancelled. 0 means no deadline.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
 }
@@ -194,7 +198,7 @@ func publicTemplate(t *template.Template) *Template {
 	}
 	return &Template{File: t.File, Name: t.Name, Namespace: t.Namespace, Version: t.Version,
 		Description: t.Description, TaskHandlerClass: t.TaskHandlerClass, Schema: t.Schema,
-		MaxParallelSteps: t.MaxParallelSteps, Steps: steps}
+		MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds, Steps: steps}
 }
 
 // Migration is one schema migration and whether it is applied.

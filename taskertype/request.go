@@ -66,6 +66,10 @@ const (
 	// ActionYield: the coordinator stopped early (shutdown) and handed the
 	// task back to the queue.
 	ActionYield Action = "yielded"
+	// ActionExpire: the task was unfinished at its deadline (its template's
+	// timeout_seconds after its creation): it ended in error and its
+	// unfinished steps were cancelled.
+	ActionExpire Action = "expired"
 	// ActionNone: the task was not runnable (terminal, blocked, in error).
 	ActionNone Action = "none"
 )

@@ -775,3 +775,24 @@ func TestVersionAndUsage(t *testing.T) {
 		require.Regexp(t, `(?m)^\s+`+c+`\s`, res.stdout)
 	}
 }
+
+// The deadline example: the task expires after 2 s, `run` exits 1, and
+// `task explain` says why and shows the deadline.
+func TestRunDeadlineExample(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	examples, err := filepath.Abs("../../examples/deadline")
+	require.NoError(t, err)
+	db := []string{"--database-url", "sqlite:" + filepath.Join(dir, "deadline.db"), "--templates", examples}
+	res := tasker(t, dir, append([]string{"run", "reports/daily_report", "--json"}, db...)...)
+	require.Equal(t, 1, res.code, res.String())
+	rep := decodeReport(t, res)
+	require.Equal(t, "error", rep.Status)
+	for _, st := range rep.Steps {
+		require.Equal(t, "cancelled", st.Status, st.Name)
+	}
+	res = tasker(t, dir, append([]string{"task", "explain", "1"}, db...)...)
+	require.Equal(t, 0, res.code, res.String())
+	require.Regexp(t, `(?m)^task 1 reports/daily_report@1\.0\.0 is error: deadline exceeded: timeout_seconds 2 elapsed at `, res.stdout)
+	require.Regexp(t, `(?m)^deadline \S+ \(timeout_seconds 2 after creation\)$`, res.stdout)
+}

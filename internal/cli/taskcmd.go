@@ -272,37 +272,61 @@ func (a *app) taskExplainCommand() *cobra.Command {
 		Short: "Say, for every step of a task, whether it can run and why not",
 		Args:  exactArgs(1),
 		RunE: wrapRun(func(cmd *cobra.Command, args []string) error {
-			return a.withTask(cmd, args[0], func(ctx context.Context, c *tasker.Client, id int64) error {
-				d, err := c.Task(ctx, id)
-				if err != nil {
-					return err
+			id, err := parseTaskID(args[0])
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// With the templates (when there are), explain shows the deadline.
+			c, err := a.openClient(ctx, openConfig{templates: templatesOptional})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			d, err := c.Task(ctx, id)
+			if err != nil {
+				return err
+			}
+			rs, err := c.Explain(ctx, id)
+			if err != nil {
+				return err
+			}
+			deadline, timeout := taskDeadline(c, d.Task)
+			why, err := lastTaskReason(ctx, c, id)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return a.printJSON(struct {
+					TaskID   int64                   `json:"task_id"`
+					Status   tasker.TaskState        `json:"status"`
+					Reason   string                  `json:"reason,omitempty"`
+					Deadline *time.Time              `json:"deadline,omitempty"`
+					Steps    []*tasker.StepReadiness `json:"steps"`
+				}{id, d.State, why, deadline, rs})
+			}
+			p := painter(useColor(a.opts.Stdout))
+			fmt.Fprintf(a.opts.Stdout, "task %d %s/%s@%s is %s", d.ID, d.Namespace, d.Name, d.Version,
+				p.paint(taskStyle(d.State), string(d.State)))
+			if why != "" {
+				fmt.Fprintf(a.opts.Stdout, ": %s", why)
+			}
+			fmt.Fprintln(a.opts.Stdout)
+			if deadline != nil {
+				fmt.Fprintf(a.opts.Stdout, "deadline %s (timeout_seconds %d after creation)\n",
+					deadline.Format(time.RFC3339), timeout)
+			}
+			tb := newTable("STEP", "STATE", "ATTEMPTS", "READY", "REASON")
+			for _, r := range rs {
+				ready := "no"
+				if r.Ready {
+					ready = "yes"
 				}
-				rs, err := c.Explain(ctx, id)
-				if err != nil {
-					return err
-				}
-				if asJSON {
-					return a.printJSON(struct {
-						TaskID int64                   `json:"task_id"`
-						Status tasker.TaskState        `json:"status"`
-						Steps  []*tasker.StepReadiness `json:"steps"`
-					}{id, d.State, rs})
-				}
-				p := painter(useColor(a.opts.Stdout))
-				fmt.Fprintf(a.opts.Stdout, "task %d %s/%s@%s is %s\n", d.ID, d.Namespace, d.Name, d.Version,
-					p.paint(taskStyle(d.State), string(d.State)))
-				tb := newTable("STEP", "STATE", "ATTEMPTS", "READY", "REASON")
-				for _, r := range rs {
-					ready := "no"
-					if r.Ready {
-						ready = "yes"
-					}
-					_, style := stepStyle(r.State)
-					tb.add([]string{r.Name, string(r.State), fmt.Sprintf("%d/%d", r.Attempts, r.MaxAttempts), ready, r.Reason},
-						"", style)
-				}
-				return tb.write(a.opts.Stdout, p)
-			})
+				_, style := stepStyle(r.State)
+				tb.add([]string{r.Name, string(r.State), fmt.Sprintf("%d/%d", r.Attempts, r.MaxAttempts), ready, r.Reason},
+					"", style)
+			}
+			return tb.write(a.opts.Stdout, p)
 		}),
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the readiness facts as JSON")
@@ -434,4 +458,31 @@ retry, blocked or failed); its steps keep their states.`,
 	}
 	o.register(cmd, true)
 	return cmd
+}
+
+// taskDeadline is the task's deadline (its template's timeout_seconds after
+// its creation), nil when the template sets none or is not loaded.
+func taskDeadline(c *tasker.Client, task *tasker.Task) (*time.Time, int) {
+	tmpl, err := c.Template(task.Namespace, task.Name, task.Version)
+	if err != nil || tmpl.TimeoutSeconds <= 0 {
+		return nil, 0
+	}
+	at := task.CreatedAt.Add(time.Duration(tmpl.TimeoutSeconds) * time.Second).UTC()
+	return &at, tmpl.TimeoutSeconds
+}
+
+// lastTaskReason is the reason of the task's last transition when the task
+// has finished or stopped (error, blocked, cancelled, resolved): why it is
+// where it is. Empty for a task still on its way.
+func lastTaskReason(ctx context.Context, c *tasker.Client, taskID int64) (string, error) {
+	trs, _, err := c.Transitions(ctx, taskID)
+	if err != nil || len(trs) == 0 {
+		return "", err
+	}
+	last := trs[len(trs)-1]
+	switch last.ToState {
+	case "error", "blocked", "cancelled", "resolved_manually":
+		return last.Reason, nil
+	}
+	return "", nil
 }

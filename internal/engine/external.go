@@ -81,6 +81,15 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if task.State != taskertype.TaskStateInProgress {
 		return res, nil
 	}
+	if e.overdue(task, e.now()) { // the steps just claimed are cancelled with it
+		hr, err := e.expire(ctx, task, &HandleResult{TaskID: taskID})
+		if err != nil {
+			return nil, fmt.Errorf("claim steps: %w", err)
+		}
+		task.State = hr.Status
+		res.Task = externalTask(task)
+		return res, nil
+	}
 	res.Runnable = true
 	events := make([]taskertype.Event, 0, len(claimed))
 	for _, c := range claimed {
@@ -357,6 +366,9 @@ func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 		// finalizer (or an operator) left them.
 		return untouched(res, task.State), nil
 	}
+	if e.overdue(task, e.now()) {
+		return e.expire(ctx, task, res)
+	}
 	if err := e.decide(ctx, task, res, owner); err != nil {
 		return res, fmt.Errorf("finalize: %w", err)
 	}
@@ -366,7 +378,8 @@ func (e *Engine) Finalize(ctx context.Context, taskID int64, owner string) (*Han
 // RescueExpired returns steps whose lease expired (their worker died) to the
 // pool, as the runner does every Config.RescueInterval, and says how many
 // it rescued. Engines without a Go runner (external workers) call it
-// periodically.
+// periodically. It also expires the tasks past their deadline
+// (expireOverdue); those are not counted.
 func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 	now := e.now()
 	// Leases are granted and extended by the database's clock; they are
@@ -394,6 +407,13 @@ func (e *Engine) RescueExpired(ctx context.Context) (int, error) {
 			continue
 		}
 		n++
+	}
+	if ctx.Err() == nil {
+		if expired, err := e.expireOverdue(dbctx); err != nil {
+			errs = append(errs, err)
+		} else if expired > 0 {
+			e.log.Info("expired tasks past their deadline", "tasks", expired)
+		}
 	}
 	return n, errors.Join(errs...)
 }

@@ -22,6 +22,7 @@ const (
 	ActionComplete  = taskertype.ActionComplete
 	ActionBlock     = taskertype.ActionBlock
 	ActionYield     = taskertype.ActionYield
+	ActionExpire    = taskertype.ActionExpire
 	ActionNone      = taskertype.ActionNone
 )
 
@@ -133,6 +134,9 @@ func (e *Engine) judge(task *taskertype.Task, sum *store.TaskSummary, actor stri
 		runAt := e.now()
 		if v.d.RetryAt != nil && v.d.RetryAt.After(runAt) {
 			runAt = *v.d.RetryAt
+		}
+		if at, _, ok := e.deadline(task); ok && at.Before(runAt) {
+			runAt = at // a coordinator picks the task up at its deadline, to expire it
 		}
 		v.runAt = &runAt
 		v.queue = store.QueueOp{Kind: store.QueueUpsert, Operation: OperationReenqueue, RunAt: runAt,

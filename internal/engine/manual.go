@@ -40,44 +40,18 @@ func (e *Engine) CancelTask(ctx context.Context, taskID int64, a Actor) (*tasker
 	if _, err := e.operable(ctx, taskID, a, statemachine.TaskEventCancel); err != nil {
 		return nil, err
 	}
-	steps, err := e.store.StepList(ctx, taskID)
-	if err != nil {
-		return nil, err
-	}
-	var ids []int64
-	for _, st := range steps {
-		if _, changed, err := statemachine.Step(st.State, statemachine.StepEventCancel); err == nil && changed {
-			ids = append(ids, st.ID)
-		}
-	}
 	reason := cmp.Or(a.Reason, "cancelled by operator")
-	to, _ := taskTarget(statemachine.TaskEventCancel)
-	res, err := e.store.StepTransition(ctx, &store.StepTransitionParams{
-		TaskID: taskID, StepIDs: ids, From: statemachine.StepSources(statemachine.StepEventCancel),
-		To: stepTarget(statemachine.StepEventCancel), Event: string(statemachine.StepEventCancel), Reason: reason,
-		Actor: actorWho(a), Now: e.now(),
-		Task: &store.TaskTransitionParams{TaskID: taskID, From: statemachine.TaskSources(statemachine.TaskEventCancel),
-			To: to, Event: string(statemachine.TaskEventCancel), Reason: reason, Actor: actorWho(a), Now: e.now(),
-			Queue: store.QueueOp{Kind: store.QueueDelete}},
-	})
+	tr, moved, err := e.endTask(ctx, taskID, statemachine.TaskEventCancel, reason, actorWho(a))
 	if err != nil {
 		return nil, err
 	}
-	if res.Task == nil || !res.Task.Changed {
+	if !tr.Changed {
 		return nil, e.raced(ctx, taskID, statemachine.TaskEventCancel)
 	}
-	names := make(map[int64]string, len(steps))
-	for _, st := range steps {
-		names[st.ID] = st.Name
-	}
 	now := e.now()
-	events := make([]taskertype.Event, 0, len(res.Moved)+1)
-	for _, id := range res.Moved {
-		events = append(events, taskertype.Event{Kind: taskertype.EventStepCancelled, TaskID: taskID, StepID: id,
-			StepName: names[id], Time: now, Data: map[string]any{"reason": reason, "actor": actorWho(a)}})
-	}
+	events := cancelledEvents(taskID, moved, reason, actorWho(a), now)
 	events = append(events, taskertype.Event{Kind: taskertype.EventTaskCancelled, TaskID: taskID, Time: now,
-		Data: map[string]any{"reason": reason, "actor": actorWho(a), "steps_cancelled": len(res.Moved)}})
+		Data: map[string]any{"reason": reason, "actor": actorWho(a), "steps_cancelled": len(moved)}})
 	e.bus.Publish(events...)
 	return e.store.TaskGet(ctx, taskID)
 }

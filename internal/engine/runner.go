@@ -264,7 +264,8 @@ func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
 
 // rescue returns steps whose lease expired (their coordinator died) to the
 // pool: the lost attempt counts as a retryable failure (or ends the step when
-// it was the last), and the task is re-enqueued.
+// it was the last), and the task is re-enqueued. It also expires tasks past
+// their deadline (see RescueExpired).
 func (e *Engine) rescue(ctx context.Context) {
 	if _, err := e.RescueExpired(ctx); err != nil && ctx.Err() == nil {
 		e.log.Warn("rescue expired step leases", "err", err)

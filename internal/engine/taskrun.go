@@ -16,7 +16,8 @@ import (
 // that reacts to it: a handler's result (onResults), a claim that finished
 // (onClaimed), a background recording that committed (onRecorded), the
 // caller's context ending (onShutdown), the shutdown grace running out
-// (onGrace) and handlers ignoring cancellation (onGiveUp).
+// (onGrace), handlers ignoring cancellation (onGiveUp) and the task's
+// deadline (onDeadline).
 //
 // Claims and recordings run off the loop, one of each at a time, so that a
 // wide task keeps two connections busy and the loop goes on collecting
@@ -92,15 +93,27 @@ type taskRun struct {
 	shutting      bool
 	done          <-chan struct{}
 	grace, giveUp <-chan time.Time
+
+	// Deadline. deadline fires at the task's deadline (nil: none, or it
+	// fired); expired says it did: the pass stops like a shutdown without
+	// grace, and drive expires the task.
+	deadline      <-chan time.Time
+	deadlineTimer *time.Timer
+	expired       bool
 }
 
 func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, res *HandleResult, first int) *taskRun {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	return &taskRun{e: e, task: task, res: res, ctx: ctx, dbctx: context.WithoutCancel(ctx), hctx: hctx,
+	r := &taskRun{e: e, task: task, res: res, ctx: ctx, dbctx: context.WithoutCancel(ctx), hctx: hctx,
 		cancelHandlers: cancel, results: make(chan attemptResult, max(task.MaxParallelSteps, first, 1)),
 		inflight: map[int64]*store.ClaimedStep{}, done: ctx.Done()}
+	if at, _, ok := e.deadline(task); ok {
+		r.deadlineTimer = time.NewTimer(max(at.Sub(e.now()), 0))
+		r.deadline = r.deadlineTimer.C
+	}
+	return r
 }
 
 // drive runs passes over the task and the TaskFinalizer until the task
@@ -109,6 +122,9 @@ func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, res *Han
 // claims them. first are steps Handle claimed with the task's start.
 func (e *Engine) drive(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, res *HandleResult) (*HandleResult, error) {
 	for {
+		if e.overdue(task, e.now()) {
+			return e.expire(ctx, task, res) // cancels the steps claimed with the start, if any
+		}
 		r := e.newTaskRun(ctx, task, res, len(first))
 		stopped, settled, err := r.run(first)
 		first = nil
@@ -116,6 +132,8 @@ func (e *Engine) drive(ctx context.Context, task *taskertype.Task, first []*stor
 		switch {
 		case err != nil:
 			return res, err
+		case r.expired:
+			return e.expire(ctx, task, res)
 		case stopped:
 			return e.yield(task, res, "coordinator shutting down")
 		case settled:
@@ -137,6 +155,9 @@ func (e *Engine) drive(ctx context.Context, task *taskertype.Task, first []*stor
 // and reported it on res.
 func (r *taskRun) run(first []*store.ClaimedStep) (stopped, settled bool, err error) {
 	defer r.cancelHandlers()
+	if r.deadlineTimer != nil {
+		defer r.deadlineTimer.Stop()
+	}
 	// Whatever is still held when the loop returns (handlers that ignored
 	// cancellation, a recording that failed for good) is left to expire.
 	defer func() {
@@ -194,6 +215,8 @@ func (r *taskRun) wait() (exit, stopped bool, err error) {
 		r.onGrace()
 	case <-r.giveUp:
 		return r.onGiveUp()
+	case <-r.deadline:
+		r.onDeadline()
 	}
 	return false, false, nil
 }
@@ -350,6 +373,15 @@ func (r *taskRun) unlock(u unlockSet) {
 func (r *taskRun) onShutdown() {
 	r.done, r.shutting = nil, true
 	r.grace = time.After(r.e.cfg.ShutdownGrace)
+}
+
+// onDeadline stops the pass at the task's deadline: no new claims, and the
+// running handlers are cancelled at once (no grace); drive then expires the
+// task.
+func (r *taskRun) onDeadline() {
+	r.deadline, r.expired = nil, true
+	r.done, r.shutting = nil, true
+	r.onGrace()
 }
 
 // onGrace cancels the handlers still running; the attempts that come back

@@ -30,7 +30,8 @@ import (
 type TaskEvent string
 
 // Task events. Start and yield come from a coordinator; complete, fail, block
-// and wait from the finalizer; cancel, resolve and retry from an operator.
+// and wait from the finalizer; expire from the engine when a task outlives
+// its template's timeout_seconds; cancel, resolve and retry from an operator.
 const (
 	// TaskEventStart: a coordinator begins (or resumes) running the task.
 	TaskEventStart TaskEvent = "start"
@@ -51,6 +52,10 @@ const (
 	TaskEventResolve TaskEvent = "resolve"
 	// TaskEventRetry: an operator retries a failed or blocked task.
 	TaskEventRetry TaskEvent = "retry"
+	// TaskEventExpire: the task is still unfinished at its deadline (its
+	// template's timeout_seconds after its creation); it ends in error and
+	// its unfinished steps are cancelled.
+	TaskEventExpire TaskEvent = "expire"
 )
 
 // StepEvent names something that happens to a workflow step.
@@ -83,7 +88,7 @@ const (
 func TaskEvents() []TaskEvent {
 	return []TaskEvent{
 		TaskEventStart, TaskEventComplete, TaskEventFail, TaskEventBlock, TaskEventWait,
-		TaskEventYield, TaskEventCancel, TaskEventResolve, TaskEventRetry,
+		TaskEventYield, TaskEventCancel, TaskEventResolve, TaskEventRetry, TaskEventExpire,
 	}
 }
 
@@ -178,6 +183,11 @@ var taskRows = []TaskRow{
 
 	{tError, TaskEventRetry, tPending, false},
 	{tBlocked, TaskEventRetry, tPending, false},
+
+	{tPending, TaskEventExpire, tError, false},
+	{tInProgress, TaskEventExpire, tError, false},
+	{tWaiting, TaskEventExpire, tError, false},
+	{tError, TaskEventExpire, tError, true},
 }
 
 // stepRows is the step machine. Idempotent rows have To == From.

@@ -47,8 +47,12 @@ var wantTask = map[string]string{
 	"blocked/resolve":           "resolved_manually",
 	"error/resolve":             "resolved_manually",
 
-	"error/retry":   "pending",
-	"blocked/retry": "pending",
+	"error/retry":              "pending",
+	"blocked/retry":            "pending",
+	"pending/expire":           "error",
+	"in_progress/expire":       "error",
+	"waiting_for_retry/expire": "error",
+	"error/expire":             "=",
 }
 
 var wantStep = map[string]string{

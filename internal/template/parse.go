@@ -20,7 +20,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "step_templates", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "step_templates", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable"}
 	environmentFields = []string{"step_templates"}
 )
@@ -95,6 +95,7 @@ type rawTemplate struct {
 	schema                                                  val[json.RawMessage]
 	schemaNode                                              *yaml.Node
 	maxParallel                                             val[int]
+	timeout                                                 val[int]
 	steps                                                   val[[]*rawStep]
 	envs                                                    []*rawEnv
 }
@@ -302,6 +303,8 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.schema, rt.schemaNode = p.schema(f.val), f.val
 		case "max_parallel_steps":
 			rt.maxParallel = p.integer(f.val, "max_parallel_steps", "", 1)
+		case "timeout_seconds":
+			rt.timeout = p.integer(f.val, "timeout_seconds", "", 1)
 		case "step_templates":
 			rt.steps = p.steps(f.val, "step_templates", false)
 		case "environments":
@@ -749,6 +752,9 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	t.semver, _ = semver.StrictNewVersion(t.Version)
 	if rt.maxParallel.set {
 		t.MaxParallelSteps = rt.maxParallel.v
+	}
+	if rt.timeout.set {
+		t.TimeoutSeconds = rt.timeout.v
 	}
 
 	// Work on copies so the base entries stay as read.

@@ -76,6 +76,7 @@ step_templates:
     skippable: true
   - name: reserve
     handler_class: ReserveHandler
+timeout_seconds: 600
 `
 
 func TestParseValid(t *testing.T) {
@@ -92,6 +93,7 @@ func TestParseValid(t *testing.T) {
 	require.Equal(t, "Fulfil an order", tm.Description)
 	require.Equal(t, "OrderHandler", tm.TaskHandlerClass)
 	require.Equal(t, 5, tm.MaxParallelSteps)
+	require.Equal(t, 600, tm.TimeoutSeconds)
 	require.JSONEq(t, `{"type":"object","required":["order_id"],"properties":{"order_id":{"type":"integer"}}}`, string(tm.Schema))
 	require.Len(t, tm.Steps, 3)
 
@@ -300,6 +302,10 @@ step_templates: [{name: b, handler_class: X}]
 		name: "max_parallel_steps below 1",
 		yaml: "name: a\nmax_parallel_steps: 0\nstep_templates: [{name: b, handler_class: X}]\n",
 		want: []problem{{line: 2, field: "max_parallel_steps", msg: []string{"must be at least 1, got 0"}}},
+	}, {
+		name: "task timeout_seconds below 1",
+		yaml: "name: a\ntimeout_seconds: 0\nstep_templates: [{name: b, handler_class: X}]\n",
+		want: []problem{{line: 2, field: "timeout_seconds", msg: []string{"must be at least 1, got 0"}}},
 	}, {
 		name: "default_retry_limit below 1",
 		yaml: "name: a\nstep_templates:\n  - name: b\n    handler_class: X\n    default_retry_limit: 0\n",

@@ -82,6 +82,10 @@ type Template struct {
 	Schema json.RawMessage `json:"schema,omitempty"`
 	// MaxParallelSteps bounds how many steps of one task run at once.
 	MaxParallelSteps int `json:"max_parallel_steps"`
+	// TimeoutSeconds is the task's deadline, counted from its creation: a
+	// task still unfinished then ends in error (event expire) and its
+	// running attempts are cancelled. 0 means no deadline.
+	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
 

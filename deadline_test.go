@@ -1,0 +1,192 @@
+package tasker_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker"
+	"github.com/tasker-systems/tasker/internal/testdb"
+)
+
+// deadlineTemplate is a two-step chain whose task may take timeout seconds.
+func deadlineTemplate(name string, timeout int) string {
+	return "name: " + name + "\nnamespace_name: test\ntimeout_seconds: " + strconv.Itoa(timeout) + `
+step_templates:
+  - {name: first, handler_class: First}
+  - {name: second, handler_class: Second, depends_on_step: first}
+`
+}
+
+// waitTaskState waits until the task is in state (or the test times out).
+func waitTaskState(t *testing.T, c *tasker.Client, taskID int64, state tasker.TaskState) *tasker.TaskDetail {
+	t.Helper()
+	var d *tasker.TaskDetail
+	require.Eventually(t, func() bool {
+		var err error
+		d, err = c.Task(context.Background(), taskID)
+		return err == nil && d.State == state
+	}, 2*time.Minute, 20*time.Millisecond, "task %d never reached %s", taskID, state)
+	return d
+}
+
+// requireExpired checks a task ended by its deadline: in error, its
+// unfinished steps cancelled, the task's last transition the expire event
+// with its reason.
+func requireExpired(t *testing.T, c *tasker.Client, taskID int64, cancelled ...string) {
+	t.Helper()
+	d := waitTaskState(t, c, taskID, "error")
+	for _, st := range d.Steps {
+		if len(cancelled) > 0 && strings.Contains(strings.Join(cancelled, ","), st.Name) {
+			require.Equal(t, tasker.StepState("cancelled"), st.State, "step %s", st.Name)
+		}
+	}
+	taskTrs, _, err := c.Transitions(context.Background(), taskID)
+	require.NoError(t, err)
+	last := taskTrs[len(taskTrs)-1]
+	require.Equal(t, "expire", last.Event)
+	require.Contains(t, last.Reason, "deadline exceeded: timeout_seconds")
+}
+
+// A task whose handler is still running at the task's deadline ends in
+// error: the handler's context is cancelled, the running step and the steps
+// after it are cancelled, and task.failed says it expired.
+func TestDeadlineCancelsRunningTask(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openClient(t, url)
+		cancelled := make(chan error, 1)
+		c.RegisterHandler("First", tasker.StepHandlerFunc(func(ctx context.Context, sc *tasker.StepContext) (any, error) {
+			<-ctx.Done() // runs until the deadline cancels it
+			cancelled <- ctx.Err()
+			return nil, ctx.Err()
+		}))
+		c.RegisterHandler("Second", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
+			return nil, errors.New("must not run")
+		}))
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("running", 1)))
+		require.NoError(t, err)
+		events, unsubscribe := c.Subscribe(tasker.EventTaskFailed)
+		defer unsubscribe()
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "running"})
+		require.NoError(t, err)
+		res, err := c.RunTask(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("error"), res.Status)
+		require.EqualValues(t, "expired", res.Outcome)
+		require.ErrorIs(t, <-cancelled, context.Canceled)
+		requireExpired(t, c, task.ID, "first", "second")
+		select {
+		case ev := <-events:
+			require.Equal(t, task.ID, ev.TaskID)
+			require.Equal(t, true, ev.Data["expired"])
+		case <-time.After(time.Minute):
+			t.Fatal("no task.failed event")
+		}
+	})
+}
+
+// A task waiting out a retry backoff that ends after its deadline is picked
+// up at the deadline and expires then, not when the backoff ends.
+func TestDeadlineInterruptsRetryBackoff(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openClient(t, url)
+		c.RegisterHandler("First", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
+			return nil, tasker.Retryable(errors.New("come back in an hour"), time.Hour)
+		}))
+		c.RegisterHandler("Second", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
+			return "ok", nil
+		}))
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("backoff", 2)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "backoff"})
+		require.NoError(t, err)
+		rctx, stop := context.WithCancel(ctx)
+		runDone := make(chan error, 1)
+		go func() { runDone <- c.Run(rctx, 2) }()
+		defer func() { stop(); require.NoError(t, <-runDone) }()
+		requireExpired(t, c, task.ID, "first", "second")
+		d, err := c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		require.Less(t, d.UpdatedAt.Sub(d.CreatedAt), 10*time.Minute, "expired at the deadline, not after the backoff")
+	})
+}
+
+// A task whose step an external worker holds past the deadline is expired
+// by the rescue pass of any engine: the worker's lease can no longer be
+// extended and its late result is discarded.
+func TestDeadlineExpiresExternallyHeldTask(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		// EventEnqueue: handlers live in external workers, as with the Ruby gem.
+		c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: url, AutoMigrate: true,
+			TemplatesDir: t.TempDir(), Backoff: fastBackoff(), EventEnqueue: true})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		_, err = c.AddTemplate("d.yml", []byte(deadlineTemplate("external", 1)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "external"})
+		require.NoError(t, err)
+		claim, err := c.ClaimSteps(ctx, task.ID, "ruby-worker", 1)
+		require.NoError(t, err)
+		require.Len(t, claim.Steps, 1)
+		step := claim.Steps[0]
+
+		// Before the deadline the rescue pass leaves the task alone.
+		_, err = c.RescueExpired(ctx)
+		require.NoError(t, err)
+		d, err := c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("in_progress"), d.State)
+
+		require.Eventually(t, func() bool {
+			_, err := c.RescueExpired(ctx)
+			require.NoError(t, err)
+			d, err := c.Task(ctx, task.ID)
+			return err == nil && d.State == "error"
+		}, time.Minute, 50*time.Millisecond)
+		requireExpired(t, c, task.ID, "first", "second")
+
+		ext, err := c.ExtendLeases(ctx, "ruby-worker", []int64{step.StepID})
+		require.NoError(t, err)
+		require.Zero(t, ext.Extended, "a cancelled attempt's lease is not extended")
+		rep, err := c.ReportResults(ctx, task.ID, "ruby-worker",
+			[]tasker.ExternalResult{{StepID: step.StepID, Attempt: step.Attempt, Success: true}})
+		require.NoError(t, err)
+		require.Len(t, rep.Results, 1)
+		require.NotEqual(t, "recorded", rep.Results[0].Status, "a late result is discarded")
+		d, err = c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("error"), d.State)
+	})
+}
+
+// A task that finishes before its deadline completes as usual, and the
+// template field is refused when it is not a positive integer.
+func TestDeadlineNotReached(t *testing.T) {
+	t.Parallel()
+	c := openClient(t, "sqlite:"+t.TempDir()+"/quick.db")
+	c.RegisterHandler("First", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) { return 1, nil }))
+	c.RegisterHandler("Second", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) { return 2, nil }))
+	_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("quick", 3600)))
+	require.NoError(t, err)
+	ctx := context.Background()
+	task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "quick"})
+	require.NoError(t, err)
+	res, err := c.RunTask(ctx, task.ID)
+	require.NoError(t, err)
+	require.Equal(t, tasker.TaskState("complete"), res.Status)
+
+	_, err = c.AddTemplate("bad.yml", []byte(strings.Replace(deadlineTemplate("bad", 1), "timeout_seconds: 1", "timeout_seconds: -5", 1)))
+	require.ErrorContains(t, err, "timeout_seconds")
+	require.ErrorContains(t, err, "must be at least 1")
+}
