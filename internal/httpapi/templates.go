@@ -16,6 +16,7 @@ type templateDoc struct {
 	Description      string            `json:"description"`
 	TaskHandlerClass string            `json:"task_handler_class,omitempty"`
 	MaxParallelSteps int               `json:"max_parallel_steps"`
+	TimeoutSeconds   int               `json:"timeout_seconds,omitempty"`
 	ContextSchema    json.RawMessage   `json:"context_schema,omitempty"`
 	Steps            []stepTemplateDoc `json:"steps"`
 }
@@ -36,8 +37,9 @@ type stepTemplateDoc struct {
 
 func newTemplateDoc(t *tasker.Template) templateDoc {
 	d := templateDoc{Namespace: t.Namespace, Name: t.Name, Version: t.Version, Description: t.Description,
-		TaskHandlerClass: t.TaskHandlerClass, MaxParallelSteps: t.MaxParallelSteps, ContextSchema: t.Schema,
-		Steps: make([]stepTemplateDoc, 0, len(t.Steps))}
+		TaskHandlerClass: t.TaskHandlerClass, MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
+		ContextSchema: t.Schema,
+		Steps:         make([]stepTemplateDoc, 0, len(t.Steps))}
 	for _, st := range t.Steps {
 		deps := st.DependsOn
 		if deps == nil {
