@@ -136,31 +136,32 @@ func TestDeadlineExpiresExternallyHeldTask(t *testing.T) {
 		ctx := context.Background()
 		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "external"})
 		require.NoError(t, err)
-		claim, err := c.ClaimSteps(ctx, task.ID, "ruby-worker", 1)
+		w := c.Worker()
+		claim, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: task.ID, Owner: "ruby-worker", Limit: 1})
 		require.NoError(t, err)
 		require.Len(t, claim.Steps, 1)
 		step := claim.Steps[0]
 
 		// Before the deadline the rescue pass leaves the task alone.
-		_, err = c.RescueExpired(ctx)
+		_, err = w.RescueExpired(ctx)
 		require.NoError(t, err)
 		d, err := c.Task(ctx, task.ID)
 		require.NoError(t, err)
 		require.Equal(t, tasker.TaskState("in_progress"), d.State)
 
 		require.Eventually(t, func() bool {
-			_, err := c.RescueExpired(ctx)
+			_, err := w.RescueExpired(ctx)
 			require.NoError(t, err)
 			d, err := c.Task(ctx, task.ID)
 			return err == nil && d.State == "error"
 		}, time.Minute, 50*time.Millisecond)
 		requireExpired(t, c, task.ID, "first", "second")
 
-		ext, err := c.ExtendLeases(ctx, "ruby-worker", []int64{step.StepID})
+		ext, err := w.ExtendLeases(ctx, "ruby-worker", []int64{step.StepID})
 		require.NoError(t, err)
 		require.Zero(t, ext.Extended, "a cancelled attempt's lease is not extended")
-		rep, err := c.ReportResults(ctx, task.ID, "ruby-worker",
-			[]tasker.ExternalResult{{StepID: step.StepID, Attempt: step.Attempt, Success: true}})
+		rep, err := w.ReportResults(ctx, tasker.ReportParams{TaskID: task.ID, Owner: "ruby-worker",
+			Results: []tasker.ExternalResult{{StepID: step.StepID, Attempt: step.Attempt, Success: true}}})
 		require.NoError(t, err)
 		require.Len(t, rep.Results, 1)
 		require.NotEqual(t, "recorded", rep.Results[0].Status, "a late result is discarded")
