@@ -255,4 +255,3 @@ func mustRegistry(t *testing.T) *template.Registry {
 	require.NoError(t, reg.Add(tmpl))
 	return reg
 }
-
