@@ -89,6 +89,11 @@ type Config struct {
 	Backlog int
 	// Producers create tasks concurrently. Default 4 (1 on SQLite).
 	Producers int
+	// CreateBatch, when positive, makes each producer create tasks with
+	// one InitializeTasks call per CreateBatch tasks instead of one
+	// InitializeTask call per task (concurrent InitializeTask calls are
+	// coalesced by the engine either way).
+	CreateBatch int
 	// PollInterval is the runner's polling floor. Default 1 s.
 	PollInterval time.Duration
 	// Seed makes the random shape reproducible. Default 1.
@@ -113,6 +118,8 @@ type Result struct {
 	Workers          int    `json:"workers"`
 	MaxParallelSteps int    `json:"max_parallel_steps"`
 	Backlog          int    `json:"backlog,omitempty"`
+	Producers        int    `json:"producers"`
+	CreateBatch      int    `json:"create_batch,omitempty"`
 
 	// Init is the creation phase of a burn-down run (tasks initialized
 	// before the runner starts).
@@ -241,6 +248,8 @@ func (c Config) validate() error {
 		return errors.New("backlog must be at least 1")
 	case c.Producers < 0:
 		return errors.New("producers cannot be negative")
+	case c.CreateBatch < 0:
+		return errors.New("create batch cannot be negative")
 	case c.SchemaSQL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres"):
 		return errors.New("--schema-sql needs a PostgreSQL database (--database-url postgres://...)")
 	}
@@ -287,7 +296,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer startMetrics(eng.Bus())()
 
 	res := &Result{Mode: cfg.Mode, Shape: cfg.Shape, Dialect: st.Dialect(), StepsPerTask: len(tmpl.Steps),
-		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps}
+		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps, Producers: cfg.Producers, CreateBatch: cfg.CreateBatch}
 	rec := newRecorder(eng.Bus(), tmpl, len(tmpl.Steps)*cfg.Tasks)
 	defer rec.stop()
 	r := &runner{cfg: cfg, eng: eng, st: st, probe: probe, rec: rec, res: res}
@@ -329,15 +338,37 @@ func (r *runner) roundTrips() int64 {
 	return 0
 }
 
-// submit creates one task, recording its submission time.
-func (r *runner) submit(ctx context.Context) (time.Duration, error) {
-	t0 := time.Now()
-	task, _, err := r.eng.InitializeTask(ctx, &engine.TaskRequest{Namespace: "bench", Name: "bench_" + string(r.cfg.Shape),
-		Initiator: "tasker bench", Reason: "benchmark"})
-	if err != nil {
-		return 0, fmt.Errorf("initialize task: %w", err)
+// submitMany creates n tasks with one InitializeTasks call (n = 0: one
+// task with InitializeTask), recording their submission time, and returns
+// the call's duration.
+func (r *runner) submitMany(ctx context.Context, n int) (time.Duration, error) {
+	req := func() *engine.TaskRequest {
+		return &engine.TaskRequest{Namespace: "bench", Name: "bench_" + string(r.cfg.Shape),
+			Initiator: "tasker bench", Reason: "benchmark"}
 	}
-	r.rec.submitted(task.ID, t0)
+	t0 := time.Now()
+	if n == 0 {
+		task, _, err := r.eng.InitializeTask(ctx, req())
+		if err != nil {
+			return 0, fmt.Errorf("initialize task: %w", err)
+		}
+		r.rec.submitted(task.ID, t0)
+		return time.Since(t0), nil
+	}
+	reqs := make([]*engine.TaskRequest, n)
+	for i := range reqs {
+		reqs[i] = req()
+	}
+	res, err := r.eng.InitializeTasks(ctx, reqs)
+	if err != nil {
+		return 0, fmt.Errorf("initialize %d tasks: %w", n, err)
+	}
+	for _, tr := range res {
+		if tr.Err != nil {
+			return 0, fmt.Errorf("initialize tasks: %w", tr.Err)
+		}
+		r.rec.submitted(tr.Task.ID, t0)
+	}
 	return time.Since(t0), nil
 }
 
@@ -363,22 +394,29 @@ func (r *runner) burnDown(ctx context.Context) error {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, r.cfg.Producers)
-	stopProgress := r.progress(ctx, "creating", func() (int, int) { return int(next.Load()), n })
+	stopProgress := r.progress(ctx, "creating", func() (int, int) { return min(int(next.Load()), n), n })
 	for range r.cfg.Producers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			step := max(r.cfg.CreateBatch, 1)
 			for {
-				i := int(next.Add(1)) - 1
+				i := int(next.Add(int64(step))) - step
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				d, err := r.submit(ctx)
+				k := min(step, n-i)
+				if r.cfg.CreateBatch == 0 {
+					k = 0
+				}
+				d, err := r.submitMany(ctx, k)
 				if err != nil {
 					errs <- err
 					return
 				}
-				initLat[i] = d
+				for j := i; j < i+max(k, 1); j++ {
+					initLat[j] = d // the duration of the call that created task j
+				}
 			}
 		}()
 	}
@@ -444,12 +482,29 @@ func (r *runner) continuous(ctx context.Context) error {
 				case <-pctx.Done():
 					return
 				}
-				outstanding.Add(1)
-				if _, err := r.submit(ctx); err != nil {
+				// With batches, take as many more free slots as a batch holds.
+				k := 1
+				for k < r.cfg.CreateBatch && len(slots) < cap(slots) {
+					select {
+					case slots <- struct{}{}:
+						k++
+						continue
+					default:
+					}
+					break
+				}
+				outstanding.Add(int64(k))
+				n := k
+				if r.cfg.CreateBatch == 0 {
+					n = 0
+				}
+				if _, err := r.submitMany(ctx, n); err != nil {
 					if pctx.Err() == nil {
 						errs <- err
 					}
-					<-slots
+					for range k {
+						<-slots
+					}
 					return
 				}
 			}

@@ -104,6 +104,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.DurationVar(&f.cfg.Duration, "duration", 10*time.Second, "length of a continuous run")
 	fl.IntVar(&f.cfg.Backlog, "backlog", 0, "tasks kept outstanding in continuous mode (0: 2 x workers)")
 	fl.IntVar(&f.cfg.Producers, "producers", 0, "goroutines creating tasks (0: 4 on PostgreSQL, 1 on SQLite)")
+	fl.IntVar(&f.cfg.CreateBatch, "create-batch", 0, "producers create tasks in batches of this many (InitializeTasks; 0: one InitializeTask per task)")
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", time.Second, "runner polling floor")
 	fl.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the random shape")
 	fl.DurationVar(&f.cfg.Timeout, "timeout", 10*time.Minute, "abort a run that takes longer")
