@@ -118,6 +118,8 @@ type instance struct {
 	calls sync.WaitGroup
 	// logs holds the log records with the "buffer" sink (else nil).
 	logs *logBuffer
+	// log is the engine's logger (tasker_create_tasks logs with it).
+	log *slog.Logger
 }
 
 var (
@@ -222,7 +224,7 @@ func open(cfg *openConfig) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("open tasker: %w", err)
 	}
-	in := &instance{client: c, dispatch: httpapi.NewDispatcher(c, Version), logs: logs}
+	in := &instance{client: c, dispatch: httpapi.NewDispatcher(c, Version), logs: logs, log: logger}
 	bg, stop := context.WithCancel(context.Background())
 	in.stop = stop
 	if cfg.RescueIntervalMS >= 0 {

@@ -170,3 +170,43 @@ func TestLogBufferBoundsAndFlattens(t *testing.T) {
 }
 
 func zero() float64 { return 0 }
+
+// TestCreateTasks: tasker_create_tasks's Go side answers the batch
+// endpoint's document, each request with its own outcome, and a whole-batch
+// error for a body that is no batch.
+func TestCreateTasks(t *testing.T) {
+	_, in := openTest(t, openConfig{})
+	raw := encodeAnswer(in.createTasks([]byte(`[{"namespace":"libtest","name":"noop","idempotency_key":"a"},
+ {"namespace":"libtest","name":"ghost"}, {"namespace":"libtest","name":"noop","idempotency_key":"a"}]`), 0))
+	var env struct {
+		OK     bool `json:"ok"`
+		Result struct {
+			Created, Existing, Failed int
+			Results                   []struct {
+				Index  int            `json:"index"`
+				Status string         `json:"status"`
+				Task   map[string]any `json:"task"`
+				Error  map[string]any `json:"error"`
+			} `json:"results"`
+		} `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &env), string(raw))
+	require.True(t, env.OK, string(raw))
+	require.Equal(t, 1, env.Result.Created)
+	require.Equal(t, 1, env.Result.Existing)
+	require.Equal(t, 1, env.Result.Failed)
+	require.Equal(t, "created", env.Result.Results[0].Status)
+	require.Equal(t, "error", env.Result.Results[1].Status)
+	require.Equal(t, "not_found", env.Result.Results[1].Error["code"])
+	require.Equal(t, "existing", env.Result.Results[2].Status)
+	require.Equal(t, env.Result.Results[0].Task["task_id"], env.Result.Results[2].Task["task_id"])
+
+	raw = encodeAnswer(in.createTasks([]byte(`{"tasks": 3}`), time.Second))
+	var bad struct {
+		OK    bool           `json:"ok"`
+		Error map[string]any `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &bad))
+	require.False(t, bad.OK)
+	require.Equal(t, "invalid_request", bad.Error["code"])
+}

@@ -2,10 +2,13 @@ package httpapi
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -109,12 +112,8 @@ func decodeTaskRequest(raw []byte) (*tasker.TaskRequest, error) {
 }
 
 // batchItems reads a batch body: a JSON array of task requests, or an
-// object {"tasks": [...]}.
-func (s *server) batchItems(r *http.Request) ([]json.RawMessage, error) {
-	raw, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
+// object {"tasks": [...]}, of at most maxTasks items.
+func batchItems(raw []byte, maxTasks int) ([]json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return nil, badRequest(`request body is required (a JSON array of task requests, or {"tasks": [...]})`, nil)
@@ -149,58 +148,79 @@ func (s *server) batchItems(r *http.Request) ([]json.RawMessage, error) {
 	if len(items) == 0 {
 		return nil, badRequest("a batch needs at least one task request", nil)
 	}
-	if limit := s.opts.BatchMaxTasks; len(items) > limit {
+	if len(items) > maxTasks {
 		return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodePayloadTooLarge,
-			message: fmt.Sprintf("a batch holds at most %d task requests, got %d: split it", limit, len(items)),
-			details: map[string]any{"limit_tasks": limit, "tasks": len(items)}}
+			message: fmt.Sprintf("a batch holds at most %d task requests, got %d: split it", maxTasks, len(items)),
+			details: map[string]any{"limit_tasks": maxTasks, "tasks": len(items)}}
 	}
 	return items, nil
 }
 
-// createTasks serves POST /v1/tasks/batch: every item is decoded and
-// checked on its own, the valid ones are created with one
-// Client.InitializeTasks call, and each item gets its own outcome. The
-// answer is 200 whenever the batch was attempted, whatever the items'
-// outcomes; a whole-batch error (malformed body, too many items, the
-// database down before anything was written) has the single endpoint's
-// error shape.
+// createTasks serves POST /v1/tasks/batch (see CreateTasks). The answer
+// is 200 whenever the batch was attempted, whatever the items' outcomes; a
+// whole-batch error has the single endpoint's error shape.
 func (s *server) createTasks(w http.ResponseWriter, r *http.Request) {
 	unboundedWrite(w)
-	items, err := s.batchItems(r)
+	raw, err := readBody(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	doc := batchDoc{Results: make([]batchItemDoc, len(items))}
+	ctx := tracectx.ContextWithTraceParent(r.Context(), r.Header.Get("traceparent"))
+	doc, err := createBatch(ctx, s.c, raw, s.opts.BatchMaxTasks, s.log, requestIDFrom(r.Context()))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, r, http.StatusOK, doc)
+}
+
+// CreateTasks is POST /v1/tasks/batch for the other transports (libtasker's
+// tasker_create_tasks): body is the endpoint's body, maxTasks its item limit
+// (BatchMaxTasksDefault when not positive), and the result its answer
+// document. Errors are whole-batch errors, classified by ErrorOf.
+func CreateTasks(ctx context.Context, c *tasker.Client, body []byte, maxTasks int, log *slog.Logger) (any, error) {
+	if maxTasks <= 0 {
+		maxTasks = BatchMaxTasksDefault
+	}
+	return createBatch(ctx, c, body, maxTasks, cmp.Or(log, slog.Default()), "")
+}
+
+// createBatch decodes and checks every item on its own, creates the valid
+// ones with one Client.InitializeTasks call and gives each item its own
+// outcome. rid names the request in logs and internal error messages.
+func createBatch(ctx context.Context, c *tasker.Client, raw []byte, maxTasks int, log *slog.Logger, rid string) (*batchDoc, error) {
+	items, err := batchItems(raw, maxTasks)
+	if err != nil {
+		return nil, err
+	}
+	doc := &batchDoc{Results: make([]batchItemDoc, len(items))}
 	reqs := make([]*tasker.TaskRequest, 0, len(items))
 	at := make([]int, 0, len(items)) // at[k] is the item index of reqs[k]
 	for i, raw := range items {
 		doc.Results[i].Index = i
 		req, err := decodeTaskRequest(raw)
 		if err != nil {
-			s.itemError(r, &doc.Results[i], err)
+			itemError(log, rid, &doc.Results[i], err)
 			continue
 		}
 		reqs, at = append(reqs, req), append(at, i)
 	}
 	if len(reqs) > 0 {
-		ctx := tracectx.ContextWithTraceParent(r.Context(), r.Header.Get("traceparent"))
-		res, err := s.c.InitializeTasks(ctx, reqs)
+		res, err := c.InitializeTasks(ctx, reqs)
 		if err != nil {
-			if ae := classify(err); ae != nil {
-				s.writeError(w, r, ae)
-				return
+			if classify(err) != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return nil, err
 			}
-			s.log.Error("http batch create failed", "request_id", requestIDFrom(r.Context()), "tasks", len(reqs), "err", err)
-			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: CodeNotAttempted,
-				message: "no task of the batch was written: the database failed (request id " + requestIDFrom(r.Context()) + ")"})
-			return
+			log.Error("batch create failed", "request_id", rid, "tasks", len(reqs), "err", err)
+			return nil, &apiError{status: http.StatusServiceUnavailable, code: CodeNotAttempted,
+				message: "no task of the batch was written: the database failed" + ridNote(rid)}
 		}
 		for k, tr := range res {
 			item := &doc.Results[at[k]]
 			switch {
 			case tr.Err != nil:
-				s.itemError(r, item, tr.Err)
+				itemError(log, rid, item, tr.Err)
 			case tr.Created:
 				item.Status, item.Task = batchCreated, tr.Task
 			default:
@@ -218,12 +238,20 @@ func (s *server) createTasks(w http.ResponseWriter, r *http.Request) {
 			doc.Failed++
 		}
 	}
-	s.writeJSON(w, r, http.StatusOK, doc)
+	return doc, nil
+}
+
+// ridNote is " (request id X)" for a message, or "" without a request id.
+func ridNote(rid string) string {
+	if rid == "" {
+		return ""
+	}
+	return " (request id " + rid + ")"
 }
 
 // itemError fills a failed batch item with the error the single endpoint
 // would have answered.
-func (s *server) itemError(r *http.Request, item *batchItemDoc, err error) {
+func itemError(log *slog.Logger, rid string, item *batchItemDoc, err error) {
 	item.Status = batchError
 	var be *tasker.BatchItemError
 	if errors.As(err, &be) {
@@ -231,14 +259,14 @@ func (s *server) itemError(r *http.Request, item *batchItemDoc, err error) {
 	}
 	ae := classify(err)
 	if ae == nil {
-		rid := requestIDFrom(r.Context())
 		if errors.Is(err, tasker.ErrNotAttempted) {
-			s.log.Warn("http batch item not written", "request_id", rid, "index", item.Index, "err", err)
+			log.Warn("batch item not written", "request_id", rid, "index", item.Index, "err", err)
 			ae = &apiError{status: http.StatusServiceUnavailable, code: CodeNotAttempted,
-				message: "not written: the database failed for this part of the batch (request id " + rid + ")"}
+				message: "not written: the database failed for this part of the batch" + ridNote(rid)}
 		} else {
-			s.log.Error("http batch item failed", "request_id", rid, "index", item.Index, "err", err)
-			ae = internalError(rid)
+			log.Error("batch item failed", "request_id", rid, "index", item.Index, "err", err)
+			ae = &apiError{status: http.StatusInternalServerError, code: CodeInternal,
+				message: "internal error" + ridNote(rid)}
 		}
 	}
 	item.HTTPStatus = ae.status
