@@ -44,6 +44,15 @@ module TaskerCore
       call("initialize_task", TraceContext.tag_request(request.respond_to?(:to_h) ? request.to_h : request, @config))
     end
 
+    # Creates many tasks (POST /v1/tasks/batch's document): requests are
+    # TaskRequest documents (Hashes), tagged with the current trace context
+    # like initialize_task's. Answers {"created", "existing", "failed",
+    # "results" => [{"index", "status", "task" | "error"}]}.
+    def create_tasks(requests, timeout: nil)
+      tagged = requests.map { |r| TraceContext.tag_request(r.respond_to?(:to_h) ? r.to_h : r, @config) }
+      @transport.create_tasks(tagged, timeout: timeout)
+    end
+
     # The task with its steps: {"task" => {..., "steps" => [...]}}.
     def task(task_id)
       call("task", { "task_id" => Integer(task_id) })

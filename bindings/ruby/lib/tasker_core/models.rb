@@ -40,6 +40,38 @@ module TaskerCore
     end
   end
 
+  # The outcome of one request of TaskerCore.create_tasks: #index (its
+  # position in the batch), #status ("created", "existing" or "error"), and
+  # #task (a Task) or #error (the exception create_task would have raised,
+  # not raised).
+  class TaskResult
+    attr_reader :index, :status, :task, :error
+
+    def initialize(doc)
+      @index = doc["index"]
+      @status = doc["status"]
+      @task = doc["task"] && Task.new(doc["task"], created: @status == "created")
+      @error = doc["error"] && TaskerCore.core_error(doc["error"])
+    end
+
+    # Whether the request has its task (created or existing).
+    def ok?
+      @error.nil?
+    end
+
+    def created?
+      @status == "created"
+    end
+
+    def existing?
+      @status == "existing"
+    end
+
+    def error?
+      !ok?
+    end
+  end
+
   # A task: what a step handler works for (the claim's view: context and
   # metadata), and what TaskerCore.create_task / TaskerCore.task return (with
   # its steps, their attempts and errors). Read-only; #reload fetches it

@@ -56,6 +56,7 @@ module TaskerCore
           mod.attach_function(:tasker_open, [:string], :pointer, blocking: true)
           mod.attach_function(:tasker_call, %i[uint64 string string int64], :pointer, blocking: true)
           mod.attach_function(:tasker_close, [:uint64], :pointer, blocking: true)
+          mod.attach_function(:tasker_create_tasks, %i[uint64 string int64], :pointer, blocking: true)
           mod.attach_function(:tasker_version, [], :pointer)
           mod.attach_function(:tasker_free, [:pointer], :void)
           mod.attach_function(:tasker_shutdown, [], :void, blocking: true)
@@ -81,6 +82,14 @@ module TaskerCore
         json = params.is_a?(String) ? params : JSON.generate(params || {})
         ms = ((timeout || @config.call_timeout).to_f * 1000).to_i
         unwrap(take_string(native.tasker_call(h, method.to_s, json, ms)))
+      end
+
+      # Creates many tasks (tasker_create_tasks): requests is an Array of
+      # request Hashes; returns the batch document.
+      def create_tasks(requests, timeout: nil)
+        h = handle
+        ms = ((timeout || @config.call_timeout).to_f * 1000).to_i
+        unwrap(take_string(native.tasker_create_tasks(h, JSON.generate(requests), ms)))
       end
 
       # The library's version document.

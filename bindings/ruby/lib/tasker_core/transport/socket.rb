@@ -61,6 +61,24 @@ module TaskerCore
         raise TaskerCore.core_error(doc["error"] || { "code" => "internal", "message" => "HTTP #{res.code}" })
       end
 
+      # Creates many tasks with POST /v1/tasks/batch: requests is an Array of
+      # request Hashes; returns the batch document. Sent again after a
+      # dropped connection only when every request has an idempotency key.
+      def create_tasks(requests, timeout: nil)
+        timeout = (timeout || @config.call_timeout).to_f
+        req = Net::HTTP::Post.new("#{@uri.path.chomp('/')}/v1/tasks/batch")
+        req["Content-Type"] = "application/json"
+        req["Accept"] = "application/json"
+        req["Authorization"] = "Bearer #{@config.api_token}" if @config.api_token && !@config.api_token.empty?
+        req.body = JSON.generate(requests)
+        repeatable = requests.all? { |r| r.is_a?(Hash) && !blank_key?(r) }
+        res, = request(req, timeout, "create_tasks", repeatable)
+        doc = parse(res)
+        return doc if res.is_a?(Net::HTTPSuccess)
+
+        raise TaskerCore.core_error(doc["error"] || { "code" => "internal", "message" => "HTTP #{res.code}" })
+      end
+
       def close
         http = Thread.current[@key]
         Thread.current[@key] = nil
