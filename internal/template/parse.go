@@ -20,7 +20,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "step_templates", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "step_templates", "schedules", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable"}
 	environmentFields = []string{"step_templates"}
 )
@@ -97,6 +97,7 @@ type rawTemplate struct {
 	maxParallel                                             val[int]
 	timeout                                                 val[int]
 	steps                                                   val[[]*rawStep]
+	schedules                                               val[[]*rawSchedule]
 	envs                                                    []*rawEnv
 }
 
@@ -307,6 +308,8 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.timeout = p.integer(f.val, "timeout_seconds", "", 1)
 		case "step_templates":
 			rt.steps = p.steps(f.val, "step_templates", false)
+		case "schedules":
+			rt.schedules = p.schedules(f.val)
 		case "environments":
 			rt.envs = p.environments(f.val)
 		default:
@@ -847,6 +850,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 		}
 		t.schema = sch
 	}
+	p.buildSchedules(t, rt.schedules.v)
 
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t

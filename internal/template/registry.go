@@ -70,6 +70,9 @@ func (r *Registry) Add(t *Template) error {
 		}
 		t.schema = sch
 	}
+	if errs := checkSchedules(t); len(errs) > 0 {
+		return errs
+	}
 	if t.semver == nil {
 		t.semver = semver.MustParse(t.Version) // checkTemplate accepted it
 	}

@@ -10,7 +10,9 @@
 // The fields are described on [Template] and [StepTemplate]; the YAML keys
 // are the json tags of those structs, plus depends_on_step (a single parent,
 // merged before depends_on_steps) and environments (per-environment step
-// overrides, see [Parse]).
+// overrides, see [Parse]). schedules lists cron schedules (see [Schedule]:
+// name, cron, time_zone, context, missed, enabled); each is checked at load,
+// its context against the template's schema.
 //
 // # Validation choices
 //
@@ -88,6 +90,9 @@ type Template struct {
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
+	// Schedules create a task of this template at each tick of their cron
+	// expressions (see Schedule).
+	Schedules []*Schedule `json:"schedules,omitempty"`
 
 	// schema is Schema compiled (nil when there is no schema).
 	schema *jsonschema.Schema
