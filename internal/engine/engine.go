@@ -99,6 +99,8 @@ type Engine struct {
 
 	// leases keeps the leases of the steps this engine's coordinators hold.
 	leases *stepLeases
+	// scheds is the cron scheduler a Run loop runs (schedules.go).
+	scheds schedulers
 	// quit is closed by Close; runners derive their context from it.
 	quit      chan struct{}
 	closeOnce sync.Once

@@ -68,6 +68,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 		case <-ctx.Done():
 		}
 	}()
+	defer e.runSchedules(ctx)()
 	var notify <-chan struct{}
 	if n, ok := e.store.(store.Notifier); ok && e.store.Dialect() == "postgres" {
 		ch, err := n.Listen(ctx)

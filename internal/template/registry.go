@@ -23,6 +23,21 @@ type Registry struct {
 	byKey map[string]*Template
 	// byName maps "namespace/name" to its versions, ascending by semver.
 	byName map[string][]*Template
+	// gen counts successful Adds; changed is closed (and replaced) by each.
+	gen     uint64
+	changed chan struct{}
+}
+
+// Watch returns the number of templates added so far and a channel that
+// is closed when the next one is added (schedulers re-read their schedules
+// then).
+func (r *Registry) Watch() (generation uint64, changed <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.changed == nil {
+		r.changed = make(chan struct{})
+	}
+	return r.gen, r.changed
 }
 
 // NewRegistry returns an empty registry.
@@ -91,6 +106,11 @@ func (r *Registry) Add(t *Template) error {
 	list := append(r.byName[name], t)
 	slices.SortFunc(list, compareVersions)
 	r.byName[name] = list
+	r.gen++
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
 	return nil
 }
 
