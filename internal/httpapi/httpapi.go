@@ -114,6 +114,7 @@ func (s *server) routes() {
 
 	s.mux.HandleFunc("GET /v1/templates", s.listTemplates)
 	s.mux.HandleFunc("GET /v1/templates/{namespace}/{name}", s.getTemplate)
+	s.mux.HandleFunc("GET /v1/schedules", s.listSchedules)
 
 	s.mux.HandleFunc("POST /v1/rpc/{method}", s.rpc)
 }

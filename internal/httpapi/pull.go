@@ -127,6 +127,7 @@ func init() {
 		"queue_ack":          (*Dispatcher).queueAck,
 		"queue_list":         (*Dispatcher).queueList,
 		"transitions":        (*Dispatcher).transitions,
+		"schedules":          (*Dispatcher).schedules,
 	}
 }
 
