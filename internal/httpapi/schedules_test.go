@@ -48,7 +48,7 @@ func TestListSchedules(t *testing.T) {
 		var doc struct {
 			Schedules []struct {
 				Namespace, Template, Version, Name, Cron, Missed string
-				TimeZone                                         string          `json:"time_zone"`
+				TimeZone                                         string `json:"time_zone"`
 				Enabled, Running                                 bool
 				Context                                          json.RawMessage `json:"context"`
 				NextRuns                                         []time.Time     `json:"next_runs"`
