@@ -18,7 +18,7 @@
 //
 // When a Scheduler starts (and when a template is added while it runs) it
 // looks at the latest tick at or before now. A tick found at most its grace
-// (Schedule.Grace: one interval, at most a minute) after it was due is on
+// (Schedule.Grace: half an interval, at most a minute) after it was due is on
 // time and is created under either policy. An older one was missed while no
 // runner was up: MissedSkip creates nothing for it; MissedCatchUp creates it
 // (the latest missed tick, once: the key makes a second creation a no-op),

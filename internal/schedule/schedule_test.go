@@ -142,7 +142,7 @@ func TestOneTaskPerTickAcrossSchedulers(t *testing.T) {
 		for _, c := range clocks {
 			startScheduler(t, st, reg, c)
 		}
-		// Started 3 s after the 12:00:00 tick: on time (grace 10 s).
+		// Started 3 s after the 12:00:00 tick: on time (grace 5 s).
 		want := []time.Time{t0.Add(-3 * time.Second)}
 		for i := range 5 {
 			for _, c := range clocks {
@@ -166,7 +166,7 @@ func TestOneTaskPerTickAcrossSchedulers(t *testing.T) {
 func TestLateWakeCreatesEveryTick(t *testing.T) {
 	eachStore(t, func(t *testing.T, st store.Store) {
 		reg := registry(t, "@every 10s", template.MissedSkip)
-		c := newFakeClock(t0.Add(5 * time.Second)) // 8 s after 12:00:00: still on time
+		c := newFakeClock(t0.Add(time.Second)) // 4 s after 12:00:00: on time (grace 5 s)
 		startScheduler(t, st, reg, c)
 		require.Equal(t, t0.Add(7*time.Second), c.waitArmed(t))
 		c.Set(t0.Add(7*time.Second + 35*time.Second)) // 12:00:45: ticks :10 :20 :30 :40 are due

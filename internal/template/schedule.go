@@ -160,11 +160,14 @@ func (s *Schedule) Interval(t time.Time) time.Duration {
 const GraceMax = time.Minute
 
 // Grace returns how late after tick a scheduler that was not running at
-// the tick may still create it as on time: the smaller of GraceMax and the
-// interval that starts at tick.
+// the tick may still create it as on time: half the interval that starts at
+// tick, at most GraceMax. Not a whole interval: the latest tick is always
+// less than one interval old, so a whole-interval grace would make every
+// start catch up, and skip would mean nothing for schedules under two
+// minutes.
 func (s *Schedule) Grace(tick time.Time) time.Duration {
-	if iv := s.Interval(tick); iv > 0 && iv < GraceMax {
-		return iv
+	if iv := s.Interval(tick); iv > 0 && iv/2 < GraceMax {
+		return iv / 2
 	}
 	return GraceMax
 }

@@ -56,7 +56,7 @@ func TestParseSchedules(t *testing.T) {
 	require.Equal(t, time.Date(2026, 6, 1, 12, 0, 10, 0, time.UTC), o.Next(at.Add(3*time.Second)))
 	require.Equal(t, at, o.Prev(at))
 	require.Equal(t, at, o.Prev(at.Add(9*time.Second)))
-	require.Equal(t, 10*time.Second, o.Grace(at))
+	require.Equal(t, 5*time.Second, o.Grace(at))
 	require.Equal(t, GraceMax, n.Grace(at))
 }
 

@@ -111,6 +111,17 @@ module TaskerCore
       Task.new(client.task(task_id)["task"])
     end
 
+    # The cron schedules of the templates the core loaded (the highest
+    # version of each), as Hashes with "namespace", "template", "version",
+    # "name", "cron", "time_zone", "missed" ("skip" | "catch_up"),
+    # "enabled", "context", "next_runs" (UTC, ISO 8601), "next_runs_local"
+    # (the same instants in the schedule's zone), "last_tick" (the latest
+    # tick that has a task, or nil), "last_task_id" and "running" (whether
+    # a Run loop of the core evaluates it). Runners create the tasks.
+    def schedules
+      client.schedules["schedules"]
+    end
+
     # The per-attempt history of a task: every attempt of every step
     # (TaskerCore::Attempt: step_name, number, worker, started_at,
     # finished_at, status, error with class, message and backtrace), oldest

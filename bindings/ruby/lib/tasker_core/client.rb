@@ -132,6 +132,12 @@ module TaskerCore
       call("queue_list")
     end
 
+    # The cron schedules with their next runs: {"schedules" => [...]}
+    # (see TaskerCore.schedules).
+    def schedules
+      call("schedules")
+    end
+
     # group: a subscription group name; its members share one buffer and
     # each event goes to one of them (see EventPublisher.subscribe).
     def events_subscribe(kinds: [], buffer: 0, group: nil)
