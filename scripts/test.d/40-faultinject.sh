@@ -10,6 +10,11 @@
 # the same approach as scripts/pg-throwaway.sh), because it restarts it;
 # the TEST_DATABASE_URL cluster is left alone.
 #
+# Then the cron form (about 40 s, TestCronUnderKills): three runners on a
+# fresh schema of TEST_DATABASE_URL while two @every 2s schedules (catch_up,
+# skip) tick, killed one at a time and all at once; no tick twice, none
+# lost while a runner was up (faultinject.CheckTicks).
+#
 # The full run (1,000 tasks per seed):
 #   go run ./internal/faultinject/harness -tasks 1000 -seeds 1,2,3
 #   TASKER_FAULTINJECT=full go test -run TestFaultInjection -timeout 60m ./internal/faultinject
@@ -19,9 +24,9 @@ cd "$(dirname "$0")/../.."
 # In the run's temporary directory when scripts/test.sh gives one.
 log=$(mktemp "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-faultinject.XXXXXX")
 trap 'rm -f "$log"' EXIT
-if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^TestFaultInjection$' -v \
+if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills)$' -v \
      ./internal/faultinject >"$log" 2>&1; then
-  grep -E 'seed [0-9]+: [0-9]+ tasks' "$log" | sed -E 's/^ *faultinject_test.go:[0-9]+: //'
+  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks' "$log" | sed -E 's/^ *(faultinject|cron)_test.go:[0-9]+: //'
   grep -E '^(ok|PASS|--- SKIP)' "$log" || true
 else
   cat "$log"

@@ -60,6 +60,11 @@ func run() error {
 		return err
 	}
 	defer hlog.Close()
+	// Cron checks (faultinject.CheckTicks) date this process's scheduler
+	// from this record: Run starts it right after.
+	if err := hlog.Append(faultinject.Record{Ev: faultinject.RecUp, Owner: *owner}); err != nil {
+		return err
+	}
 	c.RegisterHandler(faultinject.HandlerClass, &faultinject.Handler{Log: hlog, Owner: *owner})
 	stopEvents := func() {}
 	if *eventMode {
