@@ -379,13 +379,14 @@ func (s *Scheduler) Wake(ctx context.Context) {
 // and sets e.retryAt.
 func (s *Scheduler) due(ctx context.Context, e *entry, now time.Time) {
 	ticks := make([]time.Time, 0, 1)
-	for t := e.next; !t.IsZero() && !t.After(now); t = e.sched.Next(t) {
-		ticks = append(ticks, t)
+	next := e.next // ends as the first tick after now
+	for ; !next.IsZero() && !next.After(now); next = e.sched.Next(next) {
+		ticks = append(ticks, next)
 		if len(ticks) > s.cfg.MaxBurst {
 			ticks = ticks[1:]
 		}
 	}
-	if len(ticks) > 0 && ticks[0] != e.next {
+	if len(ticks) > 0 && !ticks[0].Equal(e.next) {
 		s.log.Warn("schedule fell behind; older ticks dropped", "schedule", e.key, "from", e.next, "kept_from", ticks[0])
 	}
 	for _, t := range ticks {
@@ -394,7 +395,6 @@ func (s *Scheduler) due(ctx context.Context, e *entry, now time.Time) {
 			return
 		}
 	}
-	next := e.sched.Next(now)
 	s.mu.Lock()
 	e.retry, e.retryAt, e.next = 0, time.Time{}, next
 	s.mu.Unlock()
