@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -11,30 +10,16 @@ import (
 )
 
 // scheduleDoc is one cron schedule as the protocol shows it (GET
-// /v1/schedules and the RPC method "schedules").
+// /v1/schedules and the RPC method "schedules"): the fields of
+// tasker.ScheduleInfo (next_runs in UTC) and next_runs_local, the same
+// instants in the schedule's zone.
 type scheduleDoc struct {
-	Namespace string          `json:"namespace"`
-	Template  string          `json:"template"`
-	Version   string          `json:"version"`
-	Name      string          `json:"name"`
-	Cron      string          `json:"cron"`
-	TimeZone  string          `json:"time_zone"`
-	Missed    string          `json:"missed"`
-	Enabled   bool            `json:"enabled"`
-	Context   json.RawMessage `json:"context"`
-	// NextRuns are in UTC; NextRunsLocal the same instants in TimeZone.
-	NextRuns      []time.Time `json:"next_runs"`
-	NextRunsLocal []string    `json:"next_runs_local"`
-	LastTick      *time.Time  `json:"last_tick"`
-	LastTaskID    int64       `json:"last_task_id,omitempty"`
-	Running       bool        `json:"running"`
+	*tasker.ScheduleInfo
+	NextRunsLocal []string `json:"next_runs_local"`
 }
 
 func newScheduleDoc(s *tasker.ScheduleInfo) scheduleDoc {
-	d := scheduleDoc{Namespace: s.Namespace, Template: s.Template, Version: s.Version, Name: s.Name, Cron: s.Cron,
-		TimeZone: s.TimeZone, Missed: s.Missed, Enabled: s.Enabled, Context: s.Context, NextRuns: s.NextRuns,
-		NextRunsLocal: make([]string, 0, len(s.NextRuns)), LastTick: s.LastTick, LastTaskID: s.LastTaskID,
-		Running: s.Running}
+	d := scheduleDoc{ScheduleInfo: s, NextRunsLocal: make([]string, 0, len(s.NextRuns))}
 	loc, err := time.LoadLocation(s.TimeZone)
 	if err != nil { // validated at load; keep UTC if the zone vanished
 		loc = time.UTC
