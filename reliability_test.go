@@ -20,7 +20,8 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/faultinject"
 	"github.com/tasker-systems/tasker/internal/store"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/store/sqlite"
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
@@ -218,12 +219,12 @@ func TestDeadRunnersQueueLeaseIsReclaimed(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		var st *sqlstore.Store
+		var st store.Store
 		var err error
 		if strings.HasPrefix(url, "sqlite:") {
-			st, err = sqlstore.OpenSQLite(ctx, strings.TrimPrefix(url, "sqlite:"))
+			st, err = sqlite.Open(ctx, strings.TrimPrefix(url, "sqlite:"))
 		} else {
-			st, err = sqlstore.OpenPostgres(ctx, url)
+			st, err = postgres.Open(ctx, url)
 		}
 		require.NoError(t, err)
 		defer st.Close()

@@ -20,7 +20,8 @@ import (
 	"github.com/tasker-systems/tasker/internal/metrics"
 	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/store/sqlite"
 	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/internal/tracing"
 	"github.com/tasker-systems/tasker/taskertype"
@@ -173,13 +174,13 @@ type Client struct {
 func openStore(ctx context.Context, url string) (store.Store, bool, error) {
 	switch {
 	case url == "":
-		st, err := sqlstore.OpenSQLite(ctx, SQLitePathDefault)
+		st, err := sqlite.Open(ctx, SQLitePathDefault)
 		return st, true, err
 	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		st, err := sqlstore.OpenPostgres(ctx, url)
+		st, err := postgres.Open(ctx, url)
 		return st, false, err
 	case strings.HasPrefix(url, "sqlite:"):
-		st, err := sqlstore.OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"))
+		st, err := sqlite.Open(ctx, strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"))
 		return st, true, err
 	}
 	return nil, false, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", redact.DSN(url))

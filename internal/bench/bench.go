@@ -41,7 +41,8 @@ import (
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/store/sqlite"
 	"github.com/tasker-systems/tasker/internal/template"
 )
 
@@ -597,7 +598,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 			path = filepath.Join(dir, "bench.db")
 			cleanup = func() { _ = os.RemoveAll(dir) }
 		}
-		st, err := sqlstore.OpenSQLite(ctx, path)
+		st, err := sqlite.Open(ctx, path)
 		if err != nil {
 			cleanup()
 			return nil, nil, nil, err
@@ -612,7 +613,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 		schema := "tasker_bench_" + randHex(6)
 		conn, err := pgx.Connect(ctx, u)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("connect to %s: %w", sqlstore.RedactURL(u), err)
+			return nil, nil, nil, fmt.Errorf("connect to %s: %w", postgres.RedactURL(u), err)
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
@@ -641,7 +642,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 			q.Set("pool_max_conns", strconv.Itoa(cfg.Workers+cfg.Producers+4))
 		}
 		pu.RawQuery = q.Encode()
-		st, err := sqlstore.OpenPostgres(ctx, pu.String())
+		st, err := postgres.Open(ctx, pu.String())
 		if err != nil {
 			drop()
 			return nil, nil, nil, err
@@ -661,7 +662,7 @@ func openStore(ctx context.Context, cfg *Config) (store.Store, *probe, func(), e
 		pr := newProbe(ctx, u)
 		return st, pr, func() { pr.close(); _ = st.Close(); drop() }, nil
 	}
-	return nil, nil, nil, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", sqlstore.RedactURL(u))
+	return nil, nil, nil, fmt.Errorf("database URL must start with postgres://, postgresql:// or sqlite: (got %q)", postgres.RedactURL(u))
 }
 
 func randHex(n int) string {

@@ -20,7 +20,8 @@ import (
 	"github.com/tasker-systems/tasker"
 	redactpkg "github.com/tasker-systems/tasker/internal/redact"
 	"github.com/tasker-systems/tasker/internal/store"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/store/sqlite"
 	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -150,11 +151,11 @@ func (a *app) openStore(ctx context.Context) (store.Store, error) {
 	)
 	switch u := a.databaseURL; {
 	case u == "":
-		st, err = sqlstore.OpenSQLite(ctx, tasker.SQLitePathDefault)
+		st, err = sqlite.Open(ctx, tasker.SQLitePathDefault)
 	case strings.HasPrefix(u, "sqlite:"):
-		st, err = sqlstore.OpenSQLite(ctx, sqlitePath(u))
+		st, err = sqlite.Open(ctx, sqlitePath(u))
 	default:
-		st, err = sqlstore.OpenPostgres(ctx, u)
+		st, err = postgres.Open(ctx, u)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", a.databaseLabel(), redactpkg.Error(err, a.databaseURL))

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-systems/tasker/internal/engine"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/sqlcore"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -46,9 +46,9 @@ var StepDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5
 var DBDurationBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10}
 
 // QueueStatser is what the queue gauges need from a store:
-// *sqlstore.Store provides it.
+// the postgres and sqlite stores provide it (sqlcore.Core.QueueStats).
 type QueueStatser interface {
-	QueueStats(ctx context.Context, now time.Time) (*sqlstore.QueueStats, error)
+	QueueStats(ctx context.Context, now time.Time) (*sqlcore.QueueStats, error)
 }
 
 // Metrics holds tasker's collectors. Create it with New, wrap the store

@@ -24,7 +24,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/metrics"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/sqlcore"
 	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -344,7 +344,7 @@ func TestEventsDropped(t *testing.T) {
 
 type failingStats struct{ calls atomic.Int64 }
 
-func (f *failingStats) QueueStats(context.Context, time.Time) (*sqlstore.QueueStats, error) {
+func (f *failingStats) QueueStats(context.Context, time.Time) (*sqlcore.QueueStats, error) {
 	f.calls.Add(1)
 	return nil, errors.New("database down")
 }

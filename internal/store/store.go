@@ -1,7 +1,10 @@
 // Package store defines the storage seam between the orchestration engine and
-// a database. One implementation, internal/store/sqlstore, serves both
-// PostgreSQL (pgx v5) and the embedded SQLite default (modernc.org/sqlite);
-// both must pass storetest.Exercise. The interface changes freely: it is not
+// a database. Each database has its own package behind it:
+// internal/store/postgres (pgx v5) and internal/store/sqlite (the embedded
+// default, modernc.org/sqlite), sharing their common Go through
+// internal/store/sqlcore; both must pass storetest.Exercise. Optional
+// capabilities (Notifier, TxTaskCreator) are separate interfaces, checked
+// at run time. The interface changes freely: it is not
 // a public API. DO NOT IMPLEMENT outside this module.
 //
 // The store applies state changes that the engine decided (internal/

@@ -15,7 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/store/sqlite"
 )
 
 // EnvURL is the variable naming the PostgreSQL server for tests.
@@ -74,9 +75,9 @@ func PostgresURL(tb testing.TB) string {
 }
 
 // Postgres returns a migrated store on a fresh schema, closed at cleanup.
-func Postgres(tb testing.TB) *sqlstore.Store {
+func Postgres(tb testing.TB) *postgres.Store {
 	tb.Helper()
-	st, err := sqlstore.OpenPostgres(context.Background(), PostgresURL(tb))
+	st, err := postgres.Open(context.Background(), PostgresURL(tb))
 	if err != nil {
 		tb.Fatalf("open PostgreSQL store: %v", err)
 	}
@@ -94,9 +95,9 @@ func SQLitePath(tb testing.TB) string {
 }
 
 // SQLite returns a migrated store on a fresh SQLite file, closed at cleanup.
-func SQLite(tb testing.TB) *sqlstore.Store {
+func SQLite(tb testing.TB) *sqlite.Store {
 	tb.Helper()
-	st, err := sqlstore.OpenSQLite(context.Background(), SQLitePath(tb))
+	st, err := sqlite.Open(context.Background(), SQLitePath(tb))
 	if err != nil {
 		tb.Fatalf("open SQLite store: %v", err)
 	}

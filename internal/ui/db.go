@@ -13,11 +13,11 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/tasker-systems/tasker/internal/redact"
-	"github.com/tasker-systems/tasker/internal/store/sqlstore"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
 )
 
 // sqliteTimeFormat is the store's fixed-width UTC text format on SQLite
-// (internal/store/sqlstore): comparing the text compares the times.
+// (internal/store/sqlite): comparing the text compares the times.
 const sqliteTimeFormat = "2006-01-02T15:04:05.000000Z"
 
 // db is the dashboard's read side: a connection pool of its own on the
@@ -74,7 +74,7 @@ func openDB(ctx context.Context, url string) (*db, error) {
 func (d *db) close() error { return d.sql.Close() }
 
 // postgresConfig parses a PostgreSQL URL like the engine's store does
-// (internal/store/sqlstore): tasker's own pgbouncer=true parameter is taken
+// (internal/store/sqlite): tasker's own pgbouncer=true parameter is taken
 // out and then means no named prepared statements (pgx's cache_describe
 // mode) and no startup parameters; otherwise JIT is off unless the URL
 // says otherwise (the dashboard's aggregates would be compiled for tens
@@ -82,7 +82,7 @@ func (d *db) close() error { return d.sql.Close() }
 func postgresConfig(url string) (*pgx.ConnConfig, error) {
 	// The store's own parsing: tasker's URL parameters (pgbouncer, the
 	// listen_* of a direct LISTEN connection) are not startup parameters.
-	cfg, err := sqlstore.PostgresConnConfig(url)
+	cfg, err := postgres.ConnConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: %w", redact.Error(err, url))
 	}

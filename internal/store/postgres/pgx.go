@@ -1,0 +1,176 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tasker-systems/tasker/internal/store/sqlcore"
+)
+
+// The pgx adapters of sqlcore's Querier, Tx and Database.
+
+type pgxQuerier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgxQ counts one round trip per statement in rt (see Store.RoundTrips).
+type pgxQ struct {
+	q  pgxQuerier
+	rt *atomic.Int64
+}
+
+func (p pgxQ) Exec(ctx context.Context, q string, args ...any) (int64, error) {
+	p.rt.Add(1)
+	tag, err := p.q.Exec(ctx, q, args...)
+	return tag.RowsAffected(), err
+}
+
+func (p pgxQ) Query(ctx context.Context, q string, args ...any) (sqlcore.Rows, error) {
+	p.rt.Add(1)
+	r, err := p.q.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (p pgxQ) QueryRow(ctx context.Context, q string, args ...any) sqlcore.Row {
+	p.rt.Add(1)
+	return p.q.QueryRow(ctx, q, args...)
+}
+
+type pgxDB struct {
+	pgxQ
+	pool *pgxpool.Pool
+	// nextIDs is the NextStepIDs query its transactions run.
+	nextIDs string
+}
+
+func (p *pgxDB) Begin(ctx context.Context) (sqlcore.Tx, error) {
+	p.rt.Add(1)
+	tx, err := p.pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pgxTx{pgxQ: pgxQ{q: tx, rt: p.rt}, tx: tx, nextIDs: p.nextIDs}, nil
+}
+
+// beginBatch starts the transaction of a combined batch (see batch.go) on
+// a connection of its own. BEGIN and the transaction's settings go out in
+// one simple-protocol round trip. The batch statements read their input
+// from one JSON parameter whose row count the planner cannot see, so a
+// custom plan is never better than the generic one: planning them anew for
+// every execution (PostgreSQL's default for their first uses and whenever
+// the generic plan looks costlier) was a third of their cost.
+func (p *pgxDB) beginBatch(ctx context.Context) (sqlcore.Tx, error) {
+	conn, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.rt.Add(1)
+	if _, err := conn.Exec(ctx, "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"); err != nil {
+		conn.Release()
+		return nil, err
+	}
+	return &pgxConnTx{pgxQ: pgxQ{q: conn, rt: p.rt}, conn: conn}, nil
+}
+
+// pgxConnTx is a transaction driven by plain statements on a pooled
+// connection; commit and rollback release the connection.
+type pgxConnTx struct {
+	pgxQ
+	conn *pgxpool.Conn
+}
+
+func (t *pgxConnTx) Commit(ctx context.Context) error { return t.end(ctx, "COMMIT") }
+
+func (t *pgxConnTx) Rollback(ctx context.Context) error {
+	if t.conn == nil {
+		return nil
+	}
+	return t.end(ctx, "ROLLBACK")
+}
+
+func (t *pgxConnTx) end(ctx context.Context, stmt string) error {
+	t.rt.Add(1)
+	tag, err := t.conn.Exec(ctx, stmt)
+	if err != nil {
+		// The connection's state is unknown: close it rather than return
+		// it to the pool mid-transaction.
+		_ = t.conn.Conn().Close(context.WithoutCancel(ctx))
+	}
+	t.conn.Release()
+	t.conn = nil
+	if err == nil && stmt == "COMMIT" && tag.String() != "COMMIT" {
+		// PostgreSQL answers ROLLBACK to the COMMIT of a failed transaction.
+		return fmt.Errorf("transaction rolled back (%s)", tag.String())
+	}
+	return err
+}
+
+func (p *pgxDB) Close() error                   { p.pool.Close(); return nil }
+func (p *pgxDB) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+type pgxTx struct {
+	pgxQ
+	tx      pgx.Tx
+	nextIDs string
+}
+
+var _ sqlcore.Copier = (*pgxTx)(nil)
+
+// CopyRows implements sqlcore.Copier.
+func (t *pgxTx) CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error {
+	t.rt.Add(1)
+	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	if int(n) != len(rows) {
+		return fmt.Errorf("copy into %s: wrote %d of %d rows", table, n, len(rows))
+	}
+	return nil
+}
+
+func (t *pgxTx) Commit(ctx context.Context) error { t.rt.Add(1); return t.tx.Commit(ctx) }
+func (t *pgxTx) Rollback(ctx context.Context) error {
+	t.rt.Add(1)
+	err := t.tx.Rollback(ctx)
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return nil
+	}
+	return err
+}
+
+// NextStepIDs implements sqlcore.Copier: n step ids from the steps'
+// sequence in one round trip.
+func (t *pgxTx) NextStepIDs(ctx context.Context, n int) ([]int64, error) {
+	rs, err := t.Query(ctx, t.nextIDs, n)
+	if err != nil {
+		return nil, fmt.Errorf("allocate step ids: %w", err)
+	}
+	defer rs.Close()
+	ids := make([]int64, 0, n)
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("allocate step ids: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("allocate step ids: %w", err)
+	}
+	if len(ids) != n {
+		return nil, fmt.Errorf("allocate step ids: got %d of %d", len(ids), n)
+	}
+	return ids, nil
+}

@@ -1,0 +1,555 @@
+package sqlcore
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// TaskCreate implements store.Store: TaskCreateMany of one task.
+func (s *Core) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	res, err := s.taskCreateMany(ctx, []*store.TaskCreateParams{p})
+	if err != nil {
+		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	return res[0], nil
+}
+
+// TaskCreateMany implements store.Store: every task of ps is written in
+// one transaction, each kind of row of all the tasks together (one
+// multi-row INSERT, or COPY on PostgreSQL, per table).
+//
+// The multi-row INSERTs here are built per call (their VALUES lists have
+// one row per task or step): their fixed parts are the Go fragments below,
+// the same SQL on both databases.
+func (s *Core) TaskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	res, err := s.taskCreateMany(ctx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("create %d tasks: %w", len(ps), err)
+	}
+	return res, nil
+}
+
+func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
+	for i, p := range ps {
+		if p == nil {
+			return nil, fmt.Errorf("task %d of %d: no parameters", i+1, len(ps))
+		}
+	}
+	var ids []int64
+	var created []bool
+	write := func(tx Tx) error {
+		var err error
+		ids, created, err = s.taskWrite(ctx, tx, ps)
+		return err
+	}
+	err := s.InTx(ctx, write)
+	if err != nil && IsUniqueViolation(err) && slices.ContainsFunc(ps, hasKey) {
+		// Another process created a task with one of the keys
+		// concurrently: written again, the lookup finds it.
+		err = s.InTx(ctx, write)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.createResults(ctx, s.db, ps, ids, created, true)
+}
+
+func hasKey(p *store.TaskCreateParams) bool { return p.IdempotencyKey != "" }
+
+// TaskCreateIn is TaskCreate inside tx, a transaction the caller began
+// and commits (store.TxTaskCreator). The result has no steps.
+func (s *Core) TaskCreateIn(ctx context.Context, tx Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	ps := []*store.TaskCreateParams{p}
+	ids, created, err := s.taskWrite(ctx, tx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("create task %s/%s@%s: %w", p.Namespace, p.Name, p.Version, err)
+	}
+	res, err := s.createResults(ctx, tx, ps, ids, created, false)
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// createResults reads the tasks ids (one per params, in order) back, in
+// one query, and their steps when withSteps and the params want them.
+func (s *Core) createResults(ctx context.Context, q Querier, ps []*store.TaskCreateParams, ids []int64, created []bool,
+	withSteps bool) ([]*store.TaskCreateResult, error) {
+	byID := make(map[int64]*taskertype.Task, len(ids))
+	if len(ids) == 1 {
+		t, err := s.TaskGetIn(ctx, q, ids[0])
+		if err != nil {
+			return nil, err
+		}
+		byID[t.ID] = t
+	} else {
+		rs, err := q.Query(ctx, s.Q("TasksByID"), s.IDs(ids))
+		if err != nil {
+			return nil, fmt.Errorf("read created tasks: %w", err)
+		}
+		for rs.Next() {
+			t, err := ScanTask(rs)
+			if err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("read created tasks: %w", err)
+			}
+			byID[t.ID] = t
+		}
+		rs.Close()
+		if err := rs.Err(); err != nil {
+			return nil, fmt.Errorf("read created tasks: %w", err)
+		}
+	}
+	out := make([]*store.TaskCreateResult, len(ps))
+	for i, p := range ps {
+		t, ok := byID[ids[i]]
+		if !ok {
+			return nil, &taskertype.TaskNotFoundError{TaskID: ids[i]}
+		}
+		task := *t // each result its own copy: two params may name one task
+		out[i] = &store.TaskCreateResult{Task: &task, Created: created[i]}
+		if withSteps && !p.SkipStepsResult {
+			steps, err := s.StepList(ctx, ids[i])
+			if err != nil {
+				return nil, err
+			}
+			out[i].Steps = steps
+		}
+	}
+	return out, nil
+}
+
+// newTask is one task taskWrite inserts: its params, its row's id and its
+// steps' ids by name.
+type newTask struct {
+	p       *store.TaskCreateParams
+	now     time.Time
+	named   *namedTask
+	id      int64
+	stepIDs map[string]int64
+}
+
+// taskWrite writes the tasks of ps inside tx and returns their ids (in the
+// order of ps) and which were created. A task whose idempotency key exists
+// is not written (created false); a later params with the key of an earlier
+// one in ps gets the earlier one's task.
+func (s *Core) taskWrite(ctx context.Context, tx Tx, ps []*store.TaskCreateParams) ([]int64, []bool, error) {
+	ids := make([]int64, len(ps))
+	created := make([]bool, len(ps))
+	existing, err := s.keyedTasks(ctx, tx, ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	first := map[string]int{} // key -> position in ps of its new task
+	sameAs := map[int]int{}   // position in ps -> position of the params it repeats
+	var fresh []*newTask
+	freshAt := map[int]*newTask{}
+	for i, p := range ps {
+		if key := p.IdempotencyKey; key != "" {
+			if id, ok := existing[key]; ok {
+				ids[i] = id
+				continue
+			}
+			if j, ok := first[key]; ok {
+				sameAs[i] = j
+				continue
+			}
+			first[key] = i
+		}
+		nt := &newTask{p: p, now: UTC(p.Now), stepIDs: make(map[string]int64, len(p.Steps))}
+		fresh = append(fresh, nt)
+		freshAt[i] = nt
+	}
+	if len(fresh) > 0 {
+		if err := s.insertTasks(ctx, tx, fresh); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, nt := range freshAt {
+		ids[i], created[i] = nt.id, true
+	}
+	for i, j := range sameAs {
+		ids[i] = ids[j]
+	}
+	return ids, created, nil
+}
+
+// keyedTasks returns the ids of the existing tasks with the idempotency
+// keys of ps, by key, in one query.
+func (s *Core) keyedTasks(ctx context.Context, tx Tx, ps []*store.TaskCreateParams) (map[string]int64, error) {
+	var keys []string
+	for _, p := range ps {
+		if p.IdempotencyKey != "" {
+			keys = append(keys, p.IdempotencyKey)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	rs, err := tx.Query(ctx, s.Q("TasksByIdempotencyKey"), s.Strs(keys))
+	if err != nil {
+		return nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	defer rs.Close()
+	out := make(map[string]int64, len(keys))
+	for rs.Next() {
+		var key string
+		var id int64
+		if err := rs.Scan(&key, &id); err != nil {
+			return nil, fmt.Errorf("look up idempotency keys: %w", err)
+		}
+		out[key] = id
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("look up idempotency keys: %w", err)
+	}
+	return out, nil
+}
+
+// namedTask is a template's named task and its named steps' ids by name.
+type namedTask struct {
+	id    int64
+	steps map[string]int64
+}
+
+// namedTasks finds or writes the named task and steps of every template
+// among ts (once per template: namespace, name and version) and sets each
+// task's.
+func (s *Core) namedTasks(ctx context.Context, tx Tx, ts []*newTask) error {
+	type key struct{ ns, name, version string }
+	byKey := map[key]*namedTask{}
+	var order []key
+	steps := map[key][]store.StepSpec{}
+	for _, t := range ts {
+		k := key{t.p.Namespace, t.p.Name, t.p.Version}
+		if _, ok := steps[k]; !ok {
+			order = append(order, k)
+		}
+		steps[k] = append(steps[k], t.p.Steps...)
+	}
+	for _, k := range order {
+		var p *store.TaskCreateParams
+		for _, t := range ts {
+			if (key{t.p.Namespace, t.p.Name, t.p.Version}) == k {
+				p = t.p
+				break
+			}
+		}
+		nt, err := s.namedTask(ctx, tx, p, steps[k], UTC(p.Now))
+		if err != nil {
+			return fmt.Errorf("template %s/%s@%s: %w", k.ns, k.name, k.version, err)
+		}
+		byKey[k] = nt
+	}
+	for _, t := range ts {
+		t.named = byKey[key{t.p.Namespace, t.p.Name, t.p.Version}]
+	}
+	return nil
+}
+
+// namedTask finds or writes p's template's named task and the named steps
+// of steps.
+func (s *Core) namedTask(ctx context.Context, tx Tx, p *store.TaskCreateParams, steps []store.StepSpec,
+	now time.Time) (*namedTask, error) {
+	var namedTaskID int64
+	// After a template's first task its named task exists unchanged: find
+	// it without writing. The upserts of namedTaskUpsert lock the rows they
+	// touch until commit, which made concurrent creations of one template wait for each
+	// other's commit (a third of creation throughput at 16 creators).
+	var same bool
+	err := tx.QueryRow(ctx, s.Q("NamedTaskFind"), p.Namespace, p.Name, p.Version, p.Description,
+		s.J(p.TemplateJSON)).Scan(&namedTaskID, &same)
+	if err != nil && !IsNoRows(err) {
+		return nil, fmt.Errorf("read named task: %w", err)
+	}
+	if err != nil || !same {
+		if namedTaskID, err = s.namedTaskUpsert(ctx, tx, p, now); err != nil {
+			return nil, err
+		}
+	}
+	// Named steps exist after the template's first task: read them, and
+	// upsert only those missing or changed (rewriting a thousand unchanged
+	// rows on every creation cost more than the read).
+	namedSteps := map[string]int64{}
+	known := map[string]string{}
+	rs, err := tx.Query(ctx, s.Q("NamedSteps"), namedTaskID)
+	if err != nil {
+		return nil, fmt.Errorf("read named steps: %w", err)
+	}
+	for rs.Next() {
+		var id int64
+		var name, class string
+		if err := rs.Scan(&id, &name, &class); err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("read named steps: %w", err)
+		}
+		namedSteps[name], known[name] = id, class
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read named steps: %w", err)
+	}
+	var upsert []store.StepSpec
+	for _, st := range steps {
+		if class, ok := known[st.Name]; !ok || class != st.HandlerClass {
+			upsert = append(upsert, st)
+			known[st.Name] = st.HandlerClass // once per name, whatever the number of tasks
+		}
+	}
+	err = s.InsertRows(ctx, tx, `INSERT INTO tasker_named_steps (named_task_id, name, handler_class) VALUES`, 3, len(upsert),
+		func(i int) []any { return []any{namedTaskID, upsert[i].Name, upsert[i].HandlerClass} },
+		` ON CONFLICT (named_task_id, name) DO UPDATE SET handler_class = excluded.handler_class RETURNING named_step_id, name`,
+		func(r Rows) error {
+			var id int64
+			var name string
+			if err := r.Scan(&id, &name); err != nil {
+				return err
+			}
+			namedSteps[name] = id
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("upsert named steps: %w", err)
+	}
+	return &namedTask{id: namedTaskID, steps: namedSteps}, nil
+}
+
+// namedTaskUpsert writes a template's namespace and named task (new, or
+// changed since its last task) and returns the named task's id.
+func (s *Core) namedTaskUpsert(ctx context.Context, tx Tx, p *store.TaskCreateParams, now time.Time) (int64, error) {
+	var nsID, namedTaskID int64
+	if err := tx.QueryRow(ctx, s.Q("NamespaceUpsert"), p.Namespace, s.T(now)).Scan(&nsID); err != nil {
+		return 0, fmt.Errorf("upsert namespace: %w", err)
+	}
+	if err := tx.QueryRow(ctx, s.Q("NamedTaskUpsert"), nsID, p.Name, p.Version, p.Description, s.J(p.TemplateJSON), s.T(now)).Scan(&namedTaskID); err != nil {
+		return 0, fmt.Errorf("upsert named task: %w", err)
+	}
+	return namedTaskID, nil
+}
+
+// stepRef is one step of one new task.
+type stepRef struct {
+	t    *newTask
+	spec *store.StepSpec
+}
+
+// insertTasks writes the rows of the new tasks ts: their named tasks, then
+// for all of them together the tasks, their transitions, steps, edges,
+// step transitions and enqueue records, each in one statement (chunked,
+// or COPY on PostgreSQL for many rows).
+func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
+	if err := s.namedTasks(ctx, tx, ts); err != nil {
+		return err
+	}
+	// Task ids come from the table's sequence (PostgreSQL) or rowid
+	// counter (SQLite), taken in the order of the VALUES rows: sorted,
+	// the returned ids are the rows' in order, whatever the order
+	// RETURNING gives them in.
+	taskIDs := make([]int64, 0, len(ts))
+	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
+	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at) VALUES`,
+		16, len(ts), func(i int) []any {
+			p := ts[i].p
+			tags := p.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			tagJSON, _ := json.Marshal(tags)
+			var idem any
+			if p.IdempotencyKey != "" {
+				idem = p.IdempotencyKey
+			}
+			now := s.T(ts[i].now)
+			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
+				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now}
+		}, ` RETURNING task_id`, func(r Rows) error {
+			var id int64
+			if err := r.Scan(&id); err != nil {
+				return err
+			}
+			taskIDs = append(taskIDs, id)
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("insert tasks: %w", err)
+	}
+	if len(taskIDs) != len(ts) {
+		return fmt.Errorf("insert tasks: %d ids for %d tasks", len(taskIDs), len(ts))
+	}
+	slices.Sort(taskIDs)
+	for i, t := range ts {
+		t.id = taskIDs[i]
+	}
+	err = s.bulkInsert(ctx, tx, "tasker_task_transitions", []string{"task_id", "from_state", "to_state", "event", "reason",
+		"actor", "sort_key", "created_at"}, len(ts), func(i int) []any {
+		t := ts[i]
+		return []any{t.id, nil, "pending", "initialize", t.p.Reason, t.p.Actor, 1, s.T(t.now)}
+	})
+	if err != nil {
+		return fmt.Errorf("insert task transitions: %w", err)
+	}
+	var steps []stepRef
+	for _, t := range ts {
+		for i := range t.p.Steps {
+			steps = append(steps, stepRef{t: t, spec: &t.p.Steps[i]})
+		}
+	}
+	if err := s.insertSteps(ctx, tx, steps); err != nil {
+		return err
+	}
+	if err := s.insertEdges(ctx, tx, ts); err != nil {
+		return err
+	}
+	err = s.bulkInsert(ctx, tx, "tasker_workflow_step_transitions", []string{"step_id", "task_id", "from_state", "to_state",
+		"event", "reason", "actor", "sort_key", "created_at"}, len(steps),
+		func(i int) []any {
+			st, t := steps[i].spec, steps[i].t
+			to, event, reason := string(taskertype.StepStatePending), "initialize", ""
+			if st.Bypassed {
+				to, event, reason = string(taskertype.StepStateResolvedManually), "bypass", "bypassed by task request"
+			}
+			return []any{t.stepIDs[st.Name], t.id, nil, to, event, reason, t.p.Actor, 1, s.T(t.now)}
+		})
+	if err != nil {
+		return fmt.Errorf("insert step transitions: %w", err)
+	}
+	return s.enqueueNew(ctx, tx, ts)
+}
+
+// insertSteps writes the steps of new tasks and notes their ids in their
+// tasks' stepIDs.
+func (s *Core) insertSteps(ctx context.Context, tx Tx, steps []stepRef) error {
+	stepRow := func(i int) []any {
+		st, t := steps[i].spec, steps[i].t
+		state := string(taskertype.StepStatePending)
+		var completed any
+		if st.Bypassed {
+			state = string(taskertype.StepStateResolvedManually)
+			completed = s.T(t.now)
+		}
+		inputs := st.Inputs
+		if len(inputs) == 0 {
+			inputs = json.RawMessage(`{}`)
+		}
+		return []any{t.id, t.named.steps[st.Name], st.Name, st.HandlerClass, s.J(st.HandlerConfig), state, 1,
+			st.Retryable, st.MaxAttempts, st.TimeoutSeconds, st.Skippable, s.J(inputs), s.T(t.now), s.T(t.now), completed}
+	}
+	var err error
+	cp, canCopy := tx.(Copier)
+	if canCopy && len(steps) >= CopyMinRows {
+		// Take the ids from the sequence, then COPY the rows.
+		ids, err := cp.NextStepIDs(ctx, len(steps))
+		if err != nil {
+			return err
+		}
+		rows := make([][]any, len(steps))
+		for i, st := range steps {
+			st.t.stepIDs[st.spec.Name] = ids[i]
+			rows[i] = append([]any{ids[i]}, stepRow(i)...)
+		}
+		err = cp.CopyRows(ctx, "tasker_workflow_steps", []string{"step_id", "task_id", "named_step_id", "name", "handler_class",
+			"handler_config", "state", "transition_seq", "retryable", "max_attempts", "timeout_seconds", "skippable", "inputs",
+			"created_at", "updated_at", "completed_at"}, rows)
+		if err != nil {
+			return fmt.Errorf("insert steps: %w", err)
+		}
+		return nil
+	}
+	byID := make(map[int64]*newTask)
+	for _, st := range steps {
+		byID[st.t.id] = st.t
+	}
+	err = s.InsertRows(ctx, tx, `INSERT INTO tasker_workflow_steps (task_id, named_step_id, name, handler_class, handler_config,
+	state, transition_seq, retryable, max_attempts, timeout_seconds, skippable, inputs, created_at, updated_at, completed_at) VALUES`, 15, len(steps),
+		stepRow, ` RETURNING step_id, task_id, name`,
+		func(r Rows) error {
+			var id, taskID int64
+			var name string
+			if err := r.Scan(&id, &taskID, &name); err != nil {
+				return err
+			}
+			if t := byID[taskID]; t != nil {
+				t.stepIDs[name] = id
+			}
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("insert steps: %w", err)
+	}
+	return nil
+}
+
+// insertEdges writes the step edges of new tasks; a parent that is not a
+// step of its task is a taskertype.RequestError.
+func (s *Core) insertEdges(ctx context.Context, tx Tx, ts []*newTask) error {
+	type edge struct{ task, from, to int64 }
+	var edges []edge
+	for _, t := range ts {
+		for _, st := range t.p.Steps {
+			for _, parent := range st.Parents {
+				from, ok := t.stepIDs[parent]
+				if !ok {
+					return &taskertype.RequestError{Step: st.Name, Msg: fmt.Sprintf("depends on unknown step %q", parent)}
+				}
+				edges = append(edges, edge{task: t.id, from: from, to: t.stepIDs[st.Name]})
+			}
+		}
+	}
+	// Each step's edges go in newest parent first. A readiness check reads
+	// them in that (physical) order and stops at the first parent not
+	// complete; claims take steps in id order, so the newest parents are
+	// the ones still running. A claim that reached a 10,000-way join while
+	// its last parents ran read ~8,000 complete parents first (11 ms).
+	slices.SortFunc(edges, func(a, b edge) int {
+		return cmp.Or(cmp.Compare(a.to, b.to), cmp.Compare(b.from, a.from))
+	})
+	err := s.bulkInsert(ctx, tx, "tasker_workflow_step_edges", []string{"task_id", "from_step_id", "to_step_id"}, len(edges),
+		func(i int) []any { return []any{edges[i].task, edges[i].from, edges[i].to} })
+	if err != nil {
+		return fmt.Errorf("insert step edges: %w", err)
+	}
+	return nil
+}
+
+// enqueueNew writes the first enqueue records of new tasks in one
+// statement. A new task has no record, so a QueueDelete writes nothing.
+func (s *Core) enqueueNew(ctx context.Context, tx Tx, ts []*newTask) error {
+	var up []*newTask
+	for _, t := range ts {
+		switch t.p.Queue.Kind {
+		case store.QueueNone, store.QueueDelete:
+		case store.QueueUpsert:
+			up = append(up, t)
+		default:
+			return fmt.Errorf("enqueue task %d: unknown queue operation %d", t.id, t.p.Queue.Kind)
+		}
+	}
+	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason,
+	created_at, updated_at) VALUES`, 8, len(up), func(i int) []any {
+		t := up[i]
+		op := t.p.Queue
+		runAt := op.RunAt
+		if runAt.IsZero() {
+			runAt = t.now
+		}
+		operation := op.Operation
+		if operation == "" {
+			operation = "enqueue"
+		}
+		return []any{t.id, operation, s.T(runAt), op.Priority, 0, op.Reason, s.T(t.now), s.T(t.now)}
+	}, "", nil)
+	if err != nil {
+		return fmt.Errorf("enqueue new tasks: %w", err)
+	}
+	return nil
+}

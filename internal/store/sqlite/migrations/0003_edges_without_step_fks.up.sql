@@ -1,0 +1,5 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL dropped the edges' foreign keys to the steps (a row lock per
+-- edge doubled the time of a wide task's creation). SQLite keeps them:
+-- dropping a constraint means rebuilding the table, and its single writer
+-- takes no per-row locks.

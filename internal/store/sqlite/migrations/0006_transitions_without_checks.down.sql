@@ -1,0 +1,5 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL replaced the transitions' foreign keys with statement
+-- triggers and re-keyed the tables (a per-row trigger per state change).
+-- SQLite keeps its keys and indexes: its foreign key checks take no row
+-- locks, and changing them means rebuilding the tables.

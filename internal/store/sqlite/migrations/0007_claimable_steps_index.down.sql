@@ -1,0 +1,4 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL narrowed its index of active steps to claimable ones so that
+-- claims of a wide task skip the running steps' entries. SQLite's claim
+-- reads its active-steps index as it is.

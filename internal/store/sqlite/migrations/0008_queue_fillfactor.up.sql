@@ -1,0 +1,3 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL left half of each queue page free so that leases are heap-
+-- only updates. SQLite has no fillfactor.

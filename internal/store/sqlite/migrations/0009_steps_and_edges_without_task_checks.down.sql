@@ -1,0 +1,4 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL dropped the steps' and edges' foreign keys to their task (a
+-- per-row trigger and share lock for each row of a wide task's COPY).
+-- SQLite keeps them: dropping a constraint means rebuilding the tables.

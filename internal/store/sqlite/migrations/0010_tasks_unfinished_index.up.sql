@@ -1,0 +1,4 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL re-keyed its index of unfinished tasks on task_id, for heap-
+-- only updates at a task's start, with a lower fillfactor. SQLite has
+-- neither heap-only updates nor fillfactor; it keeps its index on state.

@@ -1,0 +1,20 @@
+-- The migrations' bookkeeping (internal/store/sqlcore/migrate.go).
+
+-- name: MigrationTableCreate
+CREATE TABLE IF NOT EXISTS tasker_schema_migrations (
+	version integer PRIMARY KEY, name text NOT NULL, applied_at TIMESTAMP NOT NULL);
+
+-- name: MigrationsApplied
+SELECT version, applied_at FROM tasker_schema_migrations;
+
+-- name: MigrationRecord
+INSERT INTO tasker_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3);
+
+-- name: MigrationForget
+DELETE FROM tasker_schema_migrations WHERE version = $1;
+
+-- name: MigrationsRecorded
+SELECT version, name, applied_at FROM tasker_schema_migrations;
+
+-- name: MigrationRenumber
+UPDATE tasker_schema_migrations SET version = $1 WHERE version = $2;

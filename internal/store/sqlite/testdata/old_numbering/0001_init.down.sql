@@ -1,0 +1,9 @@
+DROP TABLE IF EXISTS tasker_task_queue;
+DROP TABLE IF EXISTS tasker_workflow_step_transitions;
+DROP TABLE IF EXISTS tasker_task_transitions;
+DROP TABLE IF EXISTS tasker_workflow_step_edges;
+DROP TABLE IF EXISTS tasker_workflow_steps;
+DROP TABLE IF EXISTS tasker_tasks;
+DROP TABLE IF EXISTS tasker_named_steps;
+DROP TABLE IF EXISTS tasker_named_tasks;
+DROP TABLE IF EXISTS tasker_namespaces;

@@ -1,0 +1,2 @@
+-- PostgreSQL-only change (queue notification trigger); SQLite has no notifications.
+SELECT 1;

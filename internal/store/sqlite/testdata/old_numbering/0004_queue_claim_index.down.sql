@@ -1,0 +1,1 @@
+DROP INDEX tasker_task_queue_claim;
