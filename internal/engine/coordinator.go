@@ -51,7 +51,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	now := e.now()
 	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx),
 		startParams(taskID, e.cfg.Owner, "coordinator started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, Lease: e.cfg.StepLease, FirstNames: e.rootNames})
+		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, FirstNames: e.rootNames}))
 	if err != nil {
 		return nil, err
 	}
@@ -172,11 +172,11 @@ type backgroundClaim struct {
 
 // claimedAt is when the database granted a claimed step (its
 // last_attempted_at, stamped by the claim).
-func claimedAt(c *store.ClaimedStep) time.Time {
+func (e *Engine) claimedAt(c *store.ClaimedStep) time.Time {
 	if c.Step.LastAttemptedAt != nil {
 		return *c.Step.LastAttemptedAt
 	}
-	return time.Now().UTC()
+	return e.now()
 }
 
 // backgroundRecord is the outcome of a recording run off the loop.
@@ -258,9 +258,9 @@ func (u *unlockTracker) completed(step string) unlockSet {
 // execute runs one attempt of a step and reports on results.
 func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.ClaimedStep, results chan<- attemptResult) {
 	st := c.Step
-	r := attemptResult{claimed: c, started: time.Now()}
+	r := attemptResult{claimed: c, started: e.cfg.Clock.Now()}
 	defer func() {
-		r.duration = time.Since(r.started)
+		r.duration = e.since(r.started)
 		results <- r
 	}()
 	h := e.handler(st.HandlerClass)

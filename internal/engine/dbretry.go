@@ -13,16 +13,16 @@ import (
 // the store's guarded transitions are (a repeated StepRecord whose first
 // commit did land finds the step no longer in progress and skips it).
 func (e *Engine) retryDB(ctx context.Context, what string, limit time.Duration, op func() error) error {
-	deadline := time.Now().Add(limit)
+	deadline := e.cfg.Clock.Now().Add(limit)
 	wait := 50 * time.Millisecond
 	for {
 		err := op()
 		if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-			time.Now().Add(wait).After(deadline) {
+			e.cfg.Clock.Now().Add(wait).After(deadline) {
 			return err
 		}
 		e.log.Warn(what+"; retrying", "err", err, "retry_in", wait)
-		if !sleepCtx(ctx, wait) {
+		if !e.sleep(ctx, wait) {
 			return err
 		}
 		wait = min(2*wait, time.Second)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/backoff"
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/template"
@@ -71,8 +72,11 @@ type Config struct {
 	Owner string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Now is the clock. Defaults to time.Now.
-	Now func() time.Time
+	// Clock is the source of every timestamp the engine writes and every
+	// delay, timeout period and tick it waits for (handler timeouts
+	// excepted: they are context deadlines). Defaults to the system clock;
+	// tests pass a *clock.Fake.
+	Clock clock.Clock
 	// Rand feeds backoff jitter. Defaults to math/rand.
 	Rand func() float64
 }
@@ -133,8 +137,8 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
 	}
 	e := &Engine{
 		cfg:      cfg,
@@ -190,7 +194,45 @@ func (e *Engine) handler(name string) taskertype.StepHandler {
 	return e.handlers[name]
 }
 
-func (e *Engine) now() time.Time { return e.cfg.Now().UTC() }
+func (e *Engine) now() time.Time { return e.cfg.Clock.Now().UTC() }
+
+// leased sets the time and lease of a step claim. On the system clock the
+// claim takes the database's clock when its statement runs (Lease), so
+// that its time never precedes results recorded while it waited. On any
+// other clock (a test's fake) it takes the engine's time (Now,
+// LeaseUntil), so that claims agree with the readiness the engine's clock
+// computes.
+func (e *Engine) leased(p *store.StepClaimParams) *store.StepClaimParams {
+	if _, system := e.cfg.Clock.(clock.Real); system {
+		p.Lease = e.cfg.StepLease
+		return p
+	}
+	now := e.now()
+	p.Now, p.LeaseUntil = now, now.Add(e.cfg.StepLease)
+	return p
+}
+
+// since is the time elapsed on the engine's clock since t.
+func (e *Engine) since(t time.Time) time.Duration { return e.cfg.Clock.Now().Sub(t) }
+
+// until is the time left on the engine's clock until t.
+func (e *Engine) until(t time.Time) time.Duration { return t.Sub(e.cfg.Clock.Now()) }
+
+// after fires once, d from now on the engine's clock.
+func (e *Engine) after(d time.Duration) <-chan time.Time { return e.cfg.Clock.NewTimer(d).C() }
+
+// sleep waits d on the engine's clock; it returns false when ctx ended
+// first.
+func (e *Engine) sleep(ctx context.Context, d time.Duration) bool {
+	t := e.cfg.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C():
+		return true
+	}
+}
 
 // templateJSON returns the template as stored with its named task,
 // encoded once per loaded template.

@@ -69,7 +69,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	// claims on PostgreSQL. A task already in progress is only claimed from;
 	// one in any other state is left alone.
 	tr, task, claimed, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
-		&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0), Lease: e.cfg.StepLease})
+		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0)}))
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
@@ -111,7 +111,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		}
 		res.Steps = append(res.Steps, es)
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: taskID, StepID: st.ID,
-			StepName: st.Name, Time: claimedAt(c), Data: map[string]any{"attempt": st.Attempts, "handler_class": st.HandlerClass}})
+			StepName: st.Name, Time: e.claimedAt(c), Data: map[string]any{"attempt": st.Attempts, "handler_class": st.HandlerClass}})
 	}
 	e.bus.Publish(events...)
 	return res, nil

@@ -68,7 +68,7 @@ func (l *stepLeases) hold(grantedAt time.Time, ids ...int64) {
 		l.running = true
 		go l.run()
 	}
-	if time.Since(grantedAt) > l.e.cfg.StepLease/10 {
+	if l.e.since(grantedAt) > l.e.cfg.StepLease/10 {
 		select {
 		case l.soon <- struct{}{}:
 		default:
@@ -129,9 +129,9 @@ func (l *stepLeases) run() {
 	wait := period
 	failing := false
 	for {
-		t := time.NewTimer(wait)
+		t := l.e.cfg.Clock.NewTimer(wait)
 		select {
-		case <-t.C:
+		case <-t.C():
 		case <-l.soon:
 			t.Stop()
 		}

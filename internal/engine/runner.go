@@ -26,7 +26,7 @@ func (e *Engine) RunTask(ctx context.Context, taskID int64) (*HandleResult, erro
 		var wait time.Duration
 		switch res.Outcome {
 		case ActionWait:
-			wait = time.Until(*res.NextRunAt)
+			wait = e.until(*res.NextRunAt)
 		case ActionElsewhere:
 			wait = e.cfg.PollInterval
 		case ActionYield:
@@ -34,14 +34,8 @@ func (e *Engine) RunTask(ctx context.Context, taskID int64) (*HandleResult, erro
 		default:
 			return res, nil
 		}
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return res, ctx.Err()
-			case <-t.C:
-			}
+		if wait > 0 && !e.sleep(ctx, wait) {
+			return res, ctx.Err()
 		}
 	}
 }
@@ -83,7 +77,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	held := &heldEntries{ids: map[int64]int{}}
 	stopHeartbeat := e.heartbeatQueue(ctx, held)
 	defer stopHeartbeat()
-	rescueTick := time.NewTicker(e.cfg.RescueInterval)
+	rescueTick := e.cfg.Clock.NewTicker(e.cfg.RescueInterval)
 	defer rescueTick.Stop()
 	e.rescue(ctx)
 	errWait := time.Duration(0) // grows while the database keeps failing
@@ -97,7 +91,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			if err != nil && ctx.Err() == nil {
 				errWait = min(max(2*errWait, e.cfg.PollInterval), maxErrorWait)
 				e.log.Warn("claim queue; retrying", "err", err, "retry_in", errWait)
-				if !sleepCtx(ctx, errWait) {
+				if !e.sleep(ctx, errWait) {
 					break
 				}
 				continue
@@ -125,7 +119,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			select {
 			case <-ctx.Done():
 			case <-e.wake:
-			case <-rescueTick.C:
+			case <-rescueTick.C():
 				e.rescue(ctx)
 			}
 			continue
@@ -136,16 +130,16 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			wait = max(wait, notifiedPollFloor)
 		}
 		if next, err := e.store.QueueNextRunAt(ctx); err == nil && next != nil {
-			wait = min(wait, max(time.Until(*next), time.Millisecond))
+			wait = min(wait, max(e.until(*next), time.Millisecond))
 		}
-		timer := time.NewTimer(wait)
+		timer := e.cfg.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-e.wake:
 		case <-notify:
-		case <-rescueTick.C:
+		case <-rescueTick.C():
 			e.rescue(ctx)
-		case <-timer.C:
+		case <-timer.C():
 		}
 		timer.Stop()
 	}
@@ -162,18 +156,6 @@ const notifiedPollFloor = 5 * time.Second
 
 // maxErrorWait caps the runner's backoff while the database is failing.
 const maxErrorWait = 5 * time.Second
-
-// sleepCtx sleeps for d; it returns false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // heldEntries are the enqueue records a runner's coordinators are working
 // on (a count per task: the same task's record can be claimed again while
@@ -218,13 +200,13 @@ func (e *Engine) heartbeatQueue(ctx context.Context, held *heldEntries) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(max(e.cfg.QueueLease/3, 10*time.Millisecond))
+		t := e.cfg.Clock.NewTicker(max(e.cfg.QueueLease/3, 10*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-t.C:
+			case <-t.C():
 				ids := held.list()
 				if len(ids) == 0 {
 					continue

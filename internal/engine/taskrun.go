@@ -227,10 +227,10 @@ func (r *taskRun) start(claimed []*store.ClaimedStep) {
 	events := make([]taskertype.Event, 0, len(claimed))
 	for _, c := range claimed {
 		r.inflight[c.Step.ID] = c
-		r.e.leases.hold(claimedAt(c), c.Step.ID)
+		r.e.leases.hold(r.e.claimedAt(c), c.Step.ID)
 		r.executed++
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: r.task.ID,
-			StepID: c.Step.ID, StepName: c.Step.Name, Time: claimedAt(c),
+			StepID: c.Step.ID, StepName: c.Step.Name, Time: r.e.claimedAt(c),
 			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
 		go r.e.execute(r.hctx, r.task, c, r.results)
 	}
@@ -262,8 +262,8 @@ func (r *taskRun) maybeClaim() {
 		// The claim's time is the database's when it runs: a time taken
 		// here could precede results recorded while the claim waited, and
 		// would shorten its lease.
-		claimed, err := e.claimInBackground(dbctx, &store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner,
-			Limit: room, Lease: e.cfg.StepLease, Names: names}, split)
+		claimed, err := e.claimInBackground(dbctx, e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner,
+			Limit: room, Names: names}), split)
 		ch <- backgroundClaim{claimed: claimed, err: err}
 	}()
 }
@@ -372,7 +372,7 @@ func (r *taskRun) unlock(u unlockSet) {
 // onShutdown begins the shutdown: no new claims, handlers get ShutdownGrace.
 func (r *taskRun) onShutdown() {
 	r.done, r.shutting = nil, true
-	r.grace = time.After(r.e.cfg.ShutdownGrace)
+	r.grace = r.e.after(r.e.cfg.ShutdownGrace)
 }
 
 // onDeadline stops the pass at the task's deadline: no new claims, and the
@@ -389,7 +389,7 @@ func (r *taskRun) onDeadline() {
 func (r *taskRun) onGrace() {
 	r.cancelHandlers()
 	r.grace = nil
-	r.giveUp = time.After(handlerGiveUp)
+	r.giveUp = r.e.after(handlerGiveUp)
 }
 
 // onGiveUp leaves handlers that ignore cancellation, which cannot be
