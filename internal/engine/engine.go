@@ -77,6 +77,9 @@ type Config struct {
 	// excepted: they are context deadlines). Defaults to the system clock;
 	// tests pass a *clock.Fake.
 	Clock clock.Clock
+	// Now, when set and Clock is not, is the clock's Now: the clock is then
+	// clock.Real{NowFunc: Now}, whose timers are the system's.
+	Now func() time.Time
 	// Rand feeds backoff jitter. Defaults to math/rand.
 	Rand func() float64
 }
@@ -138,7 +141,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
+		cfg.Clock = clock.Real{NowFunc: cfg.Now}
 	}
 	e := &Engine{
 		cfg:      cfg,
