@@ -13,6 +13,11 @@
 //	task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "shop", Name: "checkout", Context: ctxJSON})
 //	res, err := c.RunTask(ctx, task.ID)
 //
+// Processes that run handlers outside Go (the Ruby gem) drive tasks through
+// the pull protocol of Client.Worker. Every type the API takes or returns is
+// defined here or in package taskertype (re-exported here), and every
+// Config option documents its default.
+//
 // Handlers return results (anything encoding/json marshals) or an error:
 // tasker.Retryable(err, after) asks for another attempt (after a server's
 // delay when after > 0), tasker.Permanent(err) ends the step's retries, and
