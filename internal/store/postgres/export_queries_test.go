@@ -2,34 +2,24 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/tasker-systems/tasker/internal/store/sqlcore"
 )
 
-// QueriesForTest returns the package's named queries and the names its
-// code requires.
+// QueriesForTest returns the package's named queries and the names it
+// runs itself.
 func QueriesForTest() (sqlcore.Queries, []string, error) {
 	q, err := loadQueries()
-	return q, append(append([]string(nil), sqlcore.CoreQueries...), ownQueries...), err
+	return q, ownQueries, err
 }
 
-// PrepareForTest prepares every named query on one connection of the
-// store's pool, naming the first that fails.
-func (s *Store) PrepareForTest(ctx context.Context) error {
-	q, err := loadQueries()
-	if err != nil {
-		return err
-	}
+// PrepareForTest prepares query on a connection of the store's pool.
+func (s *Store) PrepareForTest(ctx context.Context, query string) error {
 	conn, err := s.pg.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	for _, name := range q.Names() {
-		if _, err := conn.Conn().Prepare(ctx, "", q[name]); err != nil {
-			return fmt.Errorf("prepare %s: %w", name, err)
-		}
-	}
-	return nil
+	_, err = conn.Conn().Prepare(ctx, "", query)
+	return err
 }

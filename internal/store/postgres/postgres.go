@@ -63,14 +63,7 @@ var (
 
 // loadQueries reads this package's named statements.
 func loadQueries() (sqlcore.Queries, error) {
-	q, err := sqlcore.LoadQueries(queryFS, "queries")
-	if err != nil {
-		return nil, err
-	}
-	if err := q.Require(ownQueries...); err != nil {
-		return nil, err
-	}
-	return q, nil
+	return sqlcore.LoadQueries(queryFS, "queries", ownQueries...)
 }
 
 // Open connects to PostgreSQL. It does not migrate.

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,9 +14,7 @@ import (
 // code runs is there, and each prepares on a migrated database.
 func TestQueriesExistAreUsedAndPrepare(t *testing.T) {
 	t.Parallel()
-	q, required, err := postgres.QueriesForTest()
+	q, own, err := postgres.QueriesForTest()
 	require.NoError(t, err)
-	storetest.CheckQueryNames(t, q, required, ".", "../sqlcore")
-	st := testdb.Postgres(t)
-	require.NoError(t, st.PrepareForTest(context.Background()))
+	storetest.CheckQueries(t, q, own, testdb.Postgres(t).PrepareForTest, ".", "../sqlcore")
 }

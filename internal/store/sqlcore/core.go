@@ -87,12 +87,9 @@ type Core struct {
 	roundTrips atomic.Int64
 }
 
-// New returns a core for database db of driver d, with its named queries
-// q and its migrations. q must hold every name of CoreQueries.
+// New returns a core for driver d, with its named queries q (from
+// LoadQueries) and its migrations.
 func New(d Driver, q Queries, migrations Migrations) (*Core, error) {
-	if err := q.Require(CoreQueries...); err != nil {
-		return nil, fmt.Errorf("%s store: %w", d.Name(), err)
-	}
 	mq, err := loadMigrations(migrations)
 	if err != nil {
 		return nil, fmt.Errorf("%s store: %w", d.Name(), err)

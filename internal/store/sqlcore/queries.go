@@ -3,6 +3,7 @@ package sqlcore
 import (
 	"bufio"
 	"bytes"
+	_ "embed" // fragments.sql
 	"fmt"
 	"io/fs"
 	"path"
@@ -10,6 +11,12 @@ import (
 	"strings"
 	"text/template"
 )
+
+// fragments are the text/template definitions shared by both databases'
+// queries (the readiness test, the task and step columns, the summary).
+//
+//go:embed fragments.sql
+var fragments string
 
 // Queries are a database's fixed statements by name, read once from its
 // queries/*.sql files (LoadQueries).
@@ -27,19 +34,24 @@ var CoreQueries = []string{
 }
 
 // LoadQueries reads the named statements of the .sql files in dir of
-// fsys. A file is a list of blocks, each a line "-- name: Name" and the
-// statement that follows it (up to the next such line). Fragments several
-// statements share (the readiness test, a table's column list) are
-// text/template definitions ({{define "ready"}}...{{end}}) used as
-// {{template "ready" "$2"}}: every file is executed once, here, with the
-// definitions of all of them; nothing is rewritten per call.
-func LoadQueries(fsys fs.FS, dir string) (Queries, error) {
+// fsys and checks that they hold every name of CoreQueries and own (the
+// names the database package runs itself). A file is a list of blocks,
+// each a line "-- name: Name" and the statement that follows it (up to the
+// next such line). Fragments statements share (the readiness test, a
+// table's column list) are text/template definitions ({{define "ready"}}
+// ...{{end}}) used as {{template "ready" "$2"}}: those of fragments.sql
+// here, for both databases, and any of the database's own files. Every
+// file is executed once, here; nothing is rewritten per call.
+func LoadQueries(fsys fs.FS, dir string, own ...string) (Queries, error) {
 	files, err := fs.Glob(fsys, path.Join(dir, "*.sql"))
 	if err != nil || len(files) == 0 {
 		return nil, fmt.Errorf("queries: no .sql files in %s (%v)", dir, err)
 	}
-	tmpl, err := template.New("").Option("missingkey=error").ParseFS(fsys, files...)
+	tmpl, err := template.New("fragments.sql").Option("missingkey=error").Parse(fragments)
 	if err != nil {
+		return nil, fmt.Errorf("queries: shared fragments: %w", err)
+	}
+	if tmpl, err = tmpl.ParseFS(fsys, files...); err != nil {
 		return nil, fmt.Errorf("queries in %s: %w", dir, err)
 	}
 	out := Queries{}
@@ -52,7 +64,15 @@ func LoadQueries(fsys fs.FS, dir string) (Queries, error) {
 			return nil, err
 		}
 	}
+	if err := out.Require(RequiredQueries(own)...); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// RequiredQueries are CoreQueries and own.
+func RequiredQueries(own []string) []string {
+	return append(slices.Clone(CoreQueries), own...)
 }
 
 // parse adds the "-- name:" blocks of one expanded file.

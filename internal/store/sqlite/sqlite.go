@@ -44,14 +44,7 @@ var _ store.Store = (*Store)(nil)
 
 // loadQueries reads this package's named statements.
 func loadQueries() (sqlcore.Queries, error) {
-	q, err := sqlcore.LoadQueries(queryFS, "queries")
-	if err != nil {
-		return nil, err
-	}
-	if err := q.Require(ownQueries...); err != nil {
-		return nil, err
-	}
-	return q, nil
+	return sqlcore.LoadQueries(queryFS, "queries", ownQueries...)
 }
 
 // Open opens (creating when missing) the SQLite database file at path, in

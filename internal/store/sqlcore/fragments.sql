@@ -1,5 +1,7 @@
--- Fragments several statements share, as text/template definitions
--- (expanded once when the queries are loaded, see sqlcore.LoadQueries).
+-- Fragments the statements of both databases share, as text/template
+-- definitions (expanded once when a database's queries are loaded, see
+-- LoadQueries): the same SQL on PostgreSQL and SQLite, so that readiness,
+-- for one, is defined once for both.
 
 -- The columns of a step, as internal/store/sqlcore.StepScanner reads them.
 {{define "step_cols"}}s.step_id, s.task_id, s.name, s.handler_class, s.handler_config, s.state, s.retryable,
