@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -86,17 +87,45 @@ type timedStore struct {
 
 // WrapStore returns st timing each call in tasker_db_call_duration_seconds
 // (and counting errors in tasker_db_call_errors_total), by operation. The
-// wrapper keeps st's optional store.Notifier capability.
+// wrapper keeps st's optional capabilities, store.Notifier and
+// store.TxTaskCreator (the PostgreSQL store has both; SQLite neither).
 func (m *Metrics) WrapStore(st store.Store) store.Store {
 	t := &timedStore{st: st}
 	for i, name := range opNames {
 		t.duration[i] = m.dbDuration.WithLabelValues(name)
 		t.errs[i] = m.dbErrors.WithLabelValues(name)
 	}
-	if _, ok := st.(store.Notifier); ok {
+	_, notifies := st.(store.Notifier)
+	_, txCreates := st.(store.TxTaskCreator)
+	switch {
+	case notifies && txCreates:
+		return &timedFullStore{timedNotifierStore{t}}
+	case notifies:
 		return &timedNotifierStore{t}
+	case txCreates:
+		return &timedTxStore{t}
 	}
 	return t
+}
+
+// timedTxStore is a timedStore whose store can create a task in its
+// caller's transaction.
+type timedTxStore struct{ *timedStore }
+
+// TaskCreateTx implements store.TxTaskCreator.
+func (t *timedTxStore) TaskCreateTx(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	start := time.Now()
+	v, err := t.st.(store.TxTaskCreator).TaskCreateTx(ctx, tx, p)
+	t.done(opTaskCreate, start, err)
+	return v, err
+}
+
+// timedFullStore is a timedStore with both optional capabilities.
+type timedFullStore struct{ timedNotifierStore }
+
+// TaskCreateTx implements store.TxTaskCreator.
+func (t *timedFullStore) TaskCreateTx(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	return (&timedTxStore{t.timedStore}).TaskCreateTx(ctx, tx, p)
 }
 
 // timedNotifierStore is a timedStore whose store can notify.
@@ -349,6 +378,9 @@ func (t *timedStore) StepLeaseExtend(ctx context.Context, owner string, stepIDs 
 }
 
 var (
-	_ store.Store    = (*timedStore)(nil)
-	_ store.Notifier = (*timedNotifierStore)(nil)
+	_ store.Store         = (*timedStore)(nil)
+	_ store.Notifier      = (*timedNotifierStore)(nil)
+	_ store.TxTaskCreator = (*timedTxStore)(nil)
+	_ store.Notifier      = (*timedFullStore)(nil)
+	_ store.TxTaskCreator = (*timedFullStore)(nil)
 )
