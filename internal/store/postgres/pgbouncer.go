@@ -104,7 +104,7 @@ func parsePostgresConfig(databaseURL string) (cfg *pgxpool.Config, bouncer bool,
 	return cfg, bouncer, listen, nil
 }
 
-// ConnConfig parses a PostgreSQL URL the way OpenPostgres does, for
+// ConnConfig parses a PostgreSQL URL the way Open does, for
 // another connection to tasker's database (the dashboard's): tasker's own
 // parameters (pgbouncer, listen_host, listen_port, listen_dbname) are
 // removed, pgbouncer=true selects cache_describe unless the URL chose a

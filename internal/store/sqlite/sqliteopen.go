@@ -13,7 +13,7 @@ import (
 )
 
 // sqliteBusyTimeoutMS is how long a statement waits for another
-// connection's lock before SQLITE_BUSY, and how long OpenSQLite keeps
+// connection's lock before SQLITE_BUSY, and how long Open keeps
 // retrying the switch to WAL mode.
 const sqliteBusyTimeoutMS = 10000
 
