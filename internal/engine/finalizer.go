@@ -70,8 +70,9 @@ const (
 // failed gets another: never after a permanent error, never for a step that
 // is not retryable, never once max_attempts attempts have run. The
 // coordinator (and the pull API through it) and the lease rescuer ask it;
-// the store's readiness expression (the "ready" fragment of sqlcore/fragments.sql) holds the same rule for
-// claiming a waiting step, as a guard.
+// the store's readiness test (the "ready" fragment of
+// internal/store/sqlcore/fragments.sql) holds the same rule for claiming a
+// waiting step, as a guard.
 func retryDecision(attempts, maxAttempts int, retryable, permanent bool) noRetry {
 	switch {
 	case permanent:
