@@ -2,8 +2,10 @@ package schedule_test
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,4 +228,80 @@ func TestMissedTicks(t *testing.T) {
 			})
 		})
 	}
+}
+
+// failingCreates is a real store whose task creations fail while failing
+// is set, as while the database is unreachable.
+type failingCreates struct {
+	store.Store
+	failing atomic.Bool
+}
+
+var errUnreachable = errors.New("connection refused")
+
+func (s *failingCreates) TaskCreate(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
+	if s.failing.Load() {
+		return nil, errUnreachable
+	}
+	return s.Store.TaskCreate(ctx, p)
+}
+
+func (s *failingCreates) TaskCreateMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
+	if s.failing.Load() {
+		return nil, errUnreachable
+	}
+	return s.Store.TaskCreateMany(ctx, ps)
+}
+
+// A tick whose creation fails is tried again after RetryMin, doubling,
+// and the ticks that came due meanwhile are created too.
+func TestFailedCreationIsRetried(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		reg := registry(t, "@every 10s", template.MissedSkip)
+		flaky := &failingCreates{Store: st}
+		c := newFakeClock(t0.Add(4 * time.Second)) // 12:00:07: 12:00:00 missed (grace 5 s); next tick 12:00:10
+		startScheduler(t, flaky, reg, c)
+		require.Equal(t, t0.Add(7*time.Second), c.waitArmed(t))
+		flaky.failing.Store(true)
+		c.Set(t0.Add(7 * time.Second))
+		// First failure at 12:00:10: retry after RetryMin.
+		require.Equal(t, t0.Add(7*time.Second+schedule.RetryMin), c.waitArmed(t))
+		c.Set(t0.Add(7*time.Second + schedule.RetryMin))
+		// Second failure: the wait doubles.
+		require.Equal(t, t0.Add(7*time.Second+3*schedule.RetryMin), c.waitArmed(t))
+		require.Empty(t, ticks(t, st))
+		flaky.failing.Store(false)
+		c.Set(t0.Add(18 * time.Second)) // 12:00:21: the 12:00:10 and 12:00:20 ticks
+		require.Equal(t, t0.Add(27*time.Second), c.waitArmed(t))
+		base := t0.Add(-3 * time.Second)
+		require.Equal(t, []time.Time{base.Add(10 * time.Second), base.Add(20 * time.Second)}, ticks(t, st))
+	})
+}
+
+// Only the highest version of a template is scheduled, and its ticks keep
+// the key of the earlier version: a deploy that adds a version creates no
+// second task for a tick.
+func TestHighestVersionScheduled(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store) {
+		reg := registry(t, "@every 10s", template.MissedSkip) // probe 1.0.0
+		c := newFakeClock(t0)
+		startScheduler(t, st, reg, c)
+		c.waitArmed(t)
+		// A second process already holds 1.1.0 (a rolling deploy).
+		reg2 := registry(t, "@every 10s", template.MissedSkip)
+		require.NoError(t, reg2.Add(&template.Template{Name: "probe", Version: "1.1.0",
+			Steps:     []*template.StepTemplate{{Name: "a", HandlerClass: "tasker:noop"}},
+			Schedules: []*template.Schedule{{Name: "tick", Cron: "@every 10s", Enabled: true}}}))
+		require.Len(t, schedule.Active(reg2), 1)
+		require.Equal(t, "1.1.0", schedule.Active(reg2)[0].Template.Version)
+		c2 := newFakeClock(t0)
+		startScheduler(t, st, reg2, c2)
+		c2.waitArmed(t)
+		c.Set(t0.Add(7 * time.Second))
+		c2.Set(t0.Add(7 * time.Second))
+		c.waitArmed(t)
+		c2.waitArmed(t)
+		got := ticks(t, st)
+		require.Len(t, got, 2, "12:00:00 and 12:00:10, once each")
+	})
 }
