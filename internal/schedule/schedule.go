@@ -246,9 +246,14 @@ func (r Ref) ID() string { return r.Template.Namespace + "/" + r.Template.Name +
 // Run creates the tasks of every due tick until ctx ends. It returns nil
 // when ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
+	synced := false
+	var seen uint64
 	for ctx.Err() == nil {
-		_, changed := s.cfg.Templates.Watch()
-		s.sync(ctx)
+		gen, changed := s.cfg.Templates.Watch()
+		if !synced || gen != seen {
+			s.sync(ctx) // at the start, and when a template was added
+			synced, seen = true, gen
+		}
 		s.Wake(ctx)
 		var fire <-chan time.Time
 		stop := func() {}
