@@ -379,13 +379,14 @@ func TestTemplateCommands(t *testing.T) {
 
 	res = tasker(t, dir, "template", "validate", examples)
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "4 templates OK\n", res.stdout)
+	require.Equal(t, "6 templates OK\n", res.stdout) // cron and deadline included
 
 	res = tasker(t, dir, "template", "list", "--templates", examples)
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `analytics/data_pipeline@1\.0\.0\s+6\s+Extract three`, res.stdout)
 	require.Regexp(t, `demo/diamond@1\.0\.0\s+4\s`, res.stdout)
 	require.Regexp(t, `shop/order_fulfillment@1\.0\.0\s+5\s+Validate`, res.stdout)
+	require.Regexp(t, `reports/nightly_report@1\.0\.0\s+2\s+Build`, res.stdout)
 
 	res = tasker(t, dir, "template", "graph", "demo/diamond", "--templates", examples)
 	require.Equal(t, 0, res.code, res.String())
