@@ -38,7 +38,13 @@ type report struct {
 	Shapes      []*taskerResult   `json:"tasker_shapes"`
 	Latency     []*taskerResult   `json:"tasker_latency"`
 	IdleQueries float64           `json:"idle_serve_queries_per_second"`
-	Ratios      map[string]float64
+	// Creation: River's InsertMany alone, tasker's batch creation
+	// (InitializeTasks, 1,000 per call) and single creates from 16
+	// goroutines, one of each per repetition (issue 18 item 1).
+	RiverInsert    []*riverResult  `json:"river_insert"`
+	CreateBatch    []*taskerResult `json:"tasker_create_batch"`
+	CreateSingle16 []*taskerResult `json:"tasker_create_single_16"`
+	Ratios         map[string]float64
 }
 
 // sweepWorkers are the worker counts of the throughput sweep, the same for
@@ -61,6 +67,7 @@ func main() {
 		parallel  = flag.Int("max-parallel-steps", 2000, "max_parallel_steps for fan-out tasks")
 		sweepN    = flag.Int("sweep-tasks", 3000, "tasks (and River jobs x2) per point of the workers sweep")
 		pgSeconds = flag.Int("pgbench-seconds", 10, "length of each pgbench run")
+		creation  = flag.Bool("creation-only", false, "only the creation comparison (River InsertMany, tasker batch and 16-goroutine creates)")
 	)
 	flag.Parse()
 	if *dbURL == "" {
@@ -69,7 +76,8 @@ func main() {
 	}
 	ctx := context.Background()
 	if err := run(ctx, &config{db: *dbURL, bin: *bin, pgbench: *pgbench, out: *out, reps: *reps, jobs: *jobs, tasks: *tasks,
-		workers: *workers, riverWorkers: *rworkers, parallel: *parallel, sweepN: *sweepN, pgSeconds: *pgSeconds}); err != nil {
+		workers: *workers, riverWorkers: *rworkers, parallel: *parallel, sweepN: *sweepN, pgSeconds: *pgSeconds,
+		creationOnly: *creation}); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -79,6 +87,7 @@ type config struct {
 	db, bin, pgbench, out                string
 	reps, jobs, tasks, workers, parallel int
 	riverWorkers, sweepN, pgSeconds      int
+	creationOnly                         bool
 }
 
 func logf(format string, args ...any) {
@@ -104,12 +113,19 @@ func run(ctx context.Context, c *config) error {
 	if err != nil {
 		return err
 	}
+	if err := creationRuns(ctx, c, riverURL, rep); err != nil {
+		return err
+	}
+	if c.creationOnly {
+		fmt.Print(creationMarkdown(rep))
+		return writeReport(c.out, "creation", rep, creationMarkdown(rep))
+	}
 	single := func(n, w int) []string {
 		return []string{"--shape", "single", "--tasks", strconv.Itoa(n), "--workers", strconv.Itoa(w)}
 	}
 	for i := range c.reps {
 		logf("repetition %d of %d", i+1, c.reps)
-		r, err := riverBench(ctx, riverURL, c.jobs, c.riverWorkers)
+		r, err := riverBench(ctx, riverURL, c.jobs, c.riverWorkers, false)
 		if err != nil {
 			return err
 		}
@@ -178,7 +194,7 @@ func run(ctx context.Context, c *config) error {
 		logf("  tasker %d workers: %.0f tasks/s", w, t.TasksPerSecond)
 	}
 	for _, w := range sweepWorkers {
-		r, err := riverBench(ctx, riverURL, 2*c.sweepN, w)
+		r, err := riverBench(ctx, riverURL, 2*c.sweepN, w, false)
 		if err != nil {
 			return err
 		}
@@ -198,6 +214,9 @@ func run(ctx context.Context, c *config) error {
 	rep.Ratios["fanout1000_steps_per_pgbench_tps"] = fanSteps / pgbTPS
 	fan10kSteps := median(rep.Fanout10k, func(r *taskerResult) float64 { return r.StepsPerSecond })
 	rep.Ratios["fanout10000_steps_per_pgbench_tps"] = fan10kSteps / pgbTPS
+	if err := writeReport(c.out, "creation", rep, creationMarkdown(rep)); err != nil {
+		return err
+	}
 
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return fmt.Errorf("output directory: %w", err)
@@ -287,4 +306,52 @@ func idleServe(ctx context.Context, bin, serverURL string) (float64, error) {
 		return 0, fmt.Errorf("idle stats: %w", err)
 	}
 	return float64(n1-n0) / window.Seconds(), nil
+}
+
+// creationRuns measures creation alone, c.reps times, each repetition
+// River's InsertMany of c.jobs jobs, then tasker creating c.tasks
+// single-step tasks in batches of 1,000 (one producer), then one by one from
+// 16 goroutines (coalesced by the engine). The ratios use the medians.
+func creationRuns(ctx context.Context, c *config, riverURL string, rep *report) error {
+	logf("creation: River InsertMany, tasker batch creation, tasker single creates from 16 goroutines")
+	n := strconv.Itoa(c.tasks)
+	for i := range c.reps {
+		r, err := riverBench(ctx, riverURL, c.jobs, c.riverWorkers, true)
+		if err != nil {
+			return err
+		}
+		rep.RiverInsert = append(rep.RiverInsert, r)
+		b, err := taskerBench(ctx, c.bin, c.db, "create batch 1000", "--create-only", "--tasks", n, "--create-batch", "1000",
+			"--producers", "1")
+		if err != nil {
+			return err
+		}
+		rep.CreateBatch = append(rep.CreateBatch, b)
+		s, err := taskerBench(ctx, c.bin, c.db, "create single x16", "--create-only", "--tasks", n, "--producers", "16")
+		if err != nil {
+			return err
+		}
+		rep.CreateSingle16 = append(rep.CreateSingle16, s)
+		logf("  %d: River InsertMany %.0f jobs/s; tasker batch %.0f tasks/s, single x16 %.0f tasks/s", i+1,
+			r.InsertJobsPerSec, b.Init.TasksPerSecond, s.Init.TasksPerSecond)
+	}
+	river := median(rep.RiverInsert, func(r *riverResult) float64 { return r.InsertJobsPerSec })
+	rep.Ratios["create_batch_tasks_per_river_insertmany_jobs"] =
+		median(rep.CreateBatch, func(t *taskerResult) float64 { return t.Init.TasksPerSecond }) / river
+	return nil
+}
+
+// writeReport writes the results (JSON) and a Markdown table under dir.
+func writeReport(dir, name string, rep *report, md string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("output directory: %w", err)
+	}
+	data, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), data, 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(md), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	return nil
 }

@@ -158,3 +158,34 @@ func plots(r *report, dir string) error {
 	}
 	return fc.write(filepath.Join(dir, "fanout_handoff.svg"))
 }
+
+// creationMarkdown renders the creation comparison (issue 18 item 1).
+func creationMarkdown(r *report) string {
+	if len(r.RiverInsert) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	river := median(r.RiverInsert, func(x *riverResult) float64 { return x.InsertJobsPerSec })
+	batch := median(r.CreateBatch, func(t *taskerResult) float64 { return t.Init.TasksPerSecond })
+	single := median(r.CreateSingle16, func(t *taskerResult) float64 { return t.Init.TasksPerSecond })
+	p("Creation alone (median of %d; %d River jobs, tasker single-step tasks as given):\n\n", len(r.RiverInsert), r.RiverInsert[0].Jobs)
+	p("| measure | per second | target |\n|---|---|---|\n")
+	p("| River InsertManyFast, batches of 1,000 (jobs) | %.0f | |\n", river)
+	p("| tasker InitializeTasks, batches of 1,000 (tasks) | %.0f | >= 0.5x River |\n", batch)
+	p("| **ratio batch tasks/s / River InsertMany jobs/s** | **%.2f** | **>= 0.5** |\n", batch/river)
+	p("| tasker InitializeTask from 16 goroutines (tasks) | %.0f | >= 5,000 |\n\n", single)
+	p("| run | tasks/s | call latency p50 / p99 ms | round trips/task | CPU µs/task tasker / PG | WAL bytes/task |\n|---|---|---|---|---|---|\n")
+	for _, t := range append(append([]*taskerResult{}, r.CreateBatch...), r.CreateSingle16...) {
+		pg, wal := "-", "-"
+		if t.Init.DatabaseUSPerTask != nil {
+			pg = fmt.Sprintf("%.0f", *t.Init.DatabaseUSPerTask)
+		}
+		if t.Init.WALBytesPerTask != nil {
+			wal = fmt.Sprintf("%.0f", *t.Init.WALBytesPerTask)
+		}
+		p("| %s | %.0f | %.1f / %.1f | %.3f | %.0f / %s | %s |\n", t.Label, t.Init.TasksPerSecond, t.Init.Latency.P50,
+			t.Init.Latency.P99, t.Init.RoundTripsPerTask, t.Init.TaskerUSPerTask, pg, wal)
+	}
+	return b.String()
+}

@@ -56,18 +56,22 @@ func recreateDatabase(ctx context.Context, serverURL, db string) (string, error)
 
 // riverResult is one River burn-down.
 type riverResult struct {
-	Workers    int     `json:"workers"`
-	Jobs       int     `json:"jobs"`
-	Seconds    float64 `json:"seconds"`
-	JobsPerSec float64 `json:"jobs_per_second"`
+	Workers int `json:"workers"`
+	Jobs    int `json:"jobs"`
+	// InsertJobsPerSec is the rate of the InsertManyFast calls (batches
+	// of 1,000) that inserted the jobs.
+	InsertJobsPerSec float64 `json:"insert_jobs_per_second"`
+	Seconds          float64 `json:"seconds"`
+	JobsPerSec       float64 `json:"jobs_per_second"`
 	// CPU is per job, from the client's start to the last completion.
 	CPU unitCost `json:"cpu"`
 }
 
-// riverBench inserts jobs no-op jobs, then times a River client with
-// workers workers (fetch cooldown 1 ms, poll interval 20 ms: River's own
-// benchmark settings) until every job is completed.
-func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverResult, error) {
+// riverBench inserts jobs no-op jobs (timed: InsertJobsPerSec), then times
+// a River client with workers workers (fetch cooldown 1 ms, poll interval
+// 20 ms: River's own benchmark settings) until every job is completed.
+// With insertOnly it stops after the insert.
+func riverBench(ctx context.Context, dbURL string, jobs, workers int, insertOnly bool) (*riverResult, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("river pool: %w", err)
@@ -102,6 +106,7 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 		return nil, fmt.Errorf("river client: %w", err)
 	}
 	batch := make([]river.InsertManyParams, 0, 1000)
+	insertStart := time.Now()
 	for i := 0; i < jobs; i += len(batch) {
 		batch = batch[:0]
 		for j := i; j < min(i+1000, jobs); j++ {
@@ -110,6 +115,10 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 		if _, err := client.InsertManyFast(ctx, batch); err != nil {
 			return nil, fmt.Errorf("river insert: %w", err)
 		}
+	}
+	insertRate := float64(jobs) / time.Since(insertStart).Seconds()
+	if insertOnly {
+		return &riverResult{Workers: workers, Jobs: jobs, InsertJobsPerSec: insertRate}, nil
 	}
 	events, cancel := client.SubscribeConfig(&river.SubscribeConfig{Kinds: []river.EventKind{river.EventKindJobCompleted}, ChanSize: jobs + 1})
 	defer cancel()
@@ -142,5 +151,5 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int) (*riverRes
 	}
 	secs := last.Sub(start).Seconds()
 	return &riverResult{Workers: workers, Jobs: jobs, Seconds: secs, JobsPerSec: float64(jobs) / secs,
-		CPU: per(cpu0, cpu1, jobs)}, nil
+		InsertJobsPerSec: insertRate, CPU: per(cpu0, cpu1, jobs)}, nil
 }

@@ -36,6 +36,9 @@ type taskerResult struct {
 		TasksPerSecond    float64       `json:"tasks_per_second"`
 		RoundTripsPerTask float64       `json:"round_trips_per_task"`
 		Latency           taskerLatency `json:"latency_ms"`
+		TaskerUSPerTask   float64       `json:"tasker_us_per_task"`
+		DatabaseUSPerTask *float64      `json:"database_us_per_task"`
+		WALBytesPerTask   *float64      `json:"wal_bytes_per_task"`
 	} `json:"init"`
 	Handoff           taskerLatency `json:"handoff_ms"`
 	TaskLatency       taskerLatency `json:"task_latency_ms"`

@@ -95,6 +95,9 @@ type Config struct {
 	// InitializeTask call per task (concurrent InitializeTask calls are
 	// coalesced by the engine either way).
 	CreateBatch int
+	// CreateOnly ends a burn-down run once its tasks are created: only the
+	// creation phase (Result.Init) is measured.
+	CreateOnly bool
 	// PollInterval is the runner's polling floor. Default 1 s.
 	PollInterval time.Duration
 	// Seed makes the random shape reproducible. Default 1.
@@ -187,8 +190,15 @@ type InitStats struct {
 	Seconds           float64 `json:"seconds"`
 	TasksPerSecond    float64 `json:"tasks_per_second"`
 	RoundTripsPerTask float64 `json:"round_trips_per_task"`
-	// LatencyMS is the duration of one InitializeTask call.
+	// LatencyMS is the duration of the InitializeTask (or InitializeTasks)
+	// call that created a task.
 	Latency Latency `json:"latency_ms"`
+	// TaskerUSPerTask, DatabaseUSPerTask and WALBytesPerTask are what one
+	// created task cost: this process's CPU, the PostgreSQL cluster's CPU
+	// (absent when not measured) and the write-ahead log written.
+	TaskerUSPerTask   float64  `json:"tasker_us_per_task"`
+	DatabaseUSPerTask *float64 `json:"database_us_per_task,omitempty"`
+	WALBytesPerTask   *float64 `json:"wal_bytes_per_task,omitempty"`
 }
 
 // Latency summarizes a distribution in milliseconds.
@@ -251,6 +261,8 @@ func (c Config) validate() error {
 		return errors.New("producers cannot be negative")
 	case c.CreateBatch < 0:
 		return errors.New("create batch cannot be negative")
+	case c.CreateOnly && c.Mode != ModeBurnDown:
+		return errors.New("create-only measures the creation phase of a burn-down run")
 	case c.SchemaSQL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres"):
 		return errors.New("--schema-sql needs a PostgreSQL database (--database-url postgres://...)")
 	}
@@ -390,6 +402,7 @@ func (r *runner) startRunner(ctx context.Context) func() {
 func (r *runner) burnDown(ctx context.Context) error {
 	n := r.cfg.Tasks
 	rt0 := r.roundTrips()
+	use := r.mark()
 	t0 := time.Now()
 	initLat := make([]time.Duration, n)
 	var next atomic.Int64
@@ -433,6 +446,10 @@ func (r *runner) burnDown(ctx context.Context) error {
 	initSecs := time.Since(t0).Seconds()
 	r.res.Init = &InitStats{Tasks: n, Seconds: initSecs, TasksPerSecond: float64(n) / initSecs,
 		RoundTripsPerTask: float64(r.roundTrips()-rt0) / float64(n), Latency: summarize(initLat)}
+	r.res.Init.costs(use, r.mark())
+	if r.cfg.CreateOnly {
+		return nil
+	}
 
 	r.rec.expect(n)
 	rt1 := r.roundTrips()

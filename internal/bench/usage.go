@@ -64,3 +64,17 @@ func (r *runner) fillUsage(from, to usageMark) {
 		r.res.WAL = &WALStats{Bytes: wal, BytesPerStep: float64(wal) / steps}
 	}
 }
+
+// costs records what one created task cost between two marks.
+func (s *InitStats) costs(from, to usageMark) {
+	n := float64(max(s.Tasks, 1))
+	s.TaskerUSPerTask = (to.tasker - from.tasker).Seconds() * 1e6 / n
+	if from.server.CPUOK && to.server.CPUOK {
+		per := (to.server.CPU - from.server.CPU).Seconds() * 1e6 / n
+		s.DatabaseUSPerTask = &per
+	}
+	if from.server.WALOK && to.server.WALOK {
+		per := float64(to.server.WAL-from.server.WAL) / n
+		s.WALBytesPerTask = &per
+	}
+}

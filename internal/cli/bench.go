@@ -105,6 +105,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.IntVar(&f.cfg.Backlog, "backlog", 0, "tasks kept outstanding in continuous mode (0: 2 x workers)")
 	fl.IntVar(&f.cfg.Producers, "producers", 0, "goroutines creating tasks (0: 4 on PostgreSQL, 1 on SQLite)")
 	fl.IntVar(&f.cfg.CreateBatch, "create-batch", 0, "producers create tasks in batches of this many (InitializeTasks; 0: one InitializeTask per task)")
+	fl.BoolVar(&f.cfg.CreateOnly, "create-only", false, "burndown: stop once the tasks are created (measure creation only)")
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", time.Second, "runner polling floor")
 	fl.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the random shape")
 	fl.DurationVar(&f.cfg.Timeout, "timeout", 10*time.Minute, "abort a run that takes longer")
@@ -136,6 +137,14 @@ func printBench(w io.Writer, r *bench.Result) {
 	if r.Init != nil {
 		fmt.Fprintf(w, "  create:      %d tasks in %.2fs = %.0f tasks/s, %.1f round trips/task, latency p50 %.2f ms p99 %.2f ms\n",
 			r.Init.Tasks, r.Init.Seconds, r.Init.TasksPerSecond, r.Init.RoundTripsPerTask, r.Init.Latency.P50, r.Init.Latency.P99)
+		if r.Init.DatabaseUSPerTask != nil {
+			fmt.Fprintf(w, "  create CPU:  tasker %.1f µs/task, PostgreSQL %.1f µs/task\n", r.Init.TaskerUSPerTask, *r.Init.DatabaseUSPerTask)
+		} else {
+			fmt.Fprintf(w, "  create CPU:  tasker %.1f µs/task\n", r.Init.TaskerUSPerTask)
+		}
+	}
+	if r.Init != nil && r.TasksCompleted == 0 && r.Seconds == 0 {
+		return // --create-only
 	}
 	fmt.Fprintf(w, "  run:         %d tasks (%d failed), %d steps in %.2fs\n", r.TasksCompleted, r.TasksFailed, r.StepsCompleted, r.Seconds)
 	fmt.Fprintf(w, "  throughput:  %.0f tasks/s, %.0f steps/s\n", r.TasksPerSecond, r.StepsPerSecond)
