@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -10,6 +11,11 @@ import (
 
 // maxCreateRound caps the tasks one coalesced round writes.
 const maxCreateRound = BatchChunkDefault
+
+// createRoundsDefault is how many rounds may be written at once: two, so
+// that one round's commit (its WAL flush, on a durable database) overlaps
+// the next round's statements, as the store's claim and record batches do.
+const createRoundsDefault = 2
 
 // createRequest is one InitializeTask call waiting for its round.
 type createRequest struct {
@@ -21,20 +27,25 @@ type createRequest struct {
 }
 
 // creates coalesces concurrent InitializeTask calls: every call that
-// arrives while a round is being written joins the next round, and a round
-// is one store call (one transaction) for all of its calls. A round starts
-// as soon as the previous one ends, and a call that finds no round running
-// writes its own at once, on its own goroutine: a lone caller waits for
-// nothing but its own transaction. Each call gets its own result; when a
+// arrives while rounds are being written joins the next round, and a round
+// is one store call (one transaction) for all of its calls. Up to rounds
+// rounds are written at once (two by default: one commits while the next
+// one's statements run); a writer starts its next round as soon as its
+// previous one ends, and a call that finds a writer free writes its own
+// round at once, on its own goroutine: a lone caller waits for nothing but
+// its own transaction. Each call gets its own result; when a
 // round's store call fails, its calls are written again one by one, so that
 // one failing request fails alone.
 type creates struct {
 	many func(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error)
 	one  func(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error)
 
+	// rounds is how many rounds may be written at once (0: createRoundsDefault).
+	rounds int
+
 	mu      sync.Mutex
 	pending []*createRequest
-	running bool // a round is being written (or about to be)
+	writers int // rounds being written (or about to be)
 }
 
 // createOne writes one task, coalesced with concurrent calls.
@@ -49,8 +60,10 @@ func (c *creates) do(ctx context.Context, p *store.TaskCreateParams) (*store.Tas
 	r := &createRequest{ctx: ctx, p: p, done: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, r)
-	lead := !c.running
-	c.running = true
+	lead := c.writers < cmp.Or(c.rounds, createRoundsDefault)
+	if lead {
+		c.writers++
+	}
 	c.mu.Unlock()
 	if lead {
 		c.round(c.take())
@@ -81,15 +94,15 @@ func (c *creates) take() []*createRequest {
 	return batch
 }
 
-// more reports whether calls are pending, and otherwise ends the running
-// state (under the same lock, so a call arriving after it leads a round).
+// more reports whether calls are pending, and otherwise ends this writer
+// (under the same lock, so a call arriving after it leads a round).
 func (c *creates) more() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pending) > 0 {
 		return true
 	}
-	c.running = false
+	c.writers--
 	return false
 }
 
