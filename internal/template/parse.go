@@ -2,6 +2,7 @@ package template
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/tasker-systems/tasker/internal/condition"
 	"github.com/tasker-systems/tasker/taskertype"
 	"go.yaml.in/yaml/v3"
 )
@@ -21,7 +24,7 @@ import (
 // (the order also breaks ties between equally close suggestions).
 var (
 	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "step_templates", "schedules", "environments"}
-	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable"}
+	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when"}
 	environmentFields = []string{"step_templates"}
 )
 
@@ -48,6 +51,7 @@ type rawStep struct {
 	retryLimit     val[int]
 	timeout        val[int]
 	skippable      val[bool]
+	when           val[string]
 }
 
 // apply overlays the fields an environment override sets: handler_config
@@ -61,6 +65,7 @@ func (s *rawStep) apply(o *rawStep) {
 	over(&s.description, o.description)
 	over(&s.handlerClass, o.handlerClass)
 	over(&s.dependsOnStep, o.dependsOnStep)
+	over(&s.when, o.when)
 	if o.dependsOnSteps.set {
 		s.dependsOnSteps = o.dependsOnSteps
 	}
@@ -681,6 +686,8 @@ func (p *parser) step(n *yaml.Node, field string, override bool) *rawStep {
 			s.timeout = p.integer(f.val, fld, step, 0)
 		case "skippable":
 			s.skippable = p.boolean(f.val, fld, step)
+		case "when":
+			s.when = p.text(f.val, fld, step)
 		default:
 			p.unknown(f, field, step, stepFields)
 		}
@@ -837,6 +844,9 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 		for _, d := range s.dependsOnSteps.v {
 			add(d)
 		}
+		if s.when.set {
+			p.when(st, s.when)
+		}
 		t.Steps = append(t.Steps, st)
 	}
 
@@ -855,6 +865,29 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t
 }
+
+// when compiles a step's `when` expression and checks that every parent
+// result it reads (results.NAME or results["NAME"]) is one of the step's
+// parents: the only results a step receives.
+func (p *parser) when(st *StepTemplate, w val[string]) {
+	c, err := condition.Compile(w.v)
+	if err != nil {
+		p.errorf(w.line, w.field, st.Name, "%v", err)
+		return
+	}
+	for _, m := range resultRef.FindAllStringSubmatch(w.v, -1) {
+		name := cmp.Or(m[1], m[2])
+		if !slices.Contains(st.DependsOn, name) {
+			p.errorf(w.line, w.field, st.Name, "reads results.%s, but %s is not a parent of %s (parents: %s)",
+				name, name, st.Name, cmp.Or(strings.Join(st.DependsOn, ", "), "none"))
+			return
+		}
+	}
+	st.When, st.Condition = w.v, c
+}
+
+// resultRef finds the parent names a `when` expression reads.
+var resultRef = regexp.MustCompile(`\bresults(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*"([^"]*)"\s*\])`)
 
 // parseSite locates graph problems in the YAML that was read.
 type parseSite struct {

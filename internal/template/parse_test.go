@@ -76,6 +76,7 @@ step_templates:
     skippable: true
   - name: reserve
     handler_class: ReserveHandler
+    when: context.order_id > 0
 timeout_seconds: 600
 `
 
@@ -94,6 +95,9 @@ func TestParseValid(t *testing.T) {
 	require.Equal(t, "OrderHandler", tm.TaskHandlerClass)
 	require.Equal(t, 5, tm.MaxParallelSteps)
 	require.Equal(t, 600, tm.TimeoutSeconds)
+	require.Equal(t, "context.order_id > 0", tm.Step("reserve").When)
+	require.NotNil(t, tm.Step("reserve").Condition)
+	require.Nil(t, tm.Step("charge").Condition)
 	require.JSONEq(t, `{"type":"object","required":["order_id"],"properties":{"order_id":{"type":"integer"}}}`, string(tm.Schema))
 	require.Len(t, tm.Steps, 3)
 
@@ -302,6 +306,18 @@ step_templates: [{name: b, handler_class: X}]
 		name: "max_parallel_steps below 1",
 		yaml: "name: a\nmax_parallel_steps: 0\nstep_templates: [{name: b, handler_class: X}]\n",
 		want: []problem{{line: 2, field: "max_parallel_steps", msg: []string{"must be at least 1, got 0"}}},
+	}, {
+		name: "when not a boolean",
+		yaml: "name: a\nstep_templates:\n  - name: b\n    handler_class: X\n    when: \"1 + 2\"\n",
+		want: []problem{{line: 5, field: "step_templates[0].when", step: "b", msg: []string{"must be a boolean, it is int"}}},
+	}, {
+		name: "when syntax error",
+		yaml: "name: a\nstep_templates:\n  - name: b\n    handler_class: X\n    when: \"context.x >\"\n",
+		want: []problem{{line: 5, field: "step_templates[0].when", step: "b", msg: []string{"Syntax error"}}},
+	}, {
+		name: "when reads a step that is not a parent",
+		yaml: "name: a\nstep_templates:\n  - {name: b, handler_class: X}\n  - {name: c, handler_class: X}\n  - name: d\n    handler_class: X\n    depends_on_step: b\n    when: 'results.b.ok && results[\"c\"].ok'\n",
+		want: []problem{{line: 8, field: "step_templates[2].when", step: "d", msg: []string{"reads results.c, but c is not a parent of d (parents: b)"}}},
 	}, {
 		name: "task timeout_seconds below 1",
 		yaml: "name: a\ntimeout_seconds: 0\nstep_templates: [{name: b, handler_class: X}]\n",

@@ -57,6 +57,8 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/tasker-systems/tasker/internal/condition"
 )
 
 // Defaults applied to omitted fields.
@@ -126,6 +128,12 @@ type StepTemplate struct {
 	MaxAttempts int `json:"default_retry_limit"`
 	// TimeoutSeconds bounds one attempt; 0 means no timeout.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// When is the step's condition (CEL over context and its parents'
+	// results): the step runs only when it holds, and is skipped otherwise.
+	// Empty: always runs.
+	When string `json:"when,omitempty"`
+	// Condition is When compiled (nil when When is empty).
+	Condition *condition.Condition `json:"-"`
 	// Skippable steps may be bypassed with a task request's bypass_steps.
 	Skippable bool `json:"skippable,omitempty"`
 	// Line is the YAML line of the step's entry (0 when unknown).
