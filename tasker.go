@@ -45,6 +45,7 @@ const (
 	EventStepRetried        = taskertype.EventStepRetried
 	EventStepResolved       = taskertype.EventStepResolved
 	EventStepCancelled      = taskertype.EventStepCancelled
+	EventStepSkipped        = taskertype.EventStepSkipped
 )
 
 // Errors re-exported from taskertype; match them with errors.Is / errors.As.

@@ -67,6 +67,7 @@ const (
 	StepStateError            = taskertype.StepStateError
 	StepStateCancelled        = taskertype.StepStateCancelled
 	StepStateResolvedManually = taskertype.StepStateResolvedManually
+	StepStateSkipped          = taskertype.StepStateSkipped
 )
 
 // TaskStates returns every task state, in lifecycle order (a new slice on

@@ -28,6 +28,7 @@ const (
 	EventStepRetried        EventKind = "step.retried"
 	EventStepResolved       EventKind = "step.resolved_manually"
 	EventStepCancelled      EventKind = "step.cancelled"
+	EventStepSkipped        EventKind = "step.skipped"
 )
 
 // Event is one lifecycle event, published only after the state change it

@@ -71,6 +71,10 @@ const (
 	// StepStateResolvedManually: marked done by an operator (or bypassed at
 	// initialization); satisfies its children like complete.
 	StepStateResolvedManually StepState = "resolved_manually"
+	// StepStateSkipped: the step's `when` condition was false when it became
+	// ready, so its handler did not run; satisfies its children like
+	// complete (they see no results of it). Terminal.
+	StepStateSkipped StepState = "skipped"
 )
 
 // StepStates returns every step state, in lifecycle order. The slice is a
@@ -80,11 +84,11 @@ func StepStates() []StepState { return slices.Clone(stepStates) }
 // stepStates is StepStates' list.
 var stepStates = []StepState{
 	StepStatePending, StepStateInProgress, StepStateWaitingForRetry, StepStateComplete,
-	StepStateError, StepStateCancelled, StepStateResolvedManually,
+	StepStateError, StepStateCancelled, StepStateResolvedManually, StepStateSkipped,
 }
 
 // SatisfiesDependents reports whether a parent in this state lets its
 // children run.
 func (s StepState) SatisfiesDependents() bool {
-	return s == StepStateComplete || s == StepStateResolvedManually
+	return s == StepStateComplete || s == StepStateResolvedManually || s == StepStateSkipped
 }

@@ -28,6 +28,8 @@ type attemptResult struct {
 	err      error
 	panicked bool
 	timedOut bool
+	// skipped: the step's when condition was false; the handler did not run.
+	skipped bool
 	started  time.Time
 	duration time.Duration
 }
@@ -263,6 +265,10 @@ func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.Cl
 		r.duration = e.since(r.started)
 		results <- r
 	}()
+	if run, err := e.conditionHolds(task, c); err != nil || !run {
+		r.err, r.skipped = err, err == nil
+		return
+	}
 	h := e.handler(st.HandlerClass)
 	if h == nil {
 		r.err = taskertype.Permanent(fmt.Errorf("no handler registered for handler_class %q", st.HandlerClass))
@@ -421,6 +427,13 @@ type finalDecision struct {
 // coordinator's last batch); the applied decision is returned for settle.
 func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []attemptResult, release,
 	finalize bool) (bool, *finalDecision, error) {
+	return e.recordAs(ctx, e.cfg.Owner, task, batch, release, finalize)
+}
+
+// recordAs is record for attempts owner holds (an external worker's steps
+// the pull API skips or fails before handing them out).
+func (e *Engine) recordAs(ctx context.Context, owner string, task *taskertype.Task, batch []attemptResult, release,
+	finalize bool) (bool, *finalDecision, error) {
 	now := e.now()
 	outcomes := make([]store.StepOutcome, len(batch))
 	events := make([][]taskertype.Event, len(batch))
@@ -430,7 +443,7 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 		o, ev := e.outcome(task, st, r, now, release)
 		outcomes[i], events[i] = o, ev
 	}
-	params := &store.StepRecordParams{TaskID: task.ID, Owner: e.cfg.Owner, Now: now, Outcomes: outcomes}
+	params := &store.StepRecordParams{TaskID: task.ID, Owner: owner, Now: now, Outcomes: outcomes}
 	var applied []bool
 	var final *finalDecision
 	var err error
@@ -438,7 +451,7 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 		var v verdict
 		var tr *store.TransitionResult
 		applied, tr, err = e.store.StepRecordFinalize(ctx, params, func(sum *store.TaskSummary) *store.TaskTransitionParams {
-			v = e.judge(task, sum, e.cfg.Owner)
+			v = e.judge(task, sum, owner)
 			return v.transition()
 		})
 		final = &finalDecision{v: v, tr: tr}
@@ -467,6 +480,9 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptResult, now time.Time, release bool) (store.StepOutcome, []taskertype.Event) {
 	ev := taskertype.Event{TaskID: task.ID, StepID: st.ID, StepName: st.Name, Time: now,
 		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds(), "handler_class": st.HandlerClass}}
+	if r.skipped {
+		return e.skipOutcome(task, st, now)
+	}
 	if r.err == nil {
 		ev.Kind = taskertype.EventStepCompleted
 		return store.StepOutcome{StepID: st.ID, To: stepTarget(statemachine.StepEventSucceed), Attempt: st.Attempts,

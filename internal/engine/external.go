@@ -91,6 +91,10 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		return res, nil
 	}
 	res.Runnable = true
+	claimed, err = e.skipUnmet(ctx, owner, task, claimed)
+	if err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
 	events := make([]taskertype.Event, 0, len(claimed))
 	for _, c := range claimed {
 		st := c.Step

@@ -82,6 +82,9 @@ const (
 	StepEventResolve StepEvent = "resolve"
 	// StepEventCancel: the step is cancelled (with its task, or by an operator).
 	StepEventCancel StepEvent = "cancel"
+	// StepEventSkip: the step's when condition was false when it was
+	// claimed; its handler does not run.
+	StepEventSkip StepEvent = "skip"
 )
 
 // TaskEvents returns every task event, in declaration order.
@@ -96,7 +99,7 @@ func TaskEvents() []TaskEvent {
 func StepEvents() []StepEvent {
 	return []StepEvent{
 		StepEventClaim, StepEventSucceed, StepEventFailRetryable, StepEventFailPermanent,
-		StepEventRelease, StepEventRetry, StepEventResolve, StepEventCancel,
+		StepEventRelease, StepEventRetry, StepEventResolve, StepEventCancel, StepEventSkip,
 	}
 }
 
@@ -147,6 +150,7 @@ const (
 	sError      = taskertype.StepStateError
 	sCancelled  = taskertype.StepStateCancelled
 	sResolved   = taskertype.StepStateResolvedManually
+	sSkipped    = taskertype.StepStateSkipped
 )
 
 // taskRows is the task machine. Idempotent rows have To == From.
@@ -215,6 +219,9 @@ var stepRows = []StepRow{
 	{sInProgress, StepEventResolve, sResolved, false},
 	{sWaiting, StepEventResolve, sResolved, false},
 	{sError, StepEventResolve, sResolved, false},
+
+	{sInProgress, StepEventSkip, sSkipped, false},
+	{sSkipped, StepEventSkip, sSkipped, true},
 
 	{sPending, StepEventCancel, sCancelled, false},
 	{sInProgress, StepEventCancel, sCancelled, false},

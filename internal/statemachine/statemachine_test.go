@@ -82,6 +82,9 @@ var wantStep = map[string]string{
 	"in_progress/cancel":       "cancelled",
 	"waiting_for_retry/cancel": "cancelled",
 	"error/cancel":             "cancelled",
+
+	"in_progress/skip": "skipped",
+	"skipped/skip":     "=",
 }
 
 func requireRefused(t *testing.T, err error, entity, from, ev string) {
