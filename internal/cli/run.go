@@ -268,7 +268,7 @@ func summaryLine(d *tasker.TaskDetail, r *Report, p painter) string {
 	for _, st := range d.Steps {
 		attempts += st.Attempts
 		switch st.State {
-		case "complete", "resolved_manually":
+		case "complete", "resolved_manually", "skipped":
 			done++
 		case "error":
 			failed = append(failed, st.Name)

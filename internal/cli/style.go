@@ -69,6 +69,8 @@ func stepStyle(s tasker.StepState) (marker, style string) {
 		return "↻", ansiYellow
 	case "cancelled":
 		return "⊘", ansiDim
+	case "skipped":
+		return "↷", ansiDim
 	}
 	return "·", ansiDim
 }

@@ -329,6 +329,14 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 	}
 	for _, r := range rs {
 		r.Reason = explain(task, r, now)
+		if cond := e.stepCondition(task, r.Name); cond != nil {
+			switch r.State {
+			case taskertype.StepStateSkipped:
+				r.Reason = "skipped: " + skipReason(cond)
+			case taskertype.StepStatePending, taskertype.StepStateWaitingForRetry:
+				r.Reason += fmt.Sprintf("; runs only if %s", cond)
+			}
+		}
 	}
 	return rs, nil
 }
@@ -341,6 +349,8 @@ func explain(task *taskertype.Task, r *taskertype.StepReadiness, now time.Time) 
 		return "resolved manually"
 	case taskertype.StepStateCancelled:
 		return "cancelled"
+	case taskertype.StepStateSkipped:
+		return "skipped: its when condition was false"
 	case taskertype.StepStateError:
 		return fmt.Sprintf("failed after %d of %d attempts; retry it to run again", r.Attempts, r.MaxAttempts)
 	case taskertype.StepStateInProgress:

@@ -197,7 +197,7 @@ type graphDoc struct {
 // stateCodes maps a step state to the one letter of the live updates.
 var stateCodes = map[string]byte{
 	"pending": 'p', "in_progress": 'r', "waiting_for_retry": 'w', "complete": 'c', "error": 'e',
-	"cancelled": 'x', "resolved_manually": 'm',
+	"cancelled": 'x', "resolved_manually": 'm', "skipped": 's',
 }
 
 func encodeStates(states []string) string {

@@ -6,7 +6,7 @@
 
   var SVGNS = 'http://www.w3.org/2000/svg';
   var CODES = { p: 'pending', r: 'in_progress', w: 'waiting_for_retry', c: 'complete', e: 'error',
-    x: 'cancelled', m: 'resolved_manually', t: 'template' };
+    x: 'cancelled', m: 'resolved_manually', s: 'skipped', t: 'template' };
 
   function svg(tag, attrs, parent) {
     var el = document.createElementNS(SVGNS, tag);
