@@ -250,6 +250,8 @@ func (p *progress) describe(ev tasker.Event) string {
 		return fmt.Sprintf("step %s resolved manually by %s", ev.StepName, strData(ev.Data, "actor"))
 	case "step.cancelled":
 		return fmt.Sprintf("step %s cancelled", ev.StepName)
+	case "step.skipped":
+		return fmt.Sprintf("step %s skipped: %s", ev.StepName, strData(ev.Data, "reason"))
 	}
 	return ""
 }
