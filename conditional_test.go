@@ -144,8 +144,11 @@ func TestConditionEvaluationErrorFailsStep(t *testing.T) {
 		for _, st := range stepsOf(t, c, task.ID) {
 			if st.Name == "charge" || st.Name == "review" {
 				require.Equal(t, tasker.StepState("error"), st.State, st.Name)
-				require.Contains(t, string(st.Error), "no such key: risk")
-				require.Contains(t, string(st.Error), `"kind":"permanent"`)
+				var doc struct{ Kind, Message string }
+				require.NoError(t, json.Unmarshal(st.Error, &doc))
+				require.Equal(t, "permanent", doc.Kind)
+				require.Contains(t, doc.Message, "no such key: risk")
+				require.Contains(t, doc.Message, "results.score.risk < 0.5")
 			}
 		}
 	})

@@ -379,7 +379,7 @@ func TestTemplateCommands(t *testing.T) {
 
 	res = tasker(t, dir, "template", "validate", examples)
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "6 templates OK\n", res.stdout) // cron and deadline included
+	require.Equal(t, "7 templates OK\n", res.stdout) // cron, deadline and conditional included
 
 	res = tasker(t, dir, "template", "list", "--templates", examples)
 	require.Equal(t, 0, res.code, res.String())

@@ -33,7 +33,7 @@ const MaxLength = 4096
 
 // CostLimit bounds the work of one evaluation (CEL's cost units, roughly
 // one per operation and per element a comprehension visits).
-const CostLimit = 1_000_000
+const CostLimit = 100_000
 
 // env is the CEL environment every expression is compiled in; cel.Env is
 // safe for concurrent use.

@@ -262,7 +262,7 @@ type TaskSummary struct {
 	Pending         int
 	InProgress      int
 	WaitingForRetry int
-	Complete        int // complete + resolved_manually
+	Complete        int // complete + resolved_manually + skipped
 	Error           int
 	Cancelled       int
 	Ready           int // steps that could be claimed now

@@ -250,7 +250,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*recor
 				t := sqlcore.UTC(*o.NextRetryAt)
 				next = &t
 			}
-			if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
+			if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError || o.To == taskertype.StepStateSkipped {
 				completed = &now
 			}
 			giveBack := 0

@@ -27,14 +27,14 @@
 	AND NOT EXISTS (
 		SELECT 1 FROM tasker_workflow_step_edges e
 		JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id
-		WHERE e.to_step_id = s.step_id AND p.state NOT IN ('complete', 'resolved_manually'))){{end}}
+		WHERE e.to_step_id = s.step_id AND p.state NOT IN ('complete', 'resolved_manually', 'skipped'))){{end}}
 
 -- The store.TaskSummary columns over steps s at the time the argument names.
 {{define "summary_cols"}}count(*),
 	COALESCE(sum(CASE WHEN s.state = 'pending' THEN 1 ELSE 0 END), 0),
 	COALESCE(sum(CASE WHEN s.state = 'in_progress' THEN 1 ELSE 0 END), 0),
 	COALESCE(sum(CASE WHEN s.state = 'waiting_for_retry' THEN 1 ELSE 0 END), 0),
-	COALESCE(sum(CASE WHEN s.state IN ('complete', 'resolved_manually') THEN 1 ELSE 0 END), 0),
+	COALESCE(sum(CASE WHEN s.state IN ('complete', 'resolved_manually', 'skipped') THEN 1 ELSE 0 END), 0),
 	COALESCE(sum(CASE WHEN s.state = 'error' THEN 1 ELSE 0 END), 0),
 	COALESCE(sum(CASE WHEN s.state = 'cancelled' THEN 1 ELSE 0 END), 0),
 	COALESCE(sum(CASE WHEN {{template "ready" .}} THEN 1 ELSE 0 END), 0),

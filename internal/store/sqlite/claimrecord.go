@@ -158,7 +158,7 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 		if o.To == taskertype.StepStateComplete && o.Attempt > 0 && !o.GiveBackAttempt {
 			d.LateOK = 1
 		}
-		if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError {
+		if o.To == taskertype.StepStateComplete || o.To == taskertype.StepStateError || o.To == taskertype.StepStateSkipped {
 			d.CompletedAt = s.T(now)
 		}
 		docs[i] = d

@@ -565,6 +565,40 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Equal(t, 1, cs[0].Step.Attempts, "released attempt is not counted")
 	})
 
+	t.Run("SkippedSatisfiesChildren", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		res, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		id := res.Task.ID
+		succeed(t, st, id, "w", t0, claim(t, st, id, "w", t0, 10)...) // a
+		cs := claim(t, st, id, "w", t0, 10)                           // b, c
+		require.ElementsMatch(t, []string{"b", "c"}, claimNames(cs))
+		outs := make([]store.StepOutcome, len(cs))
+		for i, c := range cs {
+			outs[i] = store.StepOutcome{StepID: c.Step.ID, To: taskertype.StepStateSkipped, Event: "skip",
+				GiveBackAttempt: true, Reason: "when false"}
+		}
+		applied, err := st.StepRecord(ctx, &store.StepRecordParams{TaskID: id, Owner: "w", Now: t0, Outcomes: outs})
+		require.NoError(t, err)
+		require.Equal(t, []bool{true, true}, applied)
+		steps, err := st.StepList(ctx, id)
+		require.NoError(t, err)
+		for _, s := range steps {
+			if s.Name == "b" || s.Name == "c" {
+				require.Equal(t, taskertype.StepStateSkipped, s.State)
+				require.Zero(t, s.Attempts, "a skip gives its attempt back")
+				require.NotNil(t, s.CompletedAt, "skipped is final")
+			}
+		}
+		cs = claim(t, st, id, "w", t0, 10)
+		require.Equal(t, []string{"d"}, claimNames(cs), "skipped parents count as done")
+		succeed(t, st, id, "w", t0, cs...)
+		sum, err := st.TaskSummary(ctx, id, t0)
+		require.NoError(t, err)
+		require.Equal(t, sum.Total, sum.Complete, "skipped steps count as complete")
+	})
+
 	t.Run("TaskTransitionGuardsAndQueue", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)

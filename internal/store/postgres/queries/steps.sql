@@ -16,7 +16,7 @@ SELECT s.step_id, s.name, s.state, s.attempts, s.max_attempts, s.retryable,
 	s.next_retry_at, COALESCE(s.lease_owner, ''), s.lease_expires_at,
 	(SELECT count(*) FROM tasker_workflow_step_edges e WHERE e.to_step_id = s.step_id),
 	(SELECT count(*) FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id
-		WHERE e.to_step_id = s.step_id AND p.state IN ('complete', 'resolved_manually')),
+		WHERE e.to_step_id = s.step_id AND p.state IN ('complete', 'resolved_manually', 'skipped')),
 	CASE WHEN s.attempts < s.max_attempts AND (s.attempts = 0 OR s.retryable) THEN 1 ELSE 0 END,
 	CASE WHEN s.next_retry_at IS NULL OR s.next_retry_at <= $2 THEN 1 ELSE 0 END,
 	CASE WHEN {{template "ready" "$2"}} THEN 1 ELSE 0 END
@@ -44,7 +44,7 @@ WHERE p.step_id = ANY(ARRAY(SELECT DISTINCT from_step_id FROM e));
 UPDATE tasker_workflow_steps SET state = $3, previous_state = state, transition_seq = transition_seq + 1,
 	attempts = CASE WHEN $5::boolean THEN 0 ELSE attempts END, lease_owner = NULL, lease_expires_at = NULL,
 	error = COALESCE($6::jsonb, error), next_retry_at = $7::timestamptz, updated_at = $8::timestamptz,
-	completed_at = CASE WHEN $3::text IN ('complete', 'resolved_manually', 'cancelled', 'error') THEN $8::timestamptz ELSE NULL END
+	completed_at = CASE WHEN $3::text IN ('complete', 'resolved_manually', 'skipped', 'cancelled', 'error') THEN $8::timestamptz ELSE NULL END
 WHERE task_id = $1 AND step_id = ANY($2::bigint[]) AND state = ANY($4::text[])
 	AND ($9::timestamptz IS NULL OR lease_expires_at < COALESCE(NULLIF($9::timestamptz, '0001-01-01 00:00:00+00'), statement_timestamp()))
 RETURNING step_id, name, previous_state, transition_seq;

@@ -19,7 +19,7 @@ SELECT s.step_id, s.name, s.state, s.attempts, s.max_attempts, s.retryable,
 	s.next_retry_at, COALESCE(s.lease_owner, ''), s.lease_expires_at,
 	(SELECT count(*) FROM tasker_workflow_step_edges e WHERE e.to_step_id = s.step_id),
 	(SELECT count(*) FROM tasker_workflow_step_edges e JOIN tasker_workflow_steps p ON p.step_id = e.from_step_id
-		WHERE e.to_step_id = s.step_id AND p.state IN ('complete', 'resolved_manually')),
+		WHERE e.to_step_id = s.step_id AND p.state IN ('complete', 'resolved_manually', 'skipped')),
 	CASE WHEN s.attempts < s.max_attempts AND (s.attempts = 0 OR s.retryable) THEN 1 ELSE 0 END,
 	CASE WHEN s.next_retry_at IS NULL OR s.next_retry_at <= $2 THEN 1 ELSE 0 END,
 	CASE WHEN {{template "ready" "$2"}} THEN 1 ELSE 0 END
@@ -80,7 +80,7 @@ RETURNING step_id, previous_state, transition_seq, attempts;
 UPDATE tasker_workflow_steps SET state = $3, previous_state = state, transition_seq = transition_seq + 1,
 	attempts = CASE WHEN $5 THEN 0 ELSE attempts END, lease_owner = NULL, lease_expires_at = NULL,
 	error = COALESCE($6, error), next_retry_at = $7, updated_at = $8,
-	completed_at = CASE WHEN $3 IN ('complete', 'resolved_manually', 'cancelled', 'error') THEN $8 ELSE NULL END
+	completed_at = CASE WHEN $3 IN ('complete', 'resolved_manually', 'skipped', 'cancelled', 'error') THEN $8 ELSE NULL END
 WHERE task_id = $1 AND step_id IN (SELECT value FROM json_each($2)) AND state IN (SELECT value FROM json_each($4))
 	AND ($9 IS NULL OR lease_expires_at < $9)
 RETURNING step_id, name, previous_state, transition_seq;
