@@ -96,7 +96,7 @@ type Config struct {
 	Environment string
 	// AutoMigrate applies pending migrations at Open. SQLite databases are
 	// always migrated; PostgreSQL only when this is set (production schemas
-	// are usually migrated by `tasker migrate up`).
+	// are usually migrated by `tasker migrate up`). Defaults to off.
 	AutoMigrate bool
 	// EnableCommandHandler allows the built-in tasker:command handler to run
 	// programs. Defaults to off.

@@ -94,3 +94,47 @@ func TestRunTaskWaitsOnTheEngineClock(t *testing.T) {
 		})
 	}
 }
+
+const hourlyTemplate = `
+name: hourly
+namespace_name: clock
+version: 1.0.0
+step_templates:
+  - name: a
+    handler_class: tasker:noop
+schedules:
+  - name: every_hour
+    cron: "@every 1h"
+`
+
+// TestSchedulerRunsOnTheEngineClock: the cron scheduler Run starts follows
+// the engine's clock. Advancing a fake clock past the hourly tick creates
+// the tick's task within the test's timeout (a scheduler timed by the
+// system clock would wait an hour).
+func TestSchedulerRunsOnTheEngineClock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fake := clock.NewFake(time.Now().Truncate(time.Hour).Add(30 * time.Minute))
+	reg := template.NewRegistry()
+	addTemplate(t, reg, hourlyTemplate)
+	e, err := engine.New(engine.Config{Store: testdb.SQLite(t), Templates: reg, Clock: fake})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	created, unsubscribe := e.Bus().Subscribe(0, taskertype.EventTaskInitialized)
+	defer unsubscribe()
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.Run(runCtx, 1) }()
+	defer func() { stop(); require.NoError(t, <-stopped) }()
+
+	// The scheduler is asleep once a wait of half an hour (to the next full
+	// hour) is pending; the runner's own timers are seconds long.
+	require.NoError(t, fake.WaitForWaiterBeyond(ctx, 20*time.Minute))
+	fake.Advance(time.Hour)
+	select {
+	case ev := <-created:
+		require.NotZero(t, ev.TaskID)
+	case <-ctx.Done():
+		t.Fatal("no task was created after the clock passed the hourly tick")
+	}
+}

@@ -21,6 +21,19 @@ type schedulers struct {
 	running *schedule.Scheduler
 }
 
+// scheduleClock is the engine's clock as the scheduler's: the scheduler's
+// times and timers follow Config.Clock like the rest of the engine.
+type scheduleClock struct{ e *Engine }
+
+// Now is the engine's time, in UTC.
+func (c scheduleClock) Now() time.Time { return c.e.now() }
+
+// After fires once, d from now on the engine's clock.
+func (c scheduleClock) After(d time.Duration) (<-chan time.Time, func()) {
+	t := c.e.cfg.Clock.NewTimer(d)
+	return t.C(), func() { t.Stop() }
+}
+
 // runSchedules starts the engine's cron scheduler for the life of ctx,
 // unless another Run loop of this engine already runs one, and returns a
 // function that stops it and waits for it.
@@ -31,7 +44,7 @@ func (e *Engine) runSchedules(ctx context.Context) func() {
 		return func() {}
 	}
 	s, err := schedule.New(schedule.Config{Templates: e.cfg.Templates, Create: e.CreateScheduledTask,
-		History: e.ScheduleHistory, Clock: schedule.RealClock(e.now), Logger: e.log})
+		History: e.ScheduleHistory, Clock: scheduleClock{e}, Logger: e.log})
 	if err != nil { // only a missing registry or function: a bug
 		e.log.Error("cron schedules not started", "err", err)
 		return func() {}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tasker-systems/tasker/internal/clock"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -98,7 +99,7 @@ type taskRun struct {
 	// fired); expired says it did: the pass stops like a shutdown without
 	// grace, and drive expires the task.
 	deadline      <-chan time.Time
-	deadlineTimer *time.Timer
+	deadlineTimer clock.Timer
 	expired       bool
 }
 
@@ -110,8 +111,8 @@ func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, res *Han
 		cancelHandlers: cancel, results: make(chan attemptResult, max(task.MaxParallelSteps, first, 1)),
 		inflight: map[int64]*store.ClaimedStep{}, done: ctx.Done()}
 	if at, _, ok := e.deadline(task); ok {
-		r.deadlineTimer = time.NewTimer(max(at.Sub(e.now()), 0))
-		r.deadline = r.deadlineTimer.C
+		r.deadlineTimer = e.cfg.Clock.NewTimer(max(at.Sub(e.now()), 0))
+		r.deadline = r.deadlineTimer.C()
 	}
 	return r
 }
