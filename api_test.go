@@ -3,7 +3,6 @@ package tasker_test
 import (
 	"context"
 	"path/filepath"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,14 +29,16 @@ func TestRunRefusesNoWorkers(t *testing.T) {
 // TestStateListsAreCopies: the lists of states cannot be changed by callers.
 func TestStateListsAreCopies(t *testing.T) {
 	ts := tasker.TaskStates()
-	require.Equal(t, tasker.TaskStatePending, ts[0])
-	require.Len(t, ts, 8)
+	require.Equal(t, []tasker.TaskState{tasker.TaskStatePending, tasker.TaskStateInProgress,
+		tasker.TaskStateWaitingForRetry, tasker.TaskStateBlocked, tasker.TaskStateComplete, tasker.TaskStateError,
+		tasker.TaskStateCancelled, tasker.TaskStateResolvedManually}, ts)
 	ts[0] = "bogus"
 	require.Equal(t, tasker.TaskStatePending, tasker.TaskStates()[0])
 
 	ss := tasker.StepStates()
-	require.Len(t, ss, 7)
-	require.True(t, slices.Contains(ss, tasker.StepStateResolvedManually))
+	require.Equal(t, []tasker.StepState{tasker.StepStatePending, tasker.StepStateInProgress,
+		tasker.StepStateWaitingForRetry, tasker.StepStateComplete, tasker.StepStateError, tasker.StepStateCancelled,
+		tasker.StepStateResolvedManually, tasker.StepStateSkipped}, ss)
 	ss[0] = "bogus"
 	require.Equal(t, tasker.StepStatePending, tasker.StepStates()[0])
 }
