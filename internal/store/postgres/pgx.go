@@ -27,12 +27,14 @@ type pgxQ struct {
 	rt *atomic.Int64
 }
 
+// Exec implements sqlcore.Querier.
 func (p pgxQ) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	p.rt.Add(1)
 	tag, err := p.q.Exec(ctx, q, args...)
 	return tag.RowsAffected(), err
 }
 
+// Query implements sqlcore.Querier.
 func (p pgxQ) Query(ctx context.Context, q string, args ...any) (sqlcore.Rows, error) {
 	p.rt.Add(1)
 	r, err := p.q.Query(ctx, q, args...)
@@ -42,6 +44,7 @@ func (p pgxQ) Query(ctx context.Context, q string, args ...any) (sqlcore.Rows, e
 	return r, nil
 }
 
+// QueryRow implements sqlcore.Querier.
 func (p pgxQ) QueryRow(ctx context.Context, q string, args ...any) sqlcore.Row {
 	p.rt.Add(1)
 	return p.q.QueryRow(ctx, q, args...)
@@ -54,6 +57,7 @@ type pgxDB struct {
 	nextIDs string
 }
 
+// Begin implements sqlcore.Database.
 func (p *pgxDB) Begin(ctx context.Context) (sqlcore.Tx, error) {
 	p.rt.Add(1)
 	tx, err := p.pool.Begin(ctx)
@@ -90,8 +94,10 @@ type pgxConnTx struct {
 	conn *pgxpool.Conn
 }
 
+// Commit implements sqlcore.Tx.
 func (t *pgxConnTx) Commit(ctx context.Context) error { return t.end(ctx, "COMMIT") }
 
+// Rollback implements sqlcore.Tx.
 func (t *pgxConnTx) Rollback(ctx context.Context) error {
 	if t.conn == nil {
 		return nil
@@ -116,7 +122,9 @@ func (t *pgxConnTx) end(ctx context.Context, stmt string) error {
 	return err
 }
 
+// Close implements sqlcore.Database.
 func (p *pgxDB) Close() error                   { p.pool.Close(); return nil }
+// Ping implements sqlcore.Database.
 func (p *pgxDB) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 
 type pgxTx struct {
@@ -140,7 +148,9 @@ func (t *pgxTx) CopyRows(ctx context.Context, table string, cols []string, rows 
 	return nil
 }
 
+// Commit implements sqlcore.Tx.
 func (t *pgxTx) Commit(ctx context.Context) error { t.rt.Add(1); return t.tx.Commit(ctx) }
+// Rollback implements sqlcore.Tx.
 func (t *pgxTx) Rollback(ctx context.Context) error {
 	t.rt.Add(1)
 	err := t.tx.Rollback(ctx)

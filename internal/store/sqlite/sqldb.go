@@ -37,6 +37,7 @@ func (s sqlQ) stmt(ctx context.Context, q string) *sql.Stmt {
 	return st
 }
 
+// Exec implements sqlcore.Querier.
 func (s sqlQ) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	s.rt.Add(1)
 	var res sql.Result
@@ -52,6 +53,7 @@ func (s sqlQ) Exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return res.RowsAffected()
 }
 
+// Query implements sqlcore.Querier.
 func (s sqlQ) Query(ctx context.Context, q string, args ...any) (sqlcore.Rows, error) {
 	s.rt.Add(1)
 	var r *sql.Rows
@@ -67,6 +69,7 @@ func (s sqlQ) Query(ctx context.Context, q string, args ...any) (sqlcore.Rows, e
 	return sqlRows{r}, nil
 }
 
+// QueryRow implements sqlcore.Querier.
 func (s sqlQ) QueryRow(ctx context.Context, q string, args ...any) sqlcore.Row {
 	s.rt.Add(1)
 	if st := s.stmt(ctx, q); st != nil {
@@ -77,6 +80,7 @@ func (s sqlQ) QueryRow(ctx context.Context, q string, args ...any) sqlcore.Row {
 
 type sqlRows struct{ *sql.Rows }
 
+// Close implements sqlcore.Rows.
 func (r sqlRows) Close() { _ = r.Rows.Close() }
 
 type sqlDB struct {
@@ -84,6 +88,7 @@ type sqlDB struct {
 	db *sql.DB
 }
 
+// Begin implements sqlcore.Database.
 func (s *sqlDB) Begin(ctx context.Context) (sqlcore.Tx, error) {
 	s.rt.Add(1)
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -93,10 +98,12 @@ func (s *sqlDB) Begin(ctx context.Context) (sqlcore.Tx, error) {
 	return &sqlTx{sqlQ: sqlQ{q: tx, rt: s.rt, stmts: s.stmts, tx: tx}, tx: tx}, nil
 }
 
+// Close implements sqlcore.Database.
 func (s *sqlDB) Close() error {
 	s.stmts.close()
 	return s.db.Close()
 }
+// Ping implements sqlcore.Database.
 func (s *sqlDB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 type sqlTx struct {
@@ -113,6 +120,7 @@ func (t *sqlTx) Commit(ctx context.Context) error {
 	return err
 }
 
+// Rollback implements sqlcore.Tx.
 func (t *sqlTx) Rollback(ctx context.Context) error {
 	t.rt.Add(1)
 	err := t.tx.Rollback()
