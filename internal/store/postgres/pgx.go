@@ -123,7 +123,8 @@ func (t *pgxConnTx) end(ctx context.Context, stmt string) error {
 }
 
 // Close implements sqlcore.Database.
-func (p *pgxDB) Close() error                   { p.pool.Close(); return nil }
+func (p *pgxDB) Close() error { p.pool.Close(); return nil }
+
 // Ping implements sqlcore.Database.
 func (p *pgxDB) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 
@@ -150,6 +151,7 @@ func (t *pgxTx) CopyRows(ctx context.Context, table string, cols []string, rows 
 
 // Commit implements sqlcore.Tx.
 func (t *pgxTx) Commit(ctx context.Context) error { t.rt.Add(1); return t.tx.Commit(ctx) }
+
 // Rollback implements sqlcore.Tx.
 func (t *pgxTx) Rollback(ctx context.Context) error {
 	t.rt.Add(1)

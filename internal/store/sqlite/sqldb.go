@@ -103,6 +103,7 @@ func (s *sqlDB) Close() error {
 	s.stmts.close()
 	return s.db.Close()
 }
+
 // Ping implements sqlcore.Database.
 func (s *sqlDB) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
