@@ -69,7 +69,9 @@ func TestDeadlineCancelsRunningTask(t *testing.T) {
 		c.RegisterHandler("Second", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
 			return nil, errors.New("must not run")
 		}))
-		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("running", 1)))
+		// 3 s: First must have started before the deadline, which a loaded
+		// machine (the whole suite under -race) did not always do within 1 s.
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("running", 3)))
 		require.NoError(t, err)
 		events, unsubscribe := c.Subscribe(tasker.EventTaskFailed)
 		defer unsubscribe()
@@ -80,7 +82,12 @@ func TestDeadlineCancelsRunningTask(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tasker.TaskState("error"), res.Status)
 		require.EqualValues(t, "expired", res.Outcome)
-		require.ErrorIs(t, <-cancelled, context.Canceled)
+		select {
+		case err := <-cancelled:
+			require.ErrorIs(t, err, context.Canceled)
+		case <-time.After(time.Minute):
+			t.Fatal("First was never cancelled: it did not start before the task's deadline")
+		}
 		requireExpired(t, c, task.ID, "first", "second")
 		select {
 		case ev := <-events:
