@@ -33,7 +33,17 @@ type TaskRequest struct {
 	// StepInputs gives steps their own inputs (a JSON document each), by
 	// step name.
 	StepInputs map[string]json.RawMessage `json:"step_inputs,omitempty"`
+	// RunAt delays the task: it is created at once (pending) but no runner
+	// starts it before this time. A time in the past means now. Exclusive
+	// with DelaySeconds.
+	RunAt *time.Time `json:"run_at,omitempty"`
+	// DelaySeconds delays the task by this many seconds from its creation
+	// (fractions allowed, at most MaxDelaySeconds). Exclusive with RunAt.
+	DelaySeconds float64 `json:"delay_seconds,omitempty"`
 }
+
+// MaxDelaySeconds bounds TaskRequest.DelaySeconds (ten years).
+const MaxDelaySeconds = 10 * 365 * 24 * 3600
 
 // Actor names who asked for a manual operation and why; both are recorded
 // on the transitions.

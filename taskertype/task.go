@@ -23,6 +23,9 @@ type Task struct {
 	CreatedAt        time.Time       `json:"created_at"`
 	UpdatedAt        time.Time       `json:"updated_at"`
 	CompletedAt      *time.Time      `json:"completed_at,omitempty"`
+	// RunAt is when a delayed task was due (TaskRequest.RunAt or
+	// DelaySeconds); nil for a task due at its creation.
+	RunAt *time.Time `json:"run_at,omitempty"`
 }
 
 // Step is one workflow step of a task, with its current state and the

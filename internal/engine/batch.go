@@ -85,5 +85,5 @@ func (e *Engine) announceCreated(ctx context.Context, p *store.TaskCreateParams,
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: taskID, Time: p.Now,
 		Data: map[string]any{"namespace": p.Namespace, "name": p.Name, "version": p.Version, "steps": len(p.Steps)}})
 	e.enqueued(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: p.Priority,
-		Reason: "task initialized"})
+		DelaySeconds: max(p.Queue.RunAt.Sub(p.Now).Seconds(), 0), Reason: "task initialized", Time: p.Now})
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // Deadlines. A template's timeout_seconds bounds how long each of its tasks
-// may take, counted from the task's creation (an operator's retry does not
-// restart it). A task unfinished at its deadline expires: its unfinished
+// may take, counted from the task's creation, or from when a delayed task
+// was due (an operator's retry does not restart it). A task unfinished at its deadline expires: its unfinished
 // steps are cancelled and it ends in error (event expire), in one
 // transaction. Three things make that happen on time:
 //
@@ -37,7 +37,11 @@ func (e *Engine) deadline(task *taskertype.Task) (at time.Time, timeout int, ok 
 	if err != nil || tmpl.TimeoutSeconds <= 0 {
 		return time.Time{}, 0, false
 	}
-	return task.CreatedAt.Add(time.Duration(tmpl.TimeoutSeconds) * time.Second), tmpl.TimeoutSeconds, true
+	from := task.CreatedAt
+	if task.RunAt != nil && task.RunAt.After(from) {
+		from = *task.RunAt // a delayed task's time counts from when it was due
+	}
+	return from.Add(time.Duration(tmpl.TimeoutSeconds) * time.Second), tmpl.TimeoutSeconds, true
 }
 
 // overdue says whether task is unfinished past its deadline at now.

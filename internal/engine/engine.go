@@ -370,12 +370,21 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 	}
 	tmplJSON := e.templateJSON(tmpl)
 	now := e.now()
+	due, delayed, err := dueTime(req, now)
+	if err != nil {
+		return nil, err
+	}
+	var runAt *time.Time
+	if delayed {
+		runAt = &due
+	}
 	return &store.TaskCreateParams{
 		Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version, Description: tmpl.Description,
 		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
 		Reason: req.Reason, Tags: req.Tags, Priority: req.Priority, IdempotencyKey: req.IdempotencyKey,
 		MaxParallelSteps: tmpl.MaxParallelSteps, Steps: specs, Actor: cmp.Or(req.Initiator, "tasker"), Now: now,
-		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: now, Priority: req.Priority,
+		RunAt: runAt,
+		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: due, Priority: req.Priority,
 			Reason: "task initialized"},
 		SkipStepsResult: true,
 	}, nil
@@ -408,4 +417,21 @@ func stepTarget(ev statemachine.StepEvent) taskertype.StepState {
 	srcs := statemachine.StepSources(ev)
 	to, _, _ := statemachine.Step(srcs[0], ev)
 	return to
+}
+
+// dueTime is when a requested task is due: RunAt or now + DelaySeconds for
+// a delayed task (delayed true), now otherwise. A RunAt in the past is now.
+func dueTime(req *TaskRequest, now time.Time) (due time.Time, delayed bool, err error) {
+	switch {
+	case req.RunAt != nil && req.DelaySeconds != 0:
+		return now, false, &taskertype.RequestError{Field: "run_at", Msg: "run_at and delay_seconds are exclusive: give one"}
+	case math.IsNaN(req.DelaySeconds) || req.DelaySeconds < 0 || req.DelaySeconds > taskertype.MaxDelaySeconds:
+		return now, false, &taskertype.RequestError{Field: "delay_seconds",
+			Msg: fmt.Sprintf("must be between 0 and %d seconds, got %v", taskertype.MaxDelaySeconds, req.DelaySeconds)}
+	case req.DelaySeconds > 0:
+		return now.Add(time.Duration(req.DelaySeconds * float64(time.Second))), true, nil
+	case req.RunAt != nil && req.RunAt.After(now):
+		return req.RunAt.UTC(), true, nil
+	}
+	return now, false, nil
 }

@@ -363,6 +363,10 @@ func explain(task *taskertype.Task, r *taskertype.StepReadiness, now time.Time) 
 	if task.State.Terminal() || task.State == taskertype.TaskStateBlocked {
 		return fmt.Sprintf("task is %s", task.State)
 	}
+	if task.State == taskertype.TaskStatePending && task.RunAt != nil && task.RunAt.After(now) {
+		return fmt.Sprintf("task is delayed until %s (%s from now)", task.RunAt.Format(time.RFC3339),
+			task.RunAt.Sub(now).Round(time.Second))
+	}
 	switch {
 	case !r.DependenciesSatisfied:
 		return fmt.Sprintf("waiting for %d of %d parent(s): %v", r.TotalParents-r.CompletedParents, r.TotalParents, r.BlockingParents)

@@ -203,11 +203,14 @@ type TaskCreateParams struct {
 	Tags                     []string
 	Priority                 int
 	IdempotencyKey           string
-	MaxParallelSteps         int
-	Steps                    []StepSpec
-	Actor                    string
-	Now                      time.Time
-	Queue                    QueueOp
+	// RunAt, when set, is when a delayed task is due: stored with the task
+	// (Task.RunAt). Queue.RunAt says when its enqueue record is due.
+	RunAt            *time.Time
+	MaxParallelSteps int
+	Steps            []StepSpec
+	Actor            string
+	Now              time.Time
+	Queue            QueueOp
 	// SkipStepsResult leaves TaskCreateResult.Steps nil instead of reading
 	// the steps back (the engine does not need them).
 	SkipStepsResult bool

@@ -357,8 +357,9 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	// RETURNING gives them in.
 	taskIDs := make([]int64, 0, len(ts))
 	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
-	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at) VALUES`,
-		16, len(ts), func(i int) []any {
+	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at,
+	run_at) VALUES`,
+		17, len(ts), func(i int) []any {
 			p := ts[i].p
 			tags := p.Tags
 			if tags == nil {
@@ -370,8 +371,12 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 				idem = p.IdempotencyKey
 			}
 			now := s.T(ts[i].now)
+			var runAt any
+			if p.RunAt != nil {
+				runAt = s.T(*p.RunAt)
+			}
 			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
-				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now}
+				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt}
 		}, ` RETURNING task_id`, func(r Rows) error {
 			var id int64
 			if err := r.Scan(&id); err != nil {

@@ -17,10 +17,10 @@ func ScanTask(r Row, extra ...any) (*taskertype.Task, error) {
 	var t taskertype.Task
 	var state string
 	var ctxJSON, tags []byte
-	var created, updated, completed ScanTime
+	var created, updated, completed, runAt ScanTime
 	dest := append([]any{&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON, &t.Initiator,
 		&t.SourceSystem, &t.Reason, &tags, &t.Priority, &t.IdempotencyKey, &t.MaxParallelSteps,
-		&created, &updated, &completed}, extra...)
+		&created, &updated, &completed, &runAt}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -31,7 +31,7 @@ func ScanTask(r Row, extra ...any) (*taskertype.Task, error) {
 			return nil, fmt.Errorf("task %d tags: %w", t.ID, err)
 		}
 	}
-	t.CreatedAt, t.UpdatedAt, t.CompletedAt = created.T, updated.T, completed.Ptr()
+	t.CreatedAt, t.UpdatedAt, t.CompletedAt, t.RunAt = created.T, updated.T, completed.Ptr(), runAt.Ptr()
 	return &t, nil
 }
 

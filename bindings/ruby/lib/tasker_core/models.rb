@@ -1,17 +1,19 @@
 # frozen_string_literal: true
 
 require "json"
+require "time"
 
 module TaskerCore
   # A request for a new task (namespace/name/version of a template plus the
   # context and metadata).
   class TaskRequest
     FIELDS = %i[namespace name version context initiator source_system reason tags bypass_steps priority
-                idempotency_key step_inputs].freeze
+                idempotency_key step_inputs run_at delay_seconds].freeze
     attr_accessor(*FIELDS)
 
     def initialize(name:, namespace: "default", version: nil, context: {}, initiator: nil, source_system: nil,
-                   reason: nil, tags: [], bypass_steps: [], priority: 0, idempotency_key: nil, step_inputs: nil)
+                   reason: nil, tags: [], bypass_steps: [], priority: 0, idempotency_key: nil, step_inputs: nil,
+                   run_at: nil, delay_seconds: nil)
       @name = name
       @namespace = namespace
       @version = version
@@ -24,6 +26,10 @@ module TaskerCore
       @priority = priority
       @idempotency_key = idempotency_key
       @step_inputs = step_inputs
+      # A delayed task: run_at (a Time, or an ISO 8601 String) or
+      # delay_seconds (Numeric, e.g. 15.minutes), not both.
+      @run_at = run_at.respond_to?(:utc) ? run_at.utc.iso8601(6) : run_at
+      @delay_seconds = delay_seconds&.to_f
     end
 
     # The protocol document (String keys, empty fields left out).
@@ -79,7 +85,7 @@ module TaskerCore
   class Task
     attr_reader :task_id, :namespace, :name, :version, :status, :context, :priority, :tags, :initiator,
                 :source_system, :reason, :max_parallel_steps, :idempotency_key, :created_at, :updated_at,
-                :completed_at
+                :completed_at, :run_at
 
     def initialize(doc, created: nil)
       @doc = doc
@@ -99,6 +105,7 @@ module TaskerCore
       @created_at = doc["created_at"]
       @updated_at = doc["updated_at"]
       @completed_at = doc["completed_at"]
+      @run_at = doc["run_at"]
       @created = created.nil? ? doc["created"] : created
     end
 

@@ -30,6 +30,20 @@ class TaskApiTest < RbTestCase
     assert_equal "1.0.0", TaskerCore.create_task("rbtest/linear@1.0.0").version
   end
 
+  def test_delayed_task
+    at = Time.now + 3600
+    task = TaskerCore.create_task("rbtest/linear", { "n" => 1 }, run_at: at)
+    assert_equal "pending", task.status
+    assert_in_delta at.to_f, Time.iso8601(task.run_at).to_f, 0.001
+    later = TaskerCore.create_task("rbtest/linear", { "n" => 2 }, delay_seconds: 90)
+    assert_in_delta Time.now.to_f + 90, Time.iso8601(later.run_at).to_f, 30
+    assert_nil TaskerCore.create_task("rbtest/linear", { "n" => 3 }).run_at
+    err = assert_raises(TaskerCore::InvalidRequestError) do
+      TaskerCore.create_task("rbtest/linear", {}, run_at: at, delay_seconds: 5)
+    end
+    assert_match(/run_at and delay_seconds are exclusive/, err.message)
+  end
+
   def test_create_task_errors
     assert_raises(TaskerCore::NotFoundError) { TaskerCore.create_task("rbtest/nope") }
     assert_raises(TaskerCore::InvalidContextError) { TaskerCore.create_task("rbtest/api", { "url" => 5 }) }

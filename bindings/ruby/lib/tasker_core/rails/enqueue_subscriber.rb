@@ -5,6 +5,7 @@ module TaskerCore
     # Maps the core's enqueue events to ActiveJob:
     #
     #   task.enqueue   -> TaskRunnerJob.perform_later(task_id)
+    #                     (set(wait: delay_seconds) for a delayed task)
     #   task.reenqueue -> TaskRunnerJob.set(wait: delay_seconds).perform_later(task_id)
     #
     # The events come after the core committed the durable queue record. If
@@ -54,7 +55,7 @@ module TaskerCore
           # On the poller thread: the executor returns the connection an
           # ActiveRecord-backed job backend (DelayedJob) checked out to push.
           pushed = TaskerCore::Rails.with_executor do
-            if name == "task.reenqueue" && delay.positive?
+            if delay.positive? # a retry's backoff, or a delayed task (run_at / delay_seconds)
               job.set(wait: delay.seconds).perform_later(task_id)
             else
               job.perform_later(task_id)

@@ -1,0 +1,1 @@
+ALTER TABLE tasker_tasks DROP COLUMN run_at;
