@@ -29,7 +29,7 @@ type attemptResult struct {
 	panicked bool
 	timedOut bool
 	// skipped: the step's when condition was false; the handler did not run.
-	skipped bool
+	skipped  bool
 	started  time.Time
 	duration time.Duration
 }
