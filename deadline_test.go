@@ -138,7 +138,7 @@ func TestDeadlineExpiresExternallyHeldTask(t *testing.T) {
 			TemplatesDir: t.TempDir(), Backoff: fastBackoff(), EventEnqueue: true})
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
-		_, err = c.AddTemplate("d.yml", []byte(deadlineTemplate("external", 1)))
+		_, err = c.AddTemplate("d.yml", []byte(deadlineTemplate("external", 3)))
 		require.NoError(t, err)
 		ctx := context.Background()
 		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "external"})
@@ -149,12 +149,15 @@ func TestDeadlineExpiresExternallyHeldTask(t *testing.T) {
 		require.Len(t, claim.Steps, 1)
 		step := claim.Steps[0]
 
-		// Before the deadline the rescue pass leaves the task alone.
+		// Before the deadline the rescue pass leaves the task alone (checked
+		// only when the machine was quick enough to sweep before it).
 		_, err = w.RescueExpired(ctx)
 		require.NoError(t, err)
 		d, err := c.Task(ctx, task.ID)
 		require.NoError(t, err)
-		require.Equal(t, tasker.TaskState("in_progress"), d.State)
+		if time.Now().Before(task.CreatedAt.Add(3 * time.Second)) {
+			require.Equal(t, tasker.TaskState("in_progress"), d.State)
+		}
 
 		require.Eventually(t, func() bool {
 			_, err := w.RescueExpired(ctx)

@@ -143,6 +143,9 @@ type Template struct {
 	// task still unfinished then ends in error and its running attempts are
 	// cancelled. 0 means no deadline.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// IdempotencyWindowSeconds is how long a task's idempotency key
+	// deduplicates, from the task's creation; 0 means for ever.
+	IdempotencyWindowSeconds int `json:"idempotency_window_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
 }
@@ -199,7 +202,8 @@ func publicTemplate(t *template.Template) *Template {
 	}
 	return &Template{File: t.File, Name: t.Name, Namespace: t.Namespace, Version: t.Version,
 		Description: t.Description, TaskHandlerClass: t.TaskHandlerClass, Schema: t.Schema,
-		MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds, Steps: steps}
+		MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
+		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds, Steps: steps}
 }
 
 // Migration is one schema migration and whether it is applied.

@@ -383,7 +383,7 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
 		Reason: req.Reason, Tags: req.Tags, Priority: req.Priority, IdempotencyKey: req.IdempotencyKey,
 		MaxParallelSteps: tmpl.MaxParallelSteps, Steps: specs, Actor: cmp.Or(req.Initiator, "tasker"), Now: now,
-		RunAt: runAt,
+		RunAt: runAt, IdempotencyWindow: time.Duration(tmpl.IdempotencyWindowSeconds) * time.Second,
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: due, Priority: req.Priority,
 			Reason: "task initialized"},
 		SkipStepsResult: true,

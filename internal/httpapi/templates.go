@@ -10,15 +10,17 @@ import (
 // templateDoc is a task template as the protocol shows it. The template's
 // file path on the server is deliberately left out.
 type templateDoc struct {
-	Namespace        string            `json:"namespace"`
-	Name             string            `json:"name"`
-	Version          string            `json:"version"`
-	Description      string            `json:"description"`
-	TaskHandlerClass string            `json:"task_handler_class,omitempty"`
-	MaxParallelSteps int               `json:"max_parallel_steps"`
-	TimeoutSeconds   int               `json:"timeout_seconds,omitempty"`
-	ContextSchema    json.RawMessage   `json:"context_schema,omitempty"`
-	Steps            []stepTemplateDoc `json:"steps"`
+	Namespace        string `json:"namespace"`
+	Name             string `json:"name"`
+	Version          string `json:"version"`
+	Description      string `json:"description"`
+	TaskHandlerClass string `json:"task_handler_class,omitempty"`
+	MaxParallelSteps int    `json:"max_parallel_steps"`
+	TimeoutSeconds   int    `json:"timeout_seconds,omitempty"`
+	// IdempotencyWindowSeconds: how long an idempotency key deduplicates (0: for ever).
+	IdempotencyWindowSeconds int               `json:"idempotency_window_seconds,omitempty"`
+	ContextSchema            json.RawMessage   `json:"context_schema,omitempty"`
+	Steps                    []stepTemplateDoc `json:"steps"`
 }
 
 // stepTemplateDoc is one step of a templateDoc; the field names match the
@@ -38,8 +40,9 @@ type stepTemplateDoc struct {
 func newTemplateDoc(t *tasker.Template) templateDoc {
 	d := templateDoc{Namespace: t.Namespace, Name: t.Name, Version: t.Version, Description: t.Description,
 		TaskHandlerClass: t.TaskHandlerClass, MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
-		ContextSchema: t.Schema,
-		Steps:         make([]stepTemplateDoc, 0, len(t.Steps))}
+		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds,
+		ContextSchema:            t.Schema,
+		Steps:                    make([]stepTemplateDoc, 0, len(t.Steps))}
 	for _, st := range t.Steps {
 		deps := st.DependsOn
 		if deps == nil {

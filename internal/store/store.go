@@ -203,6 +203,10 @@ type TaskCreateParams struct {
 	Tags                     []string
 	Priority                 int
 	IdempotencyKey           string
+	// IdempotencyWindow, when > 0, is how long IdempotencyKey deduplicates:
+	// a task holding the key that was created longer ago than this before
+	// Now gives the key up to the new task, which is created.
+	IdempotencyWindow time.Duration
 	// RunAt, when set, is when a delayed task is due: stored with the task
 	// (Task.RunAt). Queue.RunAt says when its enqueue record is due.
 	RunAt            *time.Time

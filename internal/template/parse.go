@@ -23,7 +23,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "step_templates", "schedules", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "step_templates", "schedules", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when"}
 	environmentFields = []string{"step_templates"}
 )
@@ -101,6 +101,7 @@ type rawTemplate struct {
 	schemaNode                                              *yaml.Node
 	maxParallel                                             val[int]
 	timeout                                                 val[int]
+	idemWindow                                              val[int]
 	steps                                                   val[[]*rawStep]
 	schedules                                               val[[]*rawSchedule]
 	envs                                                    []*rawEnv
@@ -311,6 +312,10 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.maxParallel = p.integer(f.val, "max_parallel_steps", "", 1)
 		case "timeout_seconds":
 			rt.timeout = p.integer(f.val, "timeout_seconds", "", 1)
+		case "idempotency_window_seconds":
+			// At least a minute: a cron tick's key must outlive the grace in
+			// which runners may still create that tick (at most a minute).
+			rt.idemWindow = p.integer(f.val, "idempotency_window_seconds", "", 60)
 		case "step_templates":
 			rt.steps = p.steps(f.val, "step_templates", false)
 		case "schedules":
@@ -765,6 +770,9 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	}
 	if rt.timeout.set {
 		t.TimeoutSeconds = rt.timeout.v
+	}
+	if rt.idemWindow.set {
+		t.IdempotencyWindowSeconds = rt.idemWindow.v
 	}
 
 	// Work on copies so the base entries stay as read.

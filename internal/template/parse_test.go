@@ -319,6 +319,10 @@ step_templates: [{name: b, handler_class: X}]
 		yaml: "name: a\nstep_templates:\n  - {name: b, handler_class: X}\n  - {name: c, handler_class: X}\n  - name: d\n    handler_class: X\n    depends_on_step: b\n    when: 'results.b.ok && results[\"c\"].ok'\n",
 		want: []problem{{line: 8, field: "step_templates[2].when", step: "d", msg: []string{"reads results.c, but c is not a parent of d (parents: b)"}}},
 	}, {
+		name: "idempotency window below a minute",
+		yaml: "name: a\nidempotency_window_seconds: 30\nstep_templates: [{name: b, handler_class: X}]\n",
+		want: []problem{{line: 2, field: "idempotency_window_seconds", msg: []string{"must be at least 60, got 30"}}},
+	}, {
 		name: "task timeout_seconds below 1",
 		yaml: "name: a\ntimeout_seconds: 0\nstep_templates: [{name: b, handler_class: X}]\n",
 		want: []problem{{line: 2, field: "timeout_seconds", msg: []string{"must be at least 1, got 0"}}},

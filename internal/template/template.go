@@ -90,6 +90,10 @@ type Template struct {
 	// task still unfinished then ends in error (event expire) and its
 	// running attempts are cancelled. 0 means no deadline.
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
+	// IdempotencyWindowSeconds is how long a task's idempotency key
+	// deduplicates, counted from the task's creation: a request with the key
+	// after that creates a new task. 0 means for ever.
+	IdempotencyWindowSeconds int `json:"idempotency_window_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
 	// Schedules create a task of this template at each tick of their cron

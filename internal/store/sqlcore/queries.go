@@ -25,6 +25,7 @@ type Queries map[string]string
 // CoreQueries are the names Core runs; every database defines them all.
 var CoreQueries = []string{
 	"TaskGet", "TaskListFrom", "TaskState", "TasksByID", "TaskTransitions", "TaskSummary", "TasksByIdempotencyKey",
+	"IdempotencyKeysRelease",
 	"NamedTaskFind", "NamespaceUpsert", "NamedTaskUpsert", "NamedSteps",
 	"StepList", "StepsByID", "StepParents", "StepReadiness", "StepsMove", "StepLeaseExpired", "StepTransitions",
 	"DependencyResults", "QueueDelete", "QueueUpsert", "QueueClaim", "QueueRelease", "QueueAck", "QueueExtend",

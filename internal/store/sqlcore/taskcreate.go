@@ -154,11 +154,16 @@ func (s *Core) taskWrite(ctx context.Context, tx Tx, ps []*store.TaskCreateParam
 	sameAs := map[int]int{}   // position in ps -> position of the params it repeats
 	var fresh []*newTask
 	freshAt := map[int]*newTask{}
+	var released []int64 // tasks whose key expired: it moves to a new task
 	for i, p := range ps {
 		if key := p.IdempotencyKey; key != "" {
-			if id, ok := existing[key]; ok {
-				ids[i] = id
-				continue
+			if old, ok := existing[key]; ok {
+				if p.IdempotencyWindow <= 0 || !old.created.Before(p.Now.Add(-p.IdempotencyWindow)) {
+					ids[i] = old.id
+					continue
+				}
+				released = append(released, old.id)
+				delete(existing, key)
 			}
 			if j, ok := first[key]; ok {
 				sameAs[i] = j
@@ -169,6 +174,11 @@ func (s *Core) taskWrite(ctx context.Context, tx Tx, ps []*store.TaskCreateParam
 		nt := &newTask{p: p, now: UTC(p.Now), stepIDs: make(map[string]int64, len(p.Steps))}
 		fresh = append(fresh, nt)
 		freshAt[i] = nt
+	}
+	if len(released) > 0 {
+		if _, err := tx.Exec(ctx, s.Q("IdempotencyKeysRelease"), s.IDs(released)); err != nil {
+			return nil, nil, fmt.Errorf("release expired idempotency keys: %w", err)
+		}
 	}
 	if len(fresh) > 0 {
 		if err := s.insertTasks(ctx, tx, fresh); err != nil {
@@ -184,9 +194,15 @@ func (s *Core) taskWrite(ctx context.Context, tx Tx, ps []*store.TaskCreateParam
 	return ids, created, nil
 }
 
-// keyedTasks returns the ids of the existing tasks with the idempotency
-// keys of ps, by key, in one query.
-func (s *Core) keyedTasks(ctx context.Context, tx Tx, ps []*store.TaskCreateParams) (map[string]int64, error) {
+// keyedTask is an existing task holding an idempotency key.
+type keyedTask struct {
+	id      int64
+	created time.Time
+}
+
+// keyedTasks returns the existing tasks with the idempotency keys of ps,
+// by key, in one query.
+func (s *Core) keyedTasks(ctx context.Context, tx Tx, ps []*store.TaskCreateParams) (map[string]keyedTask, error) {
 	var keys []string
 	for _, p := range ps {
 		if p.IdempotencyKey != "" {
@@ -201,14 +217,15 @@ func (s *Core) keyedTasks(ctx context.Context, tx Tx, ps []*store.TaskCreatePara
 		return nil, fmt.Errorf("look up idempotency keys: %w", err)
 	}
 	defer rs.Close()
-	out := make(map[string]int64, len(keys))
+	out := make(map[string]keyedTask, len(keys))
 	for rs.Next() {
 		var key string
 		var id int64
-		if err := rs.Scan(&key, &id); err != nil {
+		var created ScanTime
+		if err := rs.Scan(&key, &id, &created); err != nil {
 			return nil, fmt.Errorf("look up idempotency keys: %w", err)
 		}
-		out[key] = id
+		out[key] = keyedTask{id: id, created: created.T}
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("look up idempotency keys: %w", err)

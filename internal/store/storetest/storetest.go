@@ -203,6 +203,41 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Len(t, all, 1)
 	})
 
+	t.Run("IdempotencyWindowExpires", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		at := func(d time.Duration) *store.TaskCreateParams {
+			p := diamond("window")
+			p.IdempotencyWindow, p.Now = time.Hour, t0.Add(d)
+			return p
+		}
+		first, err := st.TaskCreate(ctx, at(0))
+		require.NoError(t, err)
+		require.True(t, first.Created)
+		within, err := st.TaskCreate(ctx, at(59*time.Minute))
+		require.NoError(t, err)
+		require.False(t, within.Created, "within the window the key deduplicates")
+		require.Equal(t, first.Task.ID, within.Task.ID)
+		res, err := st.TaskCreateMany(ctx, []*store.TaskCreateParams{at(2 * time.Hour), at(2 * time.Hour)})
+		require.NoError(t, err)
+		require.True(t, res[0].Created, "after the window the key starts a new task")
+		require.NotEqual(t, first.Task.ID, res[0].Task.ID)
+		require.Equal(t, res[0].Task.ID, res[1].Task.ID, "a key repeated in one call still shares the new task")
+		require.Equal(t, "window", res[0].Task.IdempotencyKey)
+		old, err := st.TaskGet(ctx, first.Task.ID)
+		require.NoError(t, err)
+		require.Empty(t, old.IdempotencyKey, "the old task gave its key up")
+		again, err := st.TaskCreate(ctx, at(2*time.Hour+time.Minute))
+		require.NoError(t, err)
+		require.False(t, again.Created)
+		require.Equal(t, res[0].Task.ID, again.Task.ID)
+		forever := diamond("window")
+		forever.Now = t0.Add(100 * time.Hour) // no window: the key holds for ever
+		kept, err := st.TaskCreate(ctx, forever)
+		require.NoError(t, err)
+		require.False(t, kept.Created)
+	})
+
 	t.Run("ConcurrentIdempotentCreate", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)

@@ -15,7 +15,12 @@ SELECT {{template "task_cols"}} FROM tasker_tasks t WHERE t.task_id = ANY($1::bi
 SELECT state FROM tasker_tasks WHERE task_id = $1;
 
 -- name: TasksByIdempotencyKey
-SELECT idempotency_key, task_id FROM tasker_tasks WHERE idempotency_key = ANY($1::text[]);
+SELECT idempotency_key, task_id, created_at FROM tasker_tasks WHERE idempotency_key = ANY($1::text[]);
+
+-- name: IdempotencyKeysRelease
+-- The keys of tasks older than their deduplication window move to new
+-- tasks: the old tasks no longer carry them.
+UPDATE tasker_tasks SET idempotency_key = NULL WHERE task_id = ANY($1::bigint[]);
 
 -- name: NamedTaskFind
 -- $1 namespace, $2 name, $3 version, $4 description, $5 template: the

@@ -16,7 +16,12 @@ SELECT {{template "task_cols"}} FROM tasker_tasks t WHERE t.task_id IN (SELECT v
 SELECT state FROM tasker_tasks WHERE task_id = $1;
 
 -- name: TasksByIdempotencyKey
-SELECT idempotency_key, task_id FROM tasker_tasks WHERE idempotency_key IN (SELECT value FROM json_each($1));
+SELECT idempotency_key, task_id, created_at FROM tasker_tasks WHERE idempotency_key IN (SELECT value FROM json_each($1));
+
+-- name: IdempotencyKeysRelease
+-- The keys of tasks older than their deduplication window move to new
+-- tasks: the old tasks no longer carry them.
+UPDATE tasker_tasks SET idempotency_key = NULL WHERE task_id IN (SELECT value FROM json_each($1));
 
 -- name: NamedTaskFind
 -- $1 namespace, $2 name, $3 version, $4 description, $5 template: the
