@@ -1,0 +1,3 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL's queue notification trigger fires once per statement instead
+-- of once per row; SQLite has no LISTEN/NOTIFY and no such trigger.
