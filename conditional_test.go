@@ -159,11 +159,8 @@ func TestConditionEvaluationErrorFailsStep(t *testing.T) {
 func TestConditionalStepsExternalWorker(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
-		c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: url, AutoMigrate: true,
-			TemplatesDir: t.TempDir(), Backoff: fastBackoff(), EventEnqueue: true})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close() })
-		_, err = c.AddTemplate("c.yml", []byte(conditionalTemplate))
+		c := openWorkerClient(t, url)
+		_, err := c.AddTemplate("c.yml", []byte(conditionalTemplate))
 		require.NoError(t, err)
 		ctx := context.Background()
 		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "conditional",

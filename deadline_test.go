@@ -23,6 +23,17 @@ step_templates:
 `
 }
 
+// openWorkerClient opens a client whose handlers live in external workers
+// (EventEnqueue, as with the Ruby gem): no Go handler need be registered.
+func openWorkerClient(t *testing.T, url string) *tasker.Client {
+	t.Helper()
+	c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: url, AutoMigrate: true,
+		TemplatesDir: t.TempDir(), Backoff: fastBackoff(), EventEnqueue: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // waitTaskState waits until the task is in state (or the test times out).
 func waitTaskState(t *testing.T, c *tasker.Client, taskID int64, state tasker.TaskState) *tasker.TaskDetail {
 	t.Helper()
@@ -133,12 +144,8 @@ func TestDeadlineInterruptsRetryBackoff(t *testing.T) {
 func TestDeadlineExpiresExternallyHeldTask(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
-		// EventEnqueue: handlers live in external workers, as with the Ruby gem.
-		c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: url, AutoMigrate: true,
-			TemplatesDir: t.TempDir(), Backoff: fastBackoff(), EventEnqueue: true})
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Close() })
-		_, err = c.AddTemplate("d.yml", []byte(deadlineTemplate("external", 3)))
+		c := openWorkerClient(t, url)
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("external", 3)))
 		require.NoError(t, err)
 		ctx := context.Background()
 		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "external"})
