@@ -122,8 +122,10 @@ func TestGracefulShutdownReleasesWithoutFailure(t *testing.T) {
 }
 
 // A handler that ignores cancellation cannot be released: the shutting-down
-// coordinator abandons it to lease expiry and another runner's rescuer
-// counts the attempt as a retryable failure, naming the lost owner.
+// coordinator abandons it to lease expiry and a rescuer counts the attempt
+// as a retryable failure, naming the lost owner. Which runner's rescue pass
+// gets there first is a race (on a loaded machine the shutting-down one's
+// own last pass has), so either may have rescued it.
 func TestShutdownAbandonsHandlerIgnoringCancellation(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
@@ -160,7 +162,8 @@ func TestShutdownAbandonsHandlerIgnoringCancellation(t *testing.T) {
 		go func() { _ = live.Run(rctx, 1) }()
 		d := waitState(t, live, task.ID, "complete")
 		require.Equal(t, 2, d.Steps[0].Attempts, "the abandoned attempt counts")
-		require.Contains(t, strings.Join(stepEvents(t, live, task.ID), "\n"), "fail_retryable/rescuer/lease of stubborn expired")
+		require.Regexp(t, `fail_retryable/(rescuer|stubborn)/lease of stubborn expired`,
+			strings.Join(stepEvents(t, live, task.ID), "\n"))
 	})
 }
 
