@@ -8,6 +8,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/condition"
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -22,20 +23,25 @@ import (
 // stepCondition returns the compiled `when` of a task's step, nil when it
 // has none (or the template is not loaded here: the step then runs).
 func (e *Engine) stepCondition(task *taskertype.Task, step string) *condition.Condition {
-	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
-	if err != nil {
-		return nil
-	}
-	if st := tmpl.Step(step); st != nil {
-		return st.Condition
+	if tmpl := e.template(task); tmpl != nil {
+		return tmpl.Condition(step)
 	}
 	return nil
 }
 
-// conditionHolds evaluates a claimed step's `when`: run is true when the
-// step has none or it holds. err (permanent) when it cannot be evaluated.
-func (e *Engine) conditionHolds(task *taskertype.Task, c *store.ClaimedStep) (run bool, err error) {
-	cond := e.stepCondition(task, c.Step.Name)
+// template returns task's template, nil when it is not loaded here.
+func (e *Engine) template(task *taskertype.Task) *template.Template {
+	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
+	if err != nil {
+		return nil
+	}
+	return tmpl
+}
+
+// conditionHolds evaluates a claimed step's `when` (cond, nil when it has
+// none): run is true when there is none or it holds; err (permanent) when
+// it cannot be evaluated.
+func conditionHolds(cond *condition.Condition, task *taskertype.Task, c *store.ClaimedStep) (run bool, err error) {
 	if cond == nil {
 		return true, nil
 	}
@@ -71,7 +77,7 @@ func (e *Engine) skipUnmet(ctx context.Context, owner string, task *taskertype.T
 	var settled []attemptResult
 	run := claimed[:0:0]
 	for _, c := range claimed {
-		ok, err := e.conditionHolds(task, c)
+		ok, err := conditionHolds(e.stepCondition(task, c.Step.Name), task, c)
 		if err == nil && ok {
 			run = append(run, c)
 			continue

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tasker-systems/tasker/internal/condition"
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
@@ -257,15 +258,17 @@ func (u *unlockTracker) completed(step string) unlockSet {
 	return out
 }
 
-// execute runs one attempt of a step and reports on results.
-func (e *Engine) execute(ctx context.Context, task *taskertype.Task, c *store.ClaimedStep, results chan<- attemptResult) {
+// execute runs one attempt of a step and reports on results; cond is the
+// step's `when` (nil: none).
+func (e *Engine) execute(ctx context.Context, task *taskertype.Task, cond *condition.Condition, c *store.ClaimedStep,
+	results chan<- attemptResult) {
 	st := c.Step
 	r := attemptResult{claimed: c, started: e.cfg.Clock.Now()}
 	defer func() {
 		r.duration = e.since(r.started)
 		results <- r
 	}()
-	if run, err := e.conditionHolds(task, c); err != nil || !run {
+	if run, err := conditionHolds(cond, task, c); err != nil || !run {
 		r.err, r.skipped = err, err == nil
 		return
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -33,8 +34,13 @@ import (
 // deadline is when task must be finished, and the timeout_seconds it comes
 // from; ok is false when its template sets no timeout (or is not loaded here).
 func (e *Engine) deadline(task *taskertype.Task) (at time.Time, timeout int, ok bool) {
-	tmpl, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version)
-	if err != nil || tmpl.TimeoutSeconds <= 0 {
+	return deadlineOf(e.template(task), task)
+}
+
+// deadlineOf is deadline with task's template already looked up (nil: not
+// loaded here).
+func deadlineOf(tmpl *template.Template, task *taskertype.Task) (at time.Time, timeout int, ok bool) {
+	if tmpl == nil || tmpl.TimeoutSeconds <= 0 {
 		return time.Time{}, 0, false
 	}
 	from := task.CreatedAt
@@ -46,7 +52,12 @@ func (e *Engine) deadline(task *taskertype.Task) (at time.Time, timeout int, ok 
 
 // overdue says whether task is unfinished past its deadline at now.
 func (e *Engine) overdue(task *taskertype.Task, now time.Time) bool {
-	at, _, ok := e.deadline(task)
+	return overdueOf(e.template(task), task, now)
+}
+
+// overdueOf is overdue with task's template already looked up.
+func overdueOf(tmpl *template.Template, task *taskertype.Task, now time.Time) bool {
+	at, _, ok := deadlineOf(tmpl, task)
 	return ok && !now.Before(at)
 }
 
@@ -61,11 +72,7 @@ func (e *Engine) expire(ctx context.Context, task *taskertype.Task, res *HandleR
 	if err != nil {
 		return res, fmt.Errorf("expire task %d: %w", task.ID, err)
 	}
-	if !tr.Changed {
-		if tr.State == taskertype.TaskStateError {
-			res.Status, res.Outcome, res.Reason, res.NextRunAt = tr.State, ActionExpire, reason, nil
-			return res, nil // expired elsewhere
-		}
+	if !tr.Changed { // finished, or expired by another runner, meanwhile
 		return untouched(res, tr.State), nil
 	}
 	now := e.now()

@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/clock"
+	"github.com/tasker-systems/tasker/internal/condition"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -40,7 +42,8 @@ import (
 type taskRun struct {
 	e    *Engine
 	task *taskertype.Task
-	res  *HandleResult // the TaskFinalizer's decision, when the last batch settles the task
+	tmpl *template.Template // the task's template (nil: not loaded here): deadline, conditions
+	res  *HandleResult      // the TaskFinalizer's decision, when the last batch settles the task
 
 	ctx            context.Context    // the caller's: its end starts the shutdown
 	dbctx          context.Context    // ctx without its cancellation: writes are never cut in half
@@ -103,14 +106,23 @@ type taskRun struct {
 	expired       bool
 }
 
-func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, res *HandleResult, first int) *taskRun {
+// condition is a step's `when` (nil: none, or the template is not loaded).
+func (r *taskRun) condition(step string) *condition.Condition {
+	if r.tmpl == nil {
+		return nil
+	}
+	return r.tmpl.Condition(step)
+}
+
+func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, tmpl *template.Template, res *HandleResult,
+	first int) *taskRun {
 	// Handlers run under their own context so that a shutdown can let them
 	// finish (ShutdownGrace) before cancelling them.
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &taskRun{e: e, task: task, res: res, ctx: ctx, dbctx: context.WithoutCancel(ctx), hctx: hctx,
+	r := &taskRun{e: e, task: task, tmpl: tmpl, res: res, ctx: ctx, dbctx: context.WithoutCancel(ctx), hctx: hctx,
 		cancelHandlers: cancel, results: make(chan attemptResult, max(task.MaxParallelSteps, first, 1)),
 		inflight: map[int64]*store.ClaimedStep{}, done: ctx.Done()}
-	if at, _, ok := e.deadline(task); ok {
+	if at, _, ok := deadlineOf(tmpl, task); ok {
 		r.deadlineTimer = e.cfg.Clock.NewTimer(max(at.Sub(e.now()), 0))
 		r.deadline = r.deadlineTimer.C()
 	}
@@ -122,11 +134,12 @@ func (e *Engine) newTaskRun(ctx context.Context, task *taskertype.Task, res *Han
 // finalizer then finds steps ready after all ("continue"), another pass
 // claims them. first are steps Handle claimed with the task's start.
 func (e *Engine) drive(ctx context.Context, task *taskertype.Task, first []*store.ClaimedStep, res *HandleResult) (*HandleResult, error) {
+	tmpl := e.template(task) // once for the task's passes: its deadline and its steps' conditions
 	for {
-		if e.overdue(task, e.now()) {
+		if overdueOf(tmpl, task, e.now()) {
 			return e.expire(ctx, task, res) // cancels the steps claimed with the start, if any
 		}
-		r := e.newTaskRun(ctx, task, res, len(first))
+		r := e.newTaskRun(ctx, task, tmpl, res, len(first))
 		stopped, settled, err := r.run(first)
 		first = nil
 		res.StepsExecuted += r.executed
@@ -233,7 +246,7 @@ func (r *taskRun) start(claimed []*store.ClaimedStep) {
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: r.task.ID,
 			StepID: c.Step.ID, StepName: c.Step.Name, Time: r.e.claimedAt(c),
 			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
-		go r.e.execute(r.hctx, r.task, c, r.results)
+		go r.e.execute(r.hctx, r.task, r.condition(c.Step.Name), c, r.results)
 	}
 	r.e.bus.Publish(events...)
 }

@@ -855,6 +855,12 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 		if s.when.set {
 			p.when(st, s.when)
 		}
+		if st.Condition != nil {
+			if t.conditions == nil {
+				t.conditions = map[string]*condition.Condition{}
+			}
+			t.conditions[st.Name] = st.Condition
+		}
 		t.Steps = append(t.Steps, st)
 	}
 

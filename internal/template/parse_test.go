@@ -98,6 +98,8 @@ func TestParseValid(t *testing.T) {
 	require.Equal(t, "context.order_id > 0", tm.Step("reserve").When)
 	require.NotNil(t, tm.Step("reserve").Condition)
 	require.Nil(t, tm.Step("charge").Condition)
+	require.Same(t, tm.Step("reserve").Condition, tm.Condition("reserve"))
+	require.Nil(t, tm.Condition("charge"))
 	require.JSONEq(t, `{"type":"object","required":["order_id"],"properties":{"order_id":{"type":"integer"}}}`, string(tm.Schema))
 	require.Len(t, tm.Steps, 3)
 

@@ -100,6 +100,8 @@ type Template struct {
 	// expressions (see Schedule).
 	Schedules []*Schedule `json:"schedules,omitempty"`
 
+	// conditions maps the steps that have a `when` to it compiled.
+	conditions map[string]*condition.Condition
 	// schema is Schema compiled (nil when there is no schema).
 	schema *jsonschema.Schema
 	// semver is Version parsed.
@@ -146,6 +148,11 @@ type StepTemplate struct {
 
 // Key returns "namespace/name@version".
 func (t *Template) Key() string { return t.Namespace + "/" + t.Name + "@" + t.Version }
+
+// Condition returns the compiled `when` of the named step, nil when it has
+// none: a map lookup, for the coordinator's per-attempt path (Step is a
+// linear search).
+func (t *Template) Condition(step string) *condition.Condition { return t.conditions[step] }
 
 // Step returns the step template with the given name, or nil.
 func (t *Template) Step(name string) *StepTemplate {
