@@ -52,7 +52,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// claim runs (StepClaimParams.Lease), not from now, which may be well
 	// before (a batch, a wait for a connection, a database restart).
 	now := e.now()
-	tr, task, first, err := e.store.TaskStartAndClaim(context.WithoutCancel(ctx),
+	tr, task, first, err := e.taskStartAndClaim(context.WithoutCancel(ctx),
 		startParams(taskID, e.cfg.Owner, "coordinator started", now),
 		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, FirstNames: e.rootNames}))
 	if err != nil {
@@ -151,7 +151,7 @@ func (e *Engine) recordInBackground(ctx context.Context, task *taskertype.Task, 
 // split only added contention (fan-out 10,000: -7 %), so it is not made.
 func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams, split bool) ([]*store.ClaimedStep, error) {
 	if !split || len(p.Names) > 0 || p.Limit < 2*splitMin {
-		return e.store.StepClaim(ctx, p)
+		return e.stepClaim(ctx, p)
 	}
 	a, b := *p, *p
 	a.Limit = p.Limit / 2
@@ -159,8 +159,8 @@ func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams
 	var wg sync.WaitGroup
 	var first []*store.ClaimedStep
 	var firstErr error
-	wg.Go(func() { first, firstErr = e.store.StepClaim(ctx, &a) })
-	second, err := e.store.StepClaim(ctx, &b)
+	wg.Go(func() { first, firstErr = e.stepClaim(ctx, &a) })
+	second, err := e.stepClaim(ctx, &b)
 	wg.Wait()
 	// On an error the steps the other half claimed are still returned: they
 	// are leased to this coordinator and must run.
@@ -453,13 +453,10 @@ func (e *Engine) recordAs(ctx context.Context, owner string, task *taskertype.Ta
 	if finalize {
 		var v verdict
 		var tr *store.TransitionResult
-		applied, tr, err = e.store.StepRecordFinalize(ctx, params, func(sum *store.TaskSummary) *store.TaskTransitionParams {
-			v = e.judge(task, sum, owner)
-			return v.transition()
-		})
+		applied, v, tr, err = e.stepRecordFinalize(ctx, params, task)
 		final = &finalDecision{v: v, tr: tr}
 	} else {
-		applied, err = e.store.StepRecord(ctx, params)
+		applied, err = e.stepRecord(ctx, params)
 	}
 	if err != nil {
 		return false, nil, err

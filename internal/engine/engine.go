@@ -103,6 +103,10 @@ type Engine struct {
 
 	// creates coalesces concurrent InitializeTask calls.
 	creates *creates
+	// records and claims batch the coordinators' store writes across
+	// tasks (batcher.go, txbatch.go).
+	records *batcher[*recordReq]
+	claims  *batcher[*claimReq]
 
 	// leases keeps the leases of the steps this engine's coordinators hold.
 	leases *stepLeases
@@ -154,6 +158,7 @@ func New(cfg Config) (*Engine, error) {
 		quit:     make(chan struct{}),
 	}
 	e.leases = newStepLeases(e)
+	e.newBatchers()
 	e.creates = &creates{many: cfg.Store.TaskCreateMany, one: cfg.Store.TaskCreate}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
@@ -295,7 +300,7 @@ func (e *Engine) InitializeTask(ctx context.Context, req *TaskRequest) (*taskert
 // capability (SQLite) returns an error.
 func (e *Engine) InitializeTaskTx(ctx context.Context, tx pgx.Tx, req *TaskRequest) (*taskertype.Task, bool, error) {
 	txs, ok := e.store.(store.TxTaskCreator)
-	if !ok || e.store.Dialect() != "postgres" {
+	if !ok {
 		return nil, false, fmt.Errorf("initialize a task in a caller's transaction: the %s store cannot (PostgreSQL only)",
 			e.store.Dialect())
 	}

@@ -68,7 +68,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	// of the task and the claim share one transaction, batched with other
 	// claims on PostgreSQL. A task already in progress is only claimed from;
 	// one in any other state is left alone.
-	tr, task, claimed, err := e.store.TaskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
+	tr, task, claimed, err := e.taskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
 		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0)}))
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
@@ -268,12 +268,9 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	var v verdict
 	var tr *store.TransitionResult
 	if finalize {
-		applied, tr, err = e.store.StepRecordFinalize(ctx, params, func(sum *store.TaskSummary) *store.TaskTransitionParams {
-			v = e.judge(task, sum, owner)
-			return v.transition()
-		})
+		applied, v, tr, err = e.stepRecordFinalize(ctx, params, task)
 	} else {
-		applied, err = e.store.StepRecord(ctx, params)
+		applied, err = e.stepRecord(ctx, params)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("report results: %w", err)

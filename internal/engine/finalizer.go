@@ -89,17 +89,12 @@ func retryDecision(attempts, maxAttempts int, retryable, permanent bool) noRetry
 // decides, and applies the decision (task transition, enqueue record,
 // events) as actor. ActionContinue changes nothing: the caller runs the
 // ready steps (the Go coordinator loop, or an external worker's next claim).
-// It goes through StepRecordFinalize with no outcomes: the summary and the
-// transition share one transaction under the task row's lock (and, on
-// PostgreSQL, a batch with other finalizers).
+// It goes through the record batcher with no outcomes: the summary and the
+// transition share one transaction under the task row's lock (and a batch
+// with other finalizers).
 func (e *Engine) decide(ctx context.Context, task *taskertype.Task, res *HandleResult, actor string) error {
 	dbctx := context.WithoutCancel(ctx)
-	var v verdict
-	_, tr, err := e.store.StepRecordFinalize(dbctx, &store.StepRecordParams{TaskID: task.ID, Owner: actor, Now: e.now()},
-		func(sum *store.TaskSummary) *store.TaskTransitionParams {
-			v = e.judge(task, sum, actor)
-			return v.transition()
-		})
+	_, v, tr, err := e.stepRecordFinalize(dbctx, &store.StepRecordParams{TaskID: task.ID, Owner: actor, Now: e.now()}, task)
 	if err != nil {
 		return err
 	}
@@ -118,7 +113,8 @@ type verdict struct {
 }
 
 // judge decides from a summary and prepares the transition, without
-// writing anything (it may run inside a store transaction).
+// writing anything (the record batch runs it between the statements of
+// its transaction).
 func (e *Engine) judge(task *taskertype.Task, sum *store.TaskSummary, actor string) verdict {
 	v := verdict{d: Decide(sum), queue: store.QueueOp{Kind: store.QueueDelete}}
 	switch v.d.Action {

@@ -37,10 +37,19 @@ func (s *slowRecords) StepRecord(ctx context.Context, p *store.StepRecordParams)
 	return s.Store.StepRecord(ctx, p)
 }
 
-func (s *slowRecords) StepRecordFinalize(ctx context.Context, p *store.StepRecordParams,
-	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+// Transact delays the records of the engine's batches the same way.
+func (s *slowRecords) Transact(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.Store.Transact(ctx, func(tx store.Tx) error { return fn(&slowRecordsTx{Tx: tx, delay: s.delay}) })
+}
+
+type slowRecordsTx struct {
+	store.Tx
+	delay time.Duration
+}
+
+func (s *slowRecordsTx) StepRecordMany(ctx context.Context, ps *store.StepRecordManyParams) ([][]bool, error) {
 	time.Sleep(s.delay)
-	return s.Store.StepRecordFinalize(ctx, p, decide)
+	return s.Tx.StepRecordMany(ctx, ps)
 }
 
 func addTemplate(t *testing.T, reg *template.Registry, yamlDoc string) {

@@ -64,7 +64,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	}()
 	defer e.runSchedules(ctx)()
 	var notify <-chan struct{}
-	if n, ok := e.store.(store.Notifier); ok && e.store.Dialect() == "postgres" {
+	if n, ok := e.store.(store.Notifier); ok {
 		ch, err := n.Listen(ctx)
 		if err != nil {
 			e.log.Warn("listen for notifications; polling only", "err", err)

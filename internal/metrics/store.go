@@ -42,6 +42,7 @@ const (
 	opTaskStartAndClaim
 	opStepRecordFinalize
 	opStepLeaseExtend
+	opTransact
 	opCount
 )
 
@@ -75,6 +76,7 @@ var opNames = [opCount]string{
 	opTaskStartAndClaim:  "task_start_and_claim",
 	opStepRecordFinalize: "step_record_finalize",
 	opStepLeaseExtend:    "step_lease_extend",
+	opTransact:           "transact",
 }
 
 // timedStore times every call of the store it wraps. Its children are
@@ -360,13 +362,53 @@ func (t *timedStore) TaskStartAndClaim(ctx context.Context, start *store.TaskTra
 	return tr, task, claimed, err
 }
 
-// StepRecordFinalize implements store.Store.
-func (t *timedStore) StepRecordFinalize(ctx context.Context, p *store.StepRecordParams,
-	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+// Transact implements store.Store. The transaction is timed as a whole,
+// under the operation its bulk operations make it (the engine's batches):
+// task_start_and_claim for claims, step_record_finalize for records with
+// the finalizer, step_record for records alone, transact otherwise.
+func (t *timedStore) Transact(ctx context.Context, fn func(tx store.Tx) error) error {
 	start := time.Now()
-	applied, tr, err := t.st.StepRecordFinalize(ctx, p, decide)
-	t.done(opStepRecordFinalize, start, err)
-	return applied, tr, err
+	var seen txOps
+	err := t.st.Transact(ctx, func(tx store.Tx) error { return fn(&seenTx{Tx: tx, seen: &seen}) })
+	op := opTransact
+	switch {
+	case seen.claim:
+		op = opTaskStartAndClaim
+	case seen.summary:
+		op = opStepRecordFinalize
+	case seen.record:
+		op = opStepRecord
+	}
+	t.done(op, start, err)
+	return err
+}
+
+// txOps notes the kinds of bulk operation a transaction ran.
+type txOps struct{ claim, summary, record bool }
+
+// seenTx is a store.Tx that notes the operations it runs.
+type seenTx struct {
+	store.Tx
+	seen *txOps
+}
+
+// StepRecordMany implements store.Tx.
+func (s *seenTx) StepRecordMany(ctx context.Context, ps *store.StepRecordManyParams) ([][]bool, error) {
+	s.seen.record = true
+	return s.Tx.StepRecordMany(ctx, ps)
+}
+
+// TaskSummaries implements store.Tx.
+func (s *seenTx) TaskSummaries(ctx context.Context, taskIDs []int64, nows []time.Time) (map[int64]*store.TaskSummary, error) {
+	s.seen.summary = true
+	return s.Tx.TaskSummaries(ctx, taskIDs, nows)
+}
+
+// TaskStartAndClaimMany implements store.Tx.
+func (s *seenTx) TaskStartAndClaimMany(ctx context.Context, ps []*store.StartAndClaimParams) ([]*store.StartAndClaimResult,
+	error) {
+	s.seen.claim = true
+	return s.Tx.TaskStartAndClaimMany(ctx, ps)
 }
 
 // StepLeaseExtend implements store.Store.

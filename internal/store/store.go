@@ -91,12 +91,6 @@ type Store interface {
 	// rescuer failed for that same attempt (lease expired) and that no later
 	// attempt has claimed since still takes it.
 	StepRecord(ctx context.Context, p *StepRecordParams) ([]bool, error)
-	// StepRecordFinalize is StepRecord followed, in the same transaction, by
-	// the task's summary (as TaskSummary at p.Now), handed to decide; the
-	// transition decide returns, if not nil, is applied like TaskTransition
-	// and its result returned.
-	StepRecordFinalize(ctx context.Context, p *StepRecordParams,
-		decide func(*TaskSummary) *TaskTransitionParams) ([]bool, *TransitionResult, error)
 	// StepTransition applies an operator's (or rescuer's) transition to some
 	// steps of a task in one transaction, optionally with a task transition
 	// and queue change in the same transaction.
@@ -124,6 +118,14 @@ type Store interface {
 	QueueList(ctx context.Context, limit int) ([]*QueueEntry, error)
 	// QueueNextRunAt returns the earliest run_at of an unleased record (nil when none).
 	QueueNextRunAt(ctx context.Context) (*time.Time, error)
+
+	// Transact is the transaction executor: it runs fn in one transaction
+	// and commits when fn returns nil (rolls back otherwise). When the
+	// database aborts the transaction to break a deadlock or a
+	// serialization conflict with another process it runs fn again, a few
+	// times: fn must set its results afresh on every run. ctx bounds the
+	// whole transaction.
+	Transact(ctx context.Context, fn func(tx Tx) error) error
 }
 
 // Notifier is an optional capability: a store that can wake idle runners
@@ -394,4 +396,62 @@ type QueueEntry struct {
 	LeaseOwner     string
 	LeaseExpiresAt *time.Time
 	CreatedAt      time.Time
+}
+
+// --- The transaction executor's bulk operations (Store.Transact) ---
+
+// Tx is one transaction of Store.Transact. Each of its operations writes
+// or reads the rows of many calls (of many tasks) with one statement per
+// kind of row, however many tasks are in it: the engine's batcher composes
+// them (record, summarize, decide, transition) and makes the decisions
+// itself. A Tx is used by one goroutine and only inside fn.
+type Tx interface {
+	// StepRecordMany applies the outcomes of each record as StepRecord
+	// does; applied[i][j] reports outcome j of ps.Records[i]. It also locks
+	// the rows of the tasks ps.Lock until the transaction ends (in id
+	// order, before anything reads their steps), so that two transactions
+	// finalizing one task take turns and the later one sees the earlier
+	// one's results.
+	StepRecordMany(ctx context.Context, ps *StepRecordManyParams) ([][]bool, error)
+	// TaskSummaries is TaskSummary for each of taskIDs (distinct) at the
+	// time of the same index in nows, as seen inside the transaction. A task
+	// without steps (or without a row) has the zero summary.
+	TaskSummaries(ctx context.Context, taskIDs []int64, nows []time.Time) (map[int64]*TaskSummary, error)
+	// TaskTransitionMany applies guarded task transitions as TaskTransition
+	// does, in order. results[i] reports ps[i]; errs[i] is a
+	// taskertype.TaskNotFoundError for a task that does not exist (the
+	// transaction goes on). The returned error fails the transaction.
+	TaskTransitionMany(ctx context.Context, ps []*TaskTransitionParams) ([]*TransitionResult, []error, error)
+	// TaskStartAndClaimMany runs each claim as TaskStartAndClaim does (a
+	// claim without Start as StepClaim does). Several claims of one task
+	// take distinct steps. results[i].Err is a per-claim error
+	// (taskertype.TaskNotFoundError); the returned error fails the
+	// transaction.
+	TaskStartAndClaimMany(ctx context.Context, ps []*StartAndClaimParams) ([]*StartAndClaimResult, error)
+}
+
+// StepRecordManyParams is the input of Tx.StepRecordMany.
+type StepRecordManyParams struct {
+	Records []*StepRecordParams
+	// Lock are tasks whose rows are locked (typically the ones about to be
+	// summarized and finalized).
+	Lock []int64
+}
+
+// StartAndClaimParams is one claim of Tx.TaskStartAndClaimMany.
+type StartAndClaimParams struct {
+	// Start, when set, is applied first, as by TaskStartAndClaim.
+	Start *TaskTransitionParams
+	Claim *StepClaimParams
+}
+
+// StartAndClaimResult is the outcome of one StartAndClaimParams.
+type StartAndClaimResult struct {
+	// Transition and Task are set for a claim with a Start (see
+	// TaskStartAndClaim).
+	Transition *TransitionResult
+	Task       *taskertype.Task
+	Claimed    []*ClaimedStep
+	// Err is this claim's own failure (its task does not exist).
+	Err error
 }

@@ -1,14 +1,12 @@
 package postgres
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -17,136 +15,25 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// Cross-task batching (PostgreSQL). Every coordinator of a runner records
-// its steps' results and finalizes its task through the same few
-// statements: the cost of a statement (a round trip, parse/bind/execute,
-// a commit) was most of the cost of a short task. A combiner gathers the
-// calls that arrive while earlier batches are running and executes them
-// together: one transaction, one statement per kind of write for the whole
-// batch, whatever the number of tasks in it. An idle store runs each call
-// alone as soon as it arrives, so batching adds no waiting; a busy one
-// batches as much as is queued. Each call keeps its own result: steps no
-// longer held are reported unapplied and a finalizer transition whose guard
-// fails reports the task's state, exactly as when run alone.
+// The transaction executor (PostgreSQL): Store.Transact and the bulk
+// operations of store.Tx. Each operation is one statement per kind of row
+// for all the calls (of many tasks) the engine's batcher put in the
+// transaction: the cost of a statement (a round trip, parse/bind/execute,
+// a commit) was most of the cost of a short task. The engine decides what
+// goes in a transaction and what each task's summary means; this file only
+// stores and reads.
 
-// errStoreClosed is returned by calls made after Close.
-var errStoreClosed = errors.New("store closed")
-
-// combinerWorkers is how many batches of one kind run at once: enough to
-// keep a commit's flush and the next batch's statements overlapping.
-const combinerWorkers = 2
-
-// maxBatch caps the calls in one batch.
-const maxBatch = 256
-
-// call is what every combined request carries: its error (set by the
-// batch, or by the batch's transaction for this request alone) and the
-// signal that its results are set.
-type call struct {
-	err  error
-	done chan struct{}
-}
-
-func (c *call) base() *call { return c }
-
-// request is a combined call's type (*recordReq, *claimReq).
-type request interface{ base() *call }
-
-// combiner merges concurrent requests into batches run by a few goroutines,
-// each batch in one transaction by exec.
-type combiner[R request] struct {
-	s    *Store
-	exec func(ctx context.Context, tx sqlcore.Tx, batch []R) error
-	reqs chan R
-	quit chan struct{}
-	once sync.Once // starts the executors
-	stop sync.Once // closes quit
-	wg   sync.WaitGroup
-}
-
-func newCombiner[R request](s *Store, exec func(ctx context.Context, tx sqlcore.Tx, batch []R) error) *combiner[R] {
-	return &combiner[R]{s: s, exec: exec, reqs: make(chan R), quit: make(chan struct{})}
-}
-
-// do runs r in the next batch and waits for it; the error is r's own or its
-// batch's. It fails without running r after close.
-func (c *combiner[R]) do(r R) error {
-	c.once.Do(func() {
-		for range combinerWorkers {
-			c.wg.Add(1)
-			go c.loop()
-		}
-	})
-	r.base().done = make(chan struct{})
-	select {
-	case c.reqs <- r:
-	case <-c.quit:
-		return errStoreClosed
-	}
-	<-r.base().done
-	return r.base().err
-}
-
-// run executes a batch and signals its requests. A batch that fails is run
-// again one request at a time: one request's input may have failed the
-// whole transaction, and only that request should see the error.
-func (c *combiner[R]) run(batch []R) {
-	err := c.s.runBatch(func(tx sqlcore.Tx) error { return c.exec(context.Background(), tx, batch) })
-	if err != nil && len(batch) > 1 {
-		for _, r := range batch {
-			c.run([]R{r})
-		}
-		return
-	}
-	for _, r := range batch {
-		if err != nil {
-			r.base().err = err
-		}
-		close(r.base().done)
-	}
-}
-
-func (c *combiner[R]) loop() {
-	defer c.wg.Done()
-	for {
-		var batch []R
-		select {
-		case <-c.quit:
-			return
-		case r := <-c.reqs:
-			batch = append(batch, r)
-		}
-	more:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-c.reqs:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
-		c.run(batch)
-	}
-}
-
-// close stops the executors after their current batch. It may be called
-// more than once.
-func (c *combiner[R]) close() {
-	c.stop.Do(func() { close(c.quit) })
-	c.wg.Wait()
-}
-
-// batchAttempts is how often a batch is tried when PostgreSQL aborts it to
-// break a deadlock or a serialization conflict with another process.
+// batchAttempts is how often a transaction is tried when PostgreSQL aborts
+// it to break a deadlock or a serialization conflict with another process.
 const batchAttempts = 3
 
-// runBatch runs fn in a transaction, again after a deadlock or
-// serialization failure.
-func (s *Store) runBatch(fn func(tx sqlcore.Tx) error) error {
-	ctx := context.Background()
+// Transact implements store.Store: fn runs in a transaction begun by
+// beginBatch (generic plans for the batch statements), again after a
+// deadlock or serialization failure.
+func (s *Store) Transact(ctx context.Context, fn func(tx store.Tx) error) error {
 	var err error
 	for range batchAttempts {
-		err = s.InTxWith(ctx, s.pg.beginBatch, fn)
+		err = s.InTxWith(ctx, s.pg.beginBatch, func(tx sqlcore.Tx) error { return fn(&pgTx{s: s, tx: tx}) })
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			return err
@@ -155,29 +42,13 @@ func (s *Store) runBatch(fn func(tx sqlcore.Tx) error) error {
 	return err
 }
 
-// recordReq is one StepRecord or StepRecordFinalize call.
-type recordReq struct {
-	call
-	p        *store.StepRecordParams
-	decide   func(*store.TaskSummary) *store.TaskTransitionParams
-	finalize bool
-
-	applied []bool
-	tr      *store.TransitionResult
+// pgTx is PostgreSQL's store.Tx.
+type pgTx struct {
+	s  *Store
+	tx sqlcore.Tx
 }
 
-func newRecordReq(p *store.StepRecordParams, decide func(*store.TaskSummary) *store.TaskTransitionParams) *recordReq {
-	return &recordReq{p: p, decide: decide, finalize: decide != nil, applied: make([]bool, len(p.Outcomes))}
-}
-
-// recordBatched is StepRecord/StepRecordFinalize through the combiner.
-func (s *Store) recordBatched(p *store.StepRecordParams, decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
-	r := newRecordReq(p, decide)
-	if err := s.records.do(r); err != nil {
-		return nil, nil, err
-	}
-	return r.applied, r.tr, nil
-}
+var _ store.Tx = (*pgTx)(nil)
 
 // recordColumns are the outcomes of a batch as s.Q("RecordBatch") reads them:
 // one array per column, an outcome's position the same in each. Arrays go
@@ -218,19 +89,24 @@ func nonEmpty(v json.RawMessage) json.RawMessage {
 	return v
 }
 
-func (s *Store) recordBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*recordReq) error {
-	type ref struct{ req, outcome int }
+// StepRecordMany implements store.Tx: every outcome of every record in
+// one statement (RecordBatch), which also locks the tasks of ps.Lock.
+func (t *pgTx) StepRecordMany(ctx context.Context, ps *store.StepRecordManyParams) ([][]bool, error) {
+	type ref struct{ rec, outcome int }
 	n := 0
-	for _, r := range batch {
-		n += len(r.p.Outcomes)
+	applied := make([][]bool, len(ps.Records))
+	for i, p := range ps.Records {
+		if err := sqlcore.CheckOutcomes(p); err != nil {
+			return nil, err
+		}
+		n += len(p.Outcomes)
+		applied[i] = make([]bool, len(p.Outcomes))
 	}
 	cols := newRecordColumns(n)
 	refs := make([]ref, 0, n)
-	for ri, r := range batch {
-		clear(r.applied)
-		r.tr, r.err = nil, nil
-		now := sqlcore.UTC(r.p.Now)
-		for i, o := range r.p.Outcomes {
+	for ri, p := range ps.Records {
+		now := sqlcore.UTC(p.Now)
+		for i, o := range p.Outcomes {
 			mj := json.RawMessage(`{}`) // a success's transition metadata: the attempt, added in SQL
 			if len(o.Error) > 0 || o.NextRetryAt != nil {
 				meta := map[string]any{}
@@ -242,7 +118,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*recor
 				}
 				var err error
 				if mj, err = json.Marshal(meta); err != nil {
-					return fmt.Errorf("record step %d: %w", o.StepID, err)
+					return nil, fmt.Errorf("record step %d of task %d: %w", o.StepID, p.TaskID, err)
 				}
 			}
 			var next, completed *time.Time
@@ -257,7 +133,7 @@ func (s *Store) recordBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*recor
 			if o.GiveBackAttempt {
 				giveBack = 1
 			}
-			cols.stepIDs, cols.owners = append(cols.stepIDs, o.StepID), append(cols.owners, r.p.Owner)
+			cols.stepIDs, cols.owners = append(cols.stepIDs, o.StepID), append(cols.owners, p.Owner)
 			cols.states, cols.events = append(cols.states, string(o.To)), append(cols.events, o.Event)
 			cols.reasons, cols.results = append(cols.reasons, o.Reason), append(cols.results, nonEmpty(o.Results))
 			cols.errs, cols.metas = append(cols.errs, nonEmpty(o.Error)), append(cols.metas, mj)
@@ -267,78 +143,55 @@ func (s *Store) recordBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*recor
 			refs = append(refs, ref{ri, i})
 		}
 	}
-	// The tasks to finalize, each once, in lock order.
-	var fin []*recordReq
-	seen := map[int64]bool{}
-	for _, r := range batch {
-		if r.finalize && !seen[r.p.TaskID] {
-			seen[r.p.TaskID] = true
-			fin = append(fin, r)
-		}
-	}
-	slices.SortFunc(fin, func(a, b *recordReq) int { return cmp.Compare(a.p.TaskID, b.p.TaskID) })
-	taskIDs := make([]int64, len(fin))
-	nows := make([]time.Time, len(fin))
-	for i, r := range fin {
-		taskIDs[i], nows[i] = r.p.TaskID, sqlcore.UTC(r.p.Now)
-	}
-	if len(refs) == 0 && len(taskIDs) > 0 {
-		if _, err := tx.Exec(ctx, s.Q("LockTasks"),
-			taskIDs); err != nil {
-			return fmt.Errorf("lock tasks: %w", err)
-		}
-	}
-	if len(refs) > 0 {
-		rs, err := tx.Query(ctx, s.Q("RecordBatch"), cols.args(taskIDs)...)
-		if err != nil {
-			return fmt.Errorf("record steps: %w", err)
-		}
-		for rs.Next() {
-			var n int
-			if err := rs.Scan(&n); err != nil {
-				rs.Close()
-				return fmt.Errorf("record steps: %w", err)
+	// The tasks to lock, each once, in lock order.
+	lock := slices.Clone(ps.Lock)
+	slices.Sort(lock)
+	lock = slices.Compact(lock)
+	if len(refs) == 0 {
+		if len(lock) > 0 {
+			if _, err := t.tx.Exec(ctx, t.s.Q("LockTasks"), lock); err != nil {
+				return nil, fmt.Errorf("lock tasks: %w", err)
 			}
-			batch[refs[n].req].applied[refs[n].outcome] = true
 		}
-		rs.Close()
-		if err := rs.Err(); err != nil {
-			return fmt.Errorf("record steps: %w", err)
-		}
+		return applied, nil
 	}
+	rs, err := t.tx.Query(ctx, t.s.Q("RecordBatch"), cols.args(lock)...)
+	if err != nil {
+		return nil, fmt.Errorf("record steps: %w", err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var n int
+		if err := rs.Scan(&n); err != nil {
+			return nil, fmt.Errorf("record steps: %w", err)
+		}
+		applied[refs[n].rec][refs[n].outcome] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("record steps: %w", err)
+	}
+	return applied, nil
+}
 
-	// The finalizers: one summary query for every task, then each call's
-	// decision, then one statement for every resulting transition.
+// TaskSummaries implements store.Tx.
+func (t *pgTx) TaskSummaries(ctx context.Context, taskIDs []int64, nows []time.Time) (map[int64]*store.TaskSummary, error) {
+	if len(taskIDs) != len(nows) {
+		return nil, fmt.Errorf("summarize tasks: %d task ids, %d times", len(taskIDs), len(nows))
+	}
 	if len(taskIDs) == 0 {
-		return nil
+		return map[int64]*store.TaskSummary{}, nil
 	}
-	sums, err := s.summaries(ctx, tx, taskIDs, nows)
-	if err != nil {
-		return err
+	utc := make([]time.Time, len(nows))
+	for i, n := range nows {
+		utc[i] = sqlcore.UTC(n)
 	}
-	var moves []*store.TaskTransitionParams
-	var movers []*recordReq
-	for _, r := range batch {
-		if !r.finalize {
-			continue
-		}
-		sum := sums[r.p.TaskID]
-		if sum == nil {
-			sum = &store.TaskSummary{}
-		}
-		if tp := r.decide(sum); tp != nil {
-			moves = append(moves, tp)
-			movers = append(movers, r)
-		}
-	}
-	results, errs, err := s.taskMoves(ctx, tx, moves)
-	if err != nil {
-		return err
-	}
-	for i, r := range movers {
-		r.tr, r.err = results[i], errs[i]
-	}
-	return nil
+	return t.s.summaries(ctx, t.tx, taskIDs, utc)
+}
+
+// TaskTransitionMany implements store.Tx.
+func (t *pgTx) TaskTransitionMany(ctx context.Context, ps []*store.TaskTransitionParams) ([]*store.TransitionResult, []error,
+	error) {
+	return t.s.taskMoves(ctx, t.tx, ps)
 }
 
 // summaries is Store.summary for several distinct tasks in one query.
@@ -513,25 +366,36 @@ func (s *Store) taskMoves(ctx context.Context, tx sqlcore.Tx, ps []*store.TaskTr
 	return results, errs, nil
 }
 
-// claimReq is one StepClaim or TaskStartAndClaim call.
+// claimReq is one claim of TaskStartAndClaimMany while it runs.
 type claimReq struct {
-	call
-	start *store.TaskTransitionParams // nil for StepClaim
+	start *store.TaskTransitionParams // nil for a plain claim
 	p     *store.StepClaimParams
 
 	tr      *store.TransitionResult
-	task    *taskertype.Task // read after the start (TaskStartAndClaim)
+	task    *taskertype.Task // read after the start
 	claimed []*store.ClaimedStep
+	err     error
 }
 
-// claimBatched is StepClaim/TaskStartAndClaim through the combiner; the
-// returned request holds the results.
-func (s *Store) claimBatched(start *store.TaskTransitionParams, p *store.StepClaimParams) (*claimReq, error) {
-	r := &claimReq{start: start, p: p}
-	if err := s.claims.do(r); err != nil {
+// TaskStartAndClaimMany implements store.Tx: the start transitions in one
+// statement, the tasks read back in one, then the claims in one statement
+// per round (see claimBatchTx).
+func (t *pgTx) TaskStartAndClaimMany(ctx context.Context, ps []*store.StartAndClaimParams) ([]*store.StartAndClaimResult, error) {
+	batch := make([]*claimReq, len(ps))
+	for i, p := range ps {
+		if p.Claim == nil {
+			return nil, fmt.Errorf("claim %d: no claim parameters", i)
+		}
+		batch[i] = &claimReq{start: p.Start, p: p.Claim}
+	}
+	if err := t.s.claimBatchTx(ctx, t.tx, batch); err != nil {
 		return nil, err
 	}
-	return r, nil
+	out := make([]*store.StartAndClaimResult, len(batch))
+	for i, r := range batch {
+		out[i] = &store.StartAndClaimResult{Transition: r.tr, Task: r.task, Claimed: r.claimed, Err: r.err}
+	}
+	return out, nil
 }
 
 // claimDoc is one claim in the JSON document s.Q("ClaimBatch") reads. A claim
@@ -599,7 +463,6 @@ func (s *Store) claimBatchTx(ctx context.Context, tx sqlcore.Tx, batch []*claimR
 	var starts []*store.TaskTransitionParams
 	var starters []*claimReq
 	for _, r := range batch {
-		r.tr, r.task, r.claimed, r.err = nil, nil, nil, nil
 		if r.start != nil {
 			starts = append(starts, r.start)
 			starters = append(starters, r)

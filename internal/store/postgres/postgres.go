@@ -5,9 +5,10 @@
 // Its SQL is in queries/*.sql (named statements, loaded once at Open) and
 // its schema in migrations/. What is common with SQLite is in
 // internal/store/sqlcore; what only PostgreSQL does is here: COPY of many
-// rows, the cross-task batching of claims and records (batch.go), the
-// server's clock for leases, PgBouncer handling (pgbouncer.go) and the
-// jit setting.
+// rows, the transaction executor's bulk operations, one statement for the
+// claims or records of many tasks (batch.go; the engine does the
+// batching), the server's clock for leases, PgBouncer handling
+// (pgbouncer.go) and the jit setting.
 package postgres
 
 import (
@@ -49,10 +50,6 @@ type Store struct {
 	// listenPool is the direct LISTEN pool, closed with the store (nil:
 	// LISTEN uses the main pool).
 	listenPool *pgxpool.Pool
-	// records batches StepRecord/StepRecordFinalize calls across tasks.
-	records *combiner[*recordReq]
-	// claims batches StepClaim/TaskStartAndClaim calls the same way.
-	claims *combiner[*claimReq]
 }
 
 var (
@@ -108,8 +105,6 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	}
 	s.pg = &pgxDB{pgxQ: pgxQ{q: pool, rt: core.RoundTripCounter()}, pool: pool, nextIDs: q["NextStepIDs"]}
 	core.SetDB(s.pg)
-	s.records = newCombiner(s, s.recordBatchTx)
-	s.claims = newCombiner(s, s.claimBatchTx)
 	return s, nil
 }
 
@@ -119,52 +114,65 @@ func RedactURL(raw string) string { return redact.DSN(raw) }
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	s.records.close()
-	s.claims.close()
 	if s.listenPool != nil {
 		defer s.listenPool.Close()
 	}
 	return s.pg.Close()
 }
 
-// StepClaim implements store.Store through the claim combiner.
-func (s *Store) StepClaim(_ context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
-	r, err := s.claimBatched(nil, p)
-	if err != nil {
-		return nil, err
-	}
-	return r.claimed, nil
+// StepClaim implements store.Store: a transaction of one claim (the
+// engine batches claims of many tasks through Transact).
+func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
+	_, _, claimed, err := s.startAndClaim(ctx, nil, p)
+	return claimed, err
 }
 
-// TaskStartAndClaim implements store.Store through the claim combiner: the
-// start transition and the first claim share one transaction.
-func (s *Store) TaskStartAndClaim(_ context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult,
+// TaskStartAndClaim implements store.Store: the start transition and the
+// claim share one transaction.
+func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult,
 	*taskertype.Task, []*store.ClaimedStep, error) {
-	r, err := s.claimBatched(start, p)
+	return s.startAndClaim(ctx, start, p)
+}
+
+func (s *Store) startAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult,
+	*taskertype.Task, []*store.ClaimedStep, error) {
+	var r *store.StartAndClaimResult
+	err := s.Transact(ctx, func(tx store.Tx) error {
+		rs, err := tx.TaskStartAndClaimMany(ctx, []*store.StartAndClaimParams{{Start: start, Claim: p}})
+		if err != nil {
+			return err
+		}
+		r = rs[0]
+		return nil
+	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return r.tr, r.task, r.claimed, nil
+	if r.Err != nil {
+		return nil, nil, nil, r.Err
+	}
+	return r.Transition, r.Task, r.Claimed, nil
 }
 
-// StepRecord implements store.Store through the record combiner.
+// StepRecord implements store.Store: a transaction of one record (the
+// engine batches records of many tasks through Transact).
 func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
-	applied, _, err := s.StepRecordFinalize(ctx, p, nil)
-	return applied, err
-}
-
-// StepRecordFinalize implements store.Store through the record combiner:
-// the outcomes, the task's summary, decide and its transition in one
-// transaction (with other tasks' calls).
-func (s *Store) StepRecordFinalize(_ context.Context, p *store.StepRecordParams,
-	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
-	if len(p.Outcomes) == 0 && decide == nil {
-		return make([]bool, 0), nil, nil
+	if len(p.Outcomes) == 0 {
+		return make([]bool, 0), nil
 	}
 	if err := sqlcore.CheckOutcomes(p); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return s.recordBatched(p, decide)
+	var applied [][]bool
+	err := s.Transact(ctx, func(tx store.Tx) error {
+		var err error
+		applied, err = tx.StepRecordMany(ctx, &store.StepRecordManyParams{Records: []*store.StepRecordParams{p}})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied[0], nil
 }
 
 // StepLeaseExtend implements store.Store: the new end is the server's

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -12,8 +13,25 @@ import (
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
-// Claims and records on SQLite: one call, one transaction (the database
-// has one writer; batching calls of several tasks gains nothing).
+// Claims and records on SQLite, and its transaction executor. The bulk
+// operations of store.Tx run their calls one after another inside the one
+// transaction (the database has one writer, and a statement costs no
+// round trip): what a transaction of many calls saves on SQLite is the
+// commits, not the statements.
+
+// Transact implements store.Store. SQLite reports no deadlocks (one
+// writer; a busy database is waited for by the driver), so fn runs once.
+func (s *Store) Transact(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.InTx(ctx, func(tx sqlcore.Tx) error { return fn(&liteTx{s: s, tx: tx}) })
+}
+
+// liteTx is SQLite's store.Tx.
+type liteTx struct {
+	s  *Store
+	tx sqlcore.Tx
+}
+
+var _ store.Tx = (*liteTx)(nil)
 
 // StepClaim implements store.Store.
 func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
@@ -33,33 +51,70 @@ func (s *Store) StepClaim(ctx context.Context, p *store.StepClaimParams) ([]*sto
 // first claim share one transaction (one commit instead of two).
 func (s *Store) TaskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (*store.TransitionResult,
 	*taskertype.Task, []*store.ClaimedStep, error) {
-	var tr *store.TransitionResult
-	var task *taskertype.Task
-	var claimed []*store.ClaimedStep
+	var r *store.StartAndClaimResult
 	err := s.InTx(ctx, func(tx sqlcore.Tx) error {
 		var err error
-		claimed = nil
-		if tr, err = s.TaskMove(ctx, tx, start); err != nil {
-			return err
-		}
-		if task, err = s.TaskGetIn(ctx, tx, start.TaskID); err != nil {
-			return err
-		}
-		if !tr.Changed && tr.State != start.To {
-			return nil // the task left the start's sources: claim nothing
-		}
-		cp := *p
-		if cp.Limit == 0 {
-			cp.Limit = task.MaxParallelSteps
-		}
-		cp.Names = sqlcore.FirstClaimNames(p, tr, task)
-		claimed, err = s.claimTx(ctx, tx, &cp)
+		r, err = s.startAndClaimTx(ctx, tx, start, p)
 		return err
 	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return tr, task, claimed, nil
+	return r.Transition, r.Task, r.Claimed, nil
+}
+
+// TaskStartAndClaimMany implements store.Tx: each claim in turn; a claim
+// whose task does not exist gets the error and the others go on.
+func (t *liteTx) TaskStartAndClaimMany(ctx context.Context, ps []*store.StartAndClaimParams) ([]*store.StartAndClaimResult, error) {
+	out := make([]*store.StartAndClaimResult, len(ps))
+	for i, p := range ps {
+		if p.Claim == nil {
+			return nil, fmt.Errorf("claim %d: no claim parameters", i)
+		}
+		r, err := t.s.startAndClaimTx(ctx, t.tx, p.Start, p.Claim)
+		var nf *taskertype.TaskNotFoundError
+		if errors.As(err, &nf) {
+			r, err = &store.StartAndClaimResult{Err: err}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// startAndClaimTx applies start (when not nil) and claims inside tx.
+func (s *Store) startAndClaimTx(ctx context.Context, tx sqlcore.Tx, start *store.TaskTransitionParams,
+	p *store.StepClaimParams) (*store.StartAndClaimResult, error) {
+	if start == nil {
+		claimed, err := s.claimTx(ctx, tx, p)
+		if err != nil {
+			return nil, err
+		}
+		return &store.StartAndClaimResult{Claimed: claimed}, nil
+	}
+	tr, err := s.TaskMove(ctx, tx, start)
+	if err != nil {
+		return nil, err
+	}
+	task, err := s.TaskGetIn(ctx, tx, start.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	r := &store.StartAndClaimResult{Transition: tr, Task: task}
+	if !tr.Changed && tr.State != start.To {
+		return r, nil // the task left the start's sources: claim nothing
+	}
+	cp := *p
+	if cp.Limit == 0 {
+		cp.Limit = task.MaxParallelSteps
+	}
+	cp.Names = sqlcore.FirstClaimNames(p, tr, task)
+	if r.Claimed, err = s.claimTx(ctx, tx, &cp); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // claimTx claims up to p.Limit ready steps inside tx.
@@ -125,27 +180,80 @@ func (s *Store) claimTx(ctx context.Context, tx sqlcore.Tx, p *store.StepClaimPa
 // by one UPDATE joined with the outcomes passed as one JSON document, so a
 // batch costs the same few round trips whatever its size.
 func (s *Store) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
-	applied, _, err := s.stepRecord(ctx, p, nil)
-	return applied, err
+	if len(p.Outcomes) == 0 {
+		return make([]bool, 0), nil
+	}
+	var applied []bool
+	err := s.InTx(ctx, func(tx sqlcore.Tx) error {
+		var err error
+		applied, err = s.stepRecordTx(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return applied, nil
 }
 
-// StepRecordFinalize implements store.Store: StepRecord, then in the same
-// transaction the task's summary is handed to decide and the transition it
-// returns (if any) is applied.
-func (s *Store) StepRecordFinalize(ctx context.Context, p *store.StepRecordParams,
-	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
-	return s.stepRecord(ctx, p, decide)
+// StepRecordMany implements store.Tx: each record in turn. ps.Lock needs
+// no lock on SQLite: a transaction that writes holds the database's one
+// writer until it ends.
+func (t *liteTx) StepRecordMany(ctx context.Context, ps *store.StepRecordManyParams) ([][]bool, error) {
+	out := make([][]bool, len(ps.Records))
+	for i, p := range ps.Records {
+		applied, err := t.s.stepRecordTx(ctx, t.tx, p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = applied
+	}
+	return out, nil
 }
 
-func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
-	decide func(*store.TaskSummary) *store.TaskTransitionParams) ([]bool, *store.TransitionResult, error) {
+// TaskSummaries implements store.Tx.
+func (t *liteTx) TaskSummaries(ctx context.Context, taskIDs []int64, nows []time.Time) (map[int64]*store.TaskSummary, error) {
+	if len(taskIDs) != len(nows) {
+		return nil, fmt.Errorf("summarize tasks: %d task ids, %d times", len(taskIDs), len(nows))
+	}
+	out := make(map[int64]*store.TaskSummary, len(taskIDs))
+	for i, id := range taskIDs {
+		sum, err := t.s.Summary(ctx, t.tx, id, nows[i])
+		if err != nil {
+			return nil, err
+		}
+		out[id] = sum
+	}
+	return out, nil
+}
+
+// TaskTransitionMany implements store.Tx: each transition in turn.
+func (t *liteTx) TaskTransitionMany(ctx context.Context, ps []*store.TaskTransitionParams) ([]*store.TransitionResult, []error,
+	error) {
+	results, errs := make([]*store.TransitionResult, len(ps)), make([]error, len(ps))
+	for i, p := range ps {
+		tr, err := t.s.TaskMove(ctx, t.tx, p)
+		var nf *taskertype.TaskNotFoundError
+		if errors.As(err, &nf) {
+			errs[i] = err
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		results[i] = tr
+	}
+	return results, errs, nil
+}
+
+// stepRecordTx applies p's outcomes inside tx; applied[i] reports outcome i.
+func (s *Store) stepRecordTx(ctx context.Context, tx sqlcore.Tx, p *store.StepRecordParams) ([]bool, error) {
 	now := sqlcore.UTC(p.Now)
 	applied := make([]bool, len(p.Outcomes))
-	if len(p.Outcomes) == 0 && decide == nil {
-		return applied, nil, nil
+	if len(p.Outcomes) == 0 {
+		return applied, nil
 	}
 	if err := sqlcore.CheckOutcomes(p); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	docs := make([]recordDoc, len(p.Outcomes))
 	index := make(map[int64]int, len(p.Outcomes))
@@ -166,31 +274,12 @@ func (s *Store) stepRecord(ctx context.Context, p *store.StepRecordParams,
 	}
 	doc, err := json.Marshal(docs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("record steps: %w", err)
+		return nil, fmt.Errorf("record steps of task %d: %w", p.TaskID, err)
 	}
-	var tr *store.TransitionResult
-	err = s.InTx(ctx, func(tx sqlcore.Tx) error {
-		clear(applied)
-		tr = nil
-		if err := s.recordTx(ctx, tx, p, string(doc), docs, index, applied, now); err != nil {
-			return err
-		}
-		if decide == nil {
-			return nil
-		}
-		sum, err := s.Summary(ctx, tx, p.TaskID, now)
-		if err != nil {
-			return err
-		}
-		if tp := decide(sum); tp != nil {
-			tr, err = s.TaskMove(ctx, tx, tp)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
+	if err := s.recordTx(ctx, tx, p, string(doc), docs, index, applied, now); err != nil {
+		return nil, err
 	}
-	return applied, tr, nil
+	return applied, nil
 }
 
 // recordTx applies a batch of outcomes inside tx (the RecordSteps query) and

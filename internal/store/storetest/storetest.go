@@ -188,6 +188,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	})
 
 	exerciseTaskCreateMany(t, newStore)
+	exerciseTransact(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
@@ -467,7 +468,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.ElementsMatch(t, []string{"b", "c"}, claimNames(claimed), "a is complete; b and c are ready")
 	})
 
-	t.Run("StepRecordFinalize", func(t *testing.T) {
+	t.Run("RecordAndFinalizeInOneTransaction", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t)
 		res, err := st.TaskCreate(ctx, diamond(""))
@@ -489,7 +490,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		// The summary handed to decide already sees the recorded outcome;
 		// no transition when decide returns nil.
 		var seen *store.TaskSummary
-		applied, got, err := st.StepRecordFinalize(ctx, outcome(a), func(sum *store.TaskSummary) *store.TaskTransitionParams {
+		applied, got, err := recordFinalize(ctx, st, outcome(a), func(sum *store.TaskSummary) *store.TaskTransitionParams {
 			seen = sum
 			return nil
 		})
@@ -505,7 +506,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 		succeed(t, st, id, "r1", t0, claimed...)
 		d := claim(t, st, id, "r1", t0, 4)
 		require.Equal(t, []string{"d"}, claimNames(d))
-		_, got, err = st.StepRecordFinalize(ctx, outcome(d[0].Step.ID), func(sum *store.TaskSummary) *store.TaskTransitionParams {
+		_, got, err = recordFinalize(ctx, st, outcome(d[0].Step.ID), func(sum *store.TaskSummary) *store.TaskTransitionParams {
 			require.Equal(t, sum.Total, sum.Complete)
 			return &store.TaskTransitionParams{TaskID: id, From: []taskertype.TaskState{taskertype.TaskStateInProgress},
 				To: taskertype.TaskStateComplete, Event: "complete", Actor: "r1", Now: t0,
@@ -1131,7 +1132,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					_, tr, err := st.StepRecordFinalize(ctx, &store.StepRecordParams{TaskID: id, Owner: owner, Now: t0,
+					_, tr, err := recordFinalize(ctx, st, &store.StepRecordParams{TaskID: id, Owner: owner, Now: t0,
 						Outcomes: []store.StepOutcome{{StepID: claims[i][0].Step.ID, To: taskertype.StepStateComplete,
 							Event: "succeed", Results: json.RawMessage(`{}`)}}},
 						func(sum *store.TaskSummary) *store.TaskTransitionParams {
