@@ -102,7 +102,8 @@ func (b *batcher[R]) do(ctx context.Context, r R) error {
 }
 
 // drain runs queued batches until the queue is empty or, with own set,
-// until own is done; then it hands the rest to a new goroutine.
+// until own is done; then it hands what is still queued to a new
+// goroutine, so that the caller goes back to its work.
 func (b *batcher[R]) drain(own *batchCall) {
 	for {
 		b.mu.Lock()
@@ -110,6 +111,11 @@ func (b *batcher[R]) drain(own *batchCall) {
 			b.running--
 			b.idle.Broadcast()
 			b.mu.Unlock()
+			return
+		}
+		if own != nil && isDone(own) {
+			b.mu.Unlock()
+			go b.drain(nil)
 			return
 		}
 		n := min(len(b.queue), b.max)
@@ -120,10 +126,6 @@ func (b *batcher[R]) drain(own *batchCall) {
 		b.queue = b.queue[:rest]
 		b.mu.Unlock()
 		b.run(batch)
-		if own != nil && isDone(own) {
-			go b.drain(nil) // the caller goes back to its work; ends at once when nothing is queued
-			return
-		}
 	}
 }
 

@@ -252,3 +252,36 @@ func TestBatcherContextAndClose(t *testing.T) {
 		})
 	}
 }
+
+// A batch takes at most max requests; the caller whose request is done
+// hands what is still queued to a goroutine, which runs it all.
+func TestBatcherCapsBatchesAndHandsOverTheQueue(t *testing.T) {
+	t.Parallel()
+	st := testdb.Postgres(t)
+	e, err := New(Config{Store: st, EnqueueHandler: EventEnqueueHandler{}})
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	const n = 6
+	tasks := make([]*taskertype.Task, n)
+	steps := make([]*store.ClaimedStep, n)
+	for i := range n {
+		tasks[i], steps[i] = runningTask(t, st, now)
+	}
+	g := newGatedBatcher(e)
+	g.max = 2
+	ctx := context.Background()
+	outs := []chan recorded{goRecord(g, ctx, success(tasks[0], steps[0], now, `{}`), nil)}
+	<-g.entered
+	for i := 1; i < n; i++ {
+		outs = append(outs, goRecord(g, ctx, success(tasks[i], steps[i], now, `{}`), nil))
+	}
+	require.Eventually(t, func() bool { return g.queued() == n-1 }, 10*time.Second, time.Millisecond)
+	close(g.gate)
+	for i, out := range outs {
+		got := <-out
+		require.NoError(t, got.err, "request %d", i)
+		require.Equal(t, []bool{true}, got.r.applied, "request %d", i)
+	}
+	g.close() // waits for the goroutine that drained the queue
+	require.Equal(t, []int{1, 2, 2, 1}, g.runs())
+}
