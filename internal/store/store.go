@@ -455,3 +455,45 @@ type StartAndClaimResult struct {
 	// Err is this claim's own failure (its task does not exist).
 	Err error
 }
+
+// ---- Dynamic fan-out (issue 19 item 4) ----
+
+// StepFanOutParams expands a fan-out placeholder step (see
+// Store.StepFanOut): the placeholder StepID, in progress under Owner's
+// lease for attempt Attempt, gets Children, each depending on every parent
+// of the placeholder, and the placeholder depends on each child and goes
+// back to pending with its attempt given back.
+type StepFanOutParams struct {
+	TaskID  int64
+	StepID  int64
+	Owner   string
+	Attempt int
+	// Children are the steps to insert (their Parents are ignored: each
+	// child's parents are the placeholder's).
+	Children []StepSpec
+	Event    string // the placeholder's transition event ("expand")
+	Reason   string
+	Actor    string
+	Now      time.Time
+}
+
+// StepFanOutResult reports an expansion.
+type StepFanOutResult struct {
+	// Applied is false when the placeholder was no longer in progress under
+	// the owner's lease for that attempt: nothing was written.
+	Applied bool
+	// ChildIDs are the new steps' ids, in the order of the params' Children.
+	ChildIDs []int64
+}
+
+// FanOutStore is the storage side of dynamic fan-out. Both databases have
+// it (a separate interface only to keep the Store interface's edits apart).
+type FanOutStore interface {
+	// StepFanOut writes an expansion in one transaction: the child steps,
+	// their initial transitions, the edges from the placeholder's parents to
+	// each child and from each child to the placeholder, and the
+	// placeholder's move back to pending. All or nothing: a crash leaves
+	// either no child or every child, and a placeholder no longer held by
+	// p.Owner is not expanded.
+	StepFanOut(ctx context.Context, p *StepFanOutParams) (*StepFanOutResult, error)
+}

@@ -24,7 +24,7 @@ import (
 // (the order also breaks ties between equally close suggestions).
 var (
 	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "step_templates", "schedules", "environments"}
-	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when"}
+	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out"}
 	environmentFields = []string{"step_templates"}
 )
 
@@ -52,6 +52,7 @@ type rawStep struct {
 	timeout        val[int]
 	skippable      val[bool]
 	when           val[string]
+	fanOut         val[*rawFanOut]
 }
 
 // apply overlays the fields an environment override sets: handler_config
@@ -66,6 +67,9 @@ func (s *rawStep) apply(o *rawStep) {
 	over(&s.handlerClass, o.handlerClass)
 	over(&s.dependsOnStep, o.dependsOnStep)
 	over(&s.when, o.when)
+	if o.fanOut.set {
+		s.fanOut = o.fanOut
+	}
 	if o.dependsOnSteps.set {
 		s.dependsOnSteps = o.dependsOnSteps
 	}
@@ -693,6 +697,8 @@ func (p *parser) step(n *yaml.Node, field string, override bool) *rawStep {
 			s.skippable = p.boolean(f.val, fld, step)
 		case "when":
 			s.when = p.text(f.val, fld, step)
+		case "fan_out":
+			s.fanOut = p.fanOut(f.val, fld, step)
 		default:
 			p.unknown(f, field, step, stepFields)
 		}
@@ -855,6 +861,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 		if s.when.set {
 			p.when(st, s.when)
 		}
+		p.buildFanOut(t, st, s.fanOut)
 		if st.Condition != nil {
 			if t.conditions == nil {
 				t.conditions = map[string]*condition.Condition{}

@@ -102,6 +102,8 @@ type Template struct {
 
 	// conditions maps the steps that have a `when` to it compiled.
 	conditions map[string]*condition.Condition
+	// fanOuts maps the steps that have a fan_out to it.
+	fanOuts map[string]*FanOut
 	// schema is Schema compiled (nil when there is no schema).
 	schema *jsonschema.Schema
 	// semver is Version parsed.
@@ -140,6 +142,9 @@ type StepTemplate struct {
 	When string `json:"when,omitempty"`
 	// Condition is When compiled (nil when When is empty).
 	Condition *condition.Condition `json:"-"`
+	// FanOut, when set, expands the step at run time into one step per item
+	// of a list its parent FanOut.Over returned (see FanOut).
+	FanOut *FanOut `json:"fan_out,omitempty"`
 	// Skippable steps may be bypassed with a task request's bypass_steps.
 	Skippable bool `json:"skippable,omitempty"`
 	// Line is the YAML line of the step's entry (0 when unknown).
