@@ -46,6 +46,7 @@ const (
 	EventStepResolved       = taskertype.EventStepResolved
 	EventStepCancelled      = taskertype.EventStepCancelled
 	EventStepSkipped        = taskertype.EventStepSkipped
+	EventStepExpanded       = taskertype.EventStepExpanded
 )
 
 // Errors re-exported from taskertype; match them with errors.Is / errors.As.

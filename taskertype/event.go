@@ -29,6 +29,8 @@ const (
 	EventStepResolved       EventKind = "step.resolved_manually"
 	EventStepCancelled      EventKind = "step.cancelled"
 	EventStepSkipped        EventKind = "step.skipped"
+	// EventStepExpanded: a fan_out step was expanded into its children.
+	EventStepExpanded EventKind = "step.expanded"
 )
 
 // Event is one lifecycle event, published only after the state change it

@@ -16,6 +16,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/condition"
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/internal/tracing/tracectx"
 	"github.com/tasker-systems/tasker/taskertype"
 )
@@ -30,7 +31,9 @@ type attemptResult struct {
 	panicked bool
 	timedOut bool
 	// skipped: the step's when condition was false; the handler did not run.
-	skipped  bool
+	skipped bool
+	// expanded: a fan-out step was expanded (nothing left to record).
+	expanded bool
 	started  time.Time
 	duration time.Duration
 }
@@ -205,6 +208,7 @@ func batchFailed(batch []attemptResult) bool {
 type unlockTracker struct {
 	children map[string][]string // parent -> its children
 	waiting  map[string]int      // child -> parents not yet seen complete
+	fanOuts  map[string]bool     // the fan-out steps (see unlockedBy)
 }
 
 func (e *Engine) newUnlockTracker(task *taskertype.Task) *unlockTracker {
@@ -212,7 +216,7 @@ func (e *Engine) newUnlockTracker(task *taskertype.Task) *unlockTracker {
 	if err != nil {
 		return nil
 	}
-	u := &unlockTracker{children: map[string][]string{}, waiting: map[string]int{}}
+	u := &unlockTracker{children: map[string][]string{}, waiting: map[string]int{}, fanOuts: fanOutNames(tmpl)}
 	for _, st := range tmpl.Steps {
 		for _, p := range st.DependsOn {
 			u.children[p] = append(u.children[p], st.Name)
@@ -225,7 +229,7 @@ func (e *Engine) newUnlockTracker(task *taskertype.Task) *unlockTracker {
 // hasChildren reports whether other steps depend on step (always, when the
 // template is not loaded here).
 func (u *unlockTracker) hasChildren(step string) bool {
-	return u == nil || len(u.children[step]) > 0
+	return u == nil || len(u.children[step]) > 0 || u.fanOutPlaceholder(step) != ""
 }
 
 // unlockSet is what completed steps unlocked: the children whose parents
@@ -259,15 +263,20 @@ func (u *unlockTracker) completed(step string) unlockSet {
 }
 
 // execute runs one attempt of a step and reports on results; cond is the
-// step's `when` (nil: none).
-func (e *Engine) execute(ctx context.Context, task *taskertype.Task, cond *condition.Condition, c *store.ClaimedStep,
-	results chan<- attemptResult) {
+// step's `when` (nil: none) and fo its fan_out (nil: none; the engine runs
+// it, see fanout.go).
+func (e *Engine) execute(ctx context.Context, task *taskertype.Task, cond *condition.Condition, fo *template.FanOut,
+	c *store.ClaimedStep, results chan<- attemptResult) {
 	st := c.Step
 	r := attemptResult{claimed: c, started: e.cfg.Clock.Now()}
 	defer func() {
 		r.duration = e.since(r.started)
 		results <- r
 	}()
+	if fo != nil {
+		e.runFanOut(ctx, e.cfg.Owner, task, fo, cond, c, &r)
+		return
+	}
 	if run, err := conditionHolds(cond, task, c); err != nil || !run {
 		r.err, r.skipped = err, err == nil
 		return
@@ -437,6 +446,9 @@ func (e *Engine) record(ctx context.Context, task *taskertype.Task, batch []atte
 // the pull API skips or fails before handing them out).
 func (e *Engine) recordAs(ctx context.Context, owner string, task *taskertype.Task, batch []attemptResult, release,
 	finalize bool) (bool, *finalDecision, error) {
+	if batch = withoutExpanded(batch); len(batch) == 0 && !finalize {
+		return false, nil, nil
+	}
 	now := e.now()
 	outcomes := make([]store.StepOutcome, len(batch))
 	events := make([][]taskertype.Event, len(batch))

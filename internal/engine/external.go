@@ -91,6 +91,9 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 		return res, nil
 	}
 	res.Runnable = true
+	if claimed, err = e.claimPastFanOuts(ctx, owner, task, claimed, limit); err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
 	claimed, err = e.skipUnmet(ctx, owner, task, claimed)
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)

@@ -246,7 +246,7 @@ func (r *taskRun) start(claimed []*store.ClaimedStep) {
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: r.task.ID,
 			StepID: c.Step.ID, StepName: c.Step.Name, Time: r.e.claimedAt(c),
 			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
-		go r.e.execute(r.hctx, r.task, r.condition(c.Step.Name), c, r.results)
+		go r.e.execute(r.hctx, r.task, r.condition(c.Step.Name), fanOutOf(r.tmpl, c.Step.Name), c, r.results)
 	}
 	r.e.bus.Publish(events...)
 }
@@ -329,7 +329,7 @@ drain:
 	}
 	for _, res := range batch {
 		if res.err == nil {
-			r.pendingUnlocks.add(r.unlocks.completed(res.claimed.Step.Name))
+			r.pendingUnlocks.add(r.unlocks.unlockedBy(res))
 		}
 	}
 	r.pending = append(r.pending, batch...)

@@ -43,6 +43,7 @@ const (
 	opStepRecordFinalize
 	opStepLeaseExtend
 	opTransact
+	opStepFanOut
 	opCount
 )
 
@@ -77,6 +78,7 @@ var opNames = [opCount]string{
 	opStepRecordFinalize: "step_record_finalize",
 	opStepLeaseExtend:    "step_lease_extend",
 	opTransact:           "transact",
+	opStepFanOut:         "step_fan_out",
 }
 
 // timedStore times every call of the store it wraps. Its children are
@@ -417,6 +419,14 @@ func (t *timedStore) StepLeaseExtend(ctx context.Context, owner string, stepIDs 
 	n, until, err := t.st.StepLeaseExtend(ctx, owner, stepIDs, lease)
 	t.done(opStepLeaseExtend, start, err)
 	return n, until, err
+}
+
+// StepFanOut implements store.FanOutStore.
+func (t *timedStore) StepFanOut(ctx context.Context, p *store.StepFanOutParams) (*store.StepFanOutResult, error) {
+	start := time.Now()
+	res, err := t.st.StepFanOut(ctx, p)
+	t.done(opStepFanOut, start, err)
+	return res, err
 }
 
 var (

@@ -85,6 +85,10 @@ const (
 	// StepEventSkip: the step's when condition was false when it was
 	// claimed; its handler does not run.
 	StepEventSkip StepEvent = "skip"
+	// StepEventExpand: a fan-out step was expanded into its children when
+	// it was claimed; it waits for them (pending) with its attempt given
+	// back.
+	StepEventExpand StepEvent = "expand"
 )
 
 // TaskEvents returns every task event, in declaration order.
@@ -100,6 +104,7 @@ func StepEvents() []StepEvent {
 	return []StepEvent{
 		StepEventClaim, StepEventSucceed, StepEventFailRetryable, StepEventFailPermanent,
 		StepEventRelease, StepEventRetry, StepEventResolve, StepEventCancel, StepEventSkip,
+		StepEventExpand,
 	}
 }
 
@@ -222,6 +227,8 @@ var stepRows = []StepRow{
 
 	{sInProgress, StepEventSkip, sSkipped, false},
 	{sSkipped, StepEventSkip, sSkipped, true},
+
+	{sInProgress, StepEventExpand, sPending, false},
 
 	{sPending, StepEventCancel, sCancelled, false},
 	{sInProgress, StepEventCancel, sCancelled, false},

@@ -85,6 +85,8 @@ var wantStep = map[string]string{
 
 	"in_progress/skip": "skipped",
 	"skipped/skip":     "=",
+
+	"in_progress/expand": "pending",
 }
 
 func requireRefused(t *testing.T, err error, entity, from, ev string) {

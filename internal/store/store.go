@@ -126,6 +126,9 @@ type Store interface {
 	// times: fn must set its results afresh on every run. ctx bounds the
 	// whole transaction.
 	Transact(ctx context.Context, fn func(tx Tx) error) error
+
+	// FanOutStore expands fan-out steps (dynamic fan-out, see below).
+	FanOutStore
 }
 
 // Notifier is an optional capability: a store that can wake idle runners
@@ -486,8 +489,8 @@ type StepFanOutResult struct {
 	ChildIDs []int64
 }
 
-// FanOutStore is the storage side of dynamic fan-out. Both databases have
-// it (a separate interface only to keep the Store interface's edits apart).
+// FanOutStore is the storage side of dynamic fan-out, part of Store (both
+// databases have it), declared apart to keep its edits in one block.
 type FanOutStore interface {
 	// StepFanOut writes an expansion in one transaction: the child steps,
 	// their initial transitions, the edges from the placeholder's parents to
