@@ -32,6 +32,8 @@ var CoreQueries = []string{
 	"QueueList", "QueueNextRunAt", "QueueStats",
 	"MigrationTableCreate", "MigrationsApplied", "MigrationsRecorded", "MigrationRecord", "MigrationForget",
 	"MigrationRenumber",
+	// Dynamic fan-out (fanout.go).
+	"StepFanOutRelease", "StepFanOutParents",
 }
 
 // LoadQueries reads the named statements of the .sql files in dir of

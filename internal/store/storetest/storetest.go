@@ -189,6 +189,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 
 	exerciseTaskCreateMany(t, newStore)
 	exerciseTransact(t, newStore)
+	exerciseFanOut(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
