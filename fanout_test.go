@@ -283,6 +283,18 @@ func TestFanOutExternalWorker(t *testing.T) {
 				require.Equal(t, "recorded", r.Status)
 			}
 		}
+		reason := func(step string) string {
+			rs, err := c.Explain(ctx, task.ID)
+			require.NoError(t, err)
+			for _, r := range rs {
+				if r.Name == step {
+					return r.Reason
+				}
+			}
+			t.Fatalf("no step %s in explain", step)
+			return ""
+		}
+		require.Contains(t, reason("square"), "; fans out over data.items in the result of list (at most 1000 items)")
 		claim, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: task.ID, Owner: owner})
 		require.NoError(t, err)
 		require.Len(t, claim.Steps, 1)
@@ -309,6 +321,10 @@ func TestFanOutExternalWorker(t *testing.T) {
 				_ = json.Unmarshal(st.Inputs, &in)
 				return fmt.Sprintf("%q", in.Item+in.Item)
 			})
+			if len(names) == 4 {
+				require.Equal(t, "waiting for 2 of 6 fan-out items (square[0]..square[5]); then collects their results",
+					reason("square"))
+			}
 		}
 		require.ElementsMatch(t, []string{"square[0]", "square[1]", "square[2]", "square[3]", "square[4]", "square[5]"}, names)
 
@@ -321,5 +337,6 @@ func TestFanOutExternalWorker(t *testing.T) {
 		fin, err := w.Finalize(ctx, task.ID, owner)
 		require.NoError(t, err)
 		require.Equal(t, tasker.TaskState("complete"), fin.Status)
+		require.Equal(t, "complete: collected the results of 6 fan-out items", reason("square"))
 	})
 }

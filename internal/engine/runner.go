@@ -338,6 +338,7 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 			}
 		}
 	}
+	e.explainFanOuts(task, rs)
 	return rs, nil
 }
 
