@@ -211,6 +211,27 @@ func TestRunSuccessJSON(t *testing.T) {
 	require.FileExists(t, filepath.Join(dir, "tasker.db"))
 }
 
+// The fan-out example runs one thumbnail step per image, three at a time,
+// and publish receives their results in order.
+func TestRunFanOutExample(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	res := tasker(t, dir, "run", "media/thumbnails", "--templates", filepath.Join(examples, "fanout"), "--json")
+	require.Equal(t, 0, res.code, res.String())
+	r := decodeReport(t, res)
+	require.Equal(t, "complete", r.Status)
+	require.Len(t, r.Steps, 11, "list_images, thumbnail, publish and 8 thumbnails")
+	byName := map[string]json.RawMessage{}
+	for _, st := range r.Steps {
+		require.Equal(t, "complete", st.Status, st.Name)
+		byName[st.Name] = st.Results
+	}
+	require.JSONEq(t, `{"slept_ms": 150}`, string(byName["thumbnail[7]"]))
+	var collected []json.RawMessage
+	require.NoError(t, json.Unmarshal(byName["thumbnail"], &collected))
+	require.Len(t, collected, 8)
+}
+
 func TestRunPlainProgress(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -379,7 +400,7 @@ func TestTemplateCommands(t *testing.T) {
 
 	res = tasker(t, dir, "template", "validate", examples)
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, "7 templates OK\n", res.stdout) // cron, deadline and conditional included
+	require.Equal(t, "8 templates OK\n", res.stdout) // cron, deadline, conditional and fanout included
 
 	res = tasker(t, dir, "template", "list", "--templates", examples)
 	require.Equal(t, 0, res.code, res.String())

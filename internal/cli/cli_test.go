@@ -142,3 +142,10 @@ func TestRedact(t *testing.T) {
 	require.Equal(t, "postgres://h/db?password=xxxxx", redact("postgres://h/db?password=secret"))
 	require.Equal(t, "sqlite:x.db", redact("sqlite:x.db"))
 }
+
+func TestParentListFoldsFanOutChildren(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "a, x[0..2], b", parentList([]string{"a", "x[0]", "x[1]", "b", "x[2]"}))
+	require.Equal(t, "a, y[0]", parentList([]string{"a", "y[0]"}))
+	require.Equal(t, "", parentList(nil))
+}

@@ -78,7 +78,7 @@ func drawDAG(w io.Writer, steps []*tasker.Step, starts stepTimes, now time.Time,
 				line += "  " + pad(durs[st], durW)
 			}
 			if len(st.Parents) > 0 {
-				line += "  <- " + strings.Join(st.Parents, ", ")
+				line += "  <- " + parentList(st.Parents)
 			}
 			fmt.Fprintln(w, strings.TrimRight(line, " "))
 			switch st.State {

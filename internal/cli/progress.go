@@ -213,7 +213,7 @@ func stepNote(st *tasker.Step, now time.Time) string {
 func (p *progress) describe(ev tasker.Event) string {
 	att := intData(ev.Data, "attempt")
 	of := func() string {
-		if m := p.maxAtt[ev.StepName]; m > 0 {
+		if m := p.maxAtt[fanOutTemplateStep(ev.StepName)]; m > 0 {
 			return fmt.Sprintf("attempt %d/%d", att, m)
 		}
 		return fmt.Sprintf("attempt %d", att)
@@ -252,6 +252,8 @@ func (p *progress) describe(ev tasker.Event) string {
 		return fmt.Sprintf("step %s cancelled", ev.StepName)
 	case "step.skipped":
 		return fmt.Sprintf("step %s skipped: %s", ev.StepName, strData(ev.Data, "reason"))
+	case "step.expanded":
+		return fmt.Sprintf("step %s %s", ev.StepName, strData(ev.Data, "reason"))
 	}
 	return ""
 }

@@ -405,22 +405,17 @@ func (e *Engine) claimPastFanOuts(ctx context.Context, owner string, task *taske
 
 // explainFanOuts adds to explain's reasons what the fan-out steps of task
 // are doing: a placeholder waiting for its children says how many of them
-// are still to finish (instead of listing each), one not yet expanded what
-// it will fan out over, one complete how many items it collected.
+// are still to finish (instead of listing each), one complete how many
+// items it collected (both told from the children's names, with or
+// without the template), and one not yet expanded what it will fan out
+// over (when the template is loaded here).
 func (e *Engine) explainFanOuts(task *taskertype.Task, rs []*taskertype.StepReadiness) {
-	tmpl := e.template(task)
-	if tmpl == nil {
-		return
-	}
 	type count struct{ total, done int }
-	var counts map[string]*count
+	counts := map[string]*count{}
 	for _, r := range rs {
 		p, _, ok := template.FanOutParent(r.Name)
-		if !ok || tmpl.FanOut(p) == nil {
+		if !ok {
 			continue
-		}
-		if counts == nil {
-			counts = map[string]*count{}
 		}
 		c := counts[p]
 		if c == nil {
@@ -432,23 +427,23 @@ func (e *Engine) explainFanOuts(task *taskertype.Task, rs []*taskertype.StepRead
 			c.done++
 		}
 	}
+	tmpl := e.template(task)
 	for _, r := range rs {
-		fo := tmpl.FanOut(r.Name)
-		if fo == nil {
+		waiting := r.State == taskertype.StepStatePending || r.State == taskertype.StepStateWaitingForRetry
+		if c := counts[r.Name]; c != nil {
+			switch {
+			case r.State == taskertype.StepStateComplete:
+				r.Reason = fmt.Sprintf("complete: collected the results of %d fan-out items", c.total)
+			case waiting && !r.DependenciesSatisfied && !task.State.Terminal():
+				r.Reason = fmt.Sprintf("waiting for %d of %d fan-out items (%s[0]..%s[%d]); then collects their results",
+					c.total-c.done, c.total, r.Name, r.Name, c.total-1)
+				if other := len(r.BlockingParents) - (c.total - c.done); other > 0 {
+					r.Reason += fmt.Sprintf(" (and %d other parent(s))", other)
+				}
+			}
 			continue
 		}
-		c := counts[r.Name]
-		switch {
-		case c != nil && r.State == taskertype.StepStateComplete:
-			r.Reason = fmt.Sprintf("complete: collected the results of %d fan-out items", c.total)
-		case c != nil && (r.State == taskertype.StepStatePending || r.State == taskertype.StepStateWaitingForRetry) &&
-			!r.DependenciesSatisfied && !task.State.Terminal():
-			r.Reason = fmt.Sprintf("waiting for %d of %d fan-out items (%s[0]..%s[%d]); then collects their results",
-				c.total-c.done, c.total, r.Name, r.Name, c.total-1)
-			if other := len(r.BlockingParents) - (c.total - c.done); other > 0 {
-				r.Reason += fmt.Sprintf(" (and %d other parent(s))", other)
-			}
-		case c == nil && (r.State == taskertype.StepStatePending || r.State == taskertype.StepStateWaitingForRetry):
+		if fo := fanOutOf(tmpl, r.Name); fo != nil && waiting {
 			r.Reason += fmt.Sprintf("; fans out over %s (at most %d items)", fanOutSource(fo), fo.MaxItems)
 		}
 	}
