@@ -204,8 +204,9 @@ func (s *Core) RenewSlowClaim(ctx context.Context, tx Tx, claimed []*store.Claim
 
 // DependencyResults reads the results of the parents of the claimed steps
 // in withParents (the claimed steps that have parents, by id) into their
-// DependencyResults and Parents. Edges are written with the task and never
-// change, so steps without parents need no read.
+// DependencyResults and Parents. Edges are written with the task (and by a
+// fan-out's expansion, in the transaction that releases its placeholder,
+// so never under a claim), so steps without parents need no read.
 func (s *Core) DependencyResults(ctx context.Context, tx Tx, withParents map[int64]*store.ClaimedStep) error {
 	if len(withParents) == 0 {
 		return nil
