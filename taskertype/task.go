@@ -26,6 +26,17 @@ type Task struct {
 	// RunAt is when a delayed task was due (TaskRequest.RunAt or
 	// DelaySeconds); nil for a task due at its creation.
 	RunAt *time.Time `json:"run_at,omitempty"`
+	// RetentionSeconds is how long the task is kept once it finished
+	// complete, cancelled or resolved manually, and RetentionFailedSeconds
+	// once it failed (error), decided at its creation from its template or
+	// the engine's default (docs/flow-control.md#retention); nil keeps it
+	// for ever.
+	RetentionSeconds       *int64 `json:"retention_seconds"`
+	RetentionFailedSeconds *int64 `json:"retention_failed_seconds"`
+	// KeepUntil is when the finished task becomes due for pruning (its
+	// completion plus the retention of the state it reached); nil while
+	// it is unfinished and when it is kept for ever.
+	KeepUntil *time.Time `json:"keep_until,omitempty"`
 }
 
 // Step is one workflow step of a task, with its current state and the

@@ -582,7 +582,9 @@ func TestMigrateSQLite(t *testing.T) {
 	names := []string{"0001_init", "0002_queue_notify_when_available", "0003_edges_without_step_fks",
 		"0004_transitions_without_most_recent", "0005_queue_claim_index", "0006_transitions_without_checks",
 		"0007_claimable_steps_index", "0008_queue_fillfactor", "0009_steps_and_edges_without_task_checks",
-		"0010_tasks_unfinished_index", "0011_dashboard_indexes", "0012_tasks_run_at", "0013_queue_notify_per_statement"}
+		"0010_tasks_unfinished_index", "0011_dashboard_indexes", "0012_tasks_run_at", "0013_queue_notify_per_statement",
+		"0014_tasks_retention"}
+	last := len(names) - 1
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder
 		for _, n := range ns {
@@ -609,15 +611,15 @@ func TestMigrateSQLite(t *testing.T) {
 	// down reverts the latest migration only.
 	res = run("migrate", "down")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, lines("reverted", names[12]), res.stdout)
+	require.Equal(t, lines("reverted", names[last]), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
-	require.Regexp(t, `(?m)^0012\s+tasks_run_at\s+applied `, res.stdout)
-	require.Regexp(t, `(?m)^0013\s+queue_notify_per_statement\s+pending$`, res.stdout)
+	require.Regexp(t, `(?m)^`+strings.Replace(names[last-1], "_", `\s+`, 1)+`\s+applied `, res.stdout)
+	require.Regexp(t, `(?m)^`+strings.Replace(names[last], "_", `\s+`, 1)+`\s+pending$`, res.stdout)
 
 	res = run("migrate", "down", "--all")
 	require.Equal(t, 0, res.code, res.String())
-	require.Equal(t, lines("reverted", reversed(names[:12])...), res.stdout)
+	require.Equal(t, lines("reverted", reversed(names[:last])...), res.stdout)
 	res = run("migrate", "status")
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)

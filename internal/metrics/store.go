@@ -44,6 +44,8 @@ const (
 	opStepLeaseExtend
 	opTransact
 	opStepFanOut
+	opTaskPrune
+	opTaskPruneCount
 	opCount
 )
 
@@ -79,6 +81,8 @@ var opNames = [opCount]string{
 	opStepLeaseExtend:    "step_lease_extend",
 	opTransact:           "transact",
 	opStepFanOut:         "step_fan_out",
+	opTaskPrune:          "task_prune",
+	opTaskPruneCount:     "task_prune_count",
 }
 
 // timedStore times every call of the store it wraps. Its children are
@@ -436,3 +440,19 @@ var (
 	_ store.Notifier      = (*timedFullStore)(nil)
 	_ store.TxTaskCreator = (*timedFullStore)(nil)
 )
+
+// TaskPrune implements store.Store.
+func (t *timedStore) TaskPrune(ctx context.Context, p *store.TaskPruneParams) (*store.TaskPruneResult, error) {
+	start := time.Now()
+	v, err := t.st.TaskPrune(ctx, p)
+	t.done(opTaskPrune, start, err)
+	return v, err
+}
+
+// TaskPruneCount implements store.Store.
+func (t *timedStore) TaskPruneCount(ctx context.Context, p *store.TaskPruneParams) (int, error) {
+	start := time.Now()
+	v, err := t.st.TaskPruneCount(ctx, p)
+	t.done(opTaskPruneCount, start, err)
+	return v, err
+}

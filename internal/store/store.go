@@ -129,6 +129,19 @@ type Store interface {
 
 	// FanOutStore expands fan-out steps (dynamic fan-out, see below).
 	FanOutStore
+
+	// --- Retention (issue 19 item 8) ---
+
+	// TaskPrune deletes, in one transaction, up to p.Limit finished tasks
+	// that are due (see TaskPruneParams), the oldest due first, with every
+	// row keyed by them: steps, edges, task and step transitions, the
+	// enqueue record; their idempotency keys are free again. One pruner
+	// at a time: when another one is deleting, it deletes nothing and
+	// reports Busy.
+	TaskPrune(ctx context.Context, p *TaskPruneParams) (*TaskPruneResult, error)
+	// TaskPruneCount counts the tasks TaskPrune would delete, p.Limit
+	// aside (a dry run).
+	TaskPruneCount(ctx context.Context, p *TaskPruneParams) (int, error)
 }
 
 // Notifier is an optional capability: a store that can wake idle runners
@@ -223,6 +236,11 @@ type TaskCreateParams struct {
 	// SkipStepsResult leaves TaskCreateResult.Steps nil instead of reading
 	// the steps back (the engine does not need them).
 	SkipStepsResult bool
+	// Retention and RetentionFailed are how long the task is kept once it
+	// finished complete, cancelled or resolved manually, and once it failed
+	// (error), in whole seconds, stored with it (Task.RetentionSeconds,
+	// RetentionFailedSeconds); nil keeps it for ever.
+	Retention, RetentionFailed *time.Duration
 }
 
 // TaskCreateResult is the output of TaskCreate.
@@ -499,4 +517,28 @@ type FanOutStore interface {
 	// either no child or every child, and a placeholder no longer held by
 	// p.Owner is not expanded.
 	StepFanOut(ctx context.Context, p *StepFanOutParams) (*StepFanOutResult, error)
+}
+
+// --- Retention (issue 19 item 8) ---
+
+// TaskPruneParams selects the finished tasks TaskPrune deletes.
+type TaskPruneParams struct {
+	// Now: a task is due when its Task.KeepUntil (its completion plus its
+	// retention) is at or before Now.
+	Now time.Time
+	// FinishedBefore, when set, replaces every task's own retention: a
+	// task is due when it finished before this time, whatever its
+	// retention (kept for ever included). Now is then unused.
+	FinishedBefore *time.Time
+	// Limit bounds the tasks one call deletes, in one transaction
+	// (at least 1).
+	Limit int
+}
+
+// TaskPruneResult is what a TaskPrune call did.
+type TaskPruneResult struct {
+	// Deleted counts the tasks deleted.
+	Deleted int
+	// Busy reports that another pruner was deleting: nothing was deleted.
+	Busy bool
 }

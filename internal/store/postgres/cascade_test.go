@@ -72,12 +72,18 @@ func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 	down, err := st.MigrateDown(ctx, steps)
 	require.NoError(t, err)
 	require.Equal(t, "transitions_without_checks", down[len(down)-1].Name)
-	// Today's code writes the column of 0012 (run_at): lend it to the old
-	// schema for the check, and take it back before migrating up.
-	_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks ADD COLUMN run_at timestamptz`)
-	require.NoError(t, err)
+	// Today's code writes and reads the columns of 0012 (run_at) and 0014
+	// (retention): lend them to the old schema for the check, and take
+	// them back before migrating up.
+	lent := []string{"run_at timestamptz", "retention_seconds bigint", "retention_failed_seconds bigint",
+		"keep_until timestamptz"}
+	for _, c := range lent {
+		_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks ADD COLUMN `+c)
+		require.NoError(t, err)
+	}
 	check()
-	_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks DROP COLUMN run_at`)
+	_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks DROP COLUMN run_at, DROP COLUMN retention_seconds,
+		DROP COLUMN retention_failed_seconds, DROP COLUMN keep_until`)
 	require.NoError(t, err)
 	_, err = st.MigrateUp(ctx, 0)
 	require.NoError(t, err)

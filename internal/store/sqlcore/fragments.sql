@@ -12,7 +12,8 @@
 -- The columns of a task, as sqlcore.ScanTask reads them.
 {{define "task_cols"}}t.task_id, t.namespace, t.name, t.version, t.state, t.context, t.initiator,
 	t.source_system, t.reason, t.tags, t.priority, COALESCE(t.idempotency_key, ''), t.max_parallel_steps,
-	t.created_at, t.updated_at, t.completed_at, t.run_at{{end}}
+	t.created_at, t.updated_at, t.completed_at, t.run_at, t.retention_seconds, t.retention_failed_seconds,
+	t.keep_until{{end}}
 
 -- Viable-step discovery: step s may be claimed at the time the argument
 -- names when it is pending or waiting for retry, has attempts left (the

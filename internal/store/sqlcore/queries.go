@@ -34,6 +34,7 @@ var CoreQueries = []string{
 	"MigrationRenumber",
 	// Dynamic fan-out (fanout.go).
 	"StepFanOutRelease", "StepFanOutParents",
+	"TaskPruneLock", "TaskPruneDue", "TaskPruneFinished", "TaskPruneCountDue", "TaskPruneCountFinished",
 }
 
 // LoadQueries reads the named statements of the .sql files in dir of

@@ -375,8 +375,8 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	taskIDs := make([]int64, 0, len(ts))
 	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
 	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at,
-	run_at) VALUES`,
-		17, len(ts), func(i int) []any {
+	run_at, retention_seconds, retention_failed_seconds) VALUES`,
+		19, len(ts), func(i int) []any {
 			p := ts[i].p
 			tags := p.Tags
 			if tags == nil {
@@ -393,7 +393,8 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 				runAt = s.T(*p.RunAt)
 			}
 			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
-				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt}
+				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt,
+				seconds(p.Retention), seconds(p.RetentionFailed)}
 		}, ` RETURNING task_id`, func(r Rows) error {
 			var id int64
 			if err := r.Scan(&id); err != nil {
@@ -574,4 +575,13 @@ func (s *Core) enqueueNew(ctx context.Context, tx Tx, ts []*newTask) error {
 		return fmt.Errorf("enqueue new tasks: %w", err)
 	}
 	return nil
+}
+
+// seconds is a retention as the tasks table keeps it: whole seconds, or
+// NULL (for ever) for nil.
+func seconds(d *time.Duration) any {
+	if d == nil {
+		return nil
+	}
+	return int64(*d / time.Second)
 }

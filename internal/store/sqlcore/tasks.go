@@ -17,10 +17,10 @@ func ScanTask(r Row, extra ...any) (*taskertype.Task, error) {
 	var t taskertype.Task
 	var state string
 	var ctxJSON, tags []byte
-	var created, updated, completed, runAt ScanTime
+	var created, updated, completed, runAt, keepUntil ScanTime
 	dest := append([]any{&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON, &t.Initiator,
 		&t.SourceSystem, &t.Reason, &tags, &t.Priority, &t.IdempotencyKey, &t.MaxParallelSteps,
-		&created, &updated, &completed, &runAt}, extra...)
+		&created, &updated, &completed, &runAt, &t.RetentionSeconds, &t.RetentionFailedSeconds, &keepUntil}, extra...)
 	if err := r.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -32,6 +32,7 @@ func ScanTask(r Row, extra ...any) (*taskertype.Task, error) {
 		}
 	}
 	t.CreatedAt, t.UpdatedAt, t.CompletedAt, t.RunAt = created.T, updated.T, completed.Ptr(), runAt.Ptr()
+	t.KeepUntil = keepUntil.Ptr()
 	return &t, nil
 }
 

@@ -190,6 +190,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	exerciseTaskCreateMany(t, newStore)
 	exerciseTransact(t, newStore)
 	exerciseFanOut(t, newStore)
+	exerciseRetention(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()

@@ -69,7 +69,9 @@ CROSS JOIN LATERAL (SELECT {{template "summary_cols" "r.now"}}
 -- with a CTE of unknown size the planner scans whole tables instead.
 WITH moved AS (
 	UPDATE tasker_tasks t SET state = v.to_state, previous_state = t.state, transition_seq = t.transition_seq + 1,
-		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END
+		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END,
+		keep_until = CASE WHEN v.terminal THEN v.now + CASE WHEN v.to_state = 'error' THEN t.retention_failed_seconds
+			ELSE t.retention_seconds END * interval '1 second' END
 	FROM (SELECT v.*, v.ord - 1 AS n FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::text[],
 		$7::text[], $8::jsonb[], $9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[], $13::integer[], $14::text[])
 		WITH ORDINALITY AS v(task_id, to_state, from_states, terminal, event, reason, actor, meta, now, queue, operation,

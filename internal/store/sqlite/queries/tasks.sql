@@ -47,7 +47,11 @@ SELECT named_step_id, name, handler_class FROM tasker_named_steps WHERE named_ta
 -- The guarded state change of task $1 to $2 from one of the states $3 at
 -- $4 ($5: $2 is terminal); its transition row is TaskTransitionInsert.
 UPDATE tasker_tasks SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
-	updated_at = $4, completed_at = CASE WHEN $5 THEN $4 ELSE NULL END
+	updated_at = $4, completed_at = CASE WHEN $5 THEN $4 ELSE NULL END,
+	-- keep_until (retention, 0014): $4 plus the retention of the state
+	-- reached, in whole seconds, keeping $4's fraction and format.
+	keep_until = CASE WHEN $5 THEN strftime('%Y-%m-%dT%H:%M:%S', $4, '+' || CASE WHEN $2 = 'error'
+		THEN retention_failed_seconds ELSE retention_seconds END || ' seconds') || substr($4, 20) END
 WHERE task_id = $1 AND state IN (SELECT value FROM json_each($3))
 RETURNING previous_state, transition_seq;
 
