@@ -13,12 +13,18 @@ import (
 // apply.
 func TestDefaultsMatchInternals(t *testing.T) {
 	for name, pair := range map[string][2]any{
-		"TemplatesDir":   {TemplatesDirDefault, template.DirDefault},
-		"StepLease":      {StepLeaseDefault, engine.StepLeaseDefault},
-		"QueueLease":     {QueueLeaseDefault, engine.QueueLeaseDefault},
-		"PollInterval":   {PollIntervalDefault, engine.PollIntervalDefault},
-		"RescueInterval": {RescueIntervalDefault, engine.RescueIntervalDefault},
-		"ShutdownGrace":  {ShutdownGraceDefault, engine.ShutdownGraceDefault},
+		"TemplatesDir":     {TemplatesDirDefault, template.DirDefault},
+		"StepLease":        {StepLeaseDefault, engine.StepLeaseDefault},
+		"QueueLease":       {QueueLeaseDefault, engine.QueueLeaseDefault},
+		"PollInterval":     {PollIntervalDefault, engine.PollIntervalDefault},
+		"RescueInterval":   {RescueIntervalDefault, engine.RescueIntervalDefault},
+		"ShutdownGrace":    {ShutdownGraceDefault, engine.ShutdownGraceDefault},
+		"Retention":        {RetentionDefault, engine.RetentionDefault},
+		"RetentionFailed":  {RetentionFailedDefault, engine.RetentionFailedDefault},
+		"RetainForever":    {RetainForever, engine.RetainForever},
+		"PruneInterval":    {PruneIntervalDefault, engine.PruneIntervalDefault},
+		"PruneBatch":       {PruneBatchDefault, engine.PruneBatchDefault},
+		"RetentionForever": {RetentionForever, template.RetentionForever},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("%sDefault = %v, the code applies %v", name, pair[0], pair[1])

@@ -161,6 +161,21 @@ type Config struct {
 	// (a caller's trace context is still kept with the task and handed on
 	// to step handlers).
 	TraceExporter sdktrace.SpanExporter
+
+	// Retention is how long a task that finished complete, cancelled or
+	// resolved manually is kept before the runners delete it, when its
+	// template has no retention; RetentionFailed likewise for a failed
+	// task (error), at least Retention unless the template says. Fixed on
+	// each task at its creation. Defaults to RetentionDefault (7 days) and
+	// RetentionFailedDefault (30 days); RetainForever (any negative
+	// duration) keeps them for ever. See docs/flow-control.md#retention.
+	Retention, RetentionFailed time.Duration
+	// PruneInterval is how often Run deletes the finished tasks that are
+	// due, PruneBatch tasks per transaction, one process at a time.
+	// Defaults to PruneIntervalDefault (1 minute) and PruneBatchDefault
+	// (500); a negative interval never prunes (Prune still does).
+	PruneInterval time.Duration
+	PruneBatch    int
 }
 
 // Client is a handle on the engine: templates, handlers, the database and
@@ -232,6 +247,8 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 		Store: st, Templates: reg, Backoff: cfg.Backoff.internal(), EnqueueHandler: enq, RequireHandlers: !cfg.EventEnqueue,
 		StepLease: cfg.StepLease, QueueLease: cfg.QueueLease, PollInterval: cfg.PollInterval,
 		RescueInterval: cfg.RescueInterval, ShutdownGrace: cfg.ShutdownGrace, Owner: cfg.Owner, Logger: cfg.Logger,
+		Retention: cfg.Retention, RetentionFailed: cfg.RetentionFailed, PruneInterval: cfg.PruneInterval,
+		PruneBatch: cfg.PruneBatch,
 	})
 	if err != nil {
 		if m != nil {

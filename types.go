@@ -148,6 +148,12 @@ type Template struct {
 	IdempotencyWindowSeconds int `json:"idempotency_window_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
+	// RetentionSeconds and RetentionFailedSeconds are the template's
+	// retention and retention_failed: how long its tasks are kept once
+	// finished (complete, cancelled, resolved manually) and once failed.
+	// 0: Config.Retention / RetentionFailed; RetentionForever: for ever.
+	RetentionSeconds       int64 `json:"retention_seconds,omitempty"`
+	RetentionFailedSeconds int64 `json:"retention_failed_seconds,omitempty"`
 }
 
 // StepTemplate is one step of a Template.
@@ -203,7 +209,8 @@ func publicTemplate(t *template.Template) *Template {
 	return &Template{File: t.File, Name: t.Name, Namespace: t.Namespace, Version: t.Version,
 		Description: t.Description, TaskHandlerClass: t.TaskHandlerClass, Schema: t.Schema,
 		MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
-		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds, Steps: steps}
+		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds, Steps: steps,
+		RetentionSeconds: t.RetentionSeconds, RetentionFailedSeconds: t.RetentionFailedSeconds}
 }
 
 // Migration is one schema migration and whether it is applied.

@@ -82,6 +82,21 @@ type Config struct {
 	Now func() time.Time
 	// Rand feeds backoff jitter. Defaults to math/rand.
 	Rand func() float64
+
+	// Retention is how long a task that finished complete, cancelled or
+	// resolved manually is kept before the runners prune it, when its
+	// template has no retention; RetentionFailed likewise for a task that
+	// failed (error), at least Retention unless the template says. Fixed
+	// on each task at its creation. Default RetentionDefault (7 days) and
+	// RetentionFailedDefault (30 days); negative (RetainForever): for ever.
+	Retention, RetentionFailed time.Duration
+	// PruneInterval is how often a Run loop deletes the finished tasks
+	// that are due, PruneBatch tasks per transaction (one pruner at a time
+	// among all processes). Defaults PruneIntervalDefault (1 minute) and
+	// PruneBatchDefault (500); a negative interval never prunes (`tasker
+	// prune` still does).
+	PruneInterval time.Duration
+	PruneBatch    int
 }
 
 // Engine runs tasks. It is safe for concurrent use.
@@ -112,6 +127,8 @@ type Engine struct {
 	leases *stepLeases
 	// scheds is the cron scheduler a Run loop runs (schedules.go).
 	scheds schedulers
+	// prune is the pruning loop a Run loop runs (retention.go).
+	prune pruners
 	// quit is closed by Close; runners derive their context from it.
 	quit      chan struct{}
 	closeOnce sync.Once
@@ -137,6 +154,9 @@ func New(cfg Config) (*Engine, error) {
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
 	if cfg.StepLease < 0 || cfg.QueueLease < 0 || cfg.PollInterval < 0 || cfg.RescueInterval < 0 || cfg.ShutdownGrace < 0 {
 		return nil, errors.New("engine: durations in Config cannot be negative")
+	}
+	if err := cfg.applyRetentionDefaults(); err != nil {
+		return nil, err
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = newOwner()
@@ -383,6 +403,7 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 	if delayed {
 		runAt = &due
 	}
+	keep, keepFailed := e.taskRetention(tmpl)
 	return &store.TaskCreateParams{
 		Namespace: tmpl.Namespace, Name: tmpl.Name, Version: tmpl.Version, Description: tmpl.Description,
 		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
@@ -392,6 +413,7 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: due, Priority: req.Priority,
 			Reason: "task initialized"},
 		SkipStepsResult: true,
+		Retention:       keep, RetentionFailed: keepFailed,
 	}, nil
 }
 

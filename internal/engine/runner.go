@@ -63,6 +63,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 		}
 	}()
 	defer e.runSchedules(ctx)()
+	defer e.runPruner(ctx)()
 	var notify <-chan struct{}
 	if n, ok := e.store.(store.Notifier); ok {
 		ch, err := n.Listen(ctx)

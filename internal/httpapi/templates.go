@@ -21,6 +21,10 @@ type templateDoc struct {
 	IdempotencyWindowSeconds int               `json:"idempotency_window_seconds,omitempty"`
 	ContextSchema            json.RawMessage   `json:"context_schema,omitempty"`
 	Steps                    []stepTemplateDoc `json:"steps"`
+	// RetentionSeconds, RetentionFailedSeconds: the template's retention
+	// and retention_failed (0: the server's default; -1: for ever).
+	RetentionSeconds       int64 `json:"retention_seconds,omitempty"`
+	RetentionFailedSeconds int64 `json:"retention_failed_seconds,omitempty"`
 }
 
 // stepTemplateDoc is one step of a templateDoc; the field names match the
@@ -41,8 +45,9 @@ func newTemplateDoc(t *tasker.Template) templateDoc {
 	d := templateDoc{Namespace: t.Namespace, Name: t.Name, Version: t.Version, Description: t.Description,
 		TaskHandlerClass: t.TaskHandlerClass, MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
 		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds,
-		ContextSchema:            t.Schema,
-		Steps:                    make([]stepTemplateDoc, 0, len(t.Steps))}
+		RetentionSeconds:         t.RetentionSeconds, RetentionFailedSeconds: t.RetentionFailedSeconds,
+		ContextSchema: t.Schema,
+		Steps:         make([]stepTemplateDoc, 0, len(t.Steps))}
 	for _, st := range t.Steps {
 		deps := st.DependsOn
 		if deps == nil {

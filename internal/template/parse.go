@@ -23,7 +23,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "step_templates", "schedules", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out"}
 	environmentFields = []string{"step_templates"}
 )
@@ -109,6 +109,7 @@ type rawTemplate struct {
 	steps                                                   val[[]*rawStep]
 	schedules                                               val[[]*rawSchedule]
 	envs                                                    []*rawEnv
+	retention                                               rawRetention
 }
 
 // kv is one entry of a YAML mapping.
@@ -327,6 +328,9 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 		case "environments":
 			rt.envs = p.environments(f.val)
 		default:
+			if p.templateRetention(rt, f) {
+				continue
+			}
 			p.unknown(f, "", "", templateFields)
 		}
 	}
@@ -780,6 +784,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	if rt.idemWindow.set {
 		t.IdempotencyWindowSeconds = rt.idemWindow.v
 	}
+	p.buildRetention(t, rt)
 
 	// Work on copies so the base entries stay as read.
 	steps := make([]*rawStep, len(rt.steps.v))

@@ -94,6 +94,14 @@ type Template struct {
 	// deduplicates, counted from the task's creation: a request with the key
 	// after that creates a new task. 0 means for ever.
 	IdempotencyWindowSeconds int `json:"idempotency_window_seconds,omitempty"`
+	// RetentionSeconds is how long a task of this template is kept once
+	// it finished complete, cancelled or resolved manually, and
+	// RetentionFailedSeconds once it failed (error), before the runners
+	// prune it (YAML retention and retention_failed: "forever" or a
+	// duration such as 30d or 720h). 0: the engine's default;
+	// RetentionForever: for ever.
+	RetentionSeconds       int64 `json:"retention_seconds,omitempty"`
+	RetentionFailedSeconds int64 `json:"retention_failed_seconds,omitempty"`
 	// Steps in template order.
 	Steps []*StepTemplate `json:"step_templates"`
 	// Schedules create a task of this template at each tick of their cron
