@@ -199,7 +199,8 @@ Exit codes: 0 success, 1 failure (or the task did not complete),
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 
 	root.AddCommand(a.runCommand(), a.templateCommand(), a.taskCommand(), a.migrateCommand(),
-		a.serveCommand(), a.versionCommand(), a.benchCommand(), a.scheduleCommand())
+		a.serveCommand(), a.versionCommand(), a.benchCommand(), a.scheduleCommand(),
+		a.pruneCommand())
 	return root
 }
 

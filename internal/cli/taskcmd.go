@@ -201,6 +201,7 @@ func (a *app) showTask(d *tasker.TaskDetail, starts stepTimes) {
 	} else {
 		fmt.Fprintf(w, "  updated:   %s (running for %s)\n", fmtTime(d.UpdatedAt), fmtDuration(taskDuration(d.Task, now)))
 	}
+	fmt.Fprintf(w, "  kept:      %s\n", retentionText(d.Task))
 	if d.Initiator != "" || d.SourceSystem != "" {
 		fmt.Fprintf(w, "  initiator: %s", d.Initiator)
 		if d.SourceSystem != "" {
