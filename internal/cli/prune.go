@@ -133,7 +133,7 @@ func retentionText(t *tasker.Task) string {
 		if secs == nil {
 			return "for ever"
 		}
-		return fmtRetention(*secs)
+		return template.FormatRetention(*secs)
 	}
 	switch {
 	case t.CompletedAt != nil && t.KeepUntil != nil:
@@ -144,18 +144,4 @@ func retentionText(t *tasker.Task) string {
 		return "for ever"
 	}
 	return fmt.Sprintf("%s after it finishes (%s if it fails)", keep(t.RetentionSeconds), keep(t.RetentionFailedSeconds))
-}
-
-// fmtRetention renders a retention in days when whole, else as a duration.
-func fmtRetention(secs int64) string {
-	d := time.Duration(secs) * time.Second
-	switch {
-	case d%(24*time.Hour) == 0:
-		return fmt.Sprintf("%dd", d/(24*time.Hour))
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	}
-	return d.String()
 }

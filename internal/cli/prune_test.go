@@ -102,6 +102,4 @@ func TestRetentionText(t *testing.T) {
 	} {
 		require.Equal(t, want, retentionText(task))
 	}
-	require.Equal(t, "1m30s", fmtRetention(90))
-	require.Equal(t, "2h", fmtRetention(7200))
 }

@@ -64,6 +64,7 @@ type Metrics struct {
 	stepDuration   *prometheus.HistogramVec
 	leaseRescues   *prometheus.CounterVec
 	eventsSeen     prometheus.Counter
+	tasksPruned    prometheus.Counter
 	dbDuration     *prometheus.HistogramVec
 	dbErrors       *prometheus.CounterVec
 	eventsDropped  prometheus.CounterFunc
@@ -116,6 +117,8 @@ func New(opts Options) *Metrics {
 	m.leaseRescues = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "lease_rescues_total",
 		Help: "Step attempts whose lease expired and that this process's rescuer returned to the pool, by handler class."},
 		[]string{"handler_class"})
+	m.tasksPruned = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "tasks_pruned_total",
+		Help: "Finished tasks this process deleted because their retention passed (or tasker prune --older-than)."})
 	m.eventsSeen = prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "metrics_events_total",
 		Help: "Lifecycle events the metrics subscriber counted."})
 	m.dbDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: "db_call_duration_seconds",
@@ -139,7 +142,8 @@ func New(opts Options) *Metrics {
 
 func (m *Metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.tasksCreated, m.tasksFinished, m.operator, m.stepAttempts, m.stepFailures,
-		m.stepRetries, m.stepDuration, m.leaseRescues, m.eventsSeen, m.dbDuration, m.dbErrors, m.eventsDropped, m.queue}
+		m.stepRetries, m.stepDuration, m.leaseRescues, m.eventsSeen, m.dbDuration, m.dbErrors, m.eventsDropped, m.queue,
+		m.tasksPruned}
 }
 
 // Register registers every collector on reg; on error none stays

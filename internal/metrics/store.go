@@ -91,6 +91,8 @@ type timedStore struct {
 	st       store.Store
 	duration [opCount]prometheus.Observer
 	errs     [opCount]prometheus.Counter
+	// pruned counts the tasks TaskPrune deleted.
+	pruned prometheus.Counter
 }
 
 // WrapStore returns st timing each call in tasker_db_call_duration_seconds
@@ -98,7 +100,7 @@ type timedStore struct {
 // wrapper keeps st's optional capabilities, store.Notifier and
 // store.TxTaskCreator (the PostgreSQL store has both; SQLite neither).
 func (m *Metrics) WrapStore(st store.Store) store.Store {
-	t := &timedStore{st: st}
+	t := &timedStore{st: st, pruned: m.tasksPruned}
 	for i, name := range opNames {
 		t.duration[i] = m.dbDuration.WithLabelValues(name)
 		t.errs[i] = m.dbErrors.WithLabelValues(name)
@@ -446,6 +448,9 @@ func (t *timedStore) TaskPrune(ctx context.Context, p *store.TaskPruneParams) (*
 	start := time.Now()
 	v, err := t.st.TaskPrune(ctx, p)
 	t.done(opTaskPrune, start, err)
+	if v != nil {
+		t.pruned.Add(float64(v.Deleted))
+	}
 	return v, err
 }
 

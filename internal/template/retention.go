@@ -126,3 +126,22 @@ func (p *parser) buildRetention(t *Template, rt *rawTemplate) {
 		}
 	}
 }
+
+// FormatRetention renders a retention in seconds the way the template
+// fields take it: "forever" for RetentionForever, whole days as "30d",
+// whole hours as "36h", whole minutes as "90m", else Go's duration.
+func FormatRetention(secs int64) string {
+	if secs == RetentionForever {
+		return "forever"
+	}
+	d := time.Duration(secs) * time.Second
+	switch {
+	case d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	}
+	return d.String()
+}

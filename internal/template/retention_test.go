@@ -66,3 +66,15 @@ func TestParseRetentionProblems(t *testing.T) {
 		})
 	}
 }
+
+func TestFormatRetention(t *testing.T) {
+	for secs, want := range map[int64]string{RetentionForever: "forever", 90: "1m30s", 7200: "2h", 5400: "90m",
+		7 * 86400: "7d", 36 * 3600: "36h"} {
+		require.Equal(t, want, FormatRetention(secs))
+		if secs != RetentionForever {
+			back, err := ParseRetention(want)
+			require.NoError(t, err)
+			require.Equal(t, secs, back, "%s reads back", want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -355,6 +356,25 @@ type taskHead struct {
 	StepSeq int64
 }
 
+// Kept says how long the task is kept (retention): until when once it
+// finished, for how long after it finishes before.
+func (h *taskHead) Kept() string {
+	t := h.Task
+	keep := func(secs *int64) string {
+		if secs == nil {
+			return "for ever"
+		}
+		return template.FormatRetention(*secs)
+	}
+	switch {
+	case t.KeepUntil != nil:
+		return "kept until " + fmtTime(*t.KeepUntil)
+	case t.CompletedAt != nil || (t.RetentionSeconds == nil && t.RetentionFailedSeconds == nil):
+		return "kept for ever"
+	}
+	return fmt.Sprintf("kept %s after it finishes (%s if it fails)", keep(t.RetentionSeconds), keep(t.RetentionFailedSeconds))
+}
+
 // LiveVersion identifies the task's current state for the live updates.
 func (h *taskHead) LiveVersion() string { return fmt.Sprintf("%d.%d", h.Seq, h.StepSeq) }
 
@@ -364,13 +384,14 @@ func (d *db) taskHead(ctx context.Context, id int64) (*taskHead, error) {
 	var state string
 	var ctxJSON, tags []byte
 	var key sql.NullString
-	var created, updated, completed nullTime
+	var created, updated, completed, keepUntil nullTime
 	h := &taskHead{Task: &t}
 	err := d.sql.QueryRowContext(ctx, `SELECT task_id, namespace, name, version, state, context, initiator, source_system,
-		reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at, completed_at, transition_seq
+		reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at, completed_at, transition_seq,
+		retention_seconds, retention_failed_seconds, keep_until
 		FROM tasker_tasks WHERE task_id = $1`, id).Scan(&t.ID, &t.Namespace, &t.Name, &t.Version, &state, &ctxJSON,
 		&t.Initiator, &t.SourceSystem, &t.Reason, &tags, &t.Priority, &key, &t.MaxParallelSteps, &created, &updated,
-		&completed, &h.Seq)
+		&completed, &h.Seq, &t.RetentionSeconds, &t.RetentionFailedSeconds, &keepUntil)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -382,6 +403,7 @@ func (d *db) taskHead(ctx context.Context, id int64) (*taskHead, error) {
 	_ = json.Unmarshal(tags, &t.Tags)
 	t.IdempotencyKey = key.String
 	t.CreatedAt, t.UpdatedAt, t.CompletedAt = created.T, updated.T, completed.ptr()
+	t.KeepUntil = keepUntil.ptr()
 
 	counts := map[string]int{}
 	rs, err := d.sql.QueryContext(ctx, `SELECT state, count(*), coalesce(sum(transition_seq), 0)

@@ -97,6 +97,8 @@ func TestPages(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, body)
 		require.Contains(t, body, `id="task-status" class="state big state-error"`)
 		require.Contains(t, body, `data-graph="`)
+		// Retention: a failed task is kept 30 days (the default) after it failed.
+		require.Regexp(t, `id="task-kept">kept until \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ<`, body)
 		code, body, _ = get(t, hc, e.url+fmt.Sprintf("/ui/tasks/%d?step=charge", bad))
 		require.Equal(t, http.StatusOK, code, body)
 		require.Contains(t, body, "card declined: the payment gateway answered 402")

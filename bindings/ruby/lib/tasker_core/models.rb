@@ -85,7 +85,7 @@ module TaskerCore
   class Task
     attr_reader :task_id, :namespace, :name, :version, :status, :context, :priority, :tags, :initiator,
                 :source_system, :reason, :max_parallel_steps, :idempotency_key, :created_at, :updated_at,
-                :completed_at, :run_at
+                :completed_at, :run_at, :retention_seconds, :retention_failed_seconds, :keep_until
 
     def initialize(doc, created: nil)
       @doc = doc
@@ -106,6 +106,13 @@ module TaskerCore
       @updated_at = doc["updated_at"]
       @completed_at = doc["completed_at"]
       @run_at = doc["run_at"]
+      # Retention: seconds the task is kept once finished (complete,
+      # cancelled, resolved manually) and once failed; nil keeps it for
+      # ever. keep_until: when a finished task will be pruned (nil while it
+      # runs or when kept for ever).
+      @retention_seconds = doc["retention_seconds"]
+      @retention_failed_seconds = doc["retention_failed_seconds"]
+      @keep_until = doc["keep_until"]
       @created = created.nil? ? doc["created"] : created
     end
 

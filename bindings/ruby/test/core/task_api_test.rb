@@ -44,6 +44,17 @@ class TaskApiTest < RbTestCase
     assert_match(/run_at and delay_seconds are exclusive/, err.message)
   end
 
+  def test_retention
+    task = TaskerCore.create_task("rbtest/linear", { "n" => 1 })
+    assert_equal 7 * 86_400, task.retention_seconds, "the core's default for a finished task"
+    assert_equal 30 * 86_400, task.retention_failed_seconds, "and for a failed one"
+    assert_nil task.keep_until, "not finished: no time to be pruned at yet"
+    task.handle
+    done = task.reload
+    assert done.complete?
+    assert_in_delta Time.iso8601(done.completed_at).to_f + (7 * 86_400), Time.iso8601(done.keep_until).to_f, 0.001
+  end
+
   def test_create_task_errors
     assert_raises(TaskerCore::NotFoundError) { TaskerCore.create_task("rbtest/nope") }
     assert_raises(TaskerCore::InvalidContextError) { TaskerCore.create_task("rbtest/api", { "url" => 5 }) }
