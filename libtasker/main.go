@@ -237,10 +237,18 @@ func open(cfg *openConfig) (uint64, error) {
 			defer in.bg.Done()
 			t := time.NewTicker(every)
 			defer t.Stop()
+			// Retention: the embedding processes prune as runners do (one
+			// at a time across processes: the store's pruning lock).
+			prune := time.NewTicker(tasker.PruneIntervalDefault)
+			defer prune.Stop()
 			for {
 				select {
 				case <-bg.Done():
 					return
+				case <-prune.C:
+					if _, err := c.Prune(bg, tasker.PruneOptions{Pause: 100 * time.Millisecond}); err != nil && bg.Err() == nil {
+						logger.Warn("libtasker: prune finished tasks", "err", err)
+					}
 				case <-t.C:
 					if _, err := c.Worker().RescueExpired(bg); err != nil && bg.Err() == nil {
 						logger.Warn("libtasker: rescue expired step leases", "err", err)

@@ -295,15 +295,24 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 // step leases.
 const rescueLoopInterval = 10 * time.Second
 
-// rescueLoop returns steps of dead external workers to the pool until ctx
+// rescueLoop returns steps of dead external workers to the pool and
+// prunes the finished tasks whose retention passed (as Run does), until ctx
 // ends; it is all that runs in Go under --event-enqueue.
 func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger) error {
 	t := time.NewTicker(rescueLoopInterval)
 	defer t.Stop()
+	prune := time.NewTicker(tasker.PruneIntervalDefault)
+	defer prune.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-prune.C:
+			if rep, err := c.Prune(ctx, tasker.PruneOptions{Pause: 100 * time.Millisecond}); err != nil && ctx.Err() == nil {
+				log.Warn("prune finished tasks", "err", err)
+			} else if err == nil && rep.Deleted > 0 {
+				log.Info("pruned finished tasks", "deleted", rep.Deleted, "batches", rep.Batches)
+			}
 		case <-t.C:
 			if n, err := c.Worker().RescueExpired(ctx); err != nil && ctx.Err() == nil {
 				log.Warn("rescue expired step leases", "err", err)
