@@ -36,7 +36,8 @@ type PruneOptions struct {
 	Batch int
 	// MaxBatches stops after this many batches (0: until none is due).
 	MaxBatches int
-	// Pause is waited between two batches.
+	// Pause, when > 0, is waited between two batches: at least Pause and
+	// at least four times as long as the batch took (runners use 100 ms).
 	Pause time.Duration
 	// DryRun only counts the tasks that are due (PruneReport.Due).
 	DryRun bool

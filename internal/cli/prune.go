@@ -105,7 +105,7 @@ A pruned task's idempotency key can start a new task.`,
 		"whatever its retention")
 	f.IntVar(&batch, "batch", tasker.PruneBatchDefault, "tasks deleted per transaction")
 	f.IntVar(&maxBatches, "max-batches", 0, "stop after this many batches (0: until none is due)")
-	f.DurationVar(&pause, "pause", 0, "wait this long between batches (to leave the database to work)")
+	f.DurationVar(&pause, "pause", 0, "wait at least this long, and 4 times the batch's own time, between batches (to leave the database to work)")
 	f.BoolVar(&asJSON, "json", false, "print the outcome as JSON")
 	return cmd
 }

@@ -32,9 +32,12 @@ const (
 	PruneIntervalDefault = time.Minute
 	// PruneBatchDefault is how many tasks one pruning transaction deletes.
 	PruneBatchDefault = 500
-	// pruneBatchPause is the pause between two batches of one runner's
-	// pruning round: work claims the database in between.
+	// pruneBatchPause is the shortest pause between two batches of one
+	// runner's pruning round: work claims the database in between.
 	pruneBatchPause = 100 * time.Millisecond
+	// pruneBusyShare: a pause between batches is at least this many times
+	// the batch's duration.
+	pruneBusyShare = 4
 )
 
 // applyRetentionDefaults fills the zero retention fields of cfg.
@@ -105,7 +108,10 @@ type PruneOptions struct {
 	Batch int
 	// MaxBatches stops after this many batches (0: until none is due).
 	MaxBatches int
-	// Pause is waited between two batches, on the engine's clock.
+	// Pause, when > 0, is waited between two batches, on the engine's
+	// clock: at least Pause and at least pruneBusyShare times as long as
+	// the batch took, so that a backlog takes at most a fifth of the
+	// database's time (a SQLite batch holds the write lock throughout).
 	Pause time.Duration
 	// DryRun only counts the tasks that are due.
 	DryRun bool
@@ -151,6 +157,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneReport, error
 		return rep, nil
 	}
 	for o.MaxBatches <= 0 || rep.Batches < o.MaxBatches {
+		batchStart := time.Now()
 		res, err := e.store.TaskPrune(ctx, p)
 		if err != nil {
 			rep.Took = time.Since(start)
@@ -165,7 +172,7 @@ func (e *Engine) Prune(ctx context.Context, o PruneOptions) (*PruneReport, error
 		if o.Progress != nil {
 			o.Progress(rep.Deleted)
 		}
-		if res.Deleted < p.Limit || (o.Pause > 0 && !e.sleep(ctx, o.Pause)) {
+		if res.Deleted < p.Limit || (o.Pause > 0 && !e.sleep(ctx, max(o.Pause, pruneBusyShare*time.Since(batchStart)))) {
 			break
 		}
 	}

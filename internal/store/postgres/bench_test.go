@@ -216,3 +216,6 @@ func BenchmarkClaimRecordPostgres(b *testing.B) {
 func BenchmarkTaskCreate1000(b *testing.B) {
 	storetest.BenchTaskCreate(b, testdb.Postgres(b), liveWidth)
 }
+
+// BenchmarkTaskPrune measures deleting a batch of 500 due 12-step tasks.
+func BenchmarkTaskPrune(b *testing.B) { storetest.BenchTaskPrune(b, testdb.Postgres(b)) }

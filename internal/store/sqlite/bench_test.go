@@ -81,3 +81,6 @@ func BenchmarkSQLiteRecordBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTaskPrune measures deleting a batch of 500 due 12-step tasks.
+func BenchmarkTaskPrune(b *testing.B) { storetest.BenchTaskPrune(b, testdb.SQLite(b)) }

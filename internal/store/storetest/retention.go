@@ -228,3 +228,45 @@ func exerciseRetention(t *testing.T, newStore NewStore) {
 		require.Zero(t, n)
 	})
 }
+
+// BenchTaskPrune measures pruning: each op deletes one batch of 500 due
+// tasks of 12 steps (a root, ten leaves, a join: 12 steps, 20 edges, 14
+// transitions, a queue record each) in one TaskPrune call; the tasks are
+// created and finished outside the timer. It reports tasks/s.
+func BenchTaskPrune(b *testing.B, st store.Store) {
+	ctx := context.Background()
+	const batch = 500
+	keep := time.Minute
+	ps := make([]*store.TaskCreateParams, batch)
+	for i := range ps {
+		ps[i] = FanOut(10, "")
+		ps[i].Now, ps[i].Retention, ps[i].RetentionFailed = t0, &keep, &keep
+	}
+	var deleted int
+	var took time.Duration
+	for range b.N {
+		res, err := st.TaskCreateMany(ctx, ps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range res {
+			if _, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: r.Task.ID,
+				From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateComplete,
+				Event: "bench", Now: t0}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		start := time.Now()
+		p, err := st.TaskPrune(ctx, &store.TaskPruneParams{Now: t0.Add(time.Hour), Limit: batch})
+		took += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p.Deleted != batch {
+			b.Fatalf("pruned %d of %d", p.Deleted, batch)
+		}
+		deleted += p.Deleted
+	}
+	b.ReportMetric(float64(deleted)/took.Seconds(), "tasks/s")
+	b.ReportMetric(float64(took.Microseconds())/float64(b.N), "µs/batch")
+}
