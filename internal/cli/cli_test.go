@@ -125,6 +125,7 @@ func TestMainUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"nope"}, {"run"}, {"run", "a/b", "--bogus"}, {"task"}, {"task", "show", "0"}, {"template", "graph"},
 		{"migrate", "down", "--steps", "-1"}, {"--database-url", "mysql://x", "task", "list"},
+		{"serve", "--retention", "30s"}, {"serve", "--retention-failed", "a week"}, {"prune", "--older-than", "forever"},
 	} {
 		var out, errw bytes.Buffer
 		code := Main(context.Background(), args, Options{Stdout: &out, Stderr: &errw})

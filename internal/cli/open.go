@@ -13,6 +13,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -83,6 +84,9 @@ type openConfig struct {
 	metrics prometheus.Registerer
 	// traceExporter receives the client's spans (nil: none).
 	traceExporter sdktrace.SpanExporter
+	// retention, retentionFailed and pruneInterval are the Config's
+	// retention fields (0: their defaults).
+	retention, retentionFailed, pruneInterval time.Duration
 }
 
 // openClient opens a Client on the global database. Commands that do not
@@ -102,6 +106,9 @@ func (a *app) openClient(ctx context.Context, oc openConfig) (*tasker.Client, er
 		EventEnqueue:         oc.eventEnqueue,
 		Metrics:              oc.metrics,
 		TraceExporter:        oc.traceExporter,
+		Retention:            oc.retention,
+		RetentionFailed:      oc.retentionFailed,
+		PruneInterval:        oc.pruneInterval,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(a.opts.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

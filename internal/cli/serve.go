@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/tasker-systems/tasker"
 	"github.com/tasker-systems/tasker/internal/httpapi"
 	"github.com/tasker-systems/tasker/internal/metrics"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/internal/tracing/otlpenv"
 	"github.com/tasker-systems/tasker/internal/ui"
 )
@@ -42,6 +44,10 @@ type serveFlags struct {
 	// uiOn serves the web dashboard under /ui, configured by ui.
 	uiOn bool
 	ui   ui.Options
+	// retention, retentionFailed and pruneInterval are --retention,
+	// --retention-failed and --prune-interval (see retentionConfig).
+	retention, retentionFailed string
+	pruneInterval              time.Duration
 }
 
 // httpLimits bound what one client can hold of the HTTP server.
@@ -147,6 +153,11 @@ waits for the running ones to finish or hand their steps back.`,
 	fl.BoolVar(&f.ui.ReadOnly, "ui-read-only", false, "dashboard without actions: no retry, resolve or cancel")
 	fl.BoolVar(&f.ui.InsecureCookie, "ui-insecure-cookie", false,
 		"send the dashboard's session cookie without Secure (plain HTTP beyond loopback; prefer TLS)")
+	fl.StringVar(&f.retention, "retention", "", "how long finished tasks are kept when their template has no retention "+
+		"(30d, 720h or forever; default 7d); see docs/flow-control.md#retention")
+	fl.StringVar(&f.retentionFailed, "retention-failed", "", "the same for failed tasks (default 30d, at least --retention)")
+	fl.DurationVar(&f.pruneInterval, "prune-interval", 0, "how often finished tasks whose retention passed are deleted "+
+		"(default 1m; negative: never, leaving it to tasker prune)")
 	fl.BoolVar(&f.eventEnqueue, "event-enqueue", false,
 		"leave queued tasks to external workers (the Ruby gem): publish task.enqueue/task.reenqueue events, run no Go coordinators, only rescue expired step leases")
 	return cmd
@@ -188,6 +199,9 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 		reg = metrics.NewRegistry()
 	}
 	oc := openConfig{templates: templatesOptional, autoMigrate: f.migrate, logger: log, owner: owner, eventEnqueue: f.eventEnqueue}
+	if err := f.retentionConfig(&oc); err != nil {
+		return err
+	}
 	if otlpenv.Enabled() { // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT (docs/observability.md)
 		var err error
 		if oc.traceExporter, err = otlpenv.ExporterFromEnv(ctx); err != nil {
@@ -219,7 +233,7 @@ func (a *app) serve(ctx context.Context, f *serveFlags) error {
 	defer stopRunner()
 	runDone := make(chan error, 1)
 	if f.eventEnqueue {
-		go func() { runDone <- rescueLoop(runCtx, c, log) }()
+		go func() { runDone <- rescueLoop(runCtx, c, log, cmp.Or(f.pruneInterval, tasker.PruneIntervalDefault)) }()
 	} else {
 		go func() { runDone <- c.Run(runCtx, f.workers) }()
 	}
@@ -298,16 +312,20 @@ const rescueLoopInterval = 10 * time.Second
 // rescueLoop returns steps of dead external workers to the pool and
 // prunes the finished tasks whose retention passed (as Run does), until ctx
 // ends; it is all that runs in Go under --event-enqueue.
-func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger) error {
+func rescueLoop(ctx context.Context, c *tasker.Client, log *slog.Logger, pruneEvery time.Duration) error {
 	t := time.NewTicker(rescueLoopInterval)
 	defer t.Stop()
-	prune := time.NewTicker(tasker.PruneIntervalDefault)
-	defer prune.Stop()
+	var pruneC <-chan time.Time
+	if pruneEvery > 0 {
+		prune := time.NewTicker(pruneEvery)
+		defer prune.Stop()
+		pruneC = prune.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-prune.C:
+		case <-pruneC:
 			if rep, err := c.Prune(ctx, tasker.PruneOptions{Pause: 100 * time.Millisecond}); err != nil && ctx.Err() == nil {
 				log.Warn("prune finished tasks", "err", err)
 			} else if err == nil && rep.Deleted > 0 {
@@ -434,4 +452,27 @@ func resolveToken(tokenFlagSet bool, tokenFlag, file string) (string, error) {
 		return v, nil
 	}
 	return os.Getenv(EnvAPIToken), nil
+}
+
+// retentionConfig reads --retention, --retention-failed and
+// --prune-interval into oc (empty: the engine's defaults).
+func (f *serveFlags) retentionConfig(oc *openConfig) error {
+	for _, r := range []struct {
+		flag, v string
+		dst     *time.Duration
+	}{{"retention", f.retention, &oc.retention}, {"retention-failed", f.retentionFailed, &oc.retentionFailed}} {
+		if r.v == "" {
+			continue
+		}
+		secs, err := template.ParseRetention(r.v)
+		if err != nil {
+			return usageErrorf("--%s: %v", r.flag, err)
+		}
+		*r.dst = tasker.RetainForever
+		if secs != template.RetentionForever {
+			*r.dst = time.Duration(secs) * time.Second
+		}
+	}
+	oc.pruneInterval = f.pruneInterval
+	return nil
 }
