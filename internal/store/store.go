@@ -10,7 +10,11 @@
 // The store applies state changes that the engine decided (internal/
 // statemachine decides; the store guards each UPDATE with the allowed source
 // states). Every state change appends a transition row and, for tasks, writes
-// the durable enqueue record in the same transaction.
+// the durable enqueue record in the same transaction. The engine batches the
+// calls of many tasks into one transaction of the transaction executor
+// (Store.Transact), whose bulk operations (Tx) write each kind of row of
+// the whole batch with one statement; what a task's summary means is
+// decided by the engine between them, never inside the store.
 package store
 
 import (
