@@ -53,6 +53,9 @@ type ClaimResult struct {
 	// (complete, failed, blocked, cancelled...); Steps is then empty.
 	Runnable bool           `json:"runnable"`
 	Steps    []ExternalStep `json:"steps"`
+	// Reason says why a pending task was not started, when it was held
+	// back: "waiting: concurrency key acct-42 at limit 1".
+	Reason string `json:"reason,omitempty"`
 }
 
 // ExternalError is a failed attempt as the worker reports it.

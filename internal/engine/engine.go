@@ -129,6 +129,8 @@ type Engine struct {
 	scheds schedulers
 	// prune is the pruning loop a Run loop runs (retention.go).
 	prune pruners
+	// conc caches whether a loaded template declares a concurrency key.
+	conc concurrencyUse
 	// quit is closed by Close; runners derive their context from it.
 	quit      chan struct{}
 	closeOnce sync.Once
@@ -393,6 +395,10 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 			Inputs: req.StepInputs[st.Name], Bypassed: bypass[st.Name], Parents: st.DependsOn,
 		})
 	}
+	conc, err := taskConcurrency(tmpl, taskCtx)
+	if err != nil {
+		return nil, err
+	}
 	tmplJSON := e.templateJSON(tmpl)
 	now := e.now()
 	due, delayed, err := dueTime(req, now)
@@ -409,7 +415,7 @@ func (e *Engine) taskCreateParams(req *TaskRequest) (*store.TaskCreateParams, er
 		TemplateJSON: tmplJSON, Context: taskCtx, Initiator: req.Initiator, SourceSystem: req.SourceSystem,
 		Reason: req.Reason, Tags: req.Tags, Priority: req.Priority, IdempotencyKey: req.IdempotencyKey,
 		MaxParallelSteps: tmpl.MaxParallelSteps, Steps: specs, Actor: cmp.Or(req.Initiator, "tasker"), Now: now,
-		RunAt: runAt, IdempotencyWindow: time.Duration(tmpl.IdempotencyWindowSeconds) * time.Second,
+		RunAt: runAt, IdempotencyWindow: time.Duration(tmpl.IdempotencyWindowSeconds) * time.Second, Concurrency: conc,
 		Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: OperationEnqueue, RunAt: due, Priority: req.Priority,
 			Reason: "task initialized"},
 		SkipStepsResult: true,

@@ -63,6 +63,9 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
+	if adm, err := e.admit(ctx, taskID, owner, "external worker started"); err != nil || adm.stop {
+		return e.notAdmitted(ctx, taskID, adm, err) // a task with a concurrency key at its limit (concurrency.go)
+	}
 	now := e.now()
 	// The start (when the task is pending or waiting for a retry), the read
 	// of the task and the claim share one transaction, batched with other

@@ -26,7 +26,7 @@ func (e *Engine) RunTask(ctx context.Context, taskID int64) (*HandleResult, erro
 		var wait time.Duration
 		switch res.Outcome {
 		case ActionWait:
-			wait = e.until(*res.NextRunAt)
+			wait = e.heldWait(res, e.until(*res.NextRunAt))
 		case ActionElsewhere:
 			wait = e.cfg.PollInterval
 		case ActionYield:
@@ -328,6 +328,7 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 	if err != nil {
 		return nil, err
 	}
+	defer func() { _ = e.explainConcurrency(ctx, task, rs) }() // after the reasons below
 	for _, r := range rs {
 		r.Reason = explain(task, r, now)
 		if cond := e.stepCondition(task, r.Name); cond != nil {

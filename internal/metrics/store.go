@@ -46,6 +46,8 @@ const (
 	opStepFanOut
 	opTaskPrune
 	opTaskPruneCount
+	opTaskAdmit
+	opTaskConcurrency
 	opCount
 )
 
@@ -83,6 +85,8 @@ var opNames = [opCount]string{
 	opStepFanOut:         "step_fan_out",
 	opTaskPrune:          "task_prune",
 	opTaskPruneCount:     "task_prune_count",
+	opTaskAdmit:          "task_admit",
+	opTaskConcurrency:    "task_concurrency",
 }
 
 // timedStore times every call of the store it wraps. Its children are
@@ -459,5 +463,21 @@ func (t *timedStore) TaskPruneCount(ctx context.Context, p *store.TaskPruneParam
 	start := time.Now()
 	v, err := t.st.TaskPruneCount(ctx, p)
 	t.done(opTaskPruneCount, start, err)
+	return v, err
+}
+
+// TaskAdmit implements store.Store.
+func (t *timedStore) TaskAdmit(ctx context.Context, p *store.TaskAdmitParams) (*store.AdmitResult, error) {
+	start := time.Now()
+	v, err := t.st.TaskAdmit(ctx, p)
+	t.done(opTaskAdmit, start, err)
+	return v, err
+}
+
+// TaskConcurrency implements store.Store.
+func (t *timedStore) TaskConcurrency(ctx context.Context, taskID int64) (*store.ConcurrencyState, error) {
+	start := time.Now()
+	v, err := t.st.TaskConcurrency(ctx, taskID)
+	t.done(opTaskConcurrency, start, err)
 	return v, err
 }

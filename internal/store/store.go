@@ -146,6 +146,22 @@ type Store interface {
 	// TaskPruneCount counts the tasks TaskPrune would delete, p.Limit
 	// aside (a dry run).
 	TaskPruneCount(ctx context.Context, p *TaskPruneParams) (int, error)
+	// --- Concurrency keys (docs/flow-control.md#concurrency-keys) ---
+
+	// TaskAdmit is the admission of a task with a concurrency key, made
+	// when a runner or a pull worker is about to start it. In one
+	// transaction, serialized per key, it counts the running tasks with
+	// the task's key (started and not finished: in_progress or
+	// waiting_for_retry) and, when a pending task is under its limit,
+	// applies p.Start; at the limit it applies the task's policy: park
+	// (the task stays pending and its queue record is rewritten by
+	// p.Park), cancel the task itself, or cancel the oldest running task
+	// with the key and start this one. A task without a key, or not
+	// pending, is left alone (AdmitFree).
+	TaskAdmit(ctx context.Context, p *TaskAdmitParams) (*AdmitResult, error)
+	// TaskConcurrency returns the task's key, limit and policy and how
+	// many tasks with the key are running (nil when it has no key).
+	TaskConcurrency(ctx context.Context, taskID int64) (*ConcurrencyState, error)
 }
 
 // Notifier is an optional capability: a store that can wake idle runners
@@ -245,6 +261,9 @@ type TaskCreateParams struct {
 	// (error), in whole seconds, stored with it (Task.RetentionSeconds,
 	// RetentionFailedSeconds); nil keeps it for ever.
 	Retention, RetentionFailed *time.Duration
+	// Concurrency, when set, is the task's concurrency key with its
+	// template's limit and policy (see TaskAdmit).
+	Concurrency *TaskConcurrency
 }
 
 // TaskCreateResult is the output of TaskCreate.
@@ -545,4 +564,87 @@ type TaskPruneResult struct {
 	Deleted int
 	// Busy reports that another pruner was deleting: nothing was deleted.
 	Busy bool
+}
+
+// --- Concurrency keys ---
+
+// TaskConcurrency is a task's concurrency key (computed from its context
+// at creation) with its template's limit and policy.
+type TaskConcurrency struct {
+	Key    string
+	Limit  int
+	Policy string // template.PolicyQueue, PolicyCancelNewest or PolicyCancelOldest
+}
+
+// ConcurrencyState is a task's concurrency key and the running tasks with
+// it, as TaskConcurrency reads them.
+type ConcurrencyState struct {
+	TaskConcurrency
+	// Running counts the tasks with the key that are running now.
+	Running int
+}
+
+// AdmitOutcome says what TaskAdmit did.
+type AdmitOutcome int
+
+const (
+	// AdmitFree: the task has no key or is not pending: nothing was done.
+	AdmitFree AdmitOutcome = iota
+	// AdmitStarted: the key was under its limit; the task was started.
+	AdmitStarted
+	// AdmitParked: the key is at its limit (policy queue); the task stays
+	// pending and its queue record was rewritten by Park.
+	AdmitParked
+	// AdmitCancelledNewest: the key is at its limit (policy
+	// cancel_newest); the task and its steps were cancelled.
+	AdmitCancelledNewest
+	// AdmitReplacedOldest: the key was at its limit (policy
+	// cancel_oldest); the oldest running task with the key was cancelled
+	// (with its unfinished steps) and the task started.
+	AdmitReplacedOldest
+)
+
+// TaskAdmitParams is the input of TaskAdmit.
+type TaskAdmitParams struct {
+	TaskID int64
+	// Start is the start transition applied when the task is admitted.
+	Start *TaskTransitionParams
+	// Park is the queue record written for a task left pending at the
+	// limit (a wake from a finishing task makes it due earlier); the
+	// store sets its priority to the task's.
+	Park QueueOp
+	// Clock, when set, gives the time that stamps the start and the
+	// cancellations, read once the key is locked and its running tasks
+	// counted: a start that waited for a finish is never stamped before
+	// it (the transitions audit shows the key's intervals apart).
+	Clock func() time.Time
+	// Cancel is the cancellation a policy applies (to this task or the
+	// oldest running one), as a template: the store fills in the task id,
+	// its step ids, the reason and Cancel.Task's task id and reason.
+	Cancel *StepTransitionParams
+}
+
+// AdmitResult is the output of TaskAdmit.
+type AdmitResult struct {
+	Outcome AdmitOutcome
+	// State is the task's state after the call.
+	State taskertype.TaskState
+	// Concurrency is the task's key, limit and policy and the running
+	// tasks with the key counted before the decision (nil: no key).
+	Concurrency *ConcurrencyState
+	// Start is the start transition's result (AdmitStarted,
+	// AdmitReplacedOldest).
+	Start *TransitionResult
+	// Cancelled lists the tasks a policy cancelled (this one for
+	// AdmitCancelledNewest, the oldest running for AdmitReplacedOldest)
+	// with their steps cancelled; Reason says why.
+	Cancelled []AdmitCancelled
+	Reason    string
+}
+
+// AdmitCancelled is a task TaskAdmit cancelled, with the steps it
+// cancelled with it.
+type AdmitCancelled struct {
+	TaskID int64
+	Steps  []int64
 }

@@ -23,7 +23,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "concurrency", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out"}
 	environmentFields = []string{"step_templates"}
 )
@@ -108,6 +108,7 @@ type rawTemplate struct {
 	idemWindow                                              val[int]
 	steps                                                   val[[]*rawStep]
 	schedules                                               val[[]*rawSchedule]
+	concurrency                                             *rawConcurrency
 	envs                                                    []*rawEnv
 	retention                                               rawRetention
 }
@@ -325,6 +326,8 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.steps = p.steps(f.val, "step_templates", false)
 		case "schedules":
 			rt.schedules = p.schedules(f.val)
+		case "concurrency":
+			rt.concurrency = p.concurrency(f.val, f.line)
 		case "environments":
 			rt.envs = p.environments(f.val)
 		default:
@@ -887,6 +890,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 		t.schema = sch
 	}
 	p.buildSchedules(t, rt.schedules.v)
+	p.buildConcurrency(t, rt.concurrency)
 
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t

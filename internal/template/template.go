@@ -107,6 +107,9 @@ type Template struct {
 	// Schedules create a task of this template at each tick of their cron
 	// expressions (see Schedule).
 	Schedules []*Schedule `json:"schedules,omitempty"`
+	// Concurrency limits how many tasks with one key run at once (nil:
+	// no limit); see Concurrency.
+	Concurrency *Concurrency `json:"concurrency,omitempty"`
 
 	// conditions maps the steps that have a `when` to it compiled.
 	conditions map[string]*condition.Condition

@@ -297,6 +297,9 @@ func checkTemplate(t *Template) taskertype.TemplateErrors {
 	if len(t.Steps) == 0 {
 		add(0, "step_templates", "", "a template needs at least one step")
 	}
+	if field, msg := t.Concurrency.compile(); msg != "" {
+		add(0, field, "", msg)
+	}
 	for i, s := range t.Steps {
 		field := fmt.Sprintf("step_templates[%d]", i)
 		if s == nil {

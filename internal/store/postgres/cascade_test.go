@@ -72,18 +72,19 @@ func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 	down, err := st.MigrateDown(ctx, steps)
 	require.NoError(t, err)
 	require.Equal(t, "transitions_without_checks", down[len(down)-1].Name)
-	// Today's code writes and reads the columns of 0012 (run_at) and 0014
-	// (retention): lend them to the old schema for the check, and take
+	// Today's code writes and reads the columns of 0012 (run_at), 0014
+	// (retention) and 0015 (concurrency keys): lend them to the old schema for the check, and take
 	// them back before migrating up.
 	lent := []string{"run_at timestamptz", "retention_seconds bigint", "retention_failed_seconds bigint",
-		"keep_until timestamptz"}
+		"keep_until timestamptz", "concurrency_key text", "concurrency_limit integer", "concurrency_policy text"}
 	for _, c := range lent {
 		_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks ADD COLUMN `+c)
 		require.NoError(t, err)
 	}
 	check()
 	_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks DROP COLUMN run_at, DROP COLUMN retention_seconds,
-		DROP COLUMN retention_failed_seconds, DROP COLUMN keep_until`)
+		DROP COLUMN retention_failed_seconds, DROP COLUMN keep_until, DROP COLUMN concurrency_key,
+		DROP COLUMN concurrency_limit, DROP COLUMN concurrency_policy`)
 	require.NoError(t, err)
 	_, err = st.MigrateUp(ctx, 0)
 	require.NoError(t, err)

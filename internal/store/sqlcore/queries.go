@@ -35,6 +35,7 @@ var CoreQueries = []string{
 	// Dynamic fan-out (fanout.go).
 	"StepFanOutRelease", "StepFanOutParents",
 	"TaskPruneLock", "TaskPruneDue", "TaskPruneFinished", "TaskPruneCountDue", "TaskPruneCountFinished",
+	"ConcurrencyOf", "ConcurrencyLock", "ConcurrencyRunning", "ConcurrencyTaskSteps",
 }
 
 // LoadQueries reads the named statements of the .sql files in dir of

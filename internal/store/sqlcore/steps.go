@@ -274,10 +274,23 @@ type TransitionRow struct {
 
 // StepTransition implements store.Store.
 func (s *Core) StepTransition(ctx context.Context, p *store.StepTransitionParams) (*store.StepTransitionResult, error) {
+	var res *store.StepTransitionResult
+	err := s.InTx(ctx, func(tx Tx) error {
+		var err error
+		res, err = s.StepTransitionIn(ctx, tx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// StepTransitionIn is StepTransition inside tx.
+func (s *Core) StepTransitionIn(ctx context.Context, tx Tx, p *store.StepTransitionParams) (*store.StepTransitionResult, error) {
 	now := UTC(p.Now)
 	res := &store.StepTransitionResult{}
-	err := s.InTx(ctx, func(tx Tx) error {
-		res.Moved = res.Moved[:0]
+	err := func() error {
 		from := make([]string, len(p.From))
 		for i, st := range p.From {
 			from[i] = string(st)
@@ -330,7 +343,7 @@ func (s *Core) StepTransition(ctx context.Context, p *store.StepTransitionParams
 			res.Task = tr
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return nil, err
 	}

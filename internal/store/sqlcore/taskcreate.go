@@ -375,8 +375,8 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	taskIDs := make([]int64, 0, len(ts))
 	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
 	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at,
-	run_at, retention_seconds, retention_failed_seconds) VALUES`,
-		19, len(ts), func(i int) []any {
+	run_at, retention_seconds, retention_failed_seconds, concurrency_key, concurrency_limit, concurrency_policy) VALUES`,
+		22, len(ts), func(i int) []any {
 			p := ts[i].p
 			tags := p.Tags
 			if tags == nil {
@@ -392,9 +392,13 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 			if p.RunAt != nil {
 				runAt = s.T(*p.RunAt)
 			}
+			var key, limit, policy any
+			if c := p.Concurrency; c != nil {
+				key, limit, policy = c.Key, c.Limit, c.Policy
+			}
 			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
 				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt,
-				seconds(p.Retention), seconds(p.RetentionFailed)}
+				seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy}
 		}, ` RETURNING task_id`, func(r Rows) error {
 			var id int64
 			if err := r.Scan(&id); err != nil {

@@ -1,0 +1,22 @@
+-- Concurrency keys (internal/store/sqlcore/concurrency.go).
+
+-- name: ConcurrencyOf
+-- Task $1's state, concurrency key, limit and policy ('' and 0: none) and
+-- priority (kept by a parked task's queue record).
+SELECT state, COALESCE(concurrency_key, ''), COALESCE(concurrency_limit, 0), COALESCE(concurrency_policy, ''), priority
+FROM tasker_tasks WHERE task_id = $1;
+
+-- name: ConcurrencyLock
+-- Nothing to take: the write transaction (BEGIN IMMEDIATE) already keeps
+-- every other writer out until it ends. $1 is the key.
+SELECT $1;
+
+-- name: ConcurrencyRunning
+-- The running tasks of key $1, oldest first.
+SELECT task_id FROM tasker_tasks
+WHERE concurrency_key = $1 AND completed_at IS NULL AND state IN ('in_progress', 'waiting_for_retry')
+ORDER BY task_id;
+
+-- name: ConcurrencyTaskSteps
+-- The steps of task $1 (a policy cancels the unfinished ones).
+SELECT step_id FROM tasker_workflow_steps WHERE task_id = $1 ORDER BY step_id;
