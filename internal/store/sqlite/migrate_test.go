@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -63,7 +64,13 @@ func TestOldNumberingIsRenumbered(t *testing.T) {
 	cur := testdb.SQLite(t)
 	want, err := cur.MigrationStatus(ctx)
 	require.NoError(t, err)
-	require.Len(t, want, 14)
+	var later []int // migrations numbered after 14: pending in every case below
+	for _, m := range want {
+		if m.Version > 14 {
+			later = append(later, m.Version)
+		}
+	}
+	require.Len(t, want, 14+len(later))
 	for _, c := range []struct {
 		upTo     int // old number
 		pending  []int
@@ -90,10 +97,10 @@ func TestOldNumberingIsRenumbered(t *testing.T) {
 					pending = append(pending, m.Version)
 				}
 			}
-			require.Equal(t, c.pending, pending)
+			require.Equal(t, append(slices.Clone(c.pending), later...), pending)
 			up, err := st.MigrateUp(ctx, 0)
 			require.NoError(t, err)
-			require.Len(t, up, len(c.pending), "only the migrations it lacked are applied")
+			require.Len(t, up, len(c.pending)+len(later), "only the migrations it lacked are applied")
 			res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "t", Version: "1", Context: json.RawMessage(`{}`),
 				MaxParallelSteps: 1, Now: time.Now(), Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1}},
 				Queue: store.QueueOp{Kind: store.QueueUpsert}})

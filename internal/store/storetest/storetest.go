@@ -191,6 +191,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	exerciseTransact(t, newStore)
 	exerciseFanOut(t, newStore)
 	exerciseRetention(t, newStore)
+	exerciseConcurrency(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
