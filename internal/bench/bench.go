@@ -22,6 +22,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +112,13 @@ type Config struct {
 	// Metrics runs the Prometheus collectors of `tasker serve` (event
 	// subscriber, timed store, a scrape every 5 s), to measure their cost.
 	Metrics bool
+	// ConcurrencyKeys, when positive, gives the template a concurrency key
+	// (docs/flow-control.md#concurrency-keys) with limit
+	// ConcurrencyLimit (default 1), and spreads the tasks round-robin
+	// over that many keys: a number at least the tasks outstanding
+	// measures admission alone, a smaller one also its waiting.
+	ConcurrencyKeys  int
+	ConcurrencyLimit int
 }
 
 // Result is what a run measured. Durations are in milliseconds.
@@ -282,6 +290,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ConcurrencyKeys > 0 {
+		tmpl.Concurrency = &template.Concurrency{Key: "bench-${context.k}", Limit: max(cfg.ConcurrencyLimit, 1)}
+	}
 	reg := template.NewRegistry()
 	if err := reg.Add(tmpl); err != nil {
 		return nil, fmt.Errorf("bench template: %w", err)
@@ -336,6 +347,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type runner struct {
+	// keyed counts the tasks given a concurrency key (Config.ConcurrencyKeys).
+	keyed atomic.Int64
 	cfg   Config
 	eng   *engine.Engine
 	st    store.Store
@@ -356,8 +369,12 @@ func (r *runner) roundTrips() int64 {
 // the call's duration.
 func (r *runner) submitMany(ctx context.Context, n int) (time.Duration, error) {
 	req := func() *engine.TaskRequest {
-		return &engine.TaskRequest{Namespace: "bench", Name: "bench_" + string(r.cfg.Shape),
+		req := &engine.TaskRequest{Namespace: "bench", Name: "bench_" + string(r.cfg.Shape),
 			Initiator: "tasker bench", Reason: "benchmark"}
+		if n := int64(r.cfg.ConcurrencyKeys); n > 0 {
+			req.Context = json.RawMessage(fmt.Sprintf(`{"k":%d}`, r.keyed.Add(1)%n))
+		}
+		return req
 	}
 	t0 := time.Now()
 	if n == 0 {

@@ -112,6 +112,8 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.BoolVar(&f.cfg.KeepSchema, "keep-schema", false, "keep the PostgreSQL schema the run created")
 	fl.BoolVar(&f.cfg.Metrics, "metrics", false, "run the Prometheus collectors of tasker serve, to measure their cost")
 	fl.StringVar(&f.cfg.SchemaSQL, "schema-sql", "", "SQL run in the run's PostgreSQL schema after migrating, for experiments (e.g. \"DROP INDEX tasker_workflow_steps_lease\")")
+	fl.IntVar(&f.cfg.ConcurrencyKeys, "concurrency-keys", 0, "give the template a concurrency key and spread the tasks over this many keys (0: no key)")
+	fl.IntVar(&f.cfg.ConcurrencyLimit, "concurrency-limit", 1, "the concurrency key's limit (with --concurrency-keys)")
 	fl.BoolVar(&f.json, "json", false, "print the result as JSON on stdout")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress lines on stderr")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a Go CPU profile of the whole run to this file (go tool pprof)")
