@@ -594,7 +594,8 @@ func TestMigrateSQLite(t *testing.T) {
 		"0004_transitions_without_most_recent", "0005_queue_claim_index", "0006_transitions_without_checks",
 		"0007_claimable_steps_index", "0008_queue_fillfactor", "0009_steps_and_edges_without_task_checks",
 		"0010_tasks_unfinished_index", "0011_dashboard_indexes", "0012_tasks_run_at", "0013_queue_notify_per_statement",
-		"0014_tasks_retention"}
+		"0014_tasks_retention",
+		"0015_task_concurrency_keys"}
 	last := len(names) - 1
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder
