@@ -891,6 +891,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	}
 	p.buildSchedules(t, rt.schedules.v)
 	p.buildConcurrency(t, rt.concurrency)
+	p.checkCatchUpRetention(t, rt)
 
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t

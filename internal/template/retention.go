@@ -145,3 +145,37 @@ func FormatRetention(secs int64) string {
 	}
 	return d.String()
 }
+
+// catchUpTicks is how many consecutive ticks of a catch_up schedule
+// checkCatchUpRetention measures the longest gap over (a year of a monthly
+// schedule, with its 31-day months).
+const catchUpTicks = 13
+
+// checkCatchUpRetention refuses a retention shorter than the longest gap
+// between two ticks of a catch_up schedule of t: after an outage a runner
+// looks for the latest tick's task to know whether that tick ran, and a
+// tick whose task was already pruned (while an older one, kept longer, is
+// still there) would be created again.
+func (p *parser) checkCatchUpRetention(t *Template, rt *rawTemplate) {
+	for _, s := range t.Schedules {
+		if s.Missed != MissedCatchUp {
+			continue
+		}
+		var gap time.Duration
+		prev := s.Next(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+		for i := 0; i < catchUpTicks && !prev.IsZero(); i++ {
+			next := s.Next(prev)
+			if next.IsZero() {
+				break
+			}
+			gap = max(gap, next.Sub(prev))
+			prev = next
+		}
+		for _, r := range []val[int64]{rt.retention.keep, rt.retention.keepFailed} {
+			if r.set && r.v != RetentionForever && time.Duration(r.v)*time.Second < gap {
+				p.errorf(r.line, r.field, "", "%s is shorter than the %s between two ticks of catch_up schedule %s: a "+
+					"restart could create a tick whose task was pruned again", FormatRetention(r.v), gap, quote(s.Name))
+			}
+		}
+	}
+}

@@ -16,6 +16,9 @@ func TestParseRetention(t *testing.T) {
 	require.Empty(t, errs)
 	require.Equal(t, int64(7*86400), tm.RetentionSeconds)
 	require.Equal(t, RetentionForever, tm.RetentionFailedSeconds)
+	tm, errs = Parse("t.yml", []byte("name: a\nretention: 1d\nstep_templates: [{name: b, handler_class: X}]\n"+
+		"schedules:\n  - {name: nightly, cron: '30 2 * * *', missed: catch_up}\n  - {name: often, cron: '@every 1m'}\n"), "")
+	require.Empty(t, errs, "a day covers a daily catch_up schedule; a skip schedule needs nothing")
 	tm, errs = Parse("t.yml", []byte("name: a\nstep_templates: [{name: b, handler_class: X}]\n"), "")
 	require.Empty(t, errs)
 	require.Zero(t, tm.RetentionSeconds)
@@ -55,6 +58,9 @@ func TestParseRetentionProblems(t *testing.T) {
 			problem{line: 2, field: "retention", msg: []string{"at most 36500d"}}},
 		{"misspelt", "name: a\nretentoin: 7d\n" + steps,
 			problem{line: 2, field: "retentoin", msg: []string{`did you mean "retention"?`}}},
+		{"shorter than a catch_up schedule's ticks", "name: a\nretention: 1h\nretention_failed: 2d\n" + steps +
+			"schedules:\n  - {name: nightly, cron: '30 2 * * *', missed: catch_up}\n",
+			problem{line: 2, field: "retention", msg: []string{`1h is shorter than the 24h0m0s between two ticks of catch_up schedule "nightly"`}}},
 		{"shorter than the deduplication window", "name: a\nidempotency_window_seconds: 7200\nretention: 1h\n" + steps,
 			problem{line: 3, field: "retention", msg: []string{"shorter than idempotency_window_seconds (7200 s)"}}},
 	} {
