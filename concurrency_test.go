@@ -301,3 +301,43 @@ func TestConcurrencyKeyAcrossEngines(t *testing.T) {
 	require.LessOrEqual(t, peak, 2, "at most limit tasks of the key ran at once")
 	require.Equal(t, 2, peak, "the limit, not one, ran at once")
 }
+
+// The pull API (Ruby workers) honours the same limit: a claim of a second
+// task of the key hands out nothing and says why; once the first finishes
+// (its result reported and the task finalized), the second can be claimed.
+func TestConcurrencyKeyPullAPI(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openWorkerClient(t, url)
+		_, err := c.AddTemplate("c.yml", []byte(concurrencyTemplate("pulled", 1, "queue")))
+		require.NoError(t, err)
+		ctx := context.Background()
+		first := createAccountTask(t, c, "pulled", 42)
+		second := createAccountTask(t, c, "pulled", 42)
+		w := c.Worker()
+		owner := "ruby-worker"
+		claim, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: first, Owner: owner})
+		require.NoError(t, err)
+		require.Len(t, claim.Steps, 1)
+
+		held, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: second, Owner: owner})
+		require.NoError(t, err)
+		require.Empty(t, held.Steps)
+		require.False(t, held.Runnable)
+		require.Equal(t, "waiting: concurrency key acct-42 at limit 1", held.Reason)
+		require.Equal(t, tasker.TaskState("pending"), held.Task.Status)
+
+		rep, err := w.ReportResults(ctx, tasker.ReportParams{TaskID: first, Owner: owner,
+			Results: []tasker.ExternalResult{{StepID: claim.Steps[0].StepID, Attempt: claim.Steps[0].Attempt, Success: true,
+				Results: json.RawMessage(`"done"`)}}})
+		require.NoError(t, err)
+		require.Equal(t, "recorded", rep.Results[0].Status)
+		res, err := w.Finalize(ctx, first, owner)
+		require.NoError(t, err)
+		require.Equal(t, tasker.TaskState("complete"), res.Status)
+
+		claim, err = w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: second, Owner: owner})
+		require.NoError(t, err)
+		require.Len(t, claim.Steps, 1, "the slot freed by the first task")
+	})
+}
