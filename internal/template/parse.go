@@ -23,8 +23,8 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "concurrency", "environments"}
-	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "concurrency", "rate_limits", "environments"}
+	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out", "rate_limit"}
 	environmentFields = []string{"step_templates"}
 )
 
@@ -53,6 +53,7 @@ type rawStep struct {
 	skippable      val[bool]
 	when           val[string]
 	fanOut         val[*rawFanOut]
+	rateLimit      val[string]
 }
 
 // apply overlays the fields an environment override sets: handler_config
@@ -70,6 +71,7 @@ func (s *rawStep) apply(o *rawStep) {
 	if o.fanOut.set {
 		s.fanOut = o.fanOut
 	}
+	over(&s.rateLimit, o.rateLimit)
 	if o.dependsOnSteps.set {
 		s.dependsOnSteps = o.dependsOnSteps
 	}
@@ -109,6 +111,7 @@ type rawTemplate struct {
 	steps                                                   val[[]*rawStep]
 	schedules                                               val[[]*rawSchedule]
 	concurrency                                             *rawConcurrency
+	rateLimits                                              val[[]*rawRateLimit]
 	envs                                                    []*rawEnv
 	retention                                               rawRetention
 }
@@ -328,6 +331,8 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.schedules = p.schedules(f.val)
 		case "concurrency":
 			rt.concurrency = p.concurrency(f.val, f.line)
+		case "rate_limits":
+			rt.rateLimits = p.rateLimits(f.val)
 		case "environments":
 			rt.envs = p.environments(f.val)
 		default:
@@ -706,6 +711,8 @@ func (p *parser) step(n *yaml.Node, field string, override bool) *rawStep {
 			s.when = p.text(f.val, fld, step)
 		case "fan_out":
 			s.fanOut = p.fanOut(f.val, fld, step)
+		case "rate_limit":
+			s.rateLimit = p.identifier(f.val, fld, step)
 		default:
 			p.unknown(f, field, step, stepFields)
 		}
@@ -892,6 +899,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	p.buildSchedules(t, rt.schedules.v)
 	p.buildConcurrency(t, rt.concurrency)
 	p.checkCatchUpRetention(t, rt)
+	p.buildRateLimits(t, rt.rateLimits.v, steps)
 
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t

@@ -88,6 +88,9 @@ func (r *Registry) Add(t *Template) error {
 	if errs := checkSchedules(t); len(errs) > 0 {
 		return errs
 	}
+	if errs := checkRateLimits(t); len(errs) > 0 {
+		return errs
+	}
 	if t.semver == nil {
 		t.semver = semver.MustParse(t.Version) // checkTemplate accepted it
 	}
@@ -100,6 +103,9 @@ func (r *Registry) Add(t *Template) error {
 			File: t.File, Line: t.line, Field: "name",
 			Msg: fmt.Sprintf("template %s is defined twice: already loaded from %s", key, fileName(old.File)),
 		}}
+	}
+	if errs := r.rateLimitConflict(t); len(errs) > 0 {
+		return errs
 	}
 	r.byKey[key] = t
 	name := t.Namespace + "/" + t.Name

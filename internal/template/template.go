@@ -110,11 +110,16 @@ type Template struct {
 	// Concurrency limits how many tasks with one key run at once (nil:
 	// no limit); see Concurrency.
 	Concurrency *Concurrency `json:"concurrency,omitempty"`
+	// RateLimits are the named limits the template defines, shared by name
+	// with every other template (see RateLimit).
+	RateLimits map[string]*RateLimit `json:"rate_limits,omitempty"`
 
 	// conditions maps the steps that have a `when` to it compiled.
 	conditions map[string]*condition.Condition
 	// fanOuts maps the steps that have a fan_out to it.
 	fanOuts map[string]*FanOut
+	// stepLimits maps the steps that name a rate limit to it.
+	stepLimits map[string]*RateLimit
 	// schema is Schema compiled (nil when there is no schema).
 	schema *jsonschema.Schema
 	// semver is Version parsed.
@@ -156,6 +161,9 @@ type StepTemplate struct {
 	// FanOut, when set, expands the step at run time into one step per item
 	// of a list its parent FanOut.Over returned (see FanOut).
 	FanOut *FanOut `json:"fan_out,omitempty"`
+	// RateLimit names the template's rate limit (rate_limits) the step's
+	// handler starts under; empty: none.
+	RateLimit string `json:"rate_limit,omitempty"`
 	// Skippable steps may be bypassed with a task request's bypass_steps.
 	Skippable bool `json:"skippable,omitempty"`
 	// Line is the YAML line of the step's entry (0 when unknown).
