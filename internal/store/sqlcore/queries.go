@@ -75,9 +75,9 @@ func LoadQueries(fsys fs.FS, dir string, own ...string) (Queries, error) {
 	return out, nil
 }
 
-// RequiredQueries are CoreQueries and own.
+// RequiredQueries are CoreQueries, RateLimitQueries and own.
 func RequiredQueries(own []string) []string {
-	return append(slices.Clone(CoreQueries), own...)
+	return append(append(slices.Clone(CoreQueries), RateLimitQueries...), own...)
 }
 
 // parse adds the "-- name:" blocks of one expanded file.

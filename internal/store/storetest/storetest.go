@@ -192,6 +192,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	exerciseFanOut(t, newStore)
 	exerciseRetention(t, newStore)
 	exerciseConcurrency(t, newStore)
+	exerciseRateLimits(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()

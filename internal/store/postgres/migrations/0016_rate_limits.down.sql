@@ -1,0 +1,1 @@
+DROP TABLE tasker_rate_limits;
