@@ -34,6 +34,8 @@ type attemptResult struct {
 	skipped bool
 	// expanded: a fan-out step was expanded (nothing left to record).
 	expanded bool
+	// throttle: the step's rate limit had no token; the handler did not run.
+	throttle *throttled
 	started  time.Time
 	duration time.Duration
 }
@@ -452,6 +454,7 @@ func (e *Engine) recordAs(ctx context.Context, owner string, task *taskertype.Ta
 	if batch = withoutExpanded(batch); len(batch) == 0 && !finalize {
 		return false, nil, nil
 	}
+	e.blockBatchOnRetryAfter(ctx, task, batch) // a Retry-After blocks the step's rate limit first
 	now := e.now()
 	outcomes := make([]store.StepOutcome, len(batch))
 	events := make([][]taskertype.Event, len(batch))
@@ -497,6 +500,9 @@ func (e *Engine) outcome(task *taskertype.Task, st *taskertype.Step, r attemptRe
 		Data: map[string]any{"attempt": st.Attempts, "duration_ms": r.duration.Milliseconds(), "handler_class": st.HandlerClass}}
 	if r.skipped {
 		return e.skipOutcome(task, st, now)
+	}
+	if r.throttle != nil {
+		return throttleOutcome(st, r), nil
 	}
 	if r.err == nil {
 		ev.Kind = taskertype.EventStepCompleted

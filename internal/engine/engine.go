@@ -125,6 +125,8 @@ type Engine struct {
 
 	// leases keeps the leases of the steps this engine's coordinators hold.
 	leases *stepLeases
+	// limits takes the tokens of shared rate limits (ratelimit.go).
+	limits *rateLimiter
 	// scheds is the cron scheduler a Run loop runs (schedules.go).
 	scheds schedulers
 	// prune is the pruning loop a Run loop runs (retention.go).
@@ -181,6 +183,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e.leases = newStepLeases(e)
 	e.newBatchers()
+	e.limits = newRateLimiter(e)
 	e.creates = &creates{many: cfg.Store.TaskCreateMany, one: cfg.Store.TaskCreate}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {

@@ -101,6 +101,9 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
+	if claimed, err = e.throttleClaimed(ctx, owner, task, claimed); err != nil {
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
 	events := make([]taskertype.Event, 0, len(claimed))
 	for _, c := range claimed {
 		st := c.Step
@@ -257,6 +260,7 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 			ar.results = raw
 		} else {
 			ar.err, ar.timedOut = externalFailure(r.Error)
+			e.blockOnRetryAfter(ctx, task, nil, st.Name, ar.err) // before the failure is recorded
 		}
 		o, ev := e.outcome(task, st, ar, now, false)
 		if !r.Success && r.Error != nil {

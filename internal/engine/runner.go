@@ -341,6 +341,9 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 		}
 	}
 	e.explainFanOuts(task, rs)
+	if err := e.explainRateLimits(ctx, task, rs); err != nil {
+		return nil, err
+	}
 	return rs, nil
 }
 

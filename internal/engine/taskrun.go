@@ -243,6 +243,9 @@ func (r *taskRun) start(claimed []*store.ClaimedStep) {
 		r.inflight[c.Step.ID] = c
 		r.e.leases.hold(r.e.claimedAt(c), c.Step.ID)
 		r.executed++
+		if r.startLimited(c) { // a step with a rate limit starts when it has a token
+			continue
+		}
 		events = append(events, taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: r.task.ID,
 			StepID: c.Step.ID, StepName: c.Step.Name, Time: r.e.claimedAt(c),
 			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}})
@@ -328,7 +331,9 @@ drain:
 		r.unlocks, r.unlocksLoaded = r.e.newUnlockTracker(r.task), true
 	}
 	for _, res := range batch {
-		if res.err == nil {
+		if res.throttle != nil {
+			r.executed-- // given back: the handler did not run
+		} else if res.err == nil {
 			r.pendingUnlocks.add(r.unlocks.unlockedBy(res))
 		}
 	}

@@ -89,6 +89,10 @@ const (
 	// it was claimed; it waits for them (pending) with its attempt given
 	// back.
 	StepEventExpand StepEvent = "expand"
+	// StepEventThrottle: the step was claimed but its rate limit had no
+	// token (or was blocked by a server's Retry-After); the attempt is given
+	// back and the step waits until a token is due.
+	StepEventThrottle StepEvent = "throttle"
 )
 
 // TaskEvents returns every task event, in declaration order.
@@ -104,7 +108,7 @@ func StepEvents() []StepEvent {
 	return []StepEvent{
 		StepEventClaim, StepEventSucceed, StepEventFailRetryable, StepEventFailPermanent,
 		StepEventRelease, StepEventRetry, StepEventResolve, StepEventCancel, StepEventSkip,
-		StepEventExpand,
+		StepEventExpand, StepEventThrottle,
 	}
 }
 
@@ -226,6 +230,8 @@ var stepRows = []StepRow{
 	{sError, StepEventResolve, sResolved, false},
 
 	{sInProgress, StepEventSkip, sSkipped, false},
+
+	{sInProgress, StepEventThrottle, sWaiting, false},
 	{sSkipped, StepEventSkip, sSkipped, true},
 
 	{sInProgress, StepEventExpand, sPending, false},

@@ -86,7 +86,8 @@ var wantStep = map[string]string{
 	"in_progress/skip": "skipped",
 	"skipped/skip":     "=",
 
-	"in_progress/expand": "pending",
+	"in_progress/expand":   "pending",
+	"in_progress/throttle": "waiting_for_retry",
 }
 
 func requireRefused(t *testing.T, err error, entity, from, ev string) {

@@ -70,3 +70,29 @@ type RateLimitState struct {
 	BlockedUntil time.Time // zero: never blocked
 	Now          time.Time
 }
+
+// TokensAt returns the tokens the bucket holds at t (it refills from
+// UpdatedAt, never beyond Burst).
+func (s *RateLimitState) TokensAt(t time.Time) float64 {
+	if !t.After(s.UpdatedAt) {
+		return s.Tokens
+	}
+	return min(float64(s.Burst), s.Tokens+s.Rate*t.Sub(s.UpdatedAt).Seconds())
+}
+
+// Wait returns how long after t the bucket will hold a whole token (0: it
+// does at t; a block's end included).
+func (s *RateLimitState) Wait(t time.Time) time.Duration {
+	at := t
+	if s.UpdatedAt.After(at) {
+		at = s.UpdatedAt
+	}
+	tokens := s.TokensAt(at)
+	if tokens < 1 {
+		at = at.Add(time.Duration((1 - tokens) / s.Rate * float64(time.Second)))
+	}
+	if s.BlockedUntil.After(at) {
+		at = s.BlockedUntil
+	}
+	return at.Sub(t)
+}

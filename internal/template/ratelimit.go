@@ -78,8 +78,20 @@ func (l *RateLimit) same(o *RateLimit) bool {
 }
 
 // StepRateLimit returns the limit the named step names, nil when it names
-// none: a map lookup, for the coordinator's per-attempt path.
-func (t *Template) StepRateLimit(step string) *RateLimit { return t.stepLimits[step] }
+// none: a map lookup, for the coordinator's per-attempt path. The items of
+// a fan-out step (NAME[i]) run under their step's limit.
+func (t *Template) StepRateLimit(step string) *RateLimit {
+	if len(t.stepLimits) == 0 {
+		return nil
+	}
+	if l := t.stepLimits[step]; l != nil {
+		return l
+	}
+	if name, _, ok := FanOutParent(step); ok {
+		return t.stepLimits[name]
+	}
+	return nil
+}
 
 // HasRateLimits reports whether any step of the template names a limit.
 func (t *Template) HasRateLimits() bool { return len(t.stepLimits) > 0 }
