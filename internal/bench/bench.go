@@ -103,6 +103,10 @@ type Config struct {
 	PollInterval time.Duration
 	// Seed makes the random shape reproducible. Default 1.
 	Seed uint64
+	// RateLimit, when above 0, puts every step under one shared rate limit
+	// of that many steps a second (burst the same): the cost of taking a
+	// token per step (see withRateLimit).
+	RateLimit float64
 	// Timeout aborts a run that does not finish. Default 10 min.
 	Timeout time.Duration
 	// Progress, when not nil, receives a progress line every second.
@@ -293,6 +297,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.ConcurrencyKeys > 0 {
 		tmpl.Concurrency = &template.Concurrency{Key: "bench-${context.k}", Limit: max(cfg.ConcurrencyLimit, 1)}
 	}
+	withRateLimit(tmpl, cfg.RateLimit)
 	reg := template.NewRegistry()
 	if err := reg.Add(tmpl); err != nil {
 		return nil, fmt.Errorf("bench template: %w", err)

@@ -1,0 +1,22 @@
+package bench
+
+import (
+	"math"
+
+	"github.com/tasker-systems/tasker/internal/template"
+)
+
+// withRateLimit puts every step of t under one rate limit named bench of
+// perSecond steps a second with a burst of as many (at least 1); nothing
+// when perSecond <= 0. A limit above the run's throughput measures the cost
+// of taking tokens; a lower one measures throttling.
+func withRateLimit(t *template.Template, perSecond float64) {
+	if perSecond <= 0 {
+		return
+	}
+	burst := int(max(1, min(math.Ceil(perSecond), template.MaxBurst)))
+	t.RateLimits = map[string]*template.RateLimit{"bench": {PerSecond: perSecond, Burst: burst}}
+	for _, s := range t.Steps {
+		s.RateLimit = "bench"
+	}
+}
