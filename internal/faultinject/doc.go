@@ -5,7 +5,10 @@
 // SIGKILLs a random runner every few seconds and restarts it, restarts
 // PostgreSQL once with `pg_ctl restart -m immediate`, and at the end checks
 // the engine's invariants from the database and from the log the handlers
-// append to (see Check).
+// append to (see Check). Two workloads of their own check one promise each
+// with runner processes killed on a PostgreSQL database: cron schedules
+// (CheckTicks, cron.go) and shared rate limits (CheckRateLimit,
+// ratelimit.go).
 //
 // Run it in full with
 //

@@ -15,6 +15,12 @@
 # skip) tick, killed one at a time and all at once; no tick twice, none
 # lost while a runner was up (faultinject.CheckTicks).
 #
+# Then the rate-limit form (about 40 s, TestRateLimitUnderKills): three
+# runners through 72 tasks of a rate-limited step (some failing with a
+# Retry-After) while a random runner is killed every 1-2 s; no window with
+# more starts than the bucket allows, no start inside a Retry-After's block
+# (faultinject.CheckRateLimit).
+#
 # The full run (1,000 tasks per seed):
 #   go run ./internal/faultinject/harness -tasks 1000 -seeds 1,2,3
 #   TASKER_FAULTINJECT=full go test -run TestFaultInjection -timeout 60m ./internal/faultinject
@@ -24,9 +30,9 @@ cd "$(dirname "$0")/../.."
 # In the run's temporary directory when scripts/test.sh gives one.
 log=$(mktemp "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-faultinject.XXXXXX")
 trap 'rm -f "$log"' EXIT
-if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills)$' -v \
+if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills|TestRateLimitUnderKills)$' -v \
      ./internal/faultinject >"$log" 2>&1; then
-  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks' "$log" | sed -E 's/^ *(faultinject|cron)_test.go:[0-9]+: //'
+  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks|rate limit: [0-9]+ tasks' "$log" | sed -E 's/^ *(faultinject|cron|ratelimit)_test.go:[0-9]+: //'
   grep -E '^(ok|PASS|--- SKIP)' "$log" || true
 else
   cat "$log"
