@@ -68,6 +68,8 @@ type rateLimiter struct {
 	st     store.RateLimiter // nil: the store keeps no rate limits
 	mu     sync.Mutex
 	queues map[string]*takeQueue
+	// missing logs once that st is nil.
+	missing sync.Once
 }
 
 type takeQueue struct {
@@ -89,8 +91,24 @@ type takeRes struct {
 }
 
 func newRateLimiter(e *Engine) *rateLimiter {
-	st, _ := e.store.(store.RateLimiter)
-	return &rateLimiter{e: e, st: st, queues: map[string]*takeQueue{}}
+	return &rateLimiter{e: e, st: rateLimiterOf(e.store), queues: map[string]*takeQueue{}}
+}
+
+// rateLimiterOf finds the rate-limit capability of st, looking through
+// wrappers that time or trace a store (Unwrap), which pass on only the
+// capabilities they know of.
+func rateLimiterOf(st store.Store) store.RateLimiter {
+	for range 8 {
+		if rl, ok := st.(store.RateLimiter); ok {
+			return rl
+		}
+		u, ok := st.(interface{ Unwrap() store.Store })
+		if !ok {
+			return nil
+		}
+		st = u.Unwrap()
+	}
+	return nil
 }
 
 // take asks limit lim for n tokens.
@@ -132,6 +150,9 @@ func (l *rateLimiter) serve(ctx context.Context, lim *template.RateLimit, batch 
 	var err error
 	if l.st == nil {
 		granted = want // no bucket to take from: the store keeps no limits
+		l.missing.Do(func() {
+			l.e.log.Error("the store keeps no rate limits: steps of rate limits run unlimited", "limit", lim.Name)
+		})
 	} else {
 		// A take is not cut off by the caller's context: a token taken
 		// unseen would be lost.
