@@ -45,12 +45,12 @@ func CheckRateLimit(spec RateLimitSpec, starts []time.Time, blocks []RetryAfterB
 	fail := func(format string, args ...any) { out = append(out, spec.Name+": "+fmt.Sprintf(format, args...)) }
 	s := slices.Clone(starts)
 	slices.SortFunc(s, func(a, b time.Time) int { return a.Compare(b) })
-	worst, worstAt := 0.0, -1
+	worst, worstAt, worstEnd := 0.0, -1, -1
 	for i := range s {
 		for j := i + 1; j < len(s); j++ {
 			allowed := float64(spec.Burst) + spec.Rate*(s[j].Sub(s[i])+spec.Slack).Seconds()
 			if over := float64(j-i+1) - allowed; over > 0 && over > worst {
-				worst, worstAt = over, i
+				worst, worstAt, worstEnd = over, i, j
 			}
 		}
 	}
@@ -66,8 +66,12 @@ func CheckRateLimit(spec RateLimitSpec, starts []time.Time, blocks []RetryAfterB
 				}
 			}
 		}
-		fail("%d windows exceed the limit; the worst starts at %s with %.1f starts more than burst %d + %g/s allow",
-			n, stamp(s[worstAt]), worst, spec.Burst, spec.Rate)
+		var window []string
+		for _, st := range s[worstAt : worstEnd+1] {
+			window = append(window, stamp(st))
+		}
+		fail("%d windows exceed the limit; the worst has %.1f starts more than burst %d + %g/s allow: %v",
+			n, worst, spec.Burst, spec.Rate, window)
 	}
 	for _, b := range blocks {
 		end := b.Told.Add(b.For - clockSkew)

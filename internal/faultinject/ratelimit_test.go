@@ -20,13 +20,21 @@ import (
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
-// rateProbeSpec is the limit of the rate-limit workload. The slack covers
-// a token's grant to the handler's start record, on a loaded machine.
+// rateProbeSpec is the limit of the rate-limit workload under kills. The
+// slack covers a token's grant to the handler's start record, on a loaded
+// machine.
 var rateProbeSpec = faultinject.RateLimitSpec{Name: "fi_limit", Rate: 8, Burst: 4, Slack: 100 * time.Millisecond}
+
+// inProcessSpec is the limit of the in-process workload, slower: under
+// -race beside the other tests (both databases at once) a grant took up
+// to ~250 ms to reach its handler (three starts within 9 ms of a burst of
+// 2), and rate x slack must stay under one token for the check to catch a
+// single start too many.
+var inProcessSpec = faultinject.RateLimitSpec{Name: "fi_limit", Rate: 2, Burst: 2, Slack: 300 * time.Millisecond}
 
 // rateProbeYAML is the workload's template; limited false leaves the
 // step without its rate_limit (enforcement off, for the negative check).
-func rateProbeYAML(limited bool) string {
+func rateProbeYAML(spec faultinject.RateLimitSpec, limited bool) string {
 	y := fmt.Sprintf(`name: rate_probe
 namespace_name: fi
 max_parallel_steps: 4
@@ -36,7 +44,7 @@ step_templates:
   - name: call
     handler_class: %s
     default_retry_limit: %d
-`, rateProbeSpec.Rate, rateProbeSpec.Burst, faultinject.HandlerClass, faultinject.MaxAttempts)
+`, spec.Rate, spec.Burst, faultinject.HandlerClass, faultinject.MaxAttempts)
 	if limited {
 		y += "    rate_limit: fi_limit\n"
 	}
@@ -91,7 +99,8 @@ func waitRateProbes(c *tasker.Client, ids []int64, timeout time.Duration) int {
 // checkRateProbes reads the starts of the limit's steps from the handler
 // log and the Retry-After failures (told: the log; recorded: the
 // transitions) and returns CheckRateLimit's violations.
-func checkRateProbes(t *testing.T, c *tasker.Client, ids []int64, logPath string) (violations []string, starts, blocks int) {
+func checkRateProbes(t *testing.T, spec faultinject.RateLimitSpec, c *tasker.Client, ids []int64,
+	logPath string) (violations []string, starts, blocks int) {
 	t.Helper()
 	recs, _, err := faultinject.ReadLog(logPath)
 	require.NoError(t, err)
@@ -126,7 +135,7 @@ func checkRateProbes(t *testing.T, c *tasker.Client, ids []int64, logPath string
 			}
 		}
 	}
-	return faultinject.CheckRateLimit(rateProbeSpec, startTimes, bl), len(startTimes), len(bl)
+	return faultinject.CheckRateLimit(spec, startTimes, bl), len(startTimes), len(bl)
 }
 
 // The rate-limit promise in one process, on both databases: the handler
@@ -141,7 +150,7 @@ func TestRateLimitWorkload(t *testing.T) {
 				continue // the negative check once is enough
 			}
 			dir := t.TempDir()
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "rate_probe.yaml"), []byte(rateProbeYAML(limited)), 0o644))
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "rate_probe.yaml"), []byte(rateProbeYAML(inProcessSpec, limited)), 0o644))
 			logPath := filepath.Join(dir, "handler.log")
 			hlog, err := faultinject.OpenLog(logPath)
 			require.NoError(t, err)
@@ -151,14 +160,14 @@ func TestRateLimitWorkload(t *testing.T) {
 			c, err := tasker.Open(context.Background(), cfg)
 			require.NoError(t, err)
 			c.RegisterHandler(faultinject.HandlerClass, &faultinject.Handler{Log: hlog, Owner: "in-process"})
-			ids := createRateProbes(t, c, 24)
+			ids := createRateProbes(t, c, 18)
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- c.Run(ctx, 6) }()
 			complete := waitRateProbes(c, ids, 2*time.Minute)
 			stop()
 			require.NoError(t, <-done)
-			viol, starts, blocks := checkRateProbes(t, c, ids, logPath)
+			viol, starts, blocks := checkRateProbes(t, inProcessSpec, c, ids, logPath)
 			require.NoError(t, c.Close())
 			t.Logf("limited=%t: %d tasks complete, %d starts, %d Retry-After blocks; violations = %d", limited, complete,
 				starts, blocks, len(viol))
@@ -191,7 +200,7 @@ func TestRateLimitUnderKills(t *testing.T) {
 	dir := t.TempDir()
 	tmplDir := filepath.Join(dir, "templates")
 	require.NoError(t, os.Mkdir(tmplDir, 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(tmplDir, "rate_probe.yaml"), []byte(rateProbeYAML(true)), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(tmplDir, "rate_probe.yaml"), []byte(rateProbeYAML(rateProbeSpec, true)), 0o644))
 	logPath := filepath.Join(dir, "handler.log")
 	bin := filepath.Join(dir, "runner")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/tasker-systems/tasker/internal/faultinject/runner").CombinedOutput()
@@ -237,7 +246,7 @@ func TestRateLimitUnderKills(t *testing.T) {
 	for _, p := range live {
 		stop(p, syscall.SIGTERM)
 	}
-	viol, starts, blocks := checkRateProbes(t, c, ids, logPath)
+	viol, starts, blocks := checkRateProbes(t, rateProbeSpec, c, ids, logPath)
 	t.Logf("rate limit: %d tasks (%d complete), %d starts, %d Retry-After blocks, %d SIGKILLs; violations = %d",
 		len(ids), complete, starts, blocks, kills, len(viol))
 	for _, v := range viol {

@@ -14,17 +14,12 @@ import (
 // (store.RateLimiter); every database defines them.
 var RateLimitQueries = []string{"RateLimitTake", "RateLimitCreate", "RateLimitBlock", "RateLimitStates"}
 
-// rateClock is the clock argument of the rate-limit statements: NULL (the
-// server's clock) on PostgreSQL, this process's clock in Unix seconds on
-// SQLite.
-func (s *Core) rateClock() any {
-	if s.d.Name() == "postgres" {
-		return nil
-	}
-	return unixSeconds(time.Now())
-}
-
-func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
+// rateClock is the clock argument of the rate-limit statements: NULL, the
+// database's clock when the statement runs (PostgreSQL's
+// statement_timestamp(), SQLite's julianday('now')). Not the caller's:
+// a take waiting for a connection or SQLite's writer would count its
+// tokens from before the wait.
+func (s *Core) rateClock() any { return nil }
 
 func fromUnix(v sql.NullFloat64) time.Time {
 	if !v.Valid || math.IsInf(v.Float64, 0) {

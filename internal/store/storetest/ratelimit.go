@@ -120,6 +120,17 @@ func exerciseRateLimits(t *testing.T, newStore NewStore) {
 		tk, err = rl.RateLimitTake(ctx, ended)
 		require.NoError(t, err)
 		require.Equal(t, 0, tk.Granted, "one token after the block, not the burst")
+
+		// A block never adds a token: an empty bucket stays empty.
+		empty := &store.RateLimitParams{Name: "empty", Rate: 0.001, Burst: 3, Want: 3, For: time.Millisecond}
+		tk, err = rl.RateLimitTake(ctx, empty)
+		require.NoError(t, err)
+		require.Equal(t, 3, tk.Granted)
+		_, err = rl.RateLimitBlock(ctx, empty)
+		require.NoError(t, err)
+		states, err := rl.RateLimitStates(ctx, []string{"empty"})
+		require.NoError(t, err)
+		require.Less(t, states[0].TokensAt(states[0].Now), 1.0, "the block gave the empty bucket a token")
 	})
 }
 

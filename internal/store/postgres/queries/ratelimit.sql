@@ -30,14 +30,18 @@ ON CONFLICT (name) DO NOTHING;
 -- name: RateLimitBlock
 -- Blocks limit $1 for $4 seconds from the clock ($5): blocked_until becomes
 -- the later of its value and that time, and the bucket then resumes with
--- one token (it is not refilled during the block: the server asked for a
--- pause, not for a burst at its end). It returns blocked_until.
+-- what it holds now, at most one token: it is not refilled during the
+-- block (the server asked for a pause, not for a burst at its end), and a
+-- block never adds a token (starts just before it and just after it stay
+-- within burst + rate x window). It returns blocked_until.
 INSERT INTO tasker_rate_limits AS r (name, rate, burst, tokens, updated_at, blocked_until)
 SELECT $1, $2::float8, $3::integer, 1, u.until, u.until
 FROM (SELECT COALESCE(to_timestamp($5::float8), statement_timestamp()) + make_interval(secs => $4::float8) AS until) u
 ON CONFLICT (name) DO UPDATE SET
 	blocked_until = GREATEST(r.blocked_until, EXCLUDED.blocked_until),
-	tokens = CASE WHEN r.updated_at >= EXCLUDED.blocked_until THEN r.tokens ELSE 1 END,
+	tokens = CASE WHEN r.updated_at >= EXCLUDED.blocked_until THEN r.tokens
+		ELSE LEAST(1, r.tokens + r.rate * GREATEST(0, extract(epoch FROM
+			EXCLUDED.blocked_until - make_interval(secs => $4::float8) - r.updated_at)::float8)) END,
 	updated_at = GREATEST(r.updated_at, EXCLUDED.blocked_until)
 RETURNING extract(epoch FROM r.blocked_until)::float8;
 
