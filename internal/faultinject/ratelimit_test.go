@@ -25,12 +25,14 @@ import (
 // machine.
 var rateProbeSpec = faultinject.RateLimitSpec{Name: "fi_limit", Rate: 8, Burst: 4, Slack: 100 * time.Millisecond}
 
-// inProcessSpec is the limit of the in-process workload, slower: under
-// -race beside the other tests (both databases at once) a grant took up
-// to ~250 ms to reach its handler (three starts within 9 ms of a burst of
-// 2), and rate x slack must stay under one token for the check to catch a
-// single start too many.
-var inProcessSpec = faultinject.RateLimitSpec{Name: "fi_limit", Rate: 2, Burst: 2, Slack: 300 * time.Millisecond}
+// inProcessSpec is the limit of the in-process workload, slower and with
+// more slack: under -race beside the other packages' tests (both databases
+// at once) a grant took up to ~250 ms to reach its handler (three starts
+// within 9 ms of a burst of 2), more under the whole suite. With 500 ms at
+// 2/s a single start too many can hide in the slack; this test checks both
+// databases and that the check is not vacuous (without the limit it finds
+// many), TestRateLimitUnderKills checks the bound tightly (100 ms at 8/s).
+var inProcessSpec = faultinject.RateLimitSpec{Name: "fi_limit", Rate: 2, Burst: 2, Slack: 500 * time.Millisecond}
 
 // rateProbeYAML is the workload's template; limited false leaves the
 // step without its rate_limit (enforcement off, for the negative check).
