@@ -168,7 +168,7 @@ func (e *Engine) explainConcurrency(ctx context.Context, task *taskertype.Task, 
 	why := fmt.Sprintf("%s (%d running; policy %s)", waitingReason(cs), cs.Running, cs.Policy)
 	for _, r := range rs {
 		if r.State == taskertype.StepStatePending || r.State == taskertype.StepStateWaitingForRetry {
-			r.Reason = why
+			r.Reason, r.Ready = why, false // no runner can start the task now
 		}
 	}
 	return nil
