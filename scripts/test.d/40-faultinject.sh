@@ -21,6 +21,12 @@
 # more starts than the bucket allows, no start inside a Retry-After's block
 # (faultinject.CheckRateLimit).
 #
+# Then the concurrency-key form (about 25 s, TestConcurrencyUnderKills):
+# three runners through 60 tasks of 3 keys (limit 2) while runners are
+# killed; no moment with more than 2 tasks of a key running, from the
+# transitions audit (faultinject.CheckConcurrency), and a control without a
+# declared limit is caught over it.
+#
 # The full run (1,000 tasks per seed):
 #   go run ./internal/faultinject/harness -tasks 1000 -seeds 1,2,3
 #   TASKER_FAULTINJECT=full go test -run TestFaultInjection -timeout 60m ./internal/faultinject
@@ -30,9 +36,9 @@ cd "$(dirname "$0")/../.."
 # In the run's temporary directory when scripts/test.sh gives one.
 log=$(mktemp "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-faultinject.XXXXXX")
 trap 'rm -f "$log"' EXIT
-if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills|TestRateLimitUnderKills)$' -v \
+if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills|TestRateLimitUnderKills|TestConcurrencyUnderKills)$' -v \
      ./internal/faultinject >"$log" 2>&1; then
-  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks|rate limit: [0-9]+ tasks' "$log" | sed -E 's/^ *(faultinject|cron|ratelimit)_test.go:[0-9]+: //'
+  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks|rate limit: [0-9]+ tasks|keyed tasks|control \(no limit' "$log" | sed -E 's/^ *(faultinject|cron|ratelimit|concurrency)_test.go:[0-9]+: //'
   grep -E '^(ok|PASS|--- SKIP)' "$log" || true
 else
   cat "$log"
