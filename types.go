@@ -154,6 +154,63 @@ type Template struct {
 	// 0: Config.Retention / RetentionFailed; RetentionForever: for ever.
 	RetentionSeconds       int64 `json:"retention_seconds,omitempty"`
 	RetentionFailedSeconds int64 `json:"retention_failed_seconds,omitempty"`
+	// Concurrency is the template's concurrency key (nil: none): at most
+	// Limit tasks with one key in progress at once.
+	Concurrency *TemplateConcurrency `json:"concurrency,omitempty"`
+	// RateLimits are the rate limits the template defines, by name (shared
+	// by name with every other template).
+	RateLimits map[string]*TemplateRateLimit `json:"rate_limits,omitempty"`
+	// Schedules create a task of this template at each tick.
+	Schedules []*TemplateSchedule `json:"schedules,omitempty"`
+}
+
+// TemplateConcurrency is a template's `concurrency:` block
+// (docs/flow-control.md#concurrency-keys).
+type TemplateConcurrency struct {
+	// Key is the key as written, with its ${context.PATH} references.
+	Key string `json:"key"`
+	// Limit is the most tasks with one key in progress at once.
+	Limit int `json:"limit"`
+	// Policy is what happens to a task over the limit: "queue",
+	// "cancel_newest" or "cancel_oldest".
+	Policy string `json:"policy"`
+}
+
+// TemplateRateLimit is one entry of a template's `rate_limits:`
+// (docs/flow-control.md#rate-limits).
+type TemplateRateLimit struct {
+	// PerSecond or PerMinute (one of them is set) is the refill rate.
+	PerSecond float64 `json:"per_second,omitempty"`
+	PerMinute float64 `json:"per_minute,omitempty"`
+	// Burst is the bucket's size.
+	Burst int `json:"burst"`
+}
+
+// TemplateSchedule is one entry of a template's `schedules:`
+// (docs/flow-control.md#cron-schedules).
+type TemplateSchedule struct {
+	// Name identifies the schedule within its template.
+	Name string `json:"name"`
+	// Cron is the cron expression or descriptor as written.
+	Cron string `json:"cron"`
+	// TimeZone is the IANA zone the expression is read in.
+	TimeZone string `json:"time_zone"`
+	// Context is the task context of every tick.
+	Context json.RawMessage `json:"context,omitempty"`
+	// Missed is the missed-tick policy: "skip" or "catch_up".
+	Missed string `json:"missed"`
+	// Enabled schedules create tasks.
+	Enabled bool `json:"enabled"`
+}
+
+// StepFanOut is a step's `fan_out:` (docs/flow-control.md#dynamic-fan-out).
+type StepFanOut struct {
+	// Over names the parent whose result holds the list.
+	Over string `json:"over"`
+	// Path is a dot-separated path into Over's result ("" for the result).
+	Path string `json:"path,omitempty"`
+	// MaxItems bounds the list.
+	MaxItems int `json:"max_items"`
 }
 
 // StepTemplate is one step of a Template.
@@ -180,6 +237,13 @@ type StepTemplate struct {
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 	// Skippable steps may be bypassed with TaskRequest.BypassSteps.
 	Skippable bool `json:"skippable,omitempty"`
+	// When is the step's condition (CEL); "" when it always runs.
+	When string `json:"when,omitempty"`
+	// FanOut, when set, expands the step at run time into one step per
+	// item of a list (nil: an ordinary step).
+	FanOut *StepFanOut `json:"fan_out,omitempty"`
+	// RateLimit names the rate limit the step's handler starts under.
+	RateLimit string `json:"rate_limit,omitempty"`
 	// Line is the YAML line of the step's entry (0 when unknown).
 	Line int `json:"-"`
 }
@@ -203,14 +267,31 @@ func publicTemplate(t *template.Template) *Template {
 	for i, s := range t.Steps {
 		c := StepTemplate{Name: s.Name, Description: s.Description, HandlerClass: s.HandlerClass,
 			HandlerConfig: s.HandlerConfig, DependsOn: s.DependsOn, Retryable: s.Retryable, MaxAttempts: s.MaxAttempts,
-			TimeoutSeconds: s.TimeoutSeconds, Skippable: s.Skippable, Line: s.Line}
+			TimeoutSeconds: s.TimeoutSeconds, Skippable: s.Skippable, When: s.When, RateLimit: s.RateLimit, Line: s.Line}
+		if s.FanOut != nil {
+			c.FanOut = &StepFanOut{Over: s.FanOut.Over, Path: s.FanOut.Path, MaxItems: s.FanOut.MaxItems}
+		}
 		steps[i] = &c
 	}
-	return &Template{File: t.File, Name: t.Name, Namespace: t.Namespace, Version: t.Version,
+	pt := &Template{File: t.File, Name: t.Name, Namespace: t.Namespace, Version: t.Version,
 		Description: t.Description, TaskHandlerClass: t.TaskHandlerClass, Schema: t.Schema,
 		MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
 		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds, Steps: steps,
 		RetentionSeconds: t.RetentionSeconds, RetentionFailedSeconds: t.RetentionFailedSeconds}
+	if c := t.Concurrency; c != nil {
+		pt.Concurrency = &TemplateConcurrency{Key: c.Key, Limit: c.Limit, Policy: c.Policy}
+	}
+	if len(t.RateLimits) > 0 {
+		pt.RateLimits = make(map[string]*TemplateRateLimit, len(t.RateLimits))
+		for name, l := range t.RateLimits {
+			pt.RateLimits[name] = &TemplateRateLimit{PerSecond: l.PerSecond, PerMinute: l.PerMinute, Burst: l.Burst}
+		}
+	}
+	for _, sc := range t.Schedules {
+		pt.Schedules = append(pt.Schedules, &TemplateSchedule{Name: sc.Name, Cron: sc.Cron, TimeZone: sc.TimeZone,
+			Context: sc.Context, Missed: string(sc.Missed), Enabled: sc.Enabled})
+	}
+	return pt
 }
 
 // Migration is one schema migration and whether it is applied.

@@ -25,6 +25,11 @@ type templateDoc struct {
 	// and retention_failed (0: the server's default; -1: for ever).
 	RetentionSeconds       int64 `json:"retention_seconds,omitempty"`
 	RetentionFailedSeconds int64 `json:"retention_failed_seconds,omitempty"`
+	// Concurrency, RateLimits and Schedules: the template's flow control
+	// (docs/flow-control.md), omitted when it declares none.
+	Concurrency *tasker.TemplateConcurrency          `json:"concurrency,omitempty"`
+	RateLimits  map[string]*tasker.TemplateRateLimit `json:"rate_limits,omitempty"`
+	Schedules   []*tasker.TemplateSchedule           `json:"schedules,omitempty"`
 }
 
 // stepTemplateDoc is one step of a templateDoc; the field names match the
@@ -39,6 +44,11 @@ type stepTemplateDoc struct {
 	MaxAttempts    int            `json:"max_attempts"`
 	TimeoutSeconds int            `json:"timeout_seconds"`
 	Skippable      bool           `json:"skippable"`
+	// When, FanOut and RateLimit: the step's condition, run-time fan-out
+	// and rate limit, omitted when it has none.
+	When      string             `json:"when,omitempty"`
+	FanOut    *tasker.StepFanOut `json:"fan_out,omitempty"`
+	RateLimit string             `json:"rate_limit,omitempty"`
 }
 
 func newTemplateDoc(t *tasker.Template) templateDoc {
@@ -46,8 +56,8 @@ func newTemplateDoc(t *tasker.Template) templateDoc {
 		TaskHandlerClass: t.TaskHandlerClass, MaxParallelSteps: t.MaxParallelSteps, TimeoutSeconds: t.TimeoutSeconds,
 		IdempotencyWindowSeconds: t.IdempotencyWindowSeconds,
 		RetentionSeconds:         t.RetentionSeconds, RetentionFailedSeconds: t.RetentionFailedSeconds,
-		ContextSchema: t.Schema,
-		Steps:         make([]stepTemplateDoc, 0, len(t.Steps))}
+		ContextSchema: t.Schema, Concurrency: t.Concurrency, RateLimits: t.RateLimits, Schedules: t.Schedules,
+		Steps: make([]stepTemplateDoc, 0, len(t.Steps))}
 	for _, st := range t.Steps {
 		deps := st.DependsOn
 		if deps == nil {
@@ -55,7 +65,8 @@ func newTemplateDoc(t *tasker.Template) templateDoc {
 		}
 		d.Steps = append(d.Steps, stepTemplateDoc{Name: st.Name, Description: st.Description,
 			HandlerClass: st.HandlerClass, HandlerConfig: st.HandlerConfig, DependsOn: deps, Retryable: st.Retryable,
-			MaxAttempts: st.MaxAttempts, TimeoutSeconds: st.TimeoutSeconds, Skippable: st.Skippable})
+			MaxAttempts: st.MaxAttempts, TimeoutSeconds: st.TimeoutSeconds, Skippable: st.Skippable,
+			When: st.When, FanOut: st.FanOut, RateLimit: st.RateLimit})
 	}
 	return d
 }
