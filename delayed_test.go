@@ -105,4 +105,5 @@ func TestDelayedTaskBadRequests(t *testing.T) {
 	rs, err := c.Explain(ctx, task.ID)
 	require.NoError(t, err)
 	require.Contains(t, rs[0].Reason, "task is delayed until 2030-01-02T03:04:05Z")
+	require.False(t, rs[0].Ready, "a delayed task's steps are not ready before its run_at")
 }

@@ -401,7 +401,7 @@ func TestTemplateCommands(t *testing.T) {
 
 	res = tasker(t, dir, "template", "validate", examples)
 	require.Equal(t, 0, res.code, res.String())
-	// Every YAML file under examples/ is a template (cron, deadline,
+	// Every YAML file under examples/ is a template (cron, deadline, delayed, dedup,
 	// conditional, fanout, retention, concurrency and ratelimit included).
 	var yamls int
 	require.NoError(t, filepath.WalkDir(examples, func(p string, _ fs.DirEntry, err error) error {

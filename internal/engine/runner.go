@@ -329,8 +329,12 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 		return nil, err
 	}
 	defer func() { _ = e.explainConcurrency(ctx, task, rs) }() // after the reasons below
+	delayed := task.State == taskertype.TaskStatePending && task.RunAt != nil && task.RunAt.After(now)
 	for _, r := range rs {
 		r.Reason = explain(task, r, now)
+		if delayed {
+			r.Ready = false // no runner starts the task before its run_at
+		}
 		if cond := e.stepCondition(task, r.Name); cond != nil {
 			switch r.State {
 			case taskertype.StepStateSkipped:
