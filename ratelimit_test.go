@@ -2,6 +2,7 @@ package tasker_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -342,5 +343,70 @@ step_templates:
 				require.Contains(t, r.Reason, "a server's Retry-After")
 			}
 		}
+	})
+}
+
+// The items of a fan-out step run under their step's rate limit: a list of
+// eight expanded at once still starts its handlers no faster than the
+// bucket allows, and the collecting step gets every result in order.
+func TestRateLimitFanOutItems(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openClient(t, url)
+		var mu sync.Mutex
+		var starts []time.Time
+		c.RegisterHandler("Charge", tasker.StepHandlerFunc(func(_ context.Context, sc *tasker.StepContext) (any, error) {
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			var in struct {
+				Item string `json:"item"`
+			}
+			if err := json.Unmarshal(sc.Inputs, &in); err != nil {
+				return nil, err
+			}
+			return map[string]any{"charged": in.Item}, nil
+		}))
+		const rate, burst, items = 4.0, 2, 8
+		_, err := c.AddTemplate("rlfan.yml", []byte(fmt.Sprintf(`name: fan_charges
+namespace_name: rl
+max_parallel_steps: 16
+rate_limits:
+  gateway: {per_second: %g, burst: %d}
+step_templates:
+  - name: list
+    handler_class: tasker:noop
+    handler_config: {result: {cards: [c0, c1, c2, c3, c4, c5, c6, c7]}}
+  - name: charge
+    handler_class: Charge
+    depends_on_steps: [list]
+    rate_limit: gateway
+    fan_out: {over: list, path: cards}
+    default_retry_limit: 5
+  - name: total
+    handler_class: tasker:noop
+    depends_on_steps: [charge]
+`, rate, burst)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "rl", Name: "fan_charges"})
+		require.NoError(t, err)
+		runClient(t, c)
+		d := waitTaskState(t, c, task.ID, "complete")
+		require.Len(t, d.Steps, 3+items, "list, the placeholder, %d items and total", items)
+		_, trs, err := c.Transitions(ctx, task.ID)
+		require.NoError(t, err)
+		throttled := 0
+		for _, tr := range trs {
+			if tr.Event == "throttle" {
+				throttled++
+				require.Contains(t, tr.Reason, "rate limit gateway")
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, starts, items)
+		checkBucket(t, starts, rate, burst, 300*time.Millisecond)
+		require.Positive(t, throttled, "8 items at once against a burst of 2: some waited for a token")
 	})
 }
