@@ -127,6 +127,7 @@ func init() {
 		"queue_ack":          (*Dispatcher).queueAck,
 		"queue_list":         (*Dispatcher).queueList,
 		"transitions":        (*Dispatcher).transitions,
+		"explain":            (*Dispatcher).explain,
 		"schedules":          (*Dispatcher).schedules,
 	}
 }
@@ -394,6 +395,16 @@ func (d *Dispatcher) transitions(ctx context.Context, params []byte) (any, error
 		doc.Steps = []*tasker.Transition{}
 	}
 	return doc, nil
+}
+
+// explain is the RPC method "explain": the document of
+// GET /v1/tasks/{id}/explain (the task's status and each step's reason).
+func (d *Dispatcher) explain(ctx context.Context, params []byte) (any, error) {
+	var p taskIDParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	return explainDocument(ctx, d.c, p.TaskID)
 }
 
 // claimParams is the input of "claim_steps".

@@ -230,20 +230,30 @@ func (s *server) explainTask(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	steps, err := s.c.Explain(r.Context(), id)
+	doc, err := explainDocument(r.Context(), s.c, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	detail, err := s.c.Task(r.Context(), id)
+	s.writeJSON(w, r, http.StatusOK, doc)
+}
+
+// explainDocument is task id's explanation: its state and, per step, why
+// it is or is not running (GET /v1/tasks/{id}/explain and the RPC method
+// "explain").
+func explainDocument(ctx context.Context, c *tasker.Client, id int64) (*explainDoc, error) {
+	steps, err := c.Explain(ctx, id)
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, err
+	}
+	detail, err := c.Task(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	if steps == nil {
 		steps = []*tasker.StepReadiness{}
 	}
-	s.writeJSON(w, r, http.StatusOK, explainDoc{TaskID: id, Status: detail.State, Steps: steps})
+	return &explainDoc{TaskID: id, Status: detail.State, Steps: steps}, nil
 }
 
 func (s *server) taskTransitions(w http.ResponseWriter, r *http.Request) {

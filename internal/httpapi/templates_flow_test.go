@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -67,4 +69,37 @@ func TestTemplateFlowControl(t *testing.T) {
 	require.Equal(t, "stripe", charge["rate_limit"])
 	require.Equal(t, map[string]any{"over": "list", "path": "items", "max_items": float64(1000)}, charge["fan_out"])
 	require.Equal(t, "context.account_id > 0", steps[2].(map[string]any)["when"])
+}
+
+// TestExplainRPC: the RPC method "explain" (the Ruby gem's
+// TaskerCore.client.explain) answers GET /v1/tasks/{id}/explain's document;
+// here a delayed task's steps wait for its run_at.
+func TestExplainRPC(t *testing.T) {
+	c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: "sqlite:" + testdb.SQLitePath(t), AutoMigrate: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = c.AddTemplate("billing.yml", []byte(flowTemplate))
+	require.NoError(t, err)
+	task, _, err := c.InitializeTask(context.Background(), &tasker.TaskRequest{Namespace: "flow", Name: "billing",
+		Context: json.RawMessage(`{"account_id": 7}`), DelaySeconds: 3600})
+	require.NoError(t, err)
+
+	doc := dispatch(t, httpapi.NewDispatcher(c, "test"), "explain", map[string]any{"task_id": task.ID})
+	require.Equal(t, float64(task.ID), doc["task_id"])
+	require.Equal(t, "pending", doc["status"])
+	steps := doc["steps"].([]any)
+	require.Len(t, steps, 3)
+	for _, s := range steps {
+		st := s.(map[string]any)
+		require.Contains(t, st["reason"], "task is delayed until", "step %v", st["name"])
+		require.Equal(t, false, st["ready"])
+	}
+
+	srv := serve(t, c, httpapi.Options{})
+	res := caller{t: t, base: srv.URL}.do("GET", fmt.Sprintf("/v1/tasks/%d/explain", task.ID), nil)
+	require.Equal(t, 200, res.status)
+	require.Equal(t, doc, res.doc(t))
+
+	_, err = httpapi.NewDispatcher(c, "test").Call(context.Background(), "explain", []byte(`{}`))
+	require.Error(t, err, "explain without a task_id is refused")
 }

@@ -64,6 +64,13 @@ module TaskerCore
       call("transitions", { "task_id" => Integer(task_id) })
     end
 
+    # Why each step is or is not running: {"task_id", "status", "steps" =>
+    # [{"name", "state", "ready", "reason", ...}]}, the document of
+    # GET /v1/tasks/{id}/explain ("waiting: rate limit stripe until ...").
+    def explain(task_id)
+      call("explain", { "task_id" => Integer(task_id) })
+    end
+
     def claim_steps(task_id, owner:, limit: 0)
       call("claim_steps", { "task_id" => Integer(task_id), "owner" => owner, "limit" => Integer(limit) })
     end
