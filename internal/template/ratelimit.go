@@ -320,9 +320,17 @@ func (r *Registry) rateLimitConflict(t *Template) taskertype.TemplateErrors {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	// The others in key order, so that the error names the same template
+	// every time (the first that disagrees).
+	keys := make([]string, 0, len(r.byKey))
+	for k := range r.byKey {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	for _, name := range names {
 		l := t.RateLimits[name]
-		for _, o := range r.byKey {
+		for _, k := range keys {
+			o := r.byKey[k]
 			ol := o.RateLimits[name]
 			if ol == nil || ol.same(l) {
 				continue
