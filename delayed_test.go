@@ -29,9 +29,11 @@ func TestDelayedTask(t *testing.T) {
 		c.RegisterHandler("Second", tasker.StepHandlerFunc(func(context.Context, *tasker.StepContext) (any, error) {
 			return nil, nil
 		}))
-		// timeout_seconds 1 with a 2 s delay: the deadline counts from when
-		// the task is due, so it completes.
-		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("delayed", 1)))
+		// timeout_seconds 4 with a 5 s delay: the deadline counts from when
+		// the task is due, so it completes (counted from the creation, it
+		// would expire before it was due). 4 s leaves a loaded machine time
+		// to run two no-op steps.
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("delayed", 4)))
 		require.NoError(t, err)
 		ctx := context.Background()
 		rctx, stop := context.WithCancel(ctx)
@@ -40,14 +42,14 @@ func TestDelayedTask(t *testing.T) {
 		defer func() { stop(); require.NoError(t, <-runDone) }()
 
 		created := time.Now()
-		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "delayed", DelaySeconds: 2})
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "delayed", DelaySeconds: 5})
 		require.NoError(t, err)
 		require.NotNil(t, task.RunAt)
-		require.WithinDuration(t, created.Add(2*time.Second), *task.RunAt, time.Second)
+		require.WithinDuration(t, created.Add(5*time.Second), *task.RunAt, time.Second)
 
 		rs, err := c.Explain(ctx, task.ID)
 		require.NoError(t, err)
-		if time.Now().Before(*task.RunAt) { // not yet due (always, unless the machine stalled 2 s)
+		if time.Now().Before(*task.RunAt) { // not yet due (always, unless the machine stalled 5 s)
 			require.Contains(t, rs[0].Reason, "task is delayed until")
 		}
 

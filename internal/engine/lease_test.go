@@ -30,6 +30,12 @@ var bothStores = map[string]func(testing.TB) store.Store{
 type slowRecords struct {
 	store.Store
 	delay time.Duration
+	// beforeTx waits before every transaction begins instead of inside the
+	// recording. SQLite needs it: its one writer lock, held through a delay
+	// inside a transaction, would also hold back the lease extensions of
+	// the steps still running, which no lease keeper can outrun (on
+	// PostgreSQL those rows are not locked).
+	beforeTx bool
 }
 
 func (s *slowRecords) StepRecord(ctx context.Context, p *store.StepRecordParams) ([]bool, error) {
@@ -39,6 +45,10 @@ func (s *slowRecords) StepRecord(ctx context.Context, p *store.StepRecordParams)
 
 // Transact delays the records of the engine's batches the same way.
 func (s *slowRecords) Transact(ctx context.Context, fn func(tx store.Tx) error) error {
+	if s.beforeTx {
+		time.Sleep(s.delay)
+		return s.Store.Transact(ctx, fn)
+	}
 	return s.Store.Transact(ctx, func(tx store.Tx) error { return fn(&slowRecordsTx{Tx: tx, delay: s.delay}) })
 }
 
@@ -69,7 +79,7 @@ func TestLeaseHeldWhileResultsAreRecorded(t *testing.T) {
 	for name, open := range bothStores {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			st := &slowRecords{Store: open(t), delay: 3 * lease}
+			st := &slowRecords{Store: open(t), delay: 3 * lease, beforeTx: name == "sqlite"}
 			reg := template.NewRegistry()
 			// fast's result is recorded in the background while slow runs;
 			// a's and the last results in the coordinator's loop.
