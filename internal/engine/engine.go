@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,6 +98,12 @@ type Config struct {
 	// prune` still does).
 	PruneInterval time.Duration
 	PruneBatch    int
+
+	// HandlerLimits limits handler classes (class -> N): at most N attempts
+	// of the class run at once across every runner on the database, as a
+	// template's handler_limits does. Added to Templates; a class a
+	// template limits differently is refused (New fails).
+	HandlerLimits map[string]int
 }
 
 // Engine runs tasks. It is safe for concurrent use.
@@ -127,6 +134,8 @@ type Engine struct {
 	leases *stepLeases
 	// limits takes the tokens of shared rate limits (ratelimit.go).
 	limits *rateLimiter
+	// slots takes the slots of limited handler classes (handlerlimit.go).
+	slots *handlerSlots
 	// scheds is the cron scheduler a Run loop runs (schedules.go).
 	scheds schedulers
 	// prune is the pruning loop a Run loop runs (retention.go).
@@ -184,12 +193,28 @@ func New(cfg Config) (*Engine, error) {
 	e.leases = newStepLeases(e)
 	e.newBatchers()
 	e.limits = newRateLimiter(e)
+	e.slots = newHandlerSlots(e)
+	for _, class := range sortedClasses(cfg.HandlerLimits) {
+		if err := cfg.Templates.SetHandlerLimit(class, cfg.HandlerLimits[class], "engine Config.HandlerLimits"); err != nil {
+			return nil, fmt.Errorf("engine: %w", err)
+		}
+	}
 	e.creates = &creates{many: cfg.Store.TaskCreateMany, one: cfg.Store.TaskCreate}
 	e.enqueuer = cfg.EnqueueHandler
 	if e.enqueuer == nil {
 		e.enqueuer = DatabaseEnqueueHandler{wake: e.nudge}
 	}
 	return e, nil
+}
+
+// sortedClasses returns the classes of m in order.
+func sortedClasses(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func newOwner() string {

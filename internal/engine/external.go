@@ -101,6 +101,9 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
+	if claimed, err = e.slotClaimed(ctx, owner, task, claimed); err != nil { // a slot of a limited class first
+		return nil, fmt.Errorf("claim steps: %w", err)
+	}
 	if claimed, err = e.throttleClaimed(ctx, owner, task, claimed); err != nil {
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}

@@ -36,10 +36,16 @@ type throttled struct {
 	until time.Time // when a token is due for it
 	// blocked: the limit is blocked by a Retry-After until then.
 	blocked bool
+	// slot, when set, is the reason of a step refused a handler-class slot
+	// (handlerlimit.go); limit is then empty.
+	slot string
 }
 
 // reason is the throttle's transition reason.
 func (t *throttled) reason() string {
+	if t.slot != "" {
+		return t.slot
+	}
 	if t.blocked {
 		return fmt.Sprintf("rate limit %s blocked by a server's Retry-After until %s", t.limit, t.until.Format(time.RFC3339Nano))
 	}
@@ -224,17 +230,20 @@ func (l *rateLimiter) admit(ctx context.Context, lim *template.RateLimit) *throt
 	return &throttled{limit: lim.Name, until: res.next[0], blocked: res.blocked}
 }
 
-// startLimited starts an attempt of a step that names a rate limit and
-// reports true; false when the step names none (the caller starts it as
-// usual). The step's condition is evaluated first (a skipped step needs no
-// token); then the handler starts only with a token, and step.started is
-// published then. Without one the attempt comes back throttled.
+// startLimited starts an attempt of a step that names a rate limit or whose
+// handler class is limited, and reports true; false when neither (the
+// caller starts it as usual). The step's condition is evaluated first (a
+// skipped step needs no slot and no token); then the handler starts only
+// with a slot of its class (handlerlimit.go) and a token of its limit, and
+// step.started is published then. Without them the attempt comes back
+// throttled.
 func (r *taskRun) startLimited(c *store.ClaimedStep) bool {
-	if r.tmpl == nil || !r.tmpl.HasRateLimits() {
-		return false
+	var lim *template.RateLimit
+	if r.tmpl != nil && r.tmpl.HasRateLimits() {
+		lim = r.tmpl.StepRateLimit(c.Step.Name)
 	}
-	lim := r.tmpl.StepRateLimit(c.Step.Name)
-	if lim == nil || fanOutOf(r.tmpl, c.Step.Name) != nil { // a fan-out's expansion runs no handler: its items take tokens
+	slots := r.e.limitedClass(c.Step)
+	if (lim == nil && slots == 0) || fanOutOf(r.tmpl, c.Step.Name) != nil { // a fan-out's expansion runs no handler: its items take tokens
 		return false
 	}
 	e, task, ctx, results := r.e, r.task, r.hctx, r.results
@@ -244,13 +253,23 @@ func (r *taskRun) startLimited(c *store.ClaimedStep) bool {
 			e.execute(ctx, task, cond, nil, c, results) // skipped, failed or cancelled without a token
 			return
 		}
-		if th := e.limits.admit(ctx, lim); th != nil {
-			results <- attemptResult{claimed: c, throttle: th, started: e.cfg.Clock.Now()}
-			return
+		data := map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}
+		if slots > 0 {
+			if no := e.slots.admit(ctx, c.Step.HandlerClass, slots, e.cfg.Owner, c.Step.ID); no != nil {
+				results <- attemptResult{claimed: c, throttle: e.slotThrottle(no), started: e.cfg.Clock.Now()}
+				return
+			}
+			data["handler_limit"] = slots
+		}
+		if lim != nil {
+			if th := e.limits.admit(ctx, lim); th != nil {
+				results <- attemptResult{claimed: c, throttle: th, started: e.cfg.Clock.Now()}
+				return
+			}
+			data["rate_limit"] = lim.Name
 		}
 		e.bus.Publish(taskertype.Event{Kind: taskertype.EventStepStarted, TaskID: task.ID, StepID: c.Step.ID,
-			StepName: c.Step.Name, Time: e.now(),
-			Data: map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass, "rate_limit": lim.Name}})
+			StepName: c.Step.Name, Time: e.now(), Data: data})
 		e.execute(ctx, task, nil, nil, c, results) // the condition held
 	}()
 	return true

@@ -348,6 +348,9 @@ func (e *Engine) Explain(ctx context.Context, taskID int64) ([]*taskertype.StepR
 	if err := e.explainRateLimits(ctx, task, rs); err != nil {
 		return nil, err
 	}
+	if err := e.explainHandlerLimits(ctx, task, rs); err != nil {
+		return nil, err
+	}
 	return rs, nil
 }
 

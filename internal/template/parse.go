@@ -23,7 +23,7 @@ import (
 // The YAML keys each level of a template accepts, in documentation order
 // (the order also breaks ties between equally close suggestions).
 var (
-	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "concurrency", "rate_limits", "environments"}
+	templateFields    = []string{"name", "namespace_name", "version", "description", "task_handler_class", "schema", "max_parallel_steps", "timeout_seconds", "idempotency_window_seconds", "retention", "retention_failed", "step_templates", "schedules", "concurrency", "rate_limits", "handler_limits", "environments"}
 	stepFields        = []string{"name", "description", "handler_class", "handler_config", "depends_on_step", "depends_on_steps", "default_retryable", "default_retry_limit", "timeout_seconds", "skippable", "when", "fan_out", "rate_limit"}
 	environmentFields = []string{"step_templates"}
 )
@@ -112,6 +112,7 @@ type rawTemplate struct {
 	schedules                                               val[[]*rawSchedule]
 	concurrency                                             *rawConcurrency
 	rateLimits                                              val[[]*rawRateLimit]
+	handlerLimits                                           []*rawHandlerLimit
 	envs                                                    []*rawEnv
 	retention                                               rawRetention
 }
@@ -333,6 +334,8 @@ func (p *parser) template(root *yaml.Node) *rawTemplate {
 			rt.concurrency = p.concurrency(f.val, f.line)
 		case "rate_limits":
 			rt.rateLimits = p.rateLimits(f.val)
+		case "handler_limits":
+			rt.handlerLimits = p.handlerLimits(f.val)
 		case "environments":
 			rt.envs = p.environments(f.val)
 		default:
@@ -900,6 +903,7 @@ func (p *parser) build(rt *rawTemplate, env string) *Template {
 	p.buildConcurrency(t, rt.concurrency)
 	p.checkCatchUpRetention(t, rt)
 	p.buildRateLimits(t, rt.rateLimits.v, steps)
+	p.buildHandlerLimits(t, rt.handlerLimits)
 
 	p.errs = append(p.errs, checkGraph(t, site, ignore)...)
 	return t

@@ -26,6 +26,9 @@ type Registry struct {
 	// gen counts successful Adds; changed is closed (and replaced) by each.
 	gen     uint64
 	changed chan struct{}
+	// limits are the handler-class limits of the templates added and of
+	// SetHandlerLimit (handlerlimit.go).
+	limits handlerLimits
 }
 
 // Watch returns the number of templates added so far and a channel that
@@ -91,6 +94,9 @@ func (r *Registry) Add(t *Template) error {
 	if errs := checkRateLimits(t); len(errs) > 0 {
 		return errs
 	}
+	if errs := checkHandlerLimits(t); len(errs) > 0 {
+		return errs
+	}
 	if t.semver == nil {
 		t.semver = semver.MustParse(t.Version) // checkTemplate accepted it
 	}
@@ -107,6 +113,10 @@ func (r *Registry) Add(t *Template) error {
 	if errs := r.rateLimitConflict(t); len(errs) > 0 {
 		return errs
 	}
+	if errs := r.handlerLimitConflict(t); len(errs) > 0 {
+		return errs
+	}
+	r.addHandlerLimits(t)
 	r.byKey[key] = t
 	name := t.Namespace + "/" + t.Name
 	list := append(r.byName[name], t)

@@ -113,6 +113,10 @@ type Template struct {
 	// RateLimits are the named limits the template defines, shared by name
 	// with every other template (see RateLimit).
 	RateLimits map[string]*RateLimit `json:"rate_limits,omitempty"`
+	// HandlerLimits bounds how many attempts of a handler class run at once
+	// across all runners (class -> limit); a class's limit is shared by
+	// every template (see Registry.HandlerLimit).
+	HandlerLimits map[string]int `json:"handler_limits,omitempty"`
 
 	// conditions maps the steps that have a `when` to it compiled.
 	conditions map[string]*condition.Condition
@@ -120,6 +124,8 @@ type Template struct {
 	fanOuts map[string]*FanOut
 	// stepLimits maps the steps that name a rate limit to it.
 	stepLimits map[string]*RateLimit
+	// handlerLimitLines are the YAML lines of HandlerLimits' entries.
+	handlerLimitLines map[string]int
 	// schema is Schema compiled (nil when there is no schema).
 	schema *jsonschema.Schema
 	// semver is Version parsed.

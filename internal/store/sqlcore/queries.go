@@ -75,9 +75,10 @@ func LoadQueries(fsys fs.FS, dir string, own ...string) (Queries, error) {
 	return out, nil
 }
 
-// RequiredQueries are CoreQueries, RateLimitQueries and own.
+// RequiredQueries are CoreQueries, RateLimitQueries, HandlerLimitQueries and
+// own.
 func RequiredQueries(own []string) []string {
-	return append(append(slices.Clone(CoreQueries), RateLimitQueries...), own...)
+	return append(append(append(slices.Clone(CoreQueries), RateLimitQueries...), HandlerLimitQueries...), own...)
 }
 
 // parse adds the "-- name:" blocks of one expanded file.

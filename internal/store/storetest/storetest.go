@@ -193,6 +193,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	exerciseRetention(t, newStore)
 	exerciseConcurrency(t, newStore)
 	exerciseRateLimits(t, newStore)
+	exerciseHandlerLimits(t, newStore)
 
 	t.Run("IdempotencyKeyReturnsExisting", func(t *testing.T) {
 		t.Parallel()
