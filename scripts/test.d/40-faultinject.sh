@@ -27,6 +27,13 @@
 # transitions audit (faultinject.CheckConcurrency), and a control without a
 # declared limit is caught over it.
 #
+# Then the handler-class form (about 20 s, TestHandlerLimitUnderKills):
+# three runners through 40 tasks of three parallel steps of a handler class
+# limited to 3 while runners are killed; no moment with more than 3
+# attempts of the class running, from the handler log
+# (faultinject.CheckHandlerLimit), and a control without the declaration is
+# caught over it.
+#
 # The full run (1,000 tasks per seed):
 #   go run ./internal/faultinject/harness -tasks 1000 -seeds 1,2,3
 #   TASKER_FAULTINJECT=full go test -run TestFaultInjection -timeout 60m ./internal/faultinject
@@ -36,9 +43,9 @@ cd "$(dirname "$0")/../.."
 # In the run's temporary directory when scripts/test.sh gives one.
 log=$(mktemp "${TASKER_TEST_TMP:-${TMPDIR:-/tmp}}/tasker-faultinject.XXXXXX")
 trap 'rm -f "$log"' EXIT
-if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills|TestRateLimitUnderKills|TestConcurrencyUnderKills)$' -v \
+if TASKER_FAULTINJECT=${TASKER_FAULTINJECT:-short} go test -count=1 -timeout 15m -run '^(TestFaultInjection|TestCronUnderKills|TestRateLimitUnderKills|TestConcurrencyUnderKills|TestHandlerLimitUnderKills)$' -v \
      ./internal/faultinject >"$log" 2>&1; then
-  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks|rate limit: [0-9]+ tasks|keyed tasks|control \(no limit' "$log" | sed -E 's/^ *(faultinject|cron|ratelimit|concurrency)_test.go:[0-9]+: //'
+  grep -E 'seed [0-9]+: [0-9]+ tasks|(catch|skip): [0-9]+ tasks|rate limit: [0-9]+ tasks|keyed tasks|control \(no limit|handler limit: [0-9]+ tasks' "$log" | sed -E 's/^ *(faultinject|cron|ratelimit|concurrency|handlerlimit)_test.go:[0-9]+: //'
   grep -E '^(ok|PASS|--- SKIP)' "$log" || true
 else
   cat "$log"
