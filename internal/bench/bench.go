@@ -107,6 +107,10 @@ type Config struct {
 	// of that many steps a second (burst the same): the cost of taking a
 	// token per step (see withRateLimit).
 	RateLimit float64
+	// HandlerLimit, when above 0, limits the handler class of every step to
+	// that many attempts running at once: the cost of taking a slot per
+	// step (see withHandlerLimit).
+	HandlerLimit int
 	// Timeout aborts a run that does not finish. Default 10 min.
 	Timeout time.Duration
 	// Progress, when not nil, receives a progress line every second.
@@ -298,6 +302,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		tmpl.Concurrency = &template.Concurrency{Key: "bench-${context.k}", Limit: max(cfg.ConcurrencyLimit, 1)}
 	}
 	withRateLimit(tmpl, cfg.RateLimit)
+	withHandlerLimit(tmpl, cfg.HandlerLimit)
 	reg := template.NewRegistry()
 	if err := reg.Add(tmpl); err != nil {
 		return nil, fmt.Errorf("bench template: %w", err)

@@ -20,3 +20,17 @@ func withRateLimit(t *template.Template, perSecond float64) {
 		s.RateLimit = "bench"
 	}
 }
+
+// withHandlerLimit limits the handler class of every step of t to n
+// attempts running at once (handler_limits); nothing when n <= 0. A limit
+// above the run's parallelism measures the cost of taking a slot per step;
+// a lower one measures waiting for slots.
+func withHandlerLimit(t *template.Template, n int) {
+	if n <= 0 {
+		return
+	}
+	t.HandlerLimits = map[string]int{}
+	for _, s := range t.Steps {
+		t.HandlerLimits[s.HandlerClass] = n
+	}
+}

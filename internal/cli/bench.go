@@ -108,6 +108,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.BoolVar(&f.cfg.CreateOnly, "create-only", false, "burndown: stop once the tasks are created (measure creation only)")
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", time.Second, "runner polling floor")
 	fl.Uint64Var(&f.cfg.Seed, "seed", 1, "seed of the random shape")
+	fl.IntVar(&f.cfg.HandlerLimit, "handler-limit", 0, "limit the steps' handler class to this many attempts running at once across runners (0: none)")
 	fl.Float64Var(&f.cfg.RateLimit, "rate-limit", 0, "put every step under one shared rate limit of this many steps a second, burst the same (0: none)")
 	fl.DurationVar(&f.cfg.Timeout, "timeout", 10*time.Minute, "abort a run that takes longer")
 	fl.BoolVar(&f.cfg.KeepSchema, "keep-schema", false, "keep the PostgreSQL schema the run created")

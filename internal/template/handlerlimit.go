@@ -78,7 +78,7 @@ type HandlerLimitConflictError struct {
 	Class string
 	// Limit and From are the refused definition; Existing and ExistingFrom
 	// the one already in force.
-	Limit, Existing  int
+	Limit, Existing    int
 	From, ExistingFrom string
 }
 
