@@ -214,3 +214,17 @@ step_templates:
 		require.Equal(t, 1, claim.Steps[0].Attempt, "the refused attempt was given back")
 	})
 }
+
+// Config.HandlerLimits limits a class from Go; a template that limits it
+// differently is refused, naming the configuration.
+func TestHandlerLimitFromConfig(t *testing.T) {
+	t.Parallel()
+	c, err := tasker.Open(context.Background(), tasker.Config{DatabaseURL: "sqlite:" + t.TempDir() + "/t.db",
+		AutoMigrate: true, TemplatesDir: t.TempDir(), HandlerLimits: map[string]int{"Hold": 1}})
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.AddTemplate("h.yml", []byte(handlerLimitedTemplate("three", 2)))
+	require.ErrorContains(t, err, `handler class "Hold" is limited to 2 here (hl/three@0.1.0 (h.yml)) but to 1 in engine Config.HandlerLimits`)
+	_, err = c.AddTemplate("h.yml", []byte(handlerLimitedTemplate("one", 1)))
+	require.NoError(t, err)
+}

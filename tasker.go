@@ -176,6 +176,12 @@ type Config struct {
 	// (500); a negative interval never prunes (Prune still does).
 	PruneInterval time.Duration
 	PruneBatch    int
+
+	// HandlerLimits limits handler classes (class -> N): at most N attempts
+	// of the class run at once across every runner on the database, as a
+	// template's handler_limits does; a template that limits a class
+	// differently is refused. See docs/flow-control.md#handler-class-limits.
+	HandlerLimits map[string]int
 }
 
 // Client is a handle on the engine: templates, handlers, the database and
@@ -248,7 +254,7 @@ func open(ctx context.Context, st store.Store, isSQLite bool, cfg Config) (*Clie
 		StepLease: cfg.StepLease, QueueLease: cfg.QueueLease, PollInterval: cfg.PollInterval,
 		RescueInterval: cfg.RescueInterval, ShutdownGrace: cfg.ShutdownGrace, Owner: cfg.Owner, Logger: cfg.Logger,
 		Retention: cfg.Retention, RetentionFailed: cfg.RetentionFailed, PruneInterval: cfg.PruneInterval,
-		PruneBatch: cfg.PruneBatch,
+		PruneBatch: cfg.PruneBatch, HandlerLimits: cfg.HandlerLimits,
 	})
 	if err != nil {
 		if m != nil {
