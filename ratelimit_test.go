@@ -252,6 +252,7 @@ func TestRateLimitRetryAfterAcrossEngines(t *testing.T) {
 	require.NoError(t, err)
 	b, _, err := two.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "rl", Name: "call_api"})
 	require.NoError(t, err)
+	twoStarted := time.Now()
 	runClient(t, two)
 	waitTaskState(t, two, a.ID, "complete")
 	waitTaskState(t, two, b.ID, "complete")
@@ -266,7 +267,12 @@ func TestRateLimitRetryAfterAcrossEngines(t *testing.T) {
 	for _, tr := range trs {
 		events = append(events, tr.Event+" by "+tr.Actor)
 	}
-	require.Contains(t, strings.Join(events, ", "), "throttle by engine-two", "b waited for the block engine one set")
+	// Engine two can only be held back if it got to b before the block
+	// ended (a loaded machine may take longer than the 2 s to get there:
+	// then the request times above are the whole check).
+	if twoStarted.Before(reqs[0].Add(time.Second)) {
+		require.Contains(t, strings.Join(events, ", "), "throttle by engine-two", "b waited for the block engine one set")
+	}
 }
 
 // The pull API (Ruby workers) takes tokens before handing steps out: a
