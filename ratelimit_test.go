@@ -173,6 +173,19 @@ func runClient(t *testing.T, c *tasker.Client) {
 	t.Cleanup(func() { stop(); require.NoError(t, <-runDone) })
 }
 
+// stepEvent returns the task's first transition of event, nil when none.
+func stepEvent(t *testing.T, c *tasker.Client, taskID int64, event string) *tasker.Transition {
+	t.Helper()
+	_, trs, err := c.Transitions(context.Background(), taskID)
+	require.NoError(t, err)
+	for _, tr := range trs {
+		if tr.Event == event {
+			return tr
+		}
+	}
+	return nil
+}
+
 // waitStepEvent waits until the task's step has a transition of event.
 func waitStepEvent(t *testing.T, c *tasker.Client, taskID int64, event string) *tasker.Transition {
 	t.Helper()
@@ -209,16 +222,30 @@ func TestRateLimitRetryAfterBlocksOtherTasks(t *testing.T) {
 		waitStepEvent(t, c, a.ID, "fail_retryable")
 		b, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "rl", Name: "call_api"})
 		require.NoError(t, err)
-		throttle := waitStepEvent(t, c, b.ID, "throttle")
-		require.Contains(t, throttle.Reason, "rate limit api blocked by a server's Retry-After until")
-		rs, err := c.Explain(ctx, b.ID)
-		require.NoError(t, err)
-		if d, _ := c.Task(ctx, b.ID); d.Steps[0].State == "waiting_for_retry" { // not yet past the block
-			require.Contains(t, rs[0].Reason, "waiting: rate limit api until")
+		// b is throttled, unless a loaded machine got to it only after the
+		// 2 s block (then the request times below are the whole check).
+		var throttle *tasker.Transition
+		require.Eventually(t, func() bool {
+			throttle = stepEvent(t, c, b.ID, "throttle")
+			d, err := c.Task(ctx, b.ID)
+			require.NoError(t, err)
+			return throttle != nil || d.State == "complete"
+		}, time.Minute, 10*time.Millisecond)
+		if throttle != nil {
+			require.Contains(t, throttle.Reason, "rate limit api blocked by a server's Retry-After until")
+			rs, err := c.Explain(ctx, b.ID)
+			require.NoError(t, err)
+			if d, _ := c.Task(ctx, b.ID); d.Steps[0].State == "waiting_for_retry" { // not yet past the block
+				require.Contains(t, rs[0].Reason, "waiting: rate limit api until")
+			}
 		}
 		waitTaskState(t, c, a.ID, "complete")
 		waitTaskState(t, c, b.ID, "complete")
 		reqs := srv.requests()
+		// b claimed within the block must have been throttled.
+		if claim := stepEvent(t, c, b.ID, "claim"); claim.CreatedAt.Before(reqs[0].Add(1500 * time.Millisecond)) {
+			require.NotNil(t, throttle, "b, claimed %s after the 429, was throttled", claim.CreatedAt.Sub(reqs[0]))
+		}
 		require.Len(t, reqs, 3, "429 to a, then a's retry and b's only attempt")
 		for _, r := range reqs[1:] {
 			require.GreaterOrEqual(t, r.Sub(reqs[0]), 2*time.Second-50*time.Millisecond,
@@ -252,7 +279,6 @@ func TestRateLimitRetryAfterAcrossEngines(t *testing.T) {
 	require.NoError(t, err)
 	b, _, err := two.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "rl", Name: "call_api"})
 	require.NoError(t, err)
-	twoStarted := time.Now()
 	runClient(t, two)
 	waitTaskState(t, two, a.ID, "complete")
 	waitTaskState(t, two, b.ID, "complete")
@@ -270,7 +296,7 @@ func TestRateLimitRetryAfterAcrossEngines(t *testing.T) {
 	// Engine two can only be held back if it got to b before the block
 	// ended (a loaded machine may take longer than the 2 s to get there:
 	// then the request times above are the whole check).
-	if twoStarted.Before(reqs[0].Add(time.Second)) {
+	if claim := stepEvent(t, two, b.ID, "claim"); claim.CreatedAt.Before(reqs[0].Add(1500 * time.Millisecond)) {
 		require.Contains(t, strings.Join(events, ", "), "throttle by engine-two", "b waited for the block engine one set")
 	}
 }

@@ -71,7 +71,10 @@ func TestGracefulShutdownReleasesWithoutFailure(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		first := openTuned(t, url, "leaving", nil)
+		// Leases long enough that no rescue can come first on a loaded
+		// machine: the release is what is tested.
+		long := func(cfg *tasker.Config) { cfg.StepLease, cfg.QueueLease = 30*time.Second, 30*time.Second }
+		first := openTuned(t, url, "leaving", long)
 		started := make(chan struct{})
 		first.RegisterHandler("H", tasker.StepHandlerFunc(func(ctx context.Context, sc *tasker.StepContext) (any, error) {
 			close(started)
@@ -88,7 +91,7 @@ func TestGracefulShutdownReleasesWithoutFailure(t *testing.T) {
 		require.NoError(t, first.Close())
 		require.NoError(t, <-runErr)
 
-		second := openTuned(t, url, "arriving", nil)
+		second := openTuned(t, url, "arriving", long)
 		d, err := second.Task(ctx, task.ID)
 		require.NoError(t, err)
 		require.Equal(t, tasker.StepState("pending"), d.Steps[0].State)
