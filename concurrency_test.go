@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker"
@@ -37,14 +38,15 @@ step_templates:
 type holder struct {
 	mu      sync.Mutex
 	release map[int64]chan struct{}
-	entered map[int64]int // task -> attempts entered
+	entered map[int64]int    // task -> attempts entered
+	acct    map[int64]string // task -> its account
 	running map[string]int
 	peak    map[string]int
 }
 
 func newHolder() *holder {
-	return &holder{release: map[int64]chan struct{}{}, entered: map[int64]int{}, running: map[string]int{},
-		peak: map[string]int{}}
+	return &holder{release: map[int64]chan struct{}{}, entered: map[int64]int{}, acct: map[int64]string{},
+		running: map[string]int{}, peak: map[string]int{}}
 }
 
 func (h *holder) gate(taskID int64) chan struct{} {
@@ -69,6 +71,7 @@ func (h *holder) Handle(ctx context.Context, sc *tasker.StepContext) (any, error
 	gate := h.gate(sc.TaskID)
 	h.mu.Lock()
 	h.entered[sc.TaskID]++
+	h.acct[sc.TaskID] = acct
 	h.running[acct]++
 	h.peak[acct] = max(h.peak[acct], h.running[acct])
 	h.mu.Unlock()
@@ -340,4 +343,78 @@ func TestConcurrencyKeyPullAPI(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, claim.Steps, 1, "the slot freed by the first task")
 	})
+}
+
+// enteredOpen lists the tasks whose attempt is in the handler and not yet
+// released, per account.
+func (h *holder) enteredOpen() map[string][]int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string][]int64{}
+	for id := range h.entered {
+		select {
+		case <-h.release[id]:
+		default:
+			out[h.acct[id]] = append(out[h.acct[id]], id)
+		}
+	}
+	return out
+}
+
+// Admission in claim batches, across engines: three engines on one
+// PostgreSQL database, each runner handling 8 tasks at once, so that a
+// claim batch holds several tasks of one key and batches of different
+// engines admit the same keys at the same moment. 48 tasks of 3 keys
+// (limit 2, queue) are all due at once; each attempt is held in its
+// handler until the test has seen a full wave (each key at its limit, or
+// its last tasks), then released. A batch that counted wrong (two tasks of
+// a key admitted on one free slot) or two engines admitting one key without
+// excluding each other would put a third task of a key in a handler: the
+// peak would exceed the limit.
+func TestConcurrencyKeyBatchedAdmission(t *testing.T) {
+	t.Parallel()
+	url := testdb.PostgresURL(t)
+	h := newHolder()
+	const keys, limit, tasks, engines = 3, 2, 48, 3
+	clients := make([]*tasker.Client, engines)
+	for i := range clients {
+		clients[i] = openClient(t, url)
+		clients[i].RegisterHandler("Hold", h)
+		_, err := clients[i].AddTemplate("c.yml", []byte(concurrencyTemplate("batched", limit, "queue")))
+		require.NoError(t, err)
+	}
+	left := map[string]int{}
+	for i := range tasks {
+		createAccountTask(t, clients[i%engines], "batched", i%keys)
+		left[fmt.Sprint(i%keys)]++
+	}
+	for _, c := range clients {
+		startRun(t, c, 8)
+	}
+	for done := 0; done < tasks; {
+		var open map[string][]int64
+		filled := func() bool {
+			open = h.enteredOpen()
+			for acct, n := range left {
+				if len(open[acct]) != min(n, limit) {
+					return false
+				}
+			}
+			return true
+		}
+		if !assert.Eventually(t, filled, 2*time.Minute, 5*time.Millisecond) {
+			dumpDB(t, url)
+			t.Fatalf("a wave never filled: left %v, in handlers %v", left, open)
+		}
+		for acct, ids := range open {
+			for _, id := range ids {
+				h.open(id)
+				left[acct]--
+				done++
+			}
+		}
+	}
+	for acct := range keys {
+		require.Equal(t, limit, h.peakOf(fmt.Sprint(acct)), "account %d: at most (and up to) its limit at once", acct)
+	}
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,11 +24,16 @@ import (
 // running, which makes it due in the finishing transaction), cancel_newest
 // or cancel_oldest.
 //
-// Admission runs before the coordinator's start-and-claim (Handle) and the
+// Admission is part of the coordinator's start-and-claim (Handle) and the
 // pull API's (ClaimSteps), and only when some loaded template declares a
-// key (keysInUse): without one nothing changes on the hot path. A task a
-// runner admitted is in progress; the start-and-claim that follows finds it
-// there and claims its steps as for any started task.
+// key (keysInUse): without one nothing changes on the hot path. It is made
+// in the claim batch's transaction (admitInBatch): the keys of the batch's
+// pending tasks are locked and their running tasks counted in two
+// statements for the whole batch, the engine decides, and the starts of the
+// admitted tasks go with the batch's other starts and claims; a task at its
+// limit is held back from the batch and admitted by a transaction of its
+// own (TaskAdmit through admit), which applies the policy: park, cancel,
+// or start when a slot freed meanwhile, and the claim is made again.
 
 // concurrencyRecheck is how long a parked task's queue record waits at
 // most: a task with its key that stops running makes it due at once, so
@@ -185,4 +191,94 @@ func (e *Engine) notAdmitted(ctx context.Context, taskID int64, adm admission, e
 		return nil, fmt.Errorf("claim steps: %w", err)
 	}
 	return &ClaimResult{Task: externalTask(task), Steps: []ExternalStep{}, Reason: adm.res.Reason}, nil
+}
+
+// startAndClaim applies start and claims p in the next claim batch (see
+// store.Store.TaskStartAndClaim), with the admission of a task with a
+// concurrency key (see the comment at the top of this file). When the
+// admission did not start the task (parked or cancelled by its policy),
+// adm.stop is set and adm.res says why; nothing was claimed.
+func (e *Engine) startAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (
+	adm admission, tr *store.TransitionResult, task *taskertype.Task, claimed []*store.ClaimedStep, err error) {
+	for {
+		r := &claimReq{p: store.StartAndClaimParams{Start: start, Claim: p}, admit: e.keysInUse()}
+		if err := e.claims.do(ctx, r); err != nil {
+			return admission{}, nil, nil, nil, err
+		}
+		if !r.held {
+			return admission{}, r.res.Transition, r.res.Task, r.res.Claimed, nil
+		}
+		// At its key's limit in the batch: the policy decides, in a
+		// transaction of its own. A task it started (a slot freed
+		// meanwhile) or found no longer pending is claimed from by the next
+		// batch without admission (only pending tasks are admitted).
+		if adm, err := e.admit(ctx, start.TaskID, start.Actor, start.Reason); err != nil || adm.stop {
+			return adm, nil, nil, nil, err
+		}
+	}
+}
+
+// admitInBatch is the admission of the tasks of a claim batch (execClaims)
+// that have a concurrency key, inside its transaction: the store locks
+// the keys of the pending ones and lists the keys' running tasks
+// (store.Tx.ConcurrencyLockMany); a task is admitted while its key has
+// fewer than its limit running, counting the tasks admitted before it in
+// the batch, and the requests of the others are marked held (they start
+// nothing and claim nothing). starts[i] is request i's start, stamped
+// after the locks, for an admitted task with a key (nil otherwise, and
+// starts is nil when the batch has none).
+func (e *Engine) admitInBatch(ctx context.Context, tx store.Tx, batch []*claimReq) ([]*store.TaskTransitionParams, error) {
+	var ids []int64
+	for _, r := range batch {
+		if r.admit && r.p.Start != nil {
+			ids = append(ids, r.p.Start.TaskID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	locked, err := tx.ConcurrencyLockMany(ctx, slices.Compact(ids))
+	if err != nil {
+		return nil, err
+	}
+	if len(locked.Tasks) == 0 {
+		return nil, nil
+	}
+	now := e.now() // after the locks: never before the finish that freed a slot
+	taken := make(map[string]int, len(locked.Running))
+	for key, running := range locked.Running {
+		taken[key] = len(running)
+	}
+	admitted := make(map[int64]bool, len(locked.Tasks))
+	starts := make([]*store.TaskTransitionParams, len(batch))
+	for i, r := range batch {
+		if !r.admit || r.p.Start == nil {
+			continue
+		}
+		id := r.p.Start.TaskID
+		c := locked.Tasks[id]
+		if c == nil {
+			continue // no key, or not pending: nothing to admit
+		}
+		ok, decided := admitted[id]
+		if !decided {
+			switch {
+			case slices.Contains(locked.Running[c.Key], id):
+				ok = true // started meanwhile by another runner: its start is a no-op
+			case taken[c.Key] < c.Limit:
+				ok = true
+				taken[c.Key]++
+			}
+			admitted[id] = ok
+		}
+		if !ok {
+			r.held = true
+			continue
+		}
+		st := *r.p.Start
+		st.Now = now
+		starts[i] = &st
+	}
+	return starts, nil
 }

@@ -56,15 +56,14 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// The claim's time and lease come from the database's clock when the
 	// claim runs (StepClaimParams.Lease), not from now, which may be well
 	// before (a batch, a wait for a connection, a database restart).
-	if adm, err := e.admit(ctx, taskID, e.cfg.Owner, "coordinator started"); err != nil || adm.stop {
-		return adm.res, err // a task with a concurrency key at its limit (concurrency.go)
-	}
+	// A task with a concurrency key is admitted in the same batch; one at
+	// its limit is parked or cancelled by its policy (concurrency.go).
 	now := e.now()
-	tr, task, first, err := e.taskStartAndClaim(context.WithoutCancel(ctx),
+	adm, tr, task, first, err := e.startAndClaim(context.WithoutCancel(ctx),
 		startParams(taskID, e.cfg.Owner, "coordinator started", now),
 		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, FirstNames: e.rootNames}))
-	if err != nil {
-		return nil, err
+	if err != nil || adm.stop {
+		return adm.res, err
 	}
 	res := &HandleResult{TaskID: taskID, Status: task.State}
 	if tr.Changed {

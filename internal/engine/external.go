@@ -63,18 +63,16 @@ func (e *Engine) ClaimSteps(ctx context.Context, taskID int64, owner string, lim
 	if owner == "" {
 		return nil, &taskertype.RequestError{Field: "owner", Msg: "owner is required"}
 	}
-	if adm, err := e.admit(ctx, taskID, owner, "external worker started"); err != nil || adm.stop {
-		return e.notAdmitted(ctx, taskID, adm, err) // a task with a concurrency key at its limit (concurrency.go)
-	}
 	now := e.now()
 	// The start (when the task is pending or waiting for a retry), the read
 	// of the task and the claim share one transaction, batched with other
 	// claims on PostgreSQL. A task already in progress is only claimed from;
-	// one in any other state is left alone.
-	tr, task, claimed, err := e.taskStartAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
+	// one in any other state is left alone. A task with a concurrency key
+	// at its limit is parked or cancelled by its policy (concurrency.go).
+	adm, tr, task, claimed, err := e.startAndClaim(ctx, startParams(taskID, owner, "external worker started", now),
 		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: owner, Limit: max(limit, 0)}))
-	if err != nil {
-		return nil, fmt.Errorf("claim steps: %w", err)
+	if err != nil || adm.stop {
+		return e.notAdmitted(ctx, taskID, adm, err)
 	}
 	if tr.Changed {
 		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})

@@ -35,6 +35,10 @@ type claimReq struct {
 	batchCall
 	p   store.StartAndClaimParams
 	res *store.StartAndClaimResult
+	// admit: the task may have a concurrency key, admitted in the batch
+	// (admitInBatch); held: it has one, at its limit, and was neither
+	// started nor claimed from (res is empty).
+	admit, held bool
 }
 
 // newBatchers sets up the engine's record and claim batchers.
@@ -141,29 +145,38 @@ func (e *Engine) stepClaim(ctx context.Context, p *store.StepClaimParams) ([]*st
 	return r.res.Claimed, nil
 }
 
-// taskStartAndClaim applies start and claims in the next claim batch (see
-// store.Store.TaskStartAndClaim).
-func (e *Engine) taskStartAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (
-	*store.TransitionResult, *taskertype.Task, []*store.ClaimedStep, error) {
-	r := &claimReq{p: store.StartAndClaimParams{Start: start, Claim: p}}
-	if err := e.claims.do(ctx, r); err != nil {
-		return nil, nil, nil, err
-	}
-	return r.res.Transition, r.res.Task, r.res.Claimed, nil
-}
-
-// execClaims is the claim batch: one TaskStartAndClaimMany.
+// execClaims is the claim batch: the admission of the tasks with a
+// concurrency key when some template declares one (admitInBatch), then one
+// TaskStartAndClaimMany for every request not held back.
 func (e *Engine) execClaims(ctx context.Context, tx store.Tx, batch []*claimReq) error {
-	ps := make([]*store.StartAndClaimParams, len(batch))
+	for _, r := range batch {
+		r.res, r.err, r.held = nil, nil, false
+	}
+	starts, err := e.admitInBatch(ctx, tx, batch)
+	if err != nil {
+		return err
+	}
+	ps := make([]*store.StartAndClaimParams, 0, len(batch))
+	run := make([]*claimReq, 0, len(batch))
 	for i, r := range batch {
-		r.res, r.err = nil, nil
-		ps[i] = &r.p
+		if r.held {
+			r.res = &store.StartAndClaimResult{}
+			continue
+		}
+		p := &r.p
+		if starts != nil && starts[i] != nil {
+			p = &store.StartAndClaimParams{Start: starts[i], Claim: r.p.Claim}
+		}
+		ps, run = append(ps, p), append(run, r)
+	}
+	if len(ps) == 0 {
+		return nil
 	}
 	rs, err := tx.TaskStartAndClaimMany(ctx, ps)
 	if err != nil {
 		return err
 	}
-	for i, r := range batch {
+	for i, r := range run {
 		r.res, r.err = rs[i], rs[i].Err
 	}
 	return nil

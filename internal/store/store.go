@@ -472,6 +472,28 @@ type Tx interface {
 	// (taskertype.TaskNotFoundError); the returned error fails the
 	// transaction.
 	TaskStartAndClaimMany(ctx context.Context, ps []*StartAndClaimParams) ([]*StartAndClaimResult, error)
+	// ConcurrencyLockMany is admission inside a batch (see
+	// ConcurrencyLocked): of taskIDs, the tasks that are pending and have a
+	// concurrency key; the key of each is locked until the transaction
+	// ends, serialized with every other admission of the key (batched or
+	// TaskAdmit) on any process, keys in one order so that batches never
+	// deadlock; then, in a statement of its own taken after the locks (it
+	// sees every admission of the keys committed before), the running
+	// tasks (in_progress or waiting_for_retry) of those keys, read as
+	// TaskAdmit reads them. The engine decides which tasks to start; the
+	// starts it applies in the same transaction (TaskStartAndClaimMany)
+	// are admitted.
+	ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*ConcurrencyLocked, error)
+}
+
+// ConcurrencyLocked is what Tx.ConcurrencyLockMany read.
+type ConcurrencyLocked struct {
+	// Tasks are the pending tasks with a key, by id (when read, before the
+	// lock: one started meanwhile is among Running).
+	Tasks map[int64]*TaskConcurrency
+	// Running are the running tasks of each key of Tasks, oldest first,
+	// counted after the lock.
+	Running map[string][]int64
 }
 
 // StepRecordManyParams is the input of Tx.StepRecordMany.

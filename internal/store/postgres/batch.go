@@ -573,3 +573,8 @@ func (s *Store) claimRound(ctx context.Context, tx sqlcore.Tx, round []*claimReq
 	}
 	return nil
 }
+
+// ConcurrencyLockMany implements store.Tx (sqlcore.Core.ConcurrencyLockMany).
+func (t *pgTx) ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*store.ConcurrencyLocked, error) {
+	return t.s.Core.ConcurrencyLockMany(ctx, t.tx, taskIDs)
+}

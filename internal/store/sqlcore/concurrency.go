@@ -222,3 +222,57 @@ func (s *Core) admitCancel(ctx context.Context, tx Tx, p *store.TaskAdmitParams,
 	res.Cancelled = append(res.Cancelled, store.AdmitCancelled{TaskID: id, Steps: tr.Moved})
 	return nil
 }
+
+// ConcurrencyLockMany is store.Tx.ConcurrencyLockMany inside tx, for both
+// databases: the ConcurrencyLockMany query reads the pending tasks with a
+// key and locks their keys (PostgreSQL; SQLite's write transaction is the
+// lock), then ConcurrencyRunningMany, a statement of its own, lists the
+// running tasks of those keys.
+func (s *Core) ConcurrencyLockMany(ctx context.Context, tx Tx, taskIDs []int64) (*store.ConcurrencyLocked, error) {
+	out := &store.ConcurrencyLocked{Tasks: map[int64]*store.TaskConcurrency{}, Running: map[string][]int64{}}
+	if len(taskIDs) == 0 {
+		return out, nil
+	}
+	rs, err := tx.Query(ctx, s.Q("ConcurrencyLockMany"), s.IDs(taskIDs))
+	if err != nil {
+		return nil, fmt.Errorf("lock concurrency keys of tasks %v: %w", taskIDs, err)
+	}
+	var keys []string
+	for rs.Next() {
+		var id int64
+		c := &store.TaskConcurrency{}
+		if err := rs.Scan(&id, &c.Key, &c.Limit, &c.Policy); err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("lock concurrency keys of tasks %v: %w", taskIDs, err)
+		}
+		out.Tasks[id] = c
+		if _, seen := out.Running[c.Key]; !seen {
+			out.Running[c.Key] = nil
+			keys = append(keys, c.Key)
+		}
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("lock concurrency keys of tasks %v: %w", taskIDs, err)
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	rs, err = tx.Query(ctx, s.Q("ConcurrencyRunningMany"), s.Strs(keys))
+	if err != nil {
+		return nil, fmt.Errorf("count running tasks of concurrency keys %q: %w", keys, err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var id int64
+		var key string
+		if err := rs.Scan(&id, &key); err != nil {
+			return nil, fmt.Errorf("count running tasks of concurrency keys %q: %w", keys, err)
+		}
+		out.Running[key] = append(out.Running[key], id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("count running tasks of concurrency keys %q: %w", keys, err)
+	}
+	return out, nil
+}

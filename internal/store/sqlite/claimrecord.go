@@ -355,3 +355,8 @@ func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int
 	}
 	return int(n), until, nil
 }
+
+// ConcurrencyLockMany implements store.Tx (sqlcore.Core.ConcurrencyLockMany).
+func (t *liteTx) ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*store.ConcurrencyLocked, error) {
+	return t.s.Core.ConcurrencyLockMany(ctx, t.tx, taskIDs)
+}

@@ -23,3 +23,28 @@ ORDER BY task_id FOR SHARE;
 -- name: ConcurrencyTaskSteps
 -- The steps of task $1 (a policy cancels the unfinished ones).
 SELECT step_id FROM tasker_workflow_steps WHERE task_id = $1 ORDER BY step_id;
+
+-- name: ConcurrencyLockMany
+-- Admission in a batch (Tx.ConcurrencyLockMany): of tasks $1, the pending
+-- ones with a key, once the lock of each key is taken (as ConcurrencyLock
+-- does), in hash order so that two batches never wait for each other's
+-- keys in a cycle. The locks are taken in a CTE evaluated in full before a
+-- row is returned; the states are those of this statement's snapshot,
+-- taken before the locks (the counting statement comes after).
+WITH keyed AS MATERIALIZED (
+    SELECT task_id, concurrency_key, concurrency_limit, COALESCE(concurrency_policy, '') AS policy,
+        hashtext(concurrency_key) AS h
+    FROM tasker_tasks
+    WHERE task_id = ANY($1::bigint[]) AND state = 'pending' AND concurrency_key IS NOT NULL
+), locked AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(1952805748, h)::text AS l FROM (SELECT DISTINCT h FROM keyed ORDER BY h) d
+)
+SELECT task_id, concurrency_key, concurrency_limit, policy FROM keyed
+WHERE (SELECT count(*) FROM locked) >= 0;
+
+-- name: ConcurrencyRunningMany
+-- The running tasks of keys $1, oldest first, locked FOR SHARE (see
+-- ConcurrencyRunning).
+SELECT task_id, concurrency_key FROM tasker_tasks
+WHERE concurrency_key = ANY($1::text[]) AND completed_at IS NULL AND state IN ('in_progress', 'waiting_for_retry')
+ORDER BY task_id FOR SHARE;

@@ -20,3 +20,16 @@ ORDER BY task_id;
 -- name: ConcurrencyTaskSteps
 -- The steps of task $1 (a policy cancels the unfinished ones).
 SELECT step_id FROM tasker_workflow_steps WHERE task_id = $1 ORDER BY step_id;
+
+-- name: ConcurrencyLockMany
+-- Admission in a batch (Tx.ConcurrencyLockMany): of tasks $1 (a JSON
+-- array), the pending ones with a key. The write transaction is the lock.
+SELECT task_id, concurrency_key, concurrency_limit, COALESCE(concurrency_policy, '') FROM tasker_tasks
+WHERE task_id IN (SELECT value FROM json_each($1)) AND state = 'pending' AND concurrency_key IS NOT NULL;
+
+-- name: ConcurrencyRunningMany
+-- The running tasks of keys $1 (a JSON array), oldest first.
+SELECT task_id, concurrency_key FROM tasker_tasks
+WHERE concurrency_key IN (SELECT value FROM json_each($1)) AND completed_at IS NULL
+    AND state IN ('in_progress', 'waiting_for_retry')
+ORDER BY task_id;

@@ -1,0 +1,4 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL's wake of a task parked by its concurrency key passes over a
+-- record another wake is making due; SQLite has one writer at a time, so
+-- two wakes never choose from the same snapshot.
