@@ -90,9 +90,10 @@ type admission struct {
 	res  *HandleResult
 }
 
-// admit runs the admission of task taskID for actor before its start (see
-// the comment at the top of this file); it is a no-op when no template
-// declares a key. It publishes task.started for a task it started, and
+// admit runs the admission of task taskID for actor in a transaction of
+// its own (store.Store.TaskAdmit), for a task its claim batch held back at
+// its key's limit (see the comment at the top of this file); it is a no-op
+// when no template declares a key. It publishes task.started for a task it started, and
 // step.cancelled / task.cancelled for the tasks a policy cancelled.
 func (e *Engine) admit(ctx context.Context, taskID int64, actor, reason string) (admission, error) {
 	if !e.keysInUse() {

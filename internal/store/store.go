@@ -148,8 +148,10 @@ type Store interface {
 	TaskPruneCount(ctx context.Context, p *TaskPruneParams) (int, error)
 	// --- Concurrency keys (docs/flow-control.md#concurrency-keys) ---
 
-	// TaskAdmit is the admission of a task with a concurrency key, made
-	// when a runner or a pull worker is about to start it. In one
+	// TaskAdmit is the admission of a task with a concurrency key in a
+	// transaction of its own; the engine uses it for a task its claim
+	// batch found at its key's limit (Tx.ConcurrencyLockMany admits the
+	// others), where the policy applies. In one
 	// transaction, serialized per key, it counts the running tasks with
 	// the task's key (started and not finished: in_progress or
 	// waiting_for_retry) and, when a pending task is under its limit,
