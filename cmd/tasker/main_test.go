@@ -595,7 +595,8 @@ func TestMigrateSQLite(t *testing.T) {
 		"0007_claimable_steps_index", "0008_queue_fillfactor", "0009_steps_and_edges_without_task_checks",
 		"0010_tasks_unfinished_index", "0011_dashboard_indexes", "0012_tasks_run_at", "0013_queue_notify_per_statement",
 		"0014_tasks_retention",
-		"0015_task_concurrency_keys", "0016_rate_limits", "0017_concurrency_wake_skip_locked"}
+		"0015_task_concurrency_keys", "0016_rate_limits", "0017_concurrency_wake_skip_locked",
+		"0018_handler_limits"}
 	last := len(names) - 1
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder
