@@ -44,7 +44,15 @@ type report struct {
 	RiverInsert    []*riverResult  `json:"river_insert"`
 	CreateBatch    []*taskerResult `json:"tasker_create_batch"`
 	CreateSingle16 []*taskerResult `json:"tasker_create_single_16"`
-	Ratios         map[string]float64
+	// Continuous: creating while working (issue 18 item 2), River and
+	// tasker with single creates and batches of 100, and a tasker
+	// burn-down of as many tasks for its CPU per task (continuous.go).
+	RiverContSingle []*riverContinuousResult `json:"river_continuous_single"`
+	RiverContBatch  []*riverContinuousResult `json:"river_continuous_batch"`
+	ContSingle      []*taskerResult          `json:"tasker_continuous_single"`
+	ContBatch       []*taskerResult          `json:"tasker_continuous_batch"`
+	ContBurnDown    []*taskerResult          `json:"tasker_continuous_burndown"`
+	Ratios          map[string]float64
 }
 
 // sweepWorkers are the worker counts of the throughput sweep, the same for
@@ -68,6 +76,10 @@ func main() {
 		sweepN    = flag.Int("sweep-tasks", 3000, "tasks (and River jobs x2) per point of the workers sweep")
 		pgSeconds = flag.Int("pgbench-seconds", 10, "length of each pgbench run")
 		creation  = flag.Bool("creation-only", false, "only the creation comparison (River InsertMany, tasker batch and 16-goroutine creates)")
+		contOnly  = flag.Bool("continuous-only", false, "only the continuous comparison (creating while working, River and tasker)")
+		contDur   = flag.Duration("continuous-duration", 30*time.Second, "how long producers create in each continuous run")
+		producers = flag.Int("producers", 16, "producers (goroutines) of the continuous runs")
+		backlog   = flag.Int("backlog", 4096, "most jobs or tasks outstanding in the continuous runs")
 	)
 	flag.Parse()
 	if *dbURL == "" {
@@ -77,7 +89,8 @@ func main() {
 	ctx := context.Background()
 	if err := run(ctx, &config{db: *dbURL, bin: *bin, pgbench: *pgbench, out: *out, reps: *reps, jobs: *jobs, tasks: *tasks,
 		workers: *workers, riverWorkers: *rworkers, parallel: *parallel, sweepN: *sweepN, pgSeconds: *pgSeconds,
-		creationOnly: *creation}); err != nil {
+		creationOnly: *creation, continuousOnly: *contOnly, contDuration: *contDur, producers: *producers,
+		backlog: *backlog}); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
 	}
@@ -87,7 +100,9 @@ type config struct {
 	db, bin, pgbench, out                string
 	reps, jobs, tasks, workers, parallel int
 	riverWorkers, sweepN, pgSeconds      int
-	creationOnly                         bool
+	creationOnly, continuousOnly         bool
+	contDuration                         time.Duration
+	producers, backlog                   int
 }
 
 func logf(format string, args ...any) {
@@ -112,6 +127,13 @@ func run(ctx context.Context, c *config) error {
 	pgbURL, err := recreateDatabase(ctx, c.db, "pgbench_bench")
 	if err != nil {
 		return err
+	}
+	if c.continuousOnly {
+		if err := continuousRuns(ctx, c, riverURL, rep); err != nil {
+			return err
+		}
+		fmt.Print(continuousMarkdown(rep))
+		return writeReport(c.out, "continuous", rep, continuousMarkdown(rep))
 	}
 	if err := creationRuns(ctx, c, riverURL, rep); err != nil {
 		return err
@@ -215,6 +237,12 @@ func run(ctx context.Context, c *config) error {
 	fan10kSteps := median(rep.Fanout10k, func(r *taskerResult) float64 { return r.StepsPerSecond })
 	rep.Ratios["fanout10000_steps_per_pgbench_tps"] = fan10kSteps / pgbTPS
 	if err := writeReport(c.out, "creation", rep, creationMarkdown(rep)); err != nil {
+		return err
+	}
+	if err := continuousRuns(ctx, c, riverURL, rep); err != nil {
+		return err
+	}
+	if err := writeReport(c.out, "continuous", rep, continuousMarkdown(rep)); err != nil {
 		return err
 	}
 

@@ -101,6 +101,9 @@ type Config struct {
 	CreateOnly bool
 	// PollInterval is the runner's polling floor. Default 1 s.
 	PollInterval time.Duration
+	// ClaimCooldown is the engine's Config.ClaimCooldown (0: the engine's
+	// default; negative: none), to measure its effect.
+	ClaimCooldown time.Duration
 	// Seed makes the random shape reproducible. Default 1.
 	Seed uint64
 	// RateLimit, when above 0, puts every step under one shared rate limit
@@ -320,7 +323,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		engStore, startMetrics = withMetrics(st)
 	}
 	eng, err := engine.New(engine.Config{Store: engStore, Templates: reg, PollInterval: cfg.PollInterval,
-		Owner: "bench-" + randHex(4), Logger: cfg.Logger, RequireHandlers: true})
+		ClaimCooldown: cfg.ClaimCooldown, Owner: "bench-" + randHex(4), Logger: cfg.Logger, RequireHandlers: true})
 	if err != nil {
 		return nil, fmt.Errorf("bench engine: %w", err)
 	}

@@ -37,6 +37,7 @@ const (
 	PollIntervalDefault   = time.Second
 	RescueIntervalDefault = 10 * time.Second
 	ShutdownGraceDefault  = 10 * time.Second
+	ClaimCooldownDefault  = 5 * time.Millisecond
 )
 
 // Config configures an Engine. Zero values mean the documented default.
@@ -64,6 +65,12 @@ type Config struct {
 	// RescueInterval is how often the runner looks for expired step leases.
 	// Defaults to RescueIntervalDefault.
 	RescueInterval time.Duration
+	// ClaimCooldown is the least time between two queue claims of a runner
+	// that found work: while tasks keep arriving, the runner lets them
+	// gather for this long and claims them together, so that their
+	// coordinators share statements and commits (see Run). Defaults to
+	// ClaimCooldownDefault; negative claims on every wake-up.
+	ClaimCooldown time.Duration
 	// ShutdownGrace is how long in-flight steps may finish after the context
 	// of Handle ends before they are cancelled and released. Defaults to
 	// ShutdownGraceDefault.
@@ -165,6 +172,7 @@ func New(cfg Config) (*Engine, error) {
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, PollIntervalDefault)
 	cfg.RescueInterval = cmp.Or(cfg.RescueInterval, RescueIntervalDefault)
 	cfg.ShutdownGrace = cmp.Or(cfg.ShutdownGrace, ShutdownGraceDefault)
+	cfg.ClaimCooldown = cmp.Or(cfg.ClaimCooldown, ClaimCooldownDefault)
 	if cfg.StepLease < 0 || cfg.QueueLease < 0 || cfg.PollInterval < 0 || cfg.RescueInterval < 0 || cfg.ShutdownGrace < 0 {
 		return nil, errors.New("engine: durations in Config cannot be negative")
 	}

@@ -82,10 +82,14 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	defer rescueTick.Stop()
 	e.rescue(ctx)
 	errWait := time.Duration(0) // grows while the database keeps failing
+	var lastFound time.Time     // the last claim that returned work (system time)
 	for ctx.Err() == nil {
 		free := workers - len(sem)
 		claimed := 0
 		if free > 0 {
+			if !e.claimCooldown(ctx, lastFound, notify) {
+				break
+			}
 			now := e.now()
 			entries, err := e.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: e.cfg.Owner, Limit: free, Now: now,
 				LeaseUntil: now.Add(e.cfg.QueueLease)})
@@ -99,6 +103,9 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			}
 			errWait = 0
 			claimed = len(entries)
+			if claimed > 0 {
+				lastFound = time.Now()
+			}
 			for _, entry := range entries {
 				sem <- struct{}{}
 				wg.Add(1)
@@ -146,6 +153,48 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// claimCooldown waits, before a claim, until ClaimCooldown has passed since
+// the last claim that found work (lastFound), and then takes the wake-ups
+// that arrived meanwhile off their channels: the claim about to run sees
+// every enqueue committed before it, so they are answered. It returns
+// false when ctx ended.
+//
+// This is what keeps a task cheap while the queue is being refilled: a
+// runner that claimed on every wake-up would claim the tasks one or two at
+// a time as they are created, and each small group of coordinators would
+// write its claims, results and finalizations in statements and commits of
+// its own. Claiming at most once per cooldown (5 ms by default) lets the
+// tasks created meanwhile gather, so they are claimed, run and finalized
+// together, as in a burn-down. A runner that has found nothing for a
+// cooldown claims at once, so an idle runner's latency is unchanged. The
+// wait is on the system clock: it is a matter of throughput, not of the
+// engine's time.
+func (e *Engine) claimCooldown(ctx context.Context, lastFound time.Time, notify <-chan struct{}) bool {
+	if e.cfg.ClaimCooldown <= 0 || lastFound.IsZero() {
+		return true
+	}
+	if d := e.cfg.ClaimCooldown - time.Since(lastFound); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	select {
+	case <-e.wake:
+	default:
+	}
+	if notify != nil {
+		select {
+		case <-notify:
+		default:
+		}
+	}
+	return true
 }
 
 // notifiedPollFloor is the idle poll interval of a runner that receives
