@@ -47,12 +47,13 @@ type report struct {
 	// Continuous: creating while working (issue 18 item 2), River and
 	// tasker with single creates and batches of 100, and a tasker
 	// burn-down of as many tasks for its CPU per task (continuous.go).
-	RiverContSingle []*riverContinuousResult `json:"river_continuous_single"`
-	RiverContBatch  []*riverContinuousResult `json:"river_continuous_batch"`
-	ContSingle      []*taskerResult          `json:"tasker_continuous_single"`
-	ContBatch       []*taskerResult          `json:"tasker_continuous_batch"`
-	ContBurnDown    []*taskerResult          `json:"tasker_continuous_burndown"`
-	Ratios          map[string]float64
+	RiverContSingle    []*riverContinuousResult `json:"river_continuous_single"`
+	RiverContBatch     []*riverContinuousResult `json:"river_continuous_batch"`
+	ContSingle         []*taskerResult          `json:"tasker_continuous_single"`
+	ContBatch          []*taskerResult          `json:"tasker_continuous_batch"`
+	ContBurnDownSingle []*taskerResult          `json:"tasker_continuous_burndown_single"`
+	ContBurnDownBatch  []*taskerResult          `json:"tasker_continuous_burndown_batch"`
+	Ratios             map[string]float64
 }
 
 // sweepWorkers are the worker counts of the throughput sweep, the same for
