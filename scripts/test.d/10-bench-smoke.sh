@@ -43,4 +43,10 @@ for url in "${urls[@]}"; do
   check "$name random" 3 "$("$bin" bench --json --quiet "${db[@]}" --shape random --tasks 3 --width 30 --timeout 60s)"
   out=$("$bin" bench --json --quiet "${db[@]}" --mode continuous --shape chain --backlog 1 --duration 1s --timeout 60s)
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["tasks_completed"] > 0 and r["handoff_ms"]["n"] > 0, r; print("bench smoke continuous: %d tasks, e2e p50 %.1f ms" % (r["tasks_completed"], r["task_latency_ms"]["p50"]))' "$out"
+  # Creating while working (issue 18 item 2): single creates from 4 producers, then batches of 20.
+  for extra in "" "--create-batch 20"; do
+    # shellcheck disable=SC2086
+    out=$("$bin" bench --json --quiet "${db[@]}" --mode continuous --shape single --producers 4 --backlog 200 --duration 1s --timeout 60s $extra)
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["tasks_completed"] > 0 and r["tasks_failed"] == 0 and r["task_latency_ms"]["n"] == r["tasks_completed"], r; print("bench smoke continuous creating %s: %d tasks, %.0f tasks/s, e2e p50 %.1f ms" % (sys.argv[2] or "singly", r["tasks_completed"], r["tasks_per_second"], r["task_latency_ms"]["p50"]))' "$out" "$extra"
+  done
 done
