@@ -80,10 +80,11 @@ func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk
 }
 
 // announceCreated publishes task.initialized and tells the enqueue handler
-// about a task just committed.
+// about a task just committed (the store's TaskCreate and TaskCreateMany
+// announce their records to the runners of every process themselves).
 func (e *Engine) announceCreated(ctx context.Context, p *store.TaskCreateParams, taskID int64) {
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskInitialized, TaskID: taskID, Time: p.Now,
 		Data: map[string]any{"namespace": p.Namespace, "name": p.Name, "version": p.Version, "steps": len(p.Steps)}})
-	e.enqueued(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: p.Priority,
+	e.handleEnqueue(ctx, EnqueueRequest{TaskID: taskID, Operation: OperationEnqueue, Priority: p.Priority,
 		DelaySeconds: max(p.Queue.RunAt.Sub(p.Now).Seconds(), 0), Reason: "task initialized", Time: p.Now})
 }

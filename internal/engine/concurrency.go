@@ -122,6 +122,7 @@ func (e *Engine) admit(ctx context.Context, taskID int64, actor, reason string) 
 		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: taskID, Time: now})
 		return admission{}, nil
 	case store.AdmitParked:
+		e.announceQueue() // runners elsewhere learn the parked record's due time
 		next := now.Add(concurrencyRecheck)
 		res.Outcome, res.Reason, res.NextRunAt = ActionWait, waitingReason(ar.Concurrency), &next
 		return admission{stop: true, res: res}, nil

@@ -37,7 +37,7 @@ const (
 	PollIntervalDefault   = time.Second
 	RescueIntervalDefault = 10 * time.Second
 	ShutdownGraceDefault  = 10 * time.Second
-	ClaimCooldownDefault  = 5 * time.Millisecond
+	ClaimCooldownDefault  = 10 * time.Millisecond
 )
 
 // Config configures an Engine. Zero values mean the documented default.
@@ -126,6 +126,9 @@ type Engine struct {
 	handlers map[string]taskertype.StepHandler
 
 	wake chan struct{}
+	// announcer wakes the runners of every process after an enqueue (nil:
+	// the database notifies, or nothing does).
+	announcer store.QueueAnnouncer
 
 	// tmplJSON caches templateJSON by *template.Template.
 	tmplJSON sync.Map
@@ -198,6 +201,7 @@ func New(cfg Config) (*Engine, error) {
 		wake:     make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 	}
+	e.announcer = queueAnnouncerOf(cfg.Store)
 	e.leases = newStepLeases(e)
 	e.newBatchers()
 	e.limits = newRateLimiter(e)

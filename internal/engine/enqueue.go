@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -70,9 +71,43 @@ func enqueueEvent(req EnqueueRequest) taskertype.Event {
 	}}
 }
 
+// enqueued tells the listening runners of every process (QueueAnnouncer)
+// and the enqueue handler about an enqueue record committed by a state
+// change.
 func (e *Engine) enqueued(ctx context.Context, req EnqueueRequest) {
+	e.announceQueue()
+	e.handleEnqueue(ctx, req)
+}
+
+// announceQueue wakes the listening runners of every process, debounced by
+// the store (a no-op on stores whose database notifies, or cannot).
+func (e *Engine) announceQueue() {
+	if e.announcer != nil {
+		e.announcer.AnnounceQueue()
+	}
+}
+
+// handleEnqueue tells the enqueue handler alone: the store announced the
+// record itself (task creation).
+func (e *Engine) handleEnqueue(ctx context.Context, req EnqueueRequest) {
 	if req.Time.IsZero() {
 		req.Time = e.now()
 	}
 	e.enqueuer.HandleEnqueue(ctx, e.bus, req)
+}
+
+// queueAnnouncerOf finds the QueueAnnouncer capability of st, looking
+// through wrappers (Unwrap) like rateLimiterOf.
+func queueAnnouncerOf(st store.Store) store.QueueAnnouncer {
+	for range 8 {
+		if a, ok := st.(store.QueueAnnouncer); ok {
+			return a
+		}
+		u, ok := st.(interface{ Unwrap() store.Store })
+		if !ok {
+			return nil
+		}
+		st = u.Unwrap()
+	}
+	return nil
 }

@@ -165,7 +165,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 // runner that claimed on every wake-up would claim the tasks one or two at
 // a time as they are created, and each small group of coordinators would
 // write its claims, results and finalizations in statements and commits of
-// its own. Claiming at most once per cooldown (5 ms by default) lets the
+// its own. Claiming at most once per cooldown (10 ms by default) lets the
 // tasks created meanwhile gather, so they are claimed, run and finalized
 // together, as in a burn-down. A runner that has found nothing for a
 // cooldown claims at once, so an idle runner's latency is unchanged. The

@@ -174,6 +174,17 @@ type Notifier interface {
 	Listen(ctx context.Context) (<-chan struct{}, error)
 }
 
+// QueueAnnouncer is an optional capability of a Notifier store whose
+// notifications are sent by the application rather than by the database
+// (PostgreSQL since migration 0019): AnnounceQueue, called after the
+// commit of any write that made an enqueue record available, wakes the
+// listening runners of every process, debounced. It does not block. The
+// store announces its own TaskCreate, TaskCreateMany and QueueRelease; the
+// engine announces the rest with its enqueue requests.
+type QueueAnnouncer interface {
+	AnnounceQueue()
+}
+
 // TxTaskCreator is an optional capability: a store that can create a task
 // inside a transaction its caller began and commits (transactional
 // enqueue: the task exists if and only if the caller's own writes commit).

@@ -3,12 +3,15 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
 	"github.com/tasker-systems/tasker/internal/testdb"
 )
 
@@ -60,4 +63,96 @@ func TestQueueNotifications(t *testing.T) {
 
 	require.NoError(t, st.QueueRelease(ctx, entries[0].TaskID, "r", time.Now()))
 	expect(true, "a release")
+}
+
+// Notifications are sent by the application after commit, debounced: a
+// burst of creations wakes a listener a few times, not once per task, and
+// the last creation of a burst is announced too (the trailing
+// notification); a task created in the caller's transaction is announced
+// at its commit, and not on rollback.
+func TestQueueAnnouncementsDebounced(t *testing.T) {
+	t.Parallel()
+	dbURL := testdb.PostgresURL(t)
+	st, err := postgres.Open(context.Background(), dbURL)
+	require.NoError(t, err)
+	defer st.Close()
+	_, err = st.MigrateUp(context.Background(), 0)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := st.Listen(ctx)
+	require.NoError(t, err)
+	select {
+	case <-ch: // the wake-up after connecting
+	case <-time.After(30 * time.Second):
+		t.Fatal("no wake-up after connecting")
+	}
+	var mu sync.Mutex
+	got := 0
+	go func() {
+		for range ch {
+			mu.Lock()
+			got++
+			mu.Unlock()
+		}
+	}()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return got }
+	create := func() {
+		now := time.Now()
+		_, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "n", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), MaxParallelSteps: 1, Actor: "t", Now: now,
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", Retryable: true, MaxAttempts: 1}},
+			Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: now}})
+		require.NoError(t, err)
+	}
+	var wg sync.WaitGroup
+	const n = 200
+	start := time.Now()
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range n / 8 {
+				create()
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	require.Eventually(t, func() bool { return count() >= 1 }, 30*time.Second, 5*time.Millisecond)
+	// At most one notification per window, plus the trailing one (the
+	// listener's channel holds one value, so it may see fewer).
+	require.LessOrEqual(t, count(), int(elapsed/(5*time.Millisecond))+2)
+	require.Less(t, count(), n)
+
+	// The trailing notification: a quiet period, then one creation.
+	time.Sleep(50 * time.Millisecond)
+	before := count()
+	create()
+	require.Eventually(t, func() bool { return count() > before }, 30*time.Second, 5*time.Millisecond)
+
+	// In the caller's transaction: nothing on rollback, one at commit.
+	pool, err := pgxpool.New(ctx, dbURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	for _, commit := range []bool{false, true} {
+		time.Sleep(50 * time.Millisecond)
+		before := count()
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		now := time.Now()
+		_, err = st.TaskCreateTx(ctx, tx, &store.TaskCreateParams{Namespace: "ns", Name: "n", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), MaxParallelSteps: 1, Actor: "t", Now: now,
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", Retryable: true, MaxAttempts: 1}},
+			Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: now}})
+		require.NoError(t, err)
+		if commit {
+			require.NoError(t, tx.Commit(ctx))
+			require.Eventually(t, func() bool { return count() > before }, 30*time.Second, 5*time.Millisecond)
+		} else {
+			require.NoError(t, tx.Rollback(ctx))
+			time.Sleep(300 * time.Millisecond)
+			require.Equal(t, before, count(), "a rolled-back creation notified")
+		}
+	}
 }

@@ -50,12 +50,15 @@ type Store struct {
 	// listenPool is the direct LISTEN pool, closed with the store (nil:
 	// LISTEN uses the main pool).
 	listenPool *pgxpool.Pool
+	// announce notifies runners of committed enqueues (announce.go).
+	announce *announcer
 }
 
 var (
 	_ store.Store         = (*Store)(nil)
 	_ store.Notifier      = (*Store)(nil)
 	_ store.TxTaskCreator = (*Store)(nil)
+	_ store.QueueAnnouncer = (*Store)(nil)
 )
 
 // loadQueries reads this package's named statements.
@@ -104,6 +107,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		s.listenPool, s.listenErr = s.listen, nil
 	}
 	s.pg = &pgxDB{pgxQ: pgxQ{q: pool, rt: core.RoundTripCounter()}, pool: pool, nextIDs: q["NextStepIDs"]}
+	s.announce = &announcer{pool: pool}
 	core.SetDB(s.pg)
 	return s, nil
 }
@@ -114,6 +118,7 @@ func RedactURL(raw string) string { return redact.DSN(raw) }
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.announce.close()
 	if s.listenPool != nil {
 		defer s.listenPool.Close()
 	}
@@ -191,7 +196,16 @@ func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int
 // be on this store's database, with the same search_path. The result has
 // no steps.
 func (s *Store) TaskCreateTx(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
-	return s.TaskCreateIn(ctx, &pgxTx{pgxQ: pgxQ{q: tx, rt: s.RoundTripCounter()}, tx: tx, nextIDs: s.Q("NextStepIDs")}, p)
+	res, err := s.TaskCreateIn(ctx, &pgxTx{pgxQ: pgxQ{q: tx, rt: s.RoundTripCounter()}, tx: tx, nextIDs: s.Q("NextStepIDs")}, p)
+	if err == nil && res.Created && p.Queue.Kind == store.QueueUpsert {
+		// Runners learn of it when the caller commits (a NOTIFY is
+		// delivered at commit, and not at all on rollback); the store
+		// cannot announce a commit it does not make.
+		if _, err := tx.Exec(ctx, `SELECT pg_notify('tasker_queue', current_schema())`); err != nil {
+			return nil, fmt.Errorf("notify runners of task in caller's transaction: %w", err)
+		}
+	}
+	return res, err
 }
 
 // driver is PostgreSQL's sqlcore.Driver.

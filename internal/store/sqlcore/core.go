@@ -85,6 +85,9 @@ type Core struct {
 	// roundTrips counts statements sent to the database, including BEGIN,
 	// COMMIT and ROLLBACK (LISTEN connections excluded).
 	roundTrips atomic.Int64
+	// named remembers the named tasks and steps of templates whose tasks
+	// this store created (taskcreate.go).
+	named namedCache
 }
 
 // New returns a core for driver d, with its named queries q (from

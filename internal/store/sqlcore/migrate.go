@@ -157,6 +157,7 @@ func (s *Core) MigrateDown(ctx context.Context, steps int) ([]store.Migration, e
 }
 
 func (s *Core) migrate(ctx context.Context, up bool, steps int) ([]store.Migration, error) {
+	s.named.forget() // tables may be dropped and made again
 	files := slices.Clone(s.mq.files)
 	if err := s.prepareMigrations(ctx); err != nil {
 		return nil, err

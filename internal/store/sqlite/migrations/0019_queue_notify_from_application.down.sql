@@ -1,0 +1,3 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL's runners are notified by the application after commit instead
+-- of by a queue trigger; SQLite has no LISTEN/NOTIFY and no such trigger.
