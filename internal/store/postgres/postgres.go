@@ -55,9 +55,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store         = (*Store)(nil)
-	_ store.Notifier      = (*Store)(nil)
-	_ store.TxTaskCreator = (*Store)(nil)
+	_ store.Store          = (*Store)(nil)
+	_ store.Notifier       = (*Store)(nil)
+	_ store.TxTaskCreator  = (*Store)(nil)
 	_ store.QueueAnnouncer = (*Store)(nil)
 )
 
