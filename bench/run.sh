@@ -7,6 +7,7 @@
 #   bench/run.sh                  # full run (about 10 minutes on 2 cores)
 #   bench/run.sh --reps 1 --tasks 2000 --jobs 5000   # quicker
 #   bench/run.sh --creation-only  # creation alone (River InsertMany, tasker batches and 16-goroutine creates)
+#   bench/run.sh --continuous-only --reps 2   # creating while working, River and tasker (~4 min a repetition)
 #   DATABASE_URL=postgres://... bench/run.sh          # use an existing durable cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ fi
 # temporary directory), one JSON report each in docs/bench/width/, and a
 # table of steps/s and tasker CPU per step in docs/bench/width.md. Per-step
 # CPU should not grow with width. WIDTH_SWEEP=0 skips it.
-[[ " $* " == *" --creation-only "* ]] && WIDTH_SWEEP=0
+[[ " $* " == *" --creation-only "* || " $* " == *" --continuous-only "* ]] && WIDTH_SWEEP=0
 if [[ "${WIDTH_SWEEP:-1}" == 1 ]]; then
   mkdir -p docs/bench/width
   {
