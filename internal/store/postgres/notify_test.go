@@ -13,6 +13,7 @@ import (
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/postgres"
 	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/taskertype"
 )
 
 // Runners are notified when queue work becomes available, and only then: a
@@ -154,5 +155,68 @@ func TestQueueAnnouncementsDebounced(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			require.Equal(t, before, count(), "a rolled-back creation notified")
 		}
+	}
+}
+
+// The database's own wakes notify the runners (migration 0020): a task of
+// a concurrency key that stops running makes the key's parked task due
+// inside its transaction, which the application cannot see, so the
+// trigger sends the NOTIFY, delivered at commit. A transition that wakes
+// nothing sends none.
+func TestConcurrencyWakeNotifies(t *testing.T) {
+	t.Parallel()
+	st := testdb.Postgres(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	keyed := func() int64 {
+		res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "keyed", Version: "1.0.0",
+			Context: json.RawMessage(`{}`), MaxParallelSteps: 1, Actor: "t", Now: now,
+			Steps:       []store.StepSpec{{Name: "a", HandlerClass: "h", Retryable: true, MaxAttempts: 1}},
+			Concurrency: &store.TaskConcurrency{Key: "acct-1", Limit: 1, Policy: "queue"},
+			Queue:       store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: now}})
+		require.NoError(t, err)
+		return res.Task.ID
+	}
+	pending := []taskertype.TaskState{taskertype.TaskStatePending, taskertype.TaskStateWaitingForRetry}
+	admit := func(id int64, at time.Time) store.AdmitOutcome {
+		res, err := st.TaskAdmit(ctx, &store.TaskAdmitParams{TaskID: id,
+			Start: &store.TaskTransitionParams{TaskID: id, From: pending, To: taskertype.TaskStateInProgress,
+				Event: "start", Actor: "r", Now: at},
+			Park: store.QueueOp{Kind: store.QueueUpsert, Operation: "reenqueue", RunAt: at.Add(time.Hour)}})
+		require.NoError(t, err)
+		return res.Outcome
+	}
+	a, b := keyed(), keyed()
+	require.Equal(t, store.AdmitStarted, admit(a, now))
+	require.Equal(t, store.AdmitParked, admit(b, now.Add(time.Millisecond)))
+
+	ch, err := st.Listen(ctx)
+	require.NoError(t, err)
+	// Drain the wake-up of (re)connecting until 500 ms pass without one.
+	for drained := false; !drained; {
+		select {
+		case <-ch:
+		case <-time.After(500 * time.Millisecond):
+			drained = true
+		}
+	}
+	inProgress := []taskertype.TaskState{taskertype.TaskStateInProgress}
+	_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: a, From: inProgress,
+		To: taskertype.TaskStateWaitingForRetry, Event: "wait", Now: now.Add(2 * time.Millisecond)})
+	require.NoError(t, err)
+	select {
+	case <-ch:
+		t.Fatal("a transition that woke nothing notified the runners")
+	case <-time.After(500 * time.Millisecond):
+	}
+	_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: a,
+		From: []taskertype.TaskState{taskertype.TaskStateWaitingForRetry}, To: taskertype.TaskStateError, Event: "fail",
+		Now: now.Add(3 * time.Millisecond), Queue: store.QueueOp{Kind: store.QueueDelete}})
+	require.NoError(t, err)
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the wake of the parked task did not notify the runners")
 	}
 }

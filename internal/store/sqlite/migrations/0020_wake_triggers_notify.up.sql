@@ -1,0 +1,2 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL's wake triggers now notify its runners; SQLite has no NOTIFY.
