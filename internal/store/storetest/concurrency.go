@@ -135,6 +135,33 @@ func exerciseConcurrency(t *testing.T, newStore NewStore) {
 		require.Equal(t, store.AdmitStarted, res.Outcome)
 	})
 
+	// A delayed task of the key (its run_at still ahead) is not a parked
+	// one: a finish of the key leaves its queue record at its run_at, and
+	// wakes the parked task behind it instead.
+	t.Run("ConcurrencyWakeSkipsDelayedTask", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		a := create(t, st, keyed("acct-2", 1, "queue"))
+		due := t0.Add(time.Hour)
+		dp := keyed("acct-2", 1, "queue")
+		dp.RunAt, dp.Queue.RunAt = &due, due
+		delayed := create(t, st, dp)
+		b := create(t, st, keyed("acct-2", 1, "queue"))
+		res, err := st.TaskAdmit(ctx, admitParams(a, t0))
+		require.NoError(t, err)
+		require.Equal(t, store.AdmitStarted, res.Outcome)
+		res, err = st.TaskAdmit(ctx, admitParams(b, t0.Add(time.Second)))
+		require.NoError(t, err)
+		require.Equal(t, store.AdmitParked, res.Outcome)
+
+		finish := t0.Add(2 * time.Second)
+		_, err = st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: a, From: []taskertype.TaskState{taskertype.TaskStateInProgress},
+			To: taskertype.TaskStateComplete, Event: "complete", Now: finish, Queue: store.QueueOp{Kind: store.QueueDelete}})
+		require.NoError(t, err)
+		require.True(t, queueRunAt(t, st, delayed).Equal(due), "the delayed task stays due at its run_at: %s", queueRunAt(t, st, delayed))
+		require.True(t, queueRunAt(t, st, b).Equal(finish), "the parked task was woken: %s", queueRunAt(t, st, b))
+	})
+
 	// cancel_newest cancels the task with its steps; cancel_oldest cancels
 	// the oldest running task of the key and starts the new one, in one
 	// transaction.

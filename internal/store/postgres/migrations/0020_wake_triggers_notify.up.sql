@@ -8,12 +8,17 @@
 -- sent only when a record was made due, inside the finishing transaction,
 -- so it is delivered at its commit; the global notification lock is taken
 -- only by the transactions that woke something.
+--
+-- And a delayed task of the key (tasks.run_at still ahead) is no longer
+-- taken for a parked one: its queue record waits for its run_at, which a
+-- freed slot used to bring forward, starting it early.
 CREATE OR REPLACE FUNCTION tasker_tasks_concurrency_wake() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE tasker_task_queue q SET run_at = NEW.updated_at, updated_at = NEW.updated_at
     WHERE q.task_id = (
             SELECT w.task_id FROM tasker_tasks t JOIN tasker_task_queue w ON w.task_id = t.task_id
             WHERE t.concurrency_key = NEW.concurrency_key AND t.completed_at IS NULL AND t.state = 'pending'
+                AND (t.run_at IS NULL OR t.run_at <= NEW.updated_at)
                 AND w.lease_owner IS NULL AND w.run_at > NEW.updated_at AND w.run_at > w.updated_at
             ORDER BY t.priority DESC, t.task_id LIMIT 1
             FOR UPDATE OF w SKIP LOCKED)
