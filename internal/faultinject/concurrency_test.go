@@ -87,23 +87,9 @@ func TestConcurrencyUnderKills(t *testing.T) {
 	}
 
 	rng := rand.New(rand.NewPCG(19, 1))
-	serial := 0
-	var procs []*cronProc
-	start := func() *cronProc {
-		serial++
-		p := &cronProc{owner: fmt.Sprintf("conc-runner-%d", serial), done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "-db", url, "-log", logPath, "-templates", tmplDir, "-owner", p.owner, "-workers", "4")
-		p.cmd.Stderr = testWriter{t}
-		require.NoError(t, p.cmd.Start())
-		go func() { _ = p.cmd.Wait(); p.down = time.Now(); close(p.done) }()
-		procs = append(procs, p)
-		return p
-	}
-	stop := func(p *cronProc, sig syscall.Signal) {
-		_ = p.cmd.Process.Signal(sig)
-		<-p.done
-	}
-	live := []*cronProc{start(), start(), start()}
+	fl := &fleet{t: t, bin: bin, url: url, log: logPath, tmplDir: tmplDir, prefix: "conc-runner", workers: 4}
+	start, stop := fl.start, fl.stop
+	live := []*runnerProc{start(), start(), start()}
 	defer func() {
 		for _, p := range live {
 			stop(p, syscall.SIGTERM)
@@ -147,7 +133,7 @@ func TestConcurrencyUnderKills(t *testing.T) {
 		limits[fmt.Sprintf("k-%d", k)] = 2
 	}
 	viol := faultinject.CheckConcurrency(limits, read(probes))
-	t.Logf("%d keyed tasks, %d SIGKILLs of %d runner processes; violations = %d", len(probes), kills, len(procs), len(viol))
+	t.Logf("%d keyed tasks, %d SIGKILLs of %d runner processes; violations = %d", len(probes), kills, len(fl.all), len(viol))
 	for _, v := range viol {
 		t.Error(v)
 	}

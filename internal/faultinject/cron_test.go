@@ -2,7 +2,6 @@ package faultinject_test
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -31,14 +30,6 @@ schedules:
   - name: skip
     cron: "@every 2s"
 `
-
-// cronProc is one runner process of the cron run.
-type cronProc struct {
-	owner string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	down  time.Time
-}
 
 // TestCronUnderKills runs three runner processes on one PostgreSQL
 // database while two @every 2s schedules (catch_up and skip) tick:
@@ -70,26 +61,12 @@ func TestCronUnderKills(t *testing.T) {
 	defer c.Close()
 
 	rng := rand.New(rand.NewPCG(19, 6))
-	serial := 0
-	var procs []*cronProc
-	start := func() *cronProc {
-		serial++
-		p := &cronProc{owner: fmt.Sprintf("cron-runner-%d", serial), done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "-db", url, "-log", logPath, "-templates", tmplDir, "-owner", p.owner, "-workers", "2")
-		p.cmd.Stderr = testWriter{t}
-		require.NoError(t, p.cmd.Start())
-		go func() { _ = p.cmd.Wait(); p.down = time.Now(); close(p.done) }()
-		procs = append(procs, p)
-		return p
-	}
-	stop := func(p *cronProc, sig syscall.Signal) {
-		_ = p.cmd.Process.Signal(sig)
-		<-p.done
-	}
+	fl := &fleet{t: t, bin: bin, url: url, log: logPath, tmplDir: tmplDir, prefix: "cron-runner", workers: 2}
+	start, stop := fl.start, fl.stop
 	sleep := func(min, max time.Duration) { // the choreography's pace, not a wait for a result
 		time.Sleep(min + time.Duration(rng.Int64N(int64(max-min))))
 	}
-	live := []*cronProc{start(), start(), start()}
+	live := []*runnerProc{start(), start(), start()}
 	defer func() {
 		for _, p := range live {
 			stop(p, syscall.SIGKILL)
@@ -122,7 +99,7 @@ func TestCronUnderKills(t *testing.T) {
 	}
 	time.Sleep(time.Until(restart))
 	t.Logf("no runner up for %s", time.Since(outage).Round(time.Millisecond))
-	live = []*cronProc{start(), start(), start()}
+	live = []*runnerProc{start(), start(), start()}
 	missedTick := restart.Truncate(2 * time.Second).UTC()
 	rolling(3)
 	sleep(4*time.Second, 5*time.Second)
@@ -140,7 +117,7 @@ func TestCronUnderKills(t *testing.T) {
 		}
 	}
 	var spans []faultinject.RunnerSpan
-	for _, p := range procs {
+	for _, p := range fl.all {
 		if up, ok := ups[p.owner]; ok { // killed before it opened: never up
 			spans = append(spans, faultinject.RunnerSpan{Owner: p.owner, Up: up, Down: p.down})
 		}

@@ -93,23 +93,9 @@ func TestHandlerLimitUnderKills(t *testing.T) {
 	probes := createHandlerProbes(t, c, "handler_probe", tasks, 80)
 
 	rng := rand.New(rand.NewPCG(19, 2))
-	serial := 0
-	var procs []*cronProc
-	start := func() *cronProc {
-		serial++
-		p := &cronProc{owner: fmt.Sprintf("hl-runner-%d", serial), done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "-db", url, "-log", logPath, "-templates", tmplDir, "-owner", p.owner, "-workers", "4")
-		p.cmd.Stderr = testWriter{t}
-		require.NoError(t, p.cmd.Start())
-		go func() { _ = p.cmd.Wait(); p.down = time.Now(); close(p.done) }()
-		procs = append(procs, p)
-		return p
-	}
-	stop := func(p *cronProc, sig syscall.Signal) {
-		_ = p.cmd.Process.Signal(sig)
-		<-p.done
-	}
-	live := []*cronProc{start(), start(), start()}
+	fl := &fleet{t: t, bin: bin, url: url, log: logPath, tmplDir: tmplDir, prefix: "hl-runner", workers: 4}
+	start, stop := fl.start, fl.stop
+	live := []*runnerProc{start(), start(), start()}
 	finished := func(ids []int64) func() bool {
 		return func() bool {
 			for _, id := range ids {
@@ -145,7 +131,7 @@ func TestHandlerLimitUnderKills(t *testing.T) {
 	recs, _, err := faultinject.ReadLog(logPath)
 	require.NoError(t, err)
 	deaths := map[string]time.Time{}
-	for _, p := range procs {
+	for _, p := range fl.all {
 		deaths[p.owner] = p.down
 	}
 	starts := 0
@@ -156,7 +142,7 @@ func TestHandlerLimitUnderKills(t *testing.T) {
 	}
 	viol := faultinject.CheckHandlerLimit(handlerProbeLimit, recs, deaths, nil)
 	t.Logf("handler limit: %d tasks, %d attempts started, %d SIGKILLs of %d runner processes; violations = %d",
-		len(probes), starts, kills, len(procs), len(viol))
+		len(probes), starts, kills, len(fl.all), len(viol))
 	for _, v := range viol {
 		t.Error(v)
 	}

@@ -215,21 +215,9 @@ func TestRateLimitUnderKills(t *testing.T) {
 	ids := createRateProbes(t, c, 72)
 
 	rng := rand.New(rand.NewPCG(19, 2))
-	serial := 0
-	start := func() *cronProc {
-		serial++
-		p := &cronProc{owner: fmt.Sprintf("rate-runner-%d", serial), done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "-db", url, "-log", logPath, "-templates", tmplDir, "-owner", p.owner, "-workers", "4")
-		p.cmd.Stderr = testWriter{t}
-		require.NoError(t, p.cmd.Start())
-		go func() { _ = p.cmd.Wait(); p.down = time.Now(); close(p.done) }()
-		return p
-	}
-	stop := func(p *cronProc, sig syscall.Signal) {
-		_ = p.cmd.Process.Signal(sig)
-		<-p.done
-	}
-	live := []*cronProc{start(), start(), start()}
+	fl := &fleet{t: t, bin: bin, url: url, log: logPath, tmplDir: tmplDir, prefix: "rate-runner", workers: 4}
+	start, stop := fl.start, fl.stop
+	live := []*runnerProc{start(), start(), start()}
 	finished := make(chan int, 1)
 	go func() { finished <- waitRateProbes(c, ids, 3*time.Minute) }()
 	kills := 0
