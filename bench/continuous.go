@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,10 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-	"github.com/riverqueue/river/rivermigrate"
 )
 
 // Continuous mode (issue 18 item 2): producers create work while the
@@ -86,39 +81,11 @@ type riverContinuousResult struct {
 // goroutines insert no-op jobs (batch 0: one Insert per job; otherwise
 // InsertMany of up to batch jobs) for d.
 func riverContinuous(ctx context.Context, dbURL string, workers, producers, batch, backlog int, d time.Duration) (*riverContinuousResult, error) {
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	pool, client, err := openRiver(ctx, dbURL, min(max(workers/4, 8), 40)+producers, workers, func(ws *river.Workers) { river.AddWorker(ws, &stampWorker{}) })
 	if err != nil {
-		return nil, fmt.Errorf("river pool: %w", err)
-	}
-	cfg.MaxConns = int32(min(max(workers/4, 8), 40) + producers)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("river pool: %w", err)
+		return nil, err
 	}
 	defer pool.Close()
-	driver := riverpgxv5.New(pool)
-	migrator, err := rivermigrate.New(driver, nil)
-	if err != nil {
-		return nil, fmt.Errorf("river migrator: %w", err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("river migrate: %w", err)
-	}
-	if _, err := pool.Exec(ctx, "TRUNCATE river_job"); err != nil {
-		return nil, fmt.Errorf("truncate river_job: %w", err)
-	}
-	ws := river.NewWorkers()
-	river.AddWorker(ws, &stampWorker{})
-	client, err := river.NewClient(driver, &river.Config{
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
-		Workers:           ws,
-		FetchCooldown:     time.Millisecond,
-		FetchPollInterval: 20 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("river client: %w", err)
-	}
 	events, cancelEvents := client.SubscribeConfig(&river.SubscribeConfig{Kinds: []river.EventKind{river.EventKindJobCompleted},
 		ChanSize: 1 << 20})
 	defer cancelEvents()

@@ -72,39 +72,11 @@ type riverResult struct {
 // 20 ms: River's own benchmark settings) until every job is completed.
 // With insertOnly it stops after the insert.
 func riverBench(ctx context.Context, dbURL string, jobs, workers int, insertOnly bool) (*riverResult, error) {
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	pool, client, err := openRiver(ctx, dbURL, min(max(workers/4, 8), 40), workers, func(ws *river.Workers) { river.AddWorker(ws, &noopWorker{}) })
 	if err != nil {
-		return nil, fmt.Errorf("river pool: %w", err)
-	}
-	cfg.MaxConns = int32(min(max(workers/4, 8), 40))
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("river pool: %w", err)
+		return nil, err
 	}
 	defer pool.Close()
-	driver := riverpgxv5.New(pool)
-	migrator, err := rivermigrate.New(driver, nil)
-	if err != nil {
-		return nil, fmt.Errorf("river migrator: %w", err)
-	}
-	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return nil, fmt.Errorf("river migrate: %w", err)
-	}
-	if _, err := pool.Exec(ctx, "TRUNCATE river_job"); err != nil {
-		return nil, fmt.Errorf("truncate river_job: %w", err)
-	}
-	ws := river.NewWorkers()
-	river.AddWorker(ws, &noopWorker{})
-	client, err := river.NewClient(driver, &river.Config{
-		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
-		Workers:           ws,
-		FetchCooldown:     time.Millisecond,
-		FetchPollInterval: 20 * time.Millisecond,
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("river client: %w", err)
-	}
 	batch := make([]river.InsertManyParams, 0, 1000)
 	insertStart := time.Now()
 	for i := 0; i < jobs; i += len(batch) {
@@ -152,4 +124,50 @@ func riverBench(ctx context.Context, dbURL string, jobs, workers int, insertOnly
 	secs := last.Sub(start).Seconds()
 	return &riverResult{Workers: workers, Jobs: jobs, Seconds: secs, JobsPerSec: float64(jobs) / secs,
 		InsertJobsPerSec: insertRate, CPU: per(cpu0, cpu1, jobs)}, nil
+}
+
+// openRiver opens a pool of maxConns connections, migrates River's schema
+// up, empties river_job and returns a River client with workers workers on
+// the default queue (fetch cooldown 1 ms, poll interval 20 ms: River's own
+// benchmark settings) and the workers add registers. The caller closes the
+// pool.
+func openRiver(ctx context.Context, dbURL string, maxConns, workers int,
+	add func(*river.Workers)) (*pgxpool.Pool, *river.Client[pgx.Tx], error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("river pool: %w", err)
+	}
+	cfg.MaxConns = int32(maxConns)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("river pool: %w", err)
+	}
+	fail := func(err error) (*pgxpool.Pool, *river.Client[pgx.Tx], error) {
+		pool.Close()
+		return nil, nil, err
+	}
+	driver := riverpgxv5.New(pool)
+	migrator, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		return fail(fmt.Errorf("river migrator: %w", err))
+	}
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fail(fmt.Errorf("river migrate: %w", err))
+	}
+	if _, err := pool.Exec(ctx, "TRUNCATE river_job"); err != nil {
+		return fail(fmt.Errorf("truncate river_job: %w", err))
+	}
+	ws := river.NewWorkers()
+	add(ws)
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:            map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: workers}},
+		Workers:           ws,
+		FetchCooldown:     time.Millisecond,
+		FetchPollInterval: 20 * time.Millisecond,
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return fail(fmt.Errorf("river client: %w", err))
+	}
+	return pool, client, nil
 }
