@@ -98,7 +98,7 @@ module TaskerCore
       # changes nothing (a repeated report is discarded, a lease extended
       # twice is extended, a finalize decides on the same state) or only
       # reads. initialize_task too, when it carries an idempotency key.
-      IDEMPOTENT = %w[ping info find_handler task transitions queue_list schedules report_results extend_leases
+      IDEMPOTENT = %w[ping info find_handler task transitions explain queue_list schedules report_results extend_leases
                       finalize yield rescue queue_ack events_unsubscribe].freeze
 
       # Whether a call of method with params may be sent twice.
