@@ -2,6 +2,7 @@ package template
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -147,7 +148,7 @@ func (r *Registry) handlerLimitConflict(t *Template) taskertype.TemplateErrors {
 	defer r.limits.mu.Unlock()
 	var errs taskertype.TemplateErrors
 	from := fmt.Sprintf("%s (%s)", t.Key(), fileName(t.File))
-	for _, class := range sortedKeys(t.HandlerLimits) {
+	for _, class := range slices.Sorted(maps.Keys(t.HandlerLimits)) {
 		if c := r.limits.conflict(class, t.HandlerLimits[class], from); c != nil {
 			errs = append(errs, &taskertype.TemplateError{File: t.File, Line: t.handlerLimitLines[class],
 				Field: "handler_limits." + clip(class), Msg: c.Error()})
@@ -161,15 +162,6 @@ func (r *Registry) addHandlerLimits(t *Template) {
 	r.limits.mu.Lock()
 	defer r.limits.mu.Unlock()
 	r.limits.set(t.HandlerLimits, fmt.Sprintf("%s (%s)", t.Key(), fileName(t.File)))
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // rawHandlerLimit is a handler_limits entry as read.
@@ -234,7 +226,7 @@ func checkHandlerLimits(t *Template) taskertype.TemplateErrors {
 		errs = append(errs, &taskertype.TemplateError{File: t.File, Field: "handler_limits",
 			Msg: fmt.Sprintf("%d handler limits, more than the limit of %d in a template", len(t.HandlerLimits), MaxHandlerLimits)})
 	}
-	for _, class := range sortedKeys(t.HandlerLimits) {
+	for _, class := range slices.Sorted(maps.Keys(t.HandlerLimits)) {
 		n := t.HandlerLimits[class]
 		field := "handler_limits." + clip(class)
 		if msg := handlerProblem(class, true); msg != "" {

@@ -2,6 +2,7 @@ package template
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -315,19 +316,10 @@ func checkRateLimits(t *Template) taskertype.TemplateErrors {
 // already in the registry (held under r.mu), naming both files.
 func (r *Registry) rateLimitConflict(t *Template) taskertype.TemplateErrors {
 	var errs taskertype.TemplateErrors
-	names := make([]string, 0, len(t.RateLimits))
-	for name := range t.RateLimits {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	// The others in key order, so that the error names the same template
 	// every time (the first that disagrees).
-	keys := make([]string, 0, len(r.byKey))
-	for k := range r.byKey {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, name := range names {
+	keys := slices.Sorted(maps.Keys(r.byKey))
+	for _, name := range slices.Sorted(maps.Keys(t.RateLimits)) {
 		l := t.RateLimits[name]
 		for _, k := range keys {
 			o := r.byKey[k]
