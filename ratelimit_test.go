@@ -191,15 +191,8 @@ func waitStepEvent(t *testing.T, c *tasker.Client, taskID int64, event string) *
 	t.Helper()
 	var found *tasker.Transition
 	require.Eventually(t, func() bool {
-		_, trs, err := c.Transitions(context.Background(), taskID)
-		require.NoError(t, err)
-		for _, tr := range trs {
-			if tr.Event == event {
-				found = tr
-				return true
-			}
-		}
-		return false
+		found = stepEvent(t, c, taskID, event)
+		return found != nil
 	}, time.Minute, 10*time.Millisecond, "task %d: no %s transition", taskID, event)
 	return found
 }
