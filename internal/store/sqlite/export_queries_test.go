@@ -21,3 +21,23 @@ func (s *Store) PrepareForTest(ctx context.Context, query string) error {
 	}
 	return st.Close()
 }
+
+// PlanForTest returns the lines of SQLite's EXPLAIN QUERY PLAN of query
+// with args.
+func (s *Store) PlanForTest(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.DB().(*sqlDB).db.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			return nil, err
+		}
+		out = append(out, detail)
+	}
+	return out, rows.Err()
+}

@@ -28,8 +28,10 @@ SELECT task_id, concurrency_key, concurrency_limit, COALESCE(concurrency_policy,
 WHERE task_id IN (SELECT value FROM json_each($1)) AND state = 'pending' AND concurrency_key IS NOT NULL;
 
 -- name: ConcurrencyRunningMany
--- The running tasks of keys $1 (a JSON array), oldest first.
+-- The running tasks of keys $1 (a JSON array), oldest first. The unary +
+-- keeps SQLite's planner on the keys' partial index (without statistics it
+-- took tasker_tasks_state and read every running task).
 SELECT task_id, concurrency_key FROM tasker_tasks
 WHERE concurrency_key IN (SELECT value FROM json_each($1)) AND completed_at IS NULL
-    AND state IN ('in_progress', 'waiting_for_retry')
+    AND +state IN ('in_progress', 'waiting_for_retry')
 ORDER BY task_id;
