@@ -35,7 +35,8 @@ var migrationFS embed.FS
 // ownQueries are the statements this package runs itself (beyond
 // sqlcore.CoreQueries).
 var ownQueries = []string{"RecordBatch", "Summaries", "TaskMoves", "ClaimBatch", "LockTasks", "TaskStates",
-	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "MigrationLock", "ReadyStepIDs"}
+	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "MigrationLock", "ReadyStepIDs",
+	"ConcurrencyRunningMany"}
 
 // Store is the PostgreSQL implementation of store.Store.
 type Store struct {

@@ -224,10 +224,13 @@ func (s *Core) admitCancel(ctx context.Context, tx Tx, p *store.TaskAdmitParams,
 }
 
 // ConcurrencyLockMany is store.Tx.ConcurrencyLockMany inside tx, for both
-// databases: the ConcurrencyLockMany query reads the pending tasks with a
-// key and locks their keys (PostgreSQL; SQLite's write transaction is the
-// lock), then ConcurrencyRunningMany, a statement of its own, lists the
-// running tasks of those keys.
+// databases. The ConcurrencyLockMany query reads the pending tasks with a
+// key (rows with running false) and locks their keys. On PostgreSQL the
+// running tasks of those keys come from ConcurrencyRunningMany, a statement
+// of its own whose snapshot is taken after the locks. SQLite's write
+// transaction is the lock, so its ConcurrencyLockMany returns the running
+// tasks of the keys too (rows with running true, oldest first) and it
+// defines no ConcurrencyRunningMany: one statement per claim batch.
 func (s *Core) ConcurrencyLockMany(ctx context.Context, tx Tx, taskIDs []int64) (*store.ConcurrencyLocked, error) {
 	out := &store.ConcurrencyLocked{Tasks: map[int64]*store.TaskConcurrency{}, Running: map[string][]int64{}}
 	if len(taskIDs) == 0 {
@@ -240,10 +243,15 @@ func (s *Core) ConcurrencyLockMany(ctx context.Context, tx Tx, taskIDs []int64) 
 	var keys []string
 	for rs.Next() {
 		var id int64
+		var running bool
 		c := &store.TaskConcurrency{}
-		if err := rs.Scan(&id, &c.Key, &c.Limit, &c.Policy); err != nil {
+		if err := rs.Scan(&id, &c.Key, &c.Limit, &c.Policy, &running); err != nil {
 			rs.Close()
 			return nil, fmt.Errorf("lock concurrency keys of tasks %v: %w", taskIDs, err)
+		}
+		if running {
+			out.Running[c.Key] = append(out.Running[c.Key], id)
+			continue
 		}
 		out.Tasks[id] = c
 		if _, seen := out.Running[c.Key]; !seen {
@@ -255,10 +263,11 @@ func (s *Core) ConcurrencyLockMany(ctx context.Context, tx Tx, taskIDs []int64) 
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("lock concurrency keys of tasks %v: %w", taskIDs, err)
 	}
-	if len(keys) == 0 {
+	runningQ, separate := s.q["ConcurrencyRunningMany"]
+	if len(keys) == 0 || !separate {
 		return out, nil
 	}
-	rs, err = tx.Query(ctx, s.Q("ConcurrencyRunningMany"), s.Strs(keys))
+	rs, err = tx.Query(ctx, runningQ, s.Strs(keys))
 	if err != nil {
 		return nil, fmt.Errorf("count running tasks of concurrency keys %q: %w", keys, err)
 	}

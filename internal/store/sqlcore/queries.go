@@ -36,7 +36,7 @@ var CoreQueries = []string{
 	"StepFanOutRelease", "StepFanOutParents",
 	"TaskPruneLock", "TaskPruneDue", "TaskPruneFinished", "TaskPruneCountDue", "TaskPruneCountFinished",
 	"ConcurrencyOf", "ConcurrencyLock", "ConcurrencyRunning", "ConcurrencyTaskSteps",
-	"ConcurrencyLockMany", "ConcurrencyRunningMany",
+	"ConcurrencyLockMany",
 }
 
 // LoadQueries reads the named statements of the .sql files in dir of

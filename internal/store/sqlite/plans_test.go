@@ -80,7 +80,7 @@ func TestAdmissionAndWakePlansUseTheirIndexes(t *testing.T) {
 
 	const keys, slots = "tasker_tasks_concurrency", "tasker_workflow_steps_handler_slots"
 	for name, index := range map[string]string{
-		"ConcurrencyRunning": keys, "ConcurrencyRunningMany": keys, "HandlerAdmit": slots, "HandlerRunning": slots,
+		"ConcurrencyRunning": keys, "ConcurrencyLockMany": keys, "HandlerAdmit": slots, "HandlerRunning": slots,
 	} {
 		plan := planOf(t, st, q[name])
 		require.Containsf(t, plan, index, "%s:\n%s", name, plan)

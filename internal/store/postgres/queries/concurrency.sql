@@ -39,12 +39,13 @@ WITH keyed AS MATERIALIZED (
 ), locked AS MATERIALIZED (
     SELECT pg_advisory_xact_lock(1952805748, h)::text AS l FROM (SELECT DISTINCT h FROM keyed ORDER BY h) d
 )
-SELECT task_id, concurrency_key, concurrency_limit, policy FROM keyed
+SELECT task_id, concurrency_key, concurrency_limit, policy, false FROM keyed
 WHERE (SELECT count(*) FROM locked) >= 0;
 
 -- name: ConcurrencyRunningMany
 -- The running tasks of keys $1, oldest first, locked FOR SHARE (see
--- ConcurrencyRunning).
+-- ConcurrencyRunning); PostgreSQL's own (sqlcore.ConcurrencyLockMany runs
+-- it when a database defines it).
 SELECT task_id, concurrency_key FROM tasker_tasks
 WHERE concurrency_key = ANY($1::text[]) AND completed_at IS NULL AND state IN ('in_progress', 'waiting_for_retry')
 ORDER BY task_id FOR SHARE;
