@@ -203,10 +203,12 @@ func (e *Engine) notAdmitted(ctx context.Context, taskID int64, adm admission, e
 func (e *Engine) startAndClaim(ctx context.Context, start *store.TaskTransitionParams, p *store.StepClaimParams) (
 	adm admission, tr *store.TransitionResult, task *taskertype.Task, claimed []*store.ClaimedStep, err error) {
 	for {
-		r := &claimReq{p: store.StartAndClaimParams{Start: start, Claim: p}, admit: e.keysInUse()}
+		r := &claimReq{p: store.StartAndClaimParams{Start: start, Claim: p}, admit: e.keysInUse(),
+			admitSlots: e.cfg.Templates.HasHandlerLimits()}
 		if err := e.claims.do(ctx, r); err != nil {
 			return admission{}, nil, nil, nil, err
 		}
+		e.slots.remember(r.slots)
 		if !r.held {
 			return admission{}, r.res.Transition, r.res.Task, r.res.Claimed, nil
 		}

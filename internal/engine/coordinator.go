@@ -156,9 +156,10 @@ func (e *Engine) recordInBackground(ctx context.Context, task *taskertype.Task, 
 // step, and together they take what one claim would have. When the task
 // keeps the database busy otherwise (a wide fan-out's steady state), a
 // split only added contention (fan-out 10,000: -7 %), so it is not made.
-func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams, split bool) ([]*store.ClaimedStep, error) {
+func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams, tmpl *template.Template,
+	split bool) ([]*store.ClaimedStep, error) {
 	if !split || len(p.Names) > 0 || p.Limit < 2*splitMin {
-		return e.stepClaim(ctx, p)
+		return e.stepClaim(ctx, p, tmpl)
 	}
 	a, b := *p, *p
 	a.Limit = p.Limit / 2
@@ -166,8 +167,8 @@ func (e *Engine) claimInBackground(ctx context.Context, p *store.StepClaimParams
 	var wg sync.WaitGroup
 	var first []*store.ClaimedStep
 	var firstErr error
-	wg.Go(func() { first, firstErr = e.stepClaim(ctx, &a) })
-	second, err := e.stepClaim(ctx, &b)
+	wg.Go(func() { first, firstErr = e.stepClaim(ctx, &a, tmpl) })
+	second, err := e.stepClaim(ctx, &b, tmpl)
 	wg.Wait()
 	// On an error the steps the other half claimed are still returned: they
 	// are leased to this coordinator and must run.

@@ -1,23 +1,31 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/statemachine"
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
 // Handler-class limits. A class limited to N (a template's handler_limits,
 // Config.HandlerLimits, template.Registry.SetHandlerLimit) has at most N
 // attempts running at once across every runner on the database. A step of
-// a limited class is claimed like any step; before its handler starts (the
-// Go coordinator) or before it is handed to a worker (the pull API) it asks
-// the store for a slot (store.HandlerLimiter). A step refused one is
+// a limited class is claimed like any step and takes its slot in the
+// claim's own transaction (admitSlotsInBatch: one store.Tx.HandlerAdmit per
+// class for the whole claim batch), so a slot costs no round trip or commit
+// of its own. A step with a `when` condition (a skipped step needs no
+// slot) asks for its slot after its condition held, before its handler
+// starts (the Go coordinator) or before it is handed to a worker (the pull
+// API), in a statement of its own (store.HandlerLimiter). A step refused one is
 // throttled like a step without a rate-limit token: the attempt is given
 // back, the step waits for retry, and the task is re-enqueued. When a slot
 // frees (its step leaves in_progress by any path) the database makes the
@@ -55,6 +63,17 @@ type handlerSlots struct {
 	mu      sync.Mutex
 	queues  map[string]*slotQueue
 	missing sync.Once
+
+	// decided are the admissions made in claim batches, by step id, until
+	// the step's attempt starts (decision takes them).
+	decidedMu sync.Mutex
+	decided   map[int64]slotDecision
+}
+
+// slotDecision is the admission of one claimed attempt in its claim batch.
+type slotDecision struct {
+	attempt int
+	refusal *slotRefusal // nil: granted
 }
 
 type slotQueue struct {
@@ -70,7 +89,7 @@ type slotReq struct {
 }
 
 func newHandlerSlots(e *Engine) *handlerSlots {
-	hs := &handlerSlots{e: e, queues: map[string]*slotQueue{}}
+	hs := &handlerSlots{e: e, queues: map[string]*slotQueue{}, decided: map[int64]slotDecision{}}
 	st := e.store
 	for range 8 {
 		if hl, ok := st.(store.HandlerLimiter); ok {
@@ -84,6 +103,112 @@ func newHandlerSlots(e *Engine) *handlerSlots {
 		st = u.Unwrap()
 	}
 	return hs
+}
+
+// remember keeps the admissions of a committed claim batch for the
+// attempts' starts.
+func (h *handlerSlots) remember(ds map[int64]slotDecision) {
+	if len(ds) == 0 {
+		return
+	}
+	h.decidedMu.Lock()
+	maps.Copy(h.decided, ds)
+	h.decidedMu.Unlock()
+}
+
+// decision takes the admission of st's attempt made in its claim batch:
+// ok false when there was none (the attempt asks with admit).
+func (h *handlerSlots) decision(st *taskertype.Step) (refusal *slotRefusal, ok bool) {
+	h.decidedMu.Lock()
+	d, found := h.decided[st.ID]
+	if found {
+		delete(h.decided, st.ID)
+	}
+	h.decidedMu.Unlock()
+	if !found || d.attempt != st.Attempts {
+		return nil, false
+	}
+	return d.refusal, true
+}
+
+// batchSlotLimit is the limit under which a claimed step takes its slot in
+// its claim's transaction (0: not there: its class has no limit, or it is a
+// fan-out placeholder, which runs no handler, or it has a condition).
+func (e *Engine) batchSlotLimit(tmpl *template.Template, st *taskertype.Step) int {
+	limit := e.limitedClass(st)
+	if limit == 0 || fanOutOf(tmpl, st.Name) != nil || (tmpl != nil && tmpl.Condition(st.Name) != nil) {
+		return 0
+	}
+	return limit
+}
+
+// admitSlotsInBatch gives the steps of limited classes claimed by the
+// requests run (those with admitSlots) their slots inside the claim
+// batch's transaction: one store.Tx.HandlerAdmit per class, owner and
+// limit, classes in one order so that two batches never wait for each
+// other's class locks in a cycle. Each request's decisions go to its
+// slots, remembered by the engine once the batch committed.
+func (e *Engine) admitSlotsInBatch(ctx context.Context, tx store.Tx, run []*claimReq) error {
+	type group struct {
+		class, owner string
+		limit        int
+	}
+	groups := map[group][]*store.ClaimedStep{}
+	for _, r := range run {
+		if !r.admitSlots || r.res == nil || r.res.Err != nil || len(r.res.Claimed) == 0 {
+			continue
+		}
+		tmpl := r.tmpl
+		if tmpl == nil && r.res.Task != nil {
+			tmpl = e.template(r.res.Task)
+		}
+		for _, c := range r.res.Claimed {
+			if limit := e.batchSlotLimit(tmpl, c.Step); limit > 0 {
+				g := group{class: c.Step.HandlerClass, owner: r.p.Claim.Owner, limit: limit}
+				groups[g] = append(groups[g], c)
+			}
+		}
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	order := slices.SortedFunc(maps.Keys(groups), func(a, b group) int {
+		return cmp.Or(strings.Compare(a.class, b.class), strings.Compare(a.owner, b.owner), cmp.Compare(a.limit, b.limit))
+	})
+	decided := map[int64]slotDecision{}
+	for _, g := range order {
+		cs := groups[g]
+		ids := make([]int64, len(cs))
+		for i, c := range cs {
+			ids[i] = c.Step.ID
+		}
+		res, err := tx.HandlerAdmit(ctx, &store.HandlerAdmitParams{Class: g.class, Limit: g.limit, Owner: g.owner,
+			StepIDs: ids})
+		if err != nil {
+			return fmt.Errorf("handler class %s: admit %d claimed steps: %w", g.class, len(ids), err)
+		}
+		for _, c := range cs {
+			d := slotDecision{attempt: c.Step.Attempts}
+			if !res.Granted[c.Step.ID] {
+				d.refusal = &slotRefusal{class: g.class, limit: g.limit, running: res.Running}
+			}
+			decided[c.Step.ID] = d
+		}
+	}
+	for _, r := range run {
+		if !r.admitSlots || r.res == nil {
+			continue
+		}
+		for _, c := range r.res.Claimed {
+			if d, ok := decided[c.Step.ID]; ok {
+				if r.slots == nil {
+					r.slots = map[int64]slotDecision{}
+				}
+				r.slots[c.Step.ID] = d
+			}
+		}
+	}
+	return nil
 }
 
 // admit asks a slot of class (limited to limit) for step id held by owner:
@@ -189,9 +314,10 @@ func (e *Engine) limitedClass(st *taskertype.Step) int {
 	return e.cfg.Templates.HandlerLimit(st.HandlerClass)
 }
 
-// slotClaimed asks slots for the steps of an external worker's claim whose
-// class is limited (one admission per class for all its steps), records
-// the steps refused one as throttled, and returns the steps left for the
+// slotClaimed settles the slots of the steps of an external worker's claim
+// whose class is limited: the admissions made in the claim's transaction,
+// and for the other steps one admission per class now; it records the
+// steps refused one as throttled, and returns the steps left for the
 // worker to run.
 func (e *Engine) slotClaimed(ctx context.Context, owner string, task *taskertype.Task,
 	claimed []*store.ClaimedStep) ([]*store.ClaimedStep, error) {
@@ -218,23 +344,38 @@ func (e *Engine) slotClaimed(ctx context.Context, owner string, task *taskertype
 	for _, class := range classes {
 		idx := byClass[class]
 		limit := e.cfg.Templates.HandlerLimit(class)
-		ids := make([]int64, len(idx))
-		for j, i := range idx {
-			ids[j] = claimed[i].Step.ID
-		}
-		res, err := e.slots.take(ctx, class, limit, owner, ids)
+		// Admitted in the claim's transaction, or asked for now.
+		refused := map[int]*slotRefusal{}
+		var ask []int
 		for _, i := range idx {
-			var refusal *slotRefusal
-			switch {
-			case err != nil:
-				refusal = &slotRefusal{class: class, limit: limit, running: -1}
-			case !res.Granted[claimed[i].Step.ID]:
-				refusal = &slotRefusal{class: class, limit: limit, running: res.Running}
-			default:
-				continue
+			if no, ok := e.slots.decision(claimed[i].Step); ok {
+				refused[i] = no
+			} else {
+				ask = append(ask, i)
 			}
-			drop[i] = true
-			settled = append(settled, attemptResult{claimed: claimed[i], throttle: e.slotThrottle(refusal)})
+		}
+		if len(ask) > 0 {
+			ids := make([]int64, len(ask))
+			for j, i := range ask {
+				ids[j] = claimed[i].Step.ID
+			}
+			res, err := e.slots.take(ctx, class, limit, owner, ids)
+			for _, i := range ask {
+				switch {
+				case err != nil:
+					refused[i] = &slotRefusal{class: class, limit: limit, running: -1}
+				case !res.Granted[claimed[i].Step.ID]:
+					refused[i] = &slotRefusal{class: class, limit: limit, running: res.Running}
+				default:
+					refused[i] = nil
+				}
+			}
+		}
+		for _, i := range idx {
+			if no := refused[i]; no != nil {
+				drop[i] = true
+				settled = append(settled, attemptResult{claimed: claimed[i], throttle: e.slotThrottle(no)})
+			}
 		}
 	}
 	if _, _, err := e.recordAs(context.WithoutCancel(ctx), owner, task, settled, false, false); err != nil {

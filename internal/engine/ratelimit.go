@@ -249,13 +249,21 @@ func (r *taskRun) startLimited(c *store.ClaimedStep) bool {
 	e, task, ctx, results := r.e, r.task, r.hctx, r.results
 	cond := r.condition(c.Step.Name)
 	go func() {
+		var no *slotRefusal
+		decided := false
+		if slots > 0 {
+			no, decided = e.slots.decision(c.Step) // admitted in the claim's transaction (no condition)
+		}
 		if run, err := conditionHolds(cond, task, c); err != nil || !run || ctx.Err() != nil {
 			e.execute(ctx, task, cond, nil, c, results) // skipped, failed or cancelled without a token
 			return
 		}
 		data := map[string]any{"attempt": c.Step.Attempts, "handler_class": c.Step.HandlerClass}
 		if slots > 0 {
-			if no := e.slots.admit(ctx, c.Step.HandlerClass, slots, e.cfg.Owner, c.Step.ID); no != nil {
+			if !decided {
+				no = e.slots.admit(ctx, c.Step.HandlerClass, slots, e.cfg.Owner, c.Step.ID)
+			}
+			if no != nil {
 				results <- attemptResult{claimed: c, throttle: e.slotThrottle(no), started: e.cfg.Clock.Now()}
 				return
 			}

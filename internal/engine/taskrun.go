@@ -274,13 +274,13 @@ func (r *taskRun) maybeClaim() {
 	ch := make(chan backgroundClaim, 1)
 	r.claiming = ch
 	split := len(r.inflight) == 0 && r.recorded == nil // nothing else of this task keeps the database busy
-	e, dbctx, taskID := r.e, r.dbctx, r.task.ID
+	e, dbctx, taskID, tmpl := r.e, r.dbctx, r.task.ID, r.tmpl
 	go func() {
 		// The claim's time is the database's when it runs: a time taken
 		// here could precede results recorded while the claim waited, and
 		// would shorten its lease.
 		claimed, err := e.claimInBackground(dbctx, e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner,
-			Limit: room, Names: names}), split)
+			Limit: room, Names: names}), tmpl, split)
 		ch <- backgroundClaim{claimed: claimed, err: err}
 	}()
 }

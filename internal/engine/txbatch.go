@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/template"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -39,6 +40,12 @@ type claimReq struct {
 	// (admitInBatch); held: it has one, at its limit, and was neither
 	// started nor claimed from (res is empty).
 	admit, held bool
+	// admitSlots: the claimed steps of limited handler classes take their
+	// slots in the batch (admitSlotsInBatch), decided in slots; tmpl is
+	// the task's template when known (else read from res.Task).
+	admitSlots bool
+	tmpl       *template.Template
+	slots      map[int64]slotDecision
 }
 
 // newBatchers sets up the engine's record and claim batchers.
@@ -136,21 +143,26 @@ func (e *Engine) execRecords(ctx context.Context, tx store.Tx, batch []*recordRe
 	return nil
 }
 
-// stepClaim claims steps in the next claim batch (see store.Store.StepClaim).
-func (e *Engine) stepClaim(ctx context.Context, p *store.StepClaimParams) ([]*store.ClaimedStep, error) {
-	r := &claimReq{p: store.StartAndClaimParams{Claim: p}}
+// stepClaim claims steps in the next claim batch (see store.Store.StepClaim)
+// for the coordinator of a task of template tmpl (nil: not loaded); the
+// steps of limited handler classes take their slots in the batch.
+func (e *Engine) stepClaim(ctx context.Context, p *store.StepClaimParams, tmpl *template.Template) ([]*store.ClaimedStep,
+	error) {
+	r := &claimReq{p: store.StartAndClaimParams{Claim: p}, admitSlots: e.cfg.Templates.HasHandlerLimits(), tmpl: tmpl}
 	if err := e.claims.do(ctx, r); err != nil {
 		return nil, err
 	}
+	e.slots.remember(r.slots)
 	return r.res.Claimed, nil
 }
 
 // execClaims is the claim batch: the admission of the tasks with a
 // concurrency key when some template declares one (admitInBatch), then one
-// TaskStartAndClaimMany for every request not held back.
+// TaskStartAndClaimMany for every request not held back, then the slots of
+// the claimed steps of limited handler classes (admitSlotsInBatch).
 func (e *Engine) execClaims(ctx context.Context, tx store.Tx, batch []*claimReq) error {
 	for _, r := range batch {
-		r.res, r.err, r.held = nil, nil, false
+		r.res, r.err, r.held, r.slots = nil, nil, false, nil
 	}
 	starts, err := e.admitInBatch(ctx, tx, batch)
 	if err != nil {
@@ -179,5 +191,5 @@ func (e *Engine) execClaims(ctx context.Context, tx store.Tx, batch []*claimReq)
 	for i, r := range run {
 		r.res, r.err = rs[i], rs[i].Err
 	}
-	return nil
+	return e.admitSlotsInBatch(ctx, tx, run)
 }

@@ -497,6 +497,11 @@ type Tx interface {
 	// starts it applies in the same transaction (TaskStartAndClaimMany)
 	// are admitted.
 	ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*ConcurrencyLocked, error)
+	// HandlerAdmit is HandlerLimiter.HandlerAdmit inside the transaction:
+	// the engine admits the steps of a limited handler class that its claim
+	// batch claimed, in the claim's transaction, one call per class in
+	// class order (the class's lock is held until the transaction ends).
+	HandlerAdmit(ctx context.Context, p *HandlerAdmitParams) (*HandlerAdmitResult, error)
 }
 
 // ConcurrencyLocked is what Tx.ConcurrencyLockMany read.

@@ -578,3 +578,8 @@ func (s *Store) claimRound(ctx context.Context, tx sqlcore.Tx, round []*claimReq
 func (t *pgTx) ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*store.ConcurrencyLocked, error) {
 	return t.s.Core.ConcurrencyLockMany(ctx, t.tx, taskIDs)
 }
+
+// HandlerAdmit implements store.Tx (sqlcore.Core.HandlerAdmitIn).
+func (t *pgTx) HandlerAdmit(ctx context.Context, p *store.HandlerAdmitParams) (*store.HandlerAdmitResult, error) {
+	return t.s.Core.HandlerAdmitIn(ctx, t.tx, p)
+}

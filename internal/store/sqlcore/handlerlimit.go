@@ -16,11 +16,17 @@ var HandlerLimitQueries = []string{"HandlerAdmit", "HandlerRunning"}
 
 // HandlerAdmit implements store.HandlerLimiter.
 func (s *Core) HandlerAdmit(ctx context.Context, p *store.HandlerAdmitParams) (*store.HandlerAdmitResult, error) {
+	return s.HandlerAdmitIn(ctx, s.db, p)
+}
+
+// HandlerAdmitIn is HandlerAdmit run by q (store.Tx.HandlerAdmit runs it in
+// a claim's transaction).
+func (s *Core) HandlerAdmitIn(ctx context.Context, q Querier, p *store.HandlerAdmitParams) (*store.HandlerAdmitResult, error) {
 	res := &store.HandlerAdmitResult{Granted: map[int64]bool{}}
 	if len(p.StepIDs) == 0 {
 		return res, nil
 	}
-	rows, err := s.db.Query(ctx, s.Q("HandlerAdmit"), p.Class, p.Limit, p.Owner, s.IDs(p.StepIDs))
+	rows, err := q.Query(ctx, s.Q("HandlerAdmit"), p.Class, p.Limit, p.Owner, s.IDs(p.StepIDs))
 	if err != nil {
 		return nil, fmt.Errorf("handler class %s: admit %d steps: %w", p.Class, len(p.StepIDs), err)
 	}

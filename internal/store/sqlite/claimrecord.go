@@ -360,3 +360,8 @@ func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int
 func (t *liteTx) ConcurrencyLockMany(ctx context.Context, taskIDs []int64) (*store.ConcurrencyLocked, error) {
 	return t.s.Core.ConcurrencyLockMany(ctx, t.tx, taskIDs)
 }
+
+// HandlerAdmit implements store.Tx (sqlcore.Core.HandlerAdmitIn).
+func (t *liteTx) HandlerAdmit(ctx context.Context, p *store.HandlerAdmitParams) (*store.HandlerAdmitResult, error) {
+	return t.s.Core.HandlerAdmitIn(ctx, t.tx, p)
+}
