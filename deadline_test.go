@@ -208,3 +208,44 @@ func TestDeadlineNotReached(t *testing.T) {
 	require.ErrorContains(t, err, "timeout_seconds")
 	require.ErrorContains(t, err, "must be at least 1")
 }
+
+// A result an external worker reports after the task's deadline, before
+// any rescue pass expired the task, is discarded: the report expires the
+// task itself, and the late result is never recorded.
+func TestDeadlineReportAfterDeadlineBeforeRescue(t *testing.T) {
+	t.Parallel()
+	testdb.EachBackend(t, func(t *testing.T, url string) {
+		c := openWorkerClient(t, url)
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("late_report", 1)))
+		require.NoError(t, err)
+		ctx := context.Background()
+		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "late_report"})
+		require.NoError(t, err)
+		w := c.Worker()
+		claim, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: task.ID, Owner: "ruby-worker", Limit: 1})
+		require.NoError(t, err)
+		if len(claim.Steps) == 0 { // the machine was too slow to claim within the second
+			requireExpired(t, c, task.ID, "first", "second")
+			return
+		}
+		step := claim.Steps[0]
+		// No runner and no rescue pass: only the report can see the deadline.
+		require.Eventually(t, func() bool { return time.Now().After(task.CreatedAt.Add(1100 * time.Millisecond)) },
+			time.Minute, 10*time.Millisecond)
+		rep, err := w.ReportAndFinalize(ctx, tasker.ReportParams{TaskID: task.ID, Owner: "ruby-worker",
+			Results: []tasker.ExternalResult{{StepID: step.StepID, Attempt: step.Attempt, Success: true}}})
+		require.NoError(t, err)
+		require.Len(t, rep.Results, 1)
+		require.Equal(t, "discarded", string(rep.Results[0].Status))
+		require.Contains(t, rep.Results[0].Reason, "deadline passed")
+		require.False(t, rep.ClaimMore)
+		require.NotNil(t, rep.Final)
+		require.Equal(t, tasker.TaskState("error"), rep.Final.Status)
+		requireExpired(t, c, task.ID, "first", "second")
+		d, err := c.Task(ctx, task.ID)
+		require.NoError(t, err)
+		for _, st := range d.Steps {
+			require.Nil(t, st.Results, "step %s: no result was recorded", st.Name)
+		}
+	})
+}

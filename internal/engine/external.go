@@ -201,6 +201,9 @@ func (e *Engine) ReportResults(ctx context.Context, taskID int64, owner string, 
 	if err != nil {
 		return nil, fmt.Errorf("report results: %w", err)
 	}
+	if !task.State.Terminal() && e.overdue(task, e.now()) {
+		return e.reportPastDeadline(ctx, task, results, finalize)
+	}
 	out := &ReportResult{Results: make([]ReportedResult, len(results)), ClaimMore: true}
 	if finalize && task.State != taskertype.TaskStateInProgress {
 		// Only a running task is finalized (see Finalize).
@@ -343,6 +346,29 @@ func withErrorDetails(doc json.RawMessage, x *ExternalError) json.RawMessage {
 		return doc
 	}
 	return out
+}
+
+// reportPastDeadline answers a report for a task past its deadline that no
+// runner has expired yet: the task expires now (its running attempts are
+// cancelled), so the late results are discarded exactly as after the
+// expiry, whichever comes first; the worker is told to claim nothing more.
+func (e *Engine) reportPastDeadline(ctx context.Context, task *taskertype.Task, results []ExternalResult,
+	finalize bool) (*ReportResult, error) {
+	hr, err := e.expire(ctx, task, &HandleResult{TaskID: task.ID})
+	if err != nil {
+		return nil, fmt.Errorf("report results: %w", err)
+	}
+	at, timeout, _ := e.deadline(task)
+	out := &ReportResult{Results: make([]ReportedResult, len(results))}
+	if finalize {
+		out.Final = hr
+	}
+	for i, r := range results {
+		out.Results[i] = ReportedResult{StepID: r.StepID, Status: ReportDiscarded,
+			Reason: fmt.Sprintf("the task's deadline passed (timeout_seconds %d, at %s): it expired", timeout,
+				at.UTC().Format(time.RFC3339))}
+	}
+	return out, nil
 }
 
 // ExtendLeases pushes the leases of steps owner still holds to
