@@ -106,3 +106,44 @@ func TestClaimCooldown(t *testing.T) {
 		})
 	}
 }
+
+// TestClaimCooldownNotInABacklog: a runner working off a backlog (its
+// claims come back full) claims as soon as a worker is free; the cooldown
+// is for a queue that ran dry, where new tasks are left to gather.
+func TestClaimCooldownNotInABacklog(t *testing.T) {
+	t.Parallel()
+	st := &claimLog{Store: testdb.SQLite(t)}
+	reg := template.NewRegistry()
+	tmpl, errs := template.Parse("one.yaml", []byte(createsTemplate), "")
+	require.Empty(t, errs)
+	require.NoError(t, reg.Add(tmpl))
+	const cooldown = time.Hour // a claim held back by it would never come
+	e, err := New(Config{Store: st, Templates: reg, ClaimCooldown: cooldown, PollInterval: time.Minute})
+	require.NoError(t, err)
+	e.RegisterHandler("Noop", taskertype.StepHandlerFunc(func(context.Context, *taskertype.StepContext) (any, error) {
+		return nil, nil
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	const n = 12
+	for i := range n {
+		_, _, err := e.InitializeTask(ctx, createsReq(i, ""))
+		require.NoError(t, err)
+	}
+	done, unsub := e.Bus().Subscribe(64, taskertype.EventTaskCompleted)
+	defer unsub()
+	ran := make(chan struct{})
+	go func() { defer close(ran); _ = e.Run(ctx, 2) }()
+	defer func() { cancel(); <-ran }()
+	for range n {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			t.Fatalf("the backlog was not worked off; claims that found work: %v", st.sizes)
+		}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	require.GreaterOrEqual(t, len(st.sizes), n/2, "two workers took the backlog a claim at a time: %v", st.sizes)
+}

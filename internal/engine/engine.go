@@ -65,10 +65,12 @@ type Config struct {
 	// RescueInterval is how often the runner looks for expired step leases.
 	// Defaults to RescueIntervalDefault.
 	RescueInterval time.Duration
-	// ClaimCooldown is the least time between two queue claims of a runner
-	// that found work: while tasks keep arriving, the runner lets them
-	// gather for this long and claims them together, so that their
-	// coordinators share statements and commits (see Run). Defaults to
+	// ClaimCooldown is the least time between a queue claim of a runner
+	// that found work but emptied the queue (fewer tasks than free
+	// workers) and its next claim: while tasks keep arriving, the runner
+	// lets them gather for this long and claims them together, so that
+	// their coordinators share statements and commits (see Run). A runner
+	// working off a backlog claims whenever a worker is free. Defaults to
 	// ClaimCooldownDefault; negative claims on every wake-up.
 	ClaimCooldown time.Duration
 	// ShutdownGrace is how long in-flight steps may finish after the context

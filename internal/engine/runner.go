@@ -82,12 +82,12 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 	defer rescueTick.Stop()
 	e.rescue(ctx)
 	errWait := time.Duration(0) // grows while the database keeps failing
-	var lastFound time.Time     // the last claim that returned work (system time)
+	var lastShort time.Time     // the last claim that returned work, but less than it asked for (system time)
 	for ctx.Err() == nil {
 		free := workers - len(sem)
 		claimed := 0
 		if free > 0 {
-			if !e.claimCooldown(ctx, lastFound, notify) {
+			if !e.claimCooldown(ctx, lastShort, notify) {
 				break
 			}
 			now := e.now()
@@ -103,8 +103,13 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			}
 			errWait = 0
 			claimed = len(entries)
-			if claimed > 0 {
-				lastFound = time.Now()
+			switch {
+			case claimed == free:
+				// Every worker asked for got a task: more may be due (a
+				// backlog), so the next free worker claims at once.
+				lastShort = time.Time{}
+			case claimed > 0:
+				lastShort = time.Now() // the queue ran dry: let new tasks gather
 			}
 			for _, entry := range entries {
 				sem <- struct{}{}
@@ -156,7 +161,9 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 }
 
 // claimCooldown waits, before a claim, until ClaimCooldown has passed since
-// the last claim that found work (lastFound), and then takes the wake-ups
+// the last claim that found work but less than it asked for (lastShort:
+// the queue ran dry, and new tasks arrive as they are created), and then
+// takes the wake-ups
 // that arrived meanwhile off their channels: the claim about to run sees
 // every enqueue committed before it, so they are answered. It returns
 // false when ctx ended.
@@ -168,14 +175,16 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 // its own. Claiming at most once per cooldown (10 ms by default) lets the
 // tasks created meanwhile gather, so they are claimed, run and finalized
 // together, as in a burn-down. A runner that has found nothing for a
-// cooldown claims at once, so an idle runner's latency is unchanged. The
-// wait is on the system clock: it is a matter of throughput, not of the
-// engine's time.
-func (e *Engine) claimCooldown(ctx context.Context, lastFound time.Time, notify <-chan struct{}) bool {
-	if e.cfg.ClaimCooldown <= 0 || lastFound.IsZero() {
+// cooldown claims at once, so an idle runner's latency is unchanged, and
+// a runner working off a backlog (its claims come back full) claims as
+// soon as a worker is free: there is nothing to wait for. The wait is on
+// the system clock: it is a matter of throughput, not of the engine's
+// time.
+func (e *Engine) claimCooldown(ctx context.Context, lastShort time.Time, notify <-chan struct{}) bool {
+	if e.cfg.ClaimCooldown <= 0 || lastShort.IsZero() {
 		return true
 	}
-	if d := e.cfg.ClaimCooldown - time.Since(lastFound); d > 0 {
+	if d := e.cfg.ClaimCooldown - time.Since(lastShort); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
