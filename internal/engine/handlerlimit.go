@@ -74,7 +74,16 @@ type handlerSlots struct {
 type slotDecision struct {
 	attempt int
 	refusal *slotRefusal // nil: granted
+	at      time.Time    // when the batch committed (system time)
 }
+
+// decidedKeep is how long an admission no attempt start took is kept once
+// more than decidedMax are held: an attempt claimed and then released
+// without starting (a shutdown) leaves its admission behind.
+const (
+	decidedKeep = 10 * time.Minute
+	decidedMax  = 4096
+)
 
 type slotQueue struct {
 	waiting []*slotReq
@@ -111,9 +120,16 @@ func (h *handlerSlots) remember(ds map[int64]slotDecision) {
 	if len(ds) == 0 {
 		return
 	}
+	now := time.Now()
 	h.decidedMu.Lock()
-	maps.Copy(h.decided, ds)
-	h.decidedMu.Unlock()
+	defer h.decidedMu.Unlock()
+	if len(h.decided) > decidedMax {
+		maps.DeleteFunc(h.decided, func(_ int64, d slotDecision) bool { return now.Sub(d.at) > decidedKeep })
+	}
+	for id, d := range ds {
+		d.at = now
+		h.decided[id] = d
+	}
 }
 
 // decision takes the admission of st's attempt made in its claim batch:
