@@ -87,9 +87,9 @@ func loadFinished(tb testing.TB, dialect, dsn string, n int) {
 			max_parallel_steps, created_at, updated_at)
 			SELECT (SELECT named_task_id FROM tasker_named_tasks WHERE name = 'load'), 'bench', 'load', '1.0.0', 'pending',
 			'{}', '[]', 10, ` + at + `, ` + at + ` FROM seq WHERE i > $1 - 1000`,
-		`INSERT INTO tasker_task_queue (task_id, operation, run_at, created_at, updated_at)
-			SELECT task_id, 'enqueue', CASE WHEN task_id % 2 = 0 THEN created_at ELSE ` + strings.ReplaceAll(plus, "X", now) + ` END,
-			created_at, created_at FROM tasker_tasks WHERE state = 'pending'`,
+		`UPDATE tasker_tasks SET queue_operation = 'enqueue', queue_run_at = CASE WHEN task_id % 2 = 0 THEN created_at
+			ELSE ` + strings.ReplaceAll(plus, "X", now) + ` END, queue_priority = 0, queue_attempts = 0, queue_reason = '',
+			queue_created_at = created_at, queue_updated_at = created_at WHERE state = 'pending'`,
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	require.NoError(tb, err)

@@ -181,16 +181,17 @@ func (d *db) failuresPerMinute(ctx context.Context, o *overview) error {
 	return rs.Err()
 }
 
-// queue reads the queue's depth and the age of its oldest due record.
+// queue reads the queue's depth and the age of its oldest due record (the
+// queue_* columns of the tasks, migration 0021).
 func (d *db) queue(ctx context.Context, o *overview) error {
 	now := o.Now
 	var oldest nullTime
 	var due, leased sql.NullInt64
 	err := d.sql.QueryRowContext(ctx, `SELECT count(*),
-		sum(CASE WHEN run_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) THEN 1 ELSE 0 END),
-		sum(CASE WHEN lease_expires_at > $1 THEN 1 ELSE 0 END),
-		min(CASE WHEN run_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) THEN run_at END)
-		FROM tasker_task_queue`, d.t(now)).Scan(&o.QueueDepth, &due, &leased, &oldest)
+		sum(CASE WHEN queue_run_at <= $1 AND (queue_lease_expires_at IS NULL OR queue_lease_expires_at <= $1) THEN 1 ELSE 0 END),
+		sum(CASE WHEN queue_lease_expires_at > $1 THEN 1 ELSE 0 END),
+		min(CASE WHEN queue_run_at <= $1 AND (queue_lease_expires_at IS NULL OR queue_lease_expires_at <= $1) THEN queue_run_at END)
+		FROM tasker_tasks WHERE queue_run_at IS NOT NULL`, d.t(now)).Scan(&o.QueueDepth, &due, &leased, &oldest)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}

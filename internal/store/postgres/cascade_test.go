@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,19 +74,22 @@ func TestDeletingATaskDeletesItsTransitions(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "transitions_without_checks", down[len(down)-1].Name)
 	// Today's code writes and reads the columns of 0012 (run_at), 0014
-	// (retention) and 0015 (concurrency keys): lend them to the old schema for the check, and take
-	// them back before migrating up.
+	// (retention), 0015 (concurrency keys) and 0021 (the queue in the task row): lend them to the old
+	// schema for the check, and take them back before migrating up.
 	lent := []string{"run_at timestamptz", "retention_seconds bigint", "retention_failed_seconds bigint",
-		"keep_until timestamptz", "concurrency_key text", "concurrency_limit integer", "concurrency_policy text"}
+		"keep_until timestamptz", "concurrency_key text", "concurrency_limit integer", "concurrency_policy text",
+		"queue_operation text", "queue_run_at timestamptz", "queue_priority integer", "queue_attempts integer",
+		"queue_reason text", "queue_lease_owner text", "queue_lease_expires_at timestamptz",
+		"queue_created_at timestamptz", "queue_updated_at timestamptz"}
 	for _, c := range lent {
 		_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks ADD COLUMN `+c)
 		require.NoError(t, err)
 	}
 	check()
-	_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks DROP COLUMN run_at, DROP COLUMN retention_seconds,
-		DROP COLUMN retention_failed_seconds, DROP COLUMN keep_until, DROP COLUMN concurrency_key,
-		DROP COLUMN concurrency_limit, DROP COLUMN concurrency_policy`)
-	require.NoError(t, err)
+	for _, c := range lent {
+		_, err = conn.Exec(ctx, `ALTER TABLE tasker_tasks DROP COLUMN `+strings.Fields(c)[0])
+		require.NoError(t, err)
+	}
 	_, err = st.MigrateUp(ctx, 0)
 	require.NoError(t, err)
 	check()

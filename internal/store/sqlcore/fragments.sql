@@ -15,6 +15,16 @@
 	t.created_at, t.updated_at, t.completed_at, t.run_at, t.retention_seconds, t.retention_failed_seconds,
 	t.keep_until{{end}}
 
+-- The columns of a task's enqueue record (migration 0021: the queue_*
+-- columns of its row), as sqlcore's scanQueue reads them.
+{{define "queue_cols"}}task_id, queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason,
+	COALESCE(queue_lease_owner, ''), queue_lease_expires_at, queue_created_at{{end}}
+
+-- Removes a task's enqueue record (an UPDATE's SET list).
+{{define "queue_clear"}}queue_operation = NULL, queue_run_at = NULL, queue_priority = NULL, queue_attempts = NULL,
+	queue_reason = NULL, queue_lease_owner = NULL, queue_lease_expires_at = NULL, queue_created_at = NULL,
+	queue_updated_at = NULL{{end}}
+
 -- Viable-step discovery: step s may be claimed at the time the argument
 -- names when it is pending or waiting for retry, has attempts left (the
 -- first attempt is always allowed, later ones only when the step is

@@ -427,10 +427,18 @@ type stepRef struct {
 }
 
 // insertTasks writes the rows of the new tasks ts: their named tasks, then
-// for all of them together the tasks, their transitions, steps, edges,
-// step transitions and enqueue records, each in one statement (chunked,
-// or COPY on PostgreSQL for many rows).
+// for all of them together the tasks (with their enqueue records, in the
+// queue_* columns since migration 0021), their transitions, steps, edges
+// and step transitions, each in one statement (chunked, or COPY on
+// PostgreSQL for many rows).
 func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
+	for _, t := range ts {
+		switch t.p.Queue.Kind {
+		case store.QueueNone, store.QueueDelete, store.QueueUpsert:
+		default:
+			return fmt.Errorf("enqueue new task %s/%s: unknown queue operation %d", t.p.Namespace, t.p.Name, t.p.Queue.Kind)
+		}
+	}
 	if err := s.namedTasks(ctx, tx, ts); err != nil {
 		return err
 	}
@@ -441,8 +449,9 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	taskIDs := make([]int64, 0, len(ts))
 	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
 	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at,
-	run_at, retention_seconds, retention_failed_seconds, concurrency_key, concurrency_limit, concurrency_policy) VALUES`,
-		22, len(ts), func(i int) []any {
+	run_at, retention_seconds, retention_failed_seconds, concurrency_key, concurrency_limit, concurrency_policy,
+	queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason, queue_created_at, queue_updated_at) VALUES`,
+		29, len(ts), func(i int) []any {
 			p := ts[i].p
 			tags := p.Tags
 			if tags == nil {
@@ -462,9 +471,11 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 			if c := p.Concurrency; c != nil {
 				key, limit, policy = c.Key, c.Limit, c.Policy
 			}
+			q := s.newQueueRecord(ts[i])
 			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
 				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt,
-				seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy}
+				seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy,
+				q[0], q[1], q[2], q[3], q[4], q[5], q[6]}
 		}, ` RETURNING task_id`, func(r Rows) error {
 			var id int64
 			if err := r.Scan(&id); err != nil {
@@ -516,7 +527,7 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	if err != nil {
 		return fmt.Errorf("insert step transitions: %w", err)
 	}
-	return s.enqueueNew(ctx, tx, ts)
+	return nil
 }
 
 // insertSteps writes the steps of new tasks and notes their ids in their
@@ -614,37 +625,25 @@ func (s *Core) insertEdges(ctx context.Context, tx Tx, ts []*newTask) error {
 	return nil
 }
 
-// enqueueNew writes the first enqueue records of new tasks in one
-// statement. A new task has no record, so a QueueDelete writes nothing.
-func (s *Core) enqueueNew(ctx context.Context, tx Tx, ts []*newTask) error {
-	var up []*newTask
-	for _, t := range ts {
-		switch t.p.Queue.Kind {
-		case store.QueueNone, store.QueueDelete:
-		case store.QueueUpsert:
-			up = append(up, t)
-		default:
-			return fmt.Errorf("enqueue task %d: unknown queue operation %d", t.id, t.p.Queue.Kind)
-		}
+// newQueueRecord is the enqueue record a new task's INSERT writes: its
+// queue_operation, queue_run_at, queue_priority, queue_attempts,
+// queue_reason, queue_created_at and queue_updated_at, all NULL when the
+// task is not enqueued (a new task has no record, so a QueueDelete writes
+// nothing).
+func (s *Core) newQueueRecord(t *newTask) [7]any {
+	op := t.p.Queue
+	if op.Kind != store.QueueUpsert {
+		return [7]any{}
 	}
-	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason,
-	created_at, updated_at) VALUES`, 8, len(up), func(i int) []any {
-		t := up[i]
-		op := t.p.Queue
-		runAt := op.RunAt
-		if runAt.IsZero() {
-			runAt = t.now
-		}
-		operation := op.Operation
-		if operation == "" {
-			operation = "enqueue"
-		}
-		return []any{t.id, operation, s.T(runAt), op.Priority, 0, op.Reason, s.T(t.now), s.T(t.now)}
-	}, "", nil)
-	if err != nil {
-		return fmt.Errorf("enqueue new tasks: %w", err)
+	runAt := op.RunAt
+	if runAt.IsZero() {
+		runAt = t.now
 	}
-	return nil
+	operation := op.Operation
+	if operation == "" {
+		operation = "enqueue"
+	}
+	return [7]any{operation, s.T(runAt), op.Priority, 0, op.Reason, s.T(t.now), s.T(t.now)}
 }
 
 // seconds is a retention as the tasks table keeps it: whole seconds, or

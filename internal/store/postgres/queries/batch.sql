@@ -64,31 +64,35 @@ CROSS JOIN LATERAL (SELECT {{template "summary_cols" "r.now"}}
 -- name: TaskMoves
 -- Applies guarded task transitions (a task moves only from one
 -- of its from_states), appends their transition rows and applies their
--- queue operations, all in one statement. It returns the positions of the
--- transitions applied. Rows are found by primary key from arrays: joined
+-- queue operations, all in one statement. The enqueue record is in the
+-- task's row (migration 0021): writing or clearing it is part of the same
+-- UPDATE, so a finish that dequeues its task writes no other row. It
+-- returns the positions of the transitions applied. Rows are found by primary key from arrays: joined
 -- with a CTE of unknown size the planner scans whole tables instead.
 WITH moved AS (
 	UPDATE tasker_tasks t SET state = v.to_state, previous_state = t.state, transition_seq = t.transition_seq + 1,
 		updated_at = v.now, completed_at = CASE WHEN v.terminal THEN v.now ELSE NULL END,
 		keep_until = CASE WHEN v.terminal THEN v.now + CASE WHEN v.to_state = 'error' THEN t.retention_failed_seconds
-			ELSE t.retention_seconds END * interval '1 second' END
+			ELSE t.retention_seconds END * interval '1 second' END,
+		queue_operation = CASE v.queue WHEN 'upsert' THEN v.operation WHEN 'delete' THEN NULL ELSE t.queue_operation END,
+		queue_run_at = CASE v.queue WHEN 'upsert' THEN v.run_at WHEN 'delete' THEN NULL ELSE t.queue_run_at END,
+		queue_priority = CASE v.queue WHEN 'upsert' THEN v.priority WHEN 'delete' THEN NULL ELSE t.queue_priority END,
+		queue_attempts = CASE v.queue WHEN 'upsert' THEN 0 WHEN 'delete' THEN NULL ELSE t.queue_attempts END,
+		queue_reason = CASE v.queue WHEN 'upsert' THEN v.queue_reason WHEN 'delete' THEN NULL ELSE t.queue_reason END,
+		queue_lease_owner = CASE WHEN v.queue IN ('upsert', 'delete') THEN NULL ELSE t.queue_lease_owner END,
+		queue_lease_expires_at = CASE WHEN v.queue IN ('upsert', 'delete') THEN NULL ELSE t.queue_lease_expires_at END,
+		queue_created_at = CASE v.queue WHEN 'upsert' THEN COALESCE(t.queue_created_at, v.now) WHEN 'delete' THEN NULL
+			ELSE t.queue_created_at END,
+		queue_updated_at = CASE v.queue WHEN 'upsert' THEN v.now WHEN 'delete' THEN NULL ELSE t.queue_updated_at END
 	FROM (SELECT v.*, v.ord - 1 AS n FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::text[], $6::text[],
 		$7::text[], $8::jsonb[], $9::timestamptz[], $10::text[], $11::text[], $12::timestamptz[], $13::integer[], $14::text[])
 		WITH ORDINALITY AS v(task_id, to_state, from_states, terminal, event, reason, actor, meta, now, queue, operation,
 		run_at, priority, queue_reason, ord) OFFSET 0) AS v
 	WHERE t.task_id = ANY($1::bigint[]) AND t.task_id = v.task_id AND t.state = ANY(string_to_array(v.from_states, ','))
-	RETURNING v.n, t.task_id, t.previous_state, t.transition_seq, v.to_state, v.event, v.reason, v.actor, v.meta, v.now,
-		v.queue, v.operation, v.run_at, v.priority, v.queue_reason),
+	RETURNING v.n, t.task_id, t.previous_state, t.transition_seq, v.to_state, v.event, v.reason, v.actor, v.meta, v.now),
 tr AS (
 	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
-	SELECT task_id, previous_state, to_state, event, reason, actor, meta, transition_seq, now FROM moved ORDER BY n),
-dequeued AS (
-	DELETE FROM tasker_task_queue WHERE task_id = ANY(ARRAY(SELECT task_id FROM moved WHERE queue = 'delete'))),
-enqueued AS (
-	INSERT INTO tasker_task_queue (task_id, operation, run_at, priority, attempts, reason, created_at, updated_at)
-	SELECT task_id, operation, run_at, priority, 0, queue_reason, now, now FROM moved WHERE queue = 'upsert'
-	ON CONFLICT (task_id) DO UPDATE SET operation = excluded.operation, run_at = excluded.run_at, priority = excluded.priority,
-		reason = excluded.reason, attempts = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = excluded.updated_at)
+	SELECT task_id, previous_state, to_state, event, reason, actor, meta, transition_seq, now FROM moved ORDER BY n)
 SELECT n, previous_state, transition_seq FROM moved;
 
 -- name: ClaimBatch
