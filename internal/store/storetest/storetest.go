@@ -191,6 +191,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 	exerciseTransact(t, newStore)
 	exerciseFanOut(t, newStore)
 	exerciseRetention(t, newStore)
+	exerciseQueueRowMigration(t, newStore)
 	exerciseConcurrency(t, newStore)
 	exerciseRateLimits(t, newStore)
 	exerciseHandlerLimits(t, newStore)

@@ -1,0 +1,84 @@
+package storetest
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/store/sqlcore"
+)
+
+// exerciseQueueRowMigration checks that migration 0021 (the enqueue record
+// moved into the task's row) keeps every record, lease and attempt count
+// down and up again.
+func exerciseQueueRowMigration(t *testing.T, newStore NewStore) {
+	t.Run("QueueRecordsSurviveMigration0021DownAndUp", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		st := newStore(t)
+		db, ok := st.(interface{ DB() sqlcore.Database })
+		require.True(t, ok, "the store has no DB()")
+		leased, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		waiting, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		now := t0.Add(time.Second)
+		got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "o", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, leased.Task.ID, got[0].TaskID)
+		before, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Len(t, before, 2)
+
+		status, err := st.MigrationStatus(ctx)
+		require.NoError(t, err)
+		steps := 0
+		for _, m := range status {
+			if m.Applied && m.Version >= 21 {
+				steps++
+			}
+		}
+		_, err = st.MigrateDown(ctx, steps)
+		require.NoError(t, err)
+		var n, leases int
+		require.NoError(t, db.DB().QueryRow(ctx, `SELECT count(*), count(lease_owner) FROM tasker_task_queue
+			WHERE task_id IN ($1, $2)`, leased.Task.ID, waiting.Task.ID).Scan(&n, &leases))
+		require.Equal(t, 2, n, "records in tasker_task_queue after 0021 down")
+		require.Equal(t, 1, leases, "leases in tasker_task_queue after 0021 down")
+
+		_, err = st.MigrateUp(ctx, 0)
+		require.NoError(t, err)
+		after, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Len(t, after, 2)
+		byID := func(a, b *store.QueueEntry) int { return cmp.Compare(a.TaskID, b.TaskID) }
+		slices.SortFunc(before, byID)
+		slices.SortFunc(after, byID)
+		for i := range before {
+			b, a := before[i], after[i]
+			require.Equal(t, b.TaskID, a.TaskID)
+			require.Equal(t, b.Operation, a.Operation)
+			require.True(t, b.RunAt.Equal(a.RunAt), "run_at %s, then %s", b.RunAt, a.RunAt)
+			require.Equal(t, b.Attempts, a.Attempts)
+			require.Equal(t, b.LeaseOwner, a.LeaseOwner)
+			require.Equal(t, b.LeaseExpiresAt == nil, a.LeaseExpiresAt == nil)
+		}
+		// The lease still holds, and the other record is still due.
+		got, err = st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "p", Limit: 2, Now: now, LeaseUntil: now.Add(time.Minute)})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		require.Equal(t, waiting.Task.ID, got[0].TaskID)
+		require.NoError(t, st.QueueAck(ctx, leased.Task.ID, "p"), "an ack by another owner is a no-op")
+		require.NoError(t, st.QueueAck(ctx, leased.Task.ID, "o"))
+		left, err := st.QueueList(ctx, 10)
+		require.NoError(t, err)
+		require.Len(t, left, 1)
+		require.Equal(t, waiting.Task.ID, left[0].TaskID)
+	})
+}
