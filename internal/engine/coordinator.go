@@ -60,7 +60,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	// its limit is parked or cancelled by its policy (concurrency.go).
 	now := e.now()
 	adm, tr, task, first, err := e.startAndClaim(context.WithoutCancel(ctx),
-		startParams(taskID, e.cfg.Owner, "coordinator started", now),
+		startParams(taskID, e.cfg.Owner, coordinatorStarted, now),
 		e.leased(&store.StepClaimParams{TaskID: taskID, Owner: e.cfg.Owner, FirstNames: e.rootNames}))
 	if err != nil || adm.stop {
 		return adm.res, err
@@ -101,6 +101,9 @@ func (e *Engine) rootNames(task *taskertype.Task) []string {
 	}
 	return roots
 }
+
+// coordinatorStarted is the reason of a coordinator's start transition.
+const coordinatorStarted = "coordinator started"
 
 // startParams is the task transition that starts (or resumes) a task.
 func startParams(taskID int64, actor, reason string, now time.Time) *store.TaskTransitionParams {

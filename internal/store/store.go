@@ -440,6 +440,14 @@ type QueueClaimParams struct {
 	// DueBefore, when set, claims only records with run_at <= DueBefore
 	// (a grace period before now); zero means Now.
 	DueBefore time.Time
+	// Start asks the store to also start the claimed tasks a coordinator
+	// could start without admission (pending or waiting_for_retry, no
+	// concurrency key) in the claim's own statement: the task moves to
+	// in_progress at Now with a "start" transition (actor Owner, reason
+	// StartReason), as TaskTransition would write it. The store may start
+	// none (SQLite does not); QueueEntry.Started says which it started.
+	Start       bool
+	StartReason string
 }
 
 // QueueEntry is one durable enqueue record.
@@ -453,6 +461,9 @@ type QueueEntry struct {
 	LeaseOwner     string
 	LeaseExpiresAt *time.Time
 	CreatedAt      time.Time
+	// Started is set when the claim also started the task
+	// (QueueClaimParams.Start).
+	Started bool
 }
 
 // --- The transaction executor's bulk operations (Store.Transact) ---

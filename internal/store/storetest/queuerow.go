@@ -11,6 +11,7 @@ import (
 
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlcore"
+	"github.com/tasker-systems/tasker/taskertype"
 )
 
 // exerciseQueueRowMigration checks that migration 0021 (the enqueue record
@@ -80,5 +81,54 @@ func exerciseQueueRowMigration(t *testing.T, newStore NewStore) {
 		require.NoError(t, err)
 		require.Len(t, left, 1)
 		require.Equal(t, waiting.Task.ID, left[0].TaskID)
+	})
+
+	t.Run("QueueClaimMayStartTasks", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		st := newStore(t)
+		plain, err := st.TaskCreate(ctx, diamond(""))
+		require.NoError(t, err)
+		keyed := diamond("")
+		keyed.Concurrency = &store.TaskConcurrency{Key: "k", Limit: 1, Policy: "queue"}
+		withKey, err := st.TaskCreate(ctx, keyed)
+		require.NoError(t, err)
+		now := t0.Add(time.Second)
+		got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "o", Limit: 10, Now: now,
+			LeaseUntil: now.Add(time.Minute), Start: true, StartReason: "coordinator started"})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		for _, e := range got {
+			task, err := st.TaskGet(ctx, e.TaskID)
+			require.NoError(t, err)
+			trs, err := st.TaskTransitions(ctx, e.TaskID)
+			require.NoError(t, err)
+			require.Equal(t, "o", e.LeaseOwner)
+			if e.TaskID == withKey.Task.ID {
+				require.False(t, e.Started, "a task with a concurrency key is started by admission only")
+			}
+			if !e.Started {
+				require.Equal(t, taskertype.TaskStatePending, task.State)
+				require.Len(t, trs, 1)
+				continue
+			}
+			require.Equal(t, plain.Task.ID, e.TaskID)
+			require.Equal(t, taskertype.TaskStateInProgress, task.State)
+			require.True(t, task.UpdatedAt.Equal(now), "updated_at %s", task.UpdatedAt)
+			require.Len(t, trs, 2)
+			last := trs[len(trs)-1]
+			require.Equal(t, "pending", last.FromState)
+			require.Equal(t, "in_progress", last.ToState)
+			require.Equal(t, "start", last.Event)
+			require.Equal(t, "o", last.Actor)
+			require.Equal(t, "coordinator started", last.Reason)
+			require.Equal(t, 2, last.SortKey)
+			// A coordinator's start finds it started: no second transition.
+			tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: e.TaskID,
+				From: []taskertype.TaskState{taskertype.TaskStatePending, taskertype.TaskStateWaitingForRetry},
+				To:   taskertype.TaskStateInProgress, Event: "start", Now: now})
+			require.NoError(t, err)
+			require.False(t, tr.Changed)
+		}
 	})
 }

@@ -53,3 +53,34 @@ SELECT
 	COUNT(*),
 	MIN(CASE WHEN queue_run_at <= $1 AND (queue_lease_expires_at IS NULL OR queue_lease_expires_at < $1) THEN queue_run_at END)
 FROM tasker_tasks WHERE queue_run_at IS NOT NULL;
+
+-- name: QueueClaimStart
+-- QueueClaim ($1-$5) that also starts the claimed tasks a coordinator
+-- could start without admission (pending or waiting_for_retry, no
+-- concurrency key) and appends their start transitions ($6 the reason,
+-- the owner the actor): with the record in the task's row the claim is the
+-- start, one write of the row instead of two. It returns the records and
+-- whether each task was started.
+WITH picked AS (
+	SELECT t.task_id AS id, t.state IN ('pending', 'waiting_for_retry') AND t.concurrency_key IS NULL AS start
+	FROM tasker_tasks t
+	WHERE t.queue_run_at <= $5 AND (t.queue_lease_expires_at IS NULL OR t.queue_lease_expires_at < $3)
+	ORDER BY t.queue_priority DESC, t.queue_run_at LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED),
+claimed AS (
+	UPDATE tasker_tasks t SET queue_lease_owner = $1, queue_lease_expires_at = $2, queue_attempts = t.queue_attempts + 1,
+		queue_updated_at = $3, state = CASE WHEN p.start THEN 'in_progress' ELSE t.state END,
+		previous_state = CASE WHEN p.start THEN t.state ELSE t.previous_state END,
+		transition_seq = CASE WHEN p.start THEN t.transition_seq + 1 ELSE t.transition_seq END,
+		updated_at = CASE WHEN p.start THEN $3 ELSE t.updated_at END
+	FROM picked p
+	WHERE t.task_id = ANY(ARRAY(SELECT id FROM picked)) AND t.task_id = p.id
+	RETURNING t.task_id, t.queue_operation, t.queue_run_at, t.queue_priority, t.queue_attempts, t.queue_reason,
+		COALESCE(t.queue_lease_owner, '') AS lease_owner, t.queue_lease_expires_at, t.queue_created_at, p.start,
+		t.previous_state, t.transition_seq),
+tr AS (
+	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
+	SELECT task_id, previous_state, 'in_progress', 'start', $6, $1, NULL, transition_seq, $3
+	FROM claimed WHERE start ORDER BY task_id)
+SELECT task_id, queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason, lease_owner,
+	queue_lease_expires_at, queue_created_at, start
+FROM claimed;
