@@ -78,6 +78,30 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 	return e.drive(ctx, task, first, res)
 }
 
+// handleStarted is Handle for a task the runner's queue claim started
+// (store.QueueClaimParams.Start, committed with the claim): the start
+// event, then the first claim (the template's roots when this was the
+// task's first start, as FirstClaimNames decides for Handle's start) and
+// the coordinator's loop. A crash before the first claim leaves the task
+// in_progress with its record leased; once the lease expires, a runner
+// claims it again and Handle resumes it.
+func (e *Engine) handleStarted(ctx context.Context, st *store.QueueStarted) (*HandleResult, error) {
+	task := st.Task
+	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: task.ID, Time: e.now()})
+	p := e.leased(&store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner})
+	if tr := st.Transition; tr != nil && tr.Changed && tr.From == taskertype.TaskStatePending && tr.Seq == 2 {
+		p.Names = e.rootNames(task)
+	}
+	first, err := e.stepClaim(context.WithoutCancel(ctx), p)
+	if err != nil {
+		return nil, err
+	}
+	if first == nil {
+		first = []*store.ClaimedStep{}
+	}
+	return e.drive(ctx, task, first, &HandleResult{TaskID: task.ID, Status: task.State})
+}
+
 // rootNames names the steps of task's template without parents, the only
 // steps of a task that has not run that can be ready; nil when the
 // template is not loaded here, when every step is a root (the claim would

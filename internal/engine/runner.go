@@ -286,10 +286,13 @@ func (e *Engine) heartbeatQueue(ctx context.Context, held *heldEntries) func() {
 // lease alive meanwhile.
 func (e *Engine) work(ctx context.Context, entry *store.QueueEntry) {
 	dbctx := context.WithoutCancel(ctx)
-	if entry.Started {
-		e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: entry.TaskID, Time: e.now()})
+	var res *HandleResult
+	var err error
+	if entry.Started != nil {
+		res, err = e.handleStarted(ctx, entry.Started)
+	} else {
+		res, err = e.Handle(ctx, entry.TaskID)
 	}
-	res, err := e.Handle(ctx, entry.TaskID)
 	if err != nil {
 		e.log.Error("handle task", "task_id", entry.TaskID, "err", err)
 		delay := e.backoff.Delay(entry.Attempts, entry.Priority, 0)

@@ -463,7 +463,15 @@ type QueueEntry struct {
 	CreatedAt      time.Time
 	// Started is set when the claim also started the task
 	// (QueueClaimParams.Start).
-	Started bool
+	Started *QueueStarted
+}
+
+// QueueStarted is the start a claim made (QueueClaimParams.Start): the
+// start transition's result and the task after it, what TaskStartAndClaim
+// returns for a start.
+type QueueStarted struct {
+	Transition *TransitionResult
+	Task       *taskertype.Task
 }
 
 // --- The transaction executor's bulk operations (Store.Transact) ---

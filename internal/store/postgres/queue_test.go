@@ -36,7 +36,7 @@ func TestQueueClaimStartsTasks(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.Equal(t, res.Task.ID, got[0].TaskID)
-	require.True(t, got[0].Started)
+	require.NotNil(t, got[0].Started)
 	task, err := st.TaskGet(ctx, res.Task.ID)
 	require.NoError(t, err)
 	require.Equal(t, taskertype.TaskStateInProgress, task.State)

@@ -38,23 +38,12 @@ func (s *Core) QueueApply(ctx context.Context, tx Querier, taskID int64, op stor
 }
 
 func (s *Core) scanQueue(rs Rows) ([]*store.QueueEntry, error) {
-	return s.ScanQueue(rs, false)
-}
-
-// ScanQueue reads enqueue records (the columns of the queue_cols
-// fragment), each followed by whether the claim started its task when
-// started is set (QueueEntry.Started).
-func (s *Core) ScanQueue(rs Rows, started bool) ([]*store.QueueEntry, error) {
 	defer rs.Close()
 	var out []*store.QueueEntry
 	for rs.Next() {
 		var e store.QueueEntry
 		var runAt, lease, created ScanTime
-		dest := []any{&e.TaskID, &e.Operation, &runAt, &e.Priority, &e.Attempts, &e.Reason, &e.LeaseOwner, &lease, &created}
-		if started {
-			dest = append(dest, &e.Started)
-		}
-		if err := rs.Scan(dest...); err != nil {
+		if err := rs.Scan(&e.TaskID, &e.Operation, &runAt, &e.Priority, &e.Attempts, &e.Reason, &e.LeaseOwner, &lease, &created); err != nil {
 			return nil, err
 		}
 		e.RunAt, e.LeaseExpiresAt, e.CreatedAt = runAt.T, lease.Ptr(), created.T

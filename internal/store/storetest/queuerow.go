@@ -105,15 +105,18 @@ func exerciseQueueRowMigration(t *testing.T, newStore NewStore) {
 			require.NoError(t, err)
 			require.Equal(t, "o", e.LeaseOwner)
 			if e.TaskID == withKey.Task.ID {
-				require.False(t, e.Started, "a task with a concurrency key is started by admission only")
+				require.Nil(t, e.Started, "a task with a concurrency key is started by admission only")
 			}
-			if !e.Started {
+			if e.Started == nil {
 				require.Equal(t, taskertype.TaskStatePending, task.State)
 				require.Len(t, trs, 1)
 				continue
 			}
 			require.Equal(t, plain.Task.ID, e.TaskID)
 			require.Equal(t, taskertype.TaskStateInProgress, task.State)
+			require.Equal(t, &store.TransitionResult{Changed: true, State: taskertype.TaskStateInProgress,
+				From: taskertype.TaskStatePending, Seq: 2}, e.Started.Transition)
+			require.Equal(t, task, e.Started.Task, "the started task as TaskGet reads it")
 			require.True(t, task.UpdatedAt.Equal(now), "updated_at %s", task.UpdatedAt)
 			require.Len(t, trs, 2)
 			last := trs[len(trs)-1]

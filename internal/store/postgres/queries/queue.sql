@@ -59,8 +59,10 @@ FROM tasker_tasks WHERE queue_run_at IS NOT NULL;
 -- could start without admission (pending or waiting_for_retry, no
 -- concurrency key) and appends their start transitions ($6 the reason,
 -- the owner the actor): with the record in the task's row the claim is the
--- start, one write of the row instead of two. It returns the records and
--- whether each task was started.
+-- start, one write of the row instead of two. It returns each claimed
+-- task (task_cols, after the start), the state a started task left and its
+-- transition_seq, its record (queue_cols without the task id) and whether
+-- the claim started it.
 WITH picked AS (
 	SELECT t.task_id AS id, t.state IN ('pending', 'waiting_for_retry') AND t.concurrency_key IS NULL AS start
 	FROM tasker_tasks t
@@ -74,13 +76,11 @@ claimed AS (
 		updated_at = CASE WHEN p.start THEN $3 ELSE t.updated_at END
 	FROM picked p
 	WHERE t.task_id = ANY(ARRAY(SELECT id FROM picked)) AND t.task_id = p.id
-	RETURNING t.task_id, t.queue_operation, t.queue_run_at, t.queue_priority, t.queue_attempts, t.queue_reason,
-		COALESCE(t.queue_lease_owner, '') AS lease_owner, t.queue_lease_expires_at, t.queue_created_at, p.start,
-		t.previous_state, t.transition_seq),
+	RETURNING {{template "task_cols"}}, COALESCE(t.previous_state, '') AS from_state, t.transition_seq,
+		t.queue_operation, t.queue_run_at, t.queue_priority, t.queue_attempts, t.queue_reason,
+		COALESCE(t.queue_lease_owner, '') AS lease_owner, t.queue_lease_expires_at, t.queue_created_at, p.start),
 tr AS (
 	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
-	SELECT task_id, previous_state, 'in_progress', 'start', $6, $1, NULL, transition_seq, $3
+	SELECT task_id, from_state, 'in_progress', 'start', $6, $1, NULL, transition_seq, $3
 	FROM claimed WHERE start ORDER BY task_id)
-SELECT task_id, queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason, lease_owner,
-	queue_lease_expires_at, queue_created_at, start
-FROM claimed;
+SELECT * FROM claimed;
