@@ -88,7 +88,7 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 func (e *Engine) handleStarted(ctx context.Context, st *store.QueueStarted) (*HandleResult, error) {
 	task := st.Task
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: task.ID, Time: e.now()})
-	p := e.leased(&store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner})
+	p := e.leased(&store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps})
 	if tr := st.Transition; tr != nil && tr.Changed && tr.From == taskertype.TaskStatePending && tr.Seq == 2 {
 		p.Names = e.rootNames(task)
 	}
