@@ -92,7 +92,11 @@ func (e *Engine) handleStarted(ctx context.Context, st *store.QueueStarted) (*Ha
 	if tr := st.Transition; tr != nil && tr.Changed && tr.From == taskertype.TaskStatePending && tr.Seq == 2 {
 		p.Names = e.rootNames(task)
 	}
-	first, err := e.stepClaim(context.WithoutCancel(ctx), p)
+	var tmpl *template.Template
+	if t, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version); err == nil {
+		tmpl = t
+	}
+	first, err := e.stepClaim(context.WithoutCancel(ctx), p, tmpl)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 -- The queue back in its own table (0001, 0005, 0008), the wakes as 0020
 -- defined them.
 DROP VIEW tasker_task_queue;
+DROP FUNCTION tasker_task_queue_write();
 CREATE TABLE tasker_task_queue (
     task_id          bigint PRIMARY KEY REFERENCES tasker_tasks (task_id) ON DELETE CASCADE,
     operation        text NOT NULL,

@@ -39,6 +39,30 @@ SELECT task_id, queue_operation AS operation, queue_run_at AS run_at, queue_prio
     queue_attempts AS attempts, queue_reason AS reason, queue_lease_owner AS lease_owner,
     queue_lease_expires_at AS lease_expires_at, queue_created_at AS created_at, queue_updated_at AS updated_at
 FROM tasker_tasks WHERE queue_run_at IS NOT NULL;
+-- Statements written for the table keep working through the view: an
+-- update goes through to the task's columns (the view is automatically
+-- updatable), an insert writes the task's record and a delete clears it
+-- (never the task).
+CREATE FUNCTION tasker_task_queue_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        UPDATE tasker_tasks SET queue_operation = NULL, queue_run_at = NULL, queue_priority = NULL,
+            queue_attempts = NULL, queue_reason = NULL, queue_lease_owner = NULL, queue_lease_expires_at = NULL,
+            queue_created_at = NULL, queue_updated_at = NULL
+        WHERE task_id = OLD.task_id;
+        RETURN OLD;
+    END IF;
+    UPDATE tasker_tasks SET queue_operation = NEW.operation, queue_run_at = NEW.run_at,
+        queue_priority = COALESCE(NEW.priority, 0), queue_attempts = COALESCE(NEW.attempts, 0),
+        queue_reason = COALESCE(NEW.reason, ''), queue_lease_owner = NEW.lease_owner,
+        queue_lease_expires_at = NEW.lease_expires_at, queue_created_at = NEW.created_at,
+        queue_updated_at = NEW.updated_at
+    WHERE task_id = NEW.task_id;
+    RETURN NEW;
+END;
+$$;
+CREATE TRIGGER tasker_task_queue_write INSTEAD OF INSERT OR DELETE ON tasker_task_queue
+    FOR EACH ROW EXECUTE FUNCTION tasker_task_queue_write();
 
 -- The wakes of 0020, on the task row's record. The parked candidate is
 -- locked FOR NO KEY UPDATE (what the update takes anyway): FOR UPDATE would
