@@ -135,8 +135,9 @@ func (d *driver) Clock(t time.Time) any {
 	return d.Time(sqlcore.UTC(t))
 }
 
-// MoveTask implements sqlcore.Driver: the guarded UPDATE, then the
-// transition row and the queue operation.
+// MoveTask implements sqlcore.Driver: the guarded UPDATE (which also
+// removes the enqueue record for a QueueDelete: it is in the task's row),
+// then the transition row and any other queue operation.
 func (d *driver) MoveTask(ctx context.Context, q sqlcore.Querier, p *store.TaskTransitionParams, now time.Time) (string, int,
 	bool, error) {
 	from := make([]string, len(p.From))
@@ -145,7 +146,9 @@ func (d *driver) MoveTask(ctx context.Context, q sqlcore.Querier, p *store.TaskT
 	}
 	var prev sql.NullString
 	var seq int
-	err := q.QueryRow(ctx, d.q["TaskMove"], p.TaskID, string(p.To), jsonList(from), d.Time(now), p.To.Terminal()).Scan(&prev, &seq)
+	dequeue := p.Queue.Kind == store.QueueDelete
+	err := q.QueryRow(ctx, d.q["TaskMove"], p.TaskID, string(p.To), jsonList(from), d.Time(now), p.To.Terminal(),
+		dequeue).Scan(&prev, &seq)
 	if sqlcore.IsNoRows(err) {
 		return "", 0, false, nil
 	}
@@ -156,8 +159,10 @@ func (d *driver) MoveTask(ctx context.Context, q sqlcore.Querier, p *store.TaskT
 		d.core.J(p.Meta), seq, d.Time(now)); err != nil {
 		return "", 0, false, fmt.Errorf("task %d transitions: %w", p.TaskID, err)
 	}
-	if err := d.core.QueueApply(ctx, q, p.TaskID, p.Queue, now); err != nil {
-		return "", 0, false, err
+	if !dequeue {
+		if err := d.core.QueueApply(ctx, q, p.TaskID, p.Queue, now); err != nil {
+			return "", 0, false, err
+		}
 	}
 	return prev.String, seq, true, nil
 }

@@ -15,11 +15,14 @@ WHERE task_id = $1;
 
 -- name: QueueClaim
 -- Leases to $1 until $2 up to $4 records due by $5 and not leased at $3
--- (the transaction's write lock keeps other claimers out).
+-- (the transaction's write lock keeps other claimers out). The claim index
+-- is named: without statistics SQLite took the due index for the range on
+-- queue_run_at and sorted every due task for each claim (single-step
+-- burn-down 0.7x).
 UPDATE tasker_tasks SET queue_lease_owner = $1, queue_lease_expires_at = $2, queue_attempts = queue_attempts + 1,
 	queue_updated_at = $3
 WHERE task_id IN (
-	SELECT task_id FROM tasker_tasks
+	SELECT task_id FROM tasker_tasks INDEXED BY tasker_tasks_queue_claim
 	WHERE queue_run_at IS NOT NULL AND queue_run_at <= $5
 		AND (queue_lease_expires_at IS NULL OR queue_lease_expires_at < $3)
 	ORDER BY queue_priority DESC, queue_run_at LIMIT $4)
