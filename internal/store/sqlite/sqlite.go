@@ -32,7 +32,8 @@ var migrationFS embed.FS
 
 // ownQueries are the statements this package runs itself (beyond
 // sqlcore.CoreQueries).
-var ownQueries = []string{"StepClaim", "RecordSteps", "TaskMove", "TaskTransitionInsert", "StepLeaseExtend", "RenewLeases"}
+var ownQueries = []string{"StepClaim", "RecordSteps", "TaskMove", "TaskMoveDequeue", "TaskTransitionInsert", "StepLeaseExtend",
+	"RenewLeases"}
 
 // Store is the SQLite implementation of store.Store.
 type Store struct {
@@ -147,8 +148,11 @@ func (d *driver) MoveTask(ctx context.Context, q sqlcore.Querier, p *store.TaskT
 	var prev sql.NullString
 	var seq int
 	dequeue := p.Queue.Kind == store.QueueDelete
-	err := q.QueryRow(ctx, d.q["TaskMove"], p.TaskID, string(p.To), jsonList(from), d.Time(now), p.To.Terminal(),
-		dequeue).Scan(&prev, &seq)
+	move := d.q["TaskMove"]
+	if dequeue {
+		move = d.q["TaskMoveDequeue"]
+	}
+	err := q.QueryRow(ctx, move, p.TaskID, string(p.To), jsonList(from), d.Time(now), p.To.Terminal()).Scan(&prev, &seq)
 	if sqlcore.IsNoRows(err) {
 		return "", 0, false, nil
 	}

@@ -45,20 +45,25 @@ SELECT named_step_id, name, handler_class FROM tasker_named_steps WHERE named_ta
 
 -- name: TaskMove
 -- The guarded state change of task $1 to $2 from one of the states $3 at
--- $4 ($5: $2 is terminal; $6: it removes the task's enqueue record, kept
--- in its row since migration 0021); its transition row is
--- TaskTransitionInsert.
+-- $4 ($5: $2 is terminal); its transition row is TaskTransitionInsert.
 UPDATE tasker_tasks SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
 	updated_at = $4, completed_at = CASE WHEN $5 THEN $4 ELSE NULL END,
-	queue_operation = CASE WHEN $6 THEN NULL ELSE queue_operation END,
-	queue_run_at = CASE WHEN $6 THEN NULL ELSE queue_run_at END,
-	queue_priority = CASE WHEN $6 THEN NULL ELSE queue_priority END,
-	queue_attempts = CASE WHEN $6 THEN NULL ELSE queue_attempts END,
-	queue_reason = CASE WHEN $6 THEN NULL ELSE queue_reason END,
-	queue_lease_owner = CASE WHEN $6 THEN NULL ELSE queue_lease_owner END,
-	queue_lease_expires_at = CASE WHEN $6 THEN NULL ELSE queue_lease_expires_at END,
-	queue_created_at = CASE WHEN $6 THEN NULL ELSE queue_created_at END,
-	queue_updated_at = CASE WHEN $6 THEN NULL ELSE queue_updated_at END,
+	-- keep_until (retention, 0014): $4 plus the retention of the state
+	-- reached, in whole seconds, keeping $4's fraction and format.
+	keep_until = CASE WHEN $5 THEN strftime('%Y-%m-%dT%H:%M:%S', $4, '+' || CASE WHEN $2 = 'error'
+		THEN retention_failed_seconds ELSE retention_seconds END || ' seconds') || substr($4, 20) END
+WHERE task_id = $1 AND state IN (SELECT value FROM json_each($3))
+RETURNING previous_state, transition_seq;
+
+-- name: TaskMoveDequeue
+-- TaskMove that also removes the task's enqueue record (in its row since
+-- migration 0021). A separate statement: SQLite rewrites the entries of
+-- every index on a column an UPDATE assigns, changed or not, so TaskMove
+-- must not name the queue columns.
+UPDATE tasker_tasks SET state = $2, previous_state = state, transition_seq = transition_seq + 1,
+	updated_at = $4, completed_at = CASE WHEN $5 THEN $4 ELSE NULL END,
+	queue_operation = NULL, queue_run_at = NULL, queue_priority = NULL, queue_attempts = NULL, queue_reason = NULL,
+	queue_lease_owner = NULL, queue_lease_expires_at = NULL, queue_created_at = NULL, queue_updated_at = NULL,
 	-- keep_until (retention, 0014): $4 plus the retention of the state
 	-- reached, in whole seconds, keeping $4's fraction and format.
 	keep_until = CASE WHEN $5 THEN strftime('%Y-%m-%dT%H:%M:%S', $4, '+' || CASE WHEN $2 = 'error'
