@@ -1,0 +1,3 @@
+-- No change on PostgreSQL (this number is the same change on every database).
+-- SQLite's wake triggers are made the same whichever order its 0021 and
+-- 0022 ran in; PostgreSQL's 0022 changed nothing.
