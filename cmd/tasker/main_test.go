@@ -589,14 +589,15 @@ func TestMigrateSQLite(t *testing.T) {
 	require.Equal(t, 0, res.code, res.String())
 	require.Regexp(t, `(?m)^0001\s+init\s+pending$`, res.stdout)
 
-	// The numbers are PostgreSQL's: 0003, 0006-0010, 0013, 0019 and 0020 change nothing on SQLite.
+	// The numbers are PostgreSQL's: 0003, 0006-0010, 0013 and 0019 change nothing on SQLite (0022 and 0023 nothing on PostgreSQL).
 	names := []string{"0001_init", "0002_queue_notify_when_available", "0003_edges_without_step_fks",
 		"0004_transitions_without_most_recent", "0005_queue_claim_index", "0006_transitions_without_checks",
 		"0007_claimable_steps_index", "0008_queue_fillfactor", "0009_steps_and_edges_without_task_checks",
 		"0010_tasks_unfinished_index", "0011_dashboard_indexes", "0012_tasks_run_at", "0013_queue_notify_per_statement",
 		"0014_tasks_retention",
 		"0015_task_concurrency_keys", "0016_rate_limits", "0017_concurrency_wake_skip_locked",
-		"0018_handler_limits", "0019_queue_notify_from_application", "0020_wake_triggers_notify"}
+		"0018_handler_limits", "0019_queue_notify_from_application", "0020_wake_triggers_notify",
+		"0021_queue_in_task_row", "0022_sqlite_trigger_plans", "0023_wake_triggers_on_task_row"}
 	last := len(names) - 1
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder

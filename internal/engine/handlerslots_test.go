@@ -13,7 +13,6 @@ import (
 	"github.com/tasker-systems/tasker/internal/engine"
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/template"
-	"github.com/tasker-systems/tasker/internal/testdb"
 	"github.com/tasker-systems/tasker/taskertype"
 )
 
@@ -54,10 +53,7 @@ step_templates:
 // for its slot after the condition held, in a statement of its own.
 func TestHandlerSlotsTakenInTheClaimTransaction(t *testing.T) {
 	t.Parallel()
-	for name, open := range map[string]func(testing.TB) store.Store{
-		"sqlite":   func(tb testing.TB) store.Store { return testdb.SQLite(tb) },
-		"postgres": func(tb testing.TB) store.Store { return testdb.Postgres(tb) },
-	} {
+	for name, open := range bothStores {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
