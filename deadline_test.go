@@ -216,7 +216,7 @@ func TestDeadlineReportAfterDeadlineBeforeRescue(t *testing.T) {
 	t.Parallel()
 	testdb.EachBackend(t, func(t *testing.T, url string) {
 		c := openWorkerClient(t, url)
-		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("late_report", 1)))
+		_, err := c.AddTemplate("d.yml", []byte(deadlineTemplate("late_report", 2)))
 		require.NoError(t, err)
 		ctx := context.Background()
 		task, _, err := c.InitializeTask(ctx, &tasker.TaskRequest{Namespace: "test", Name: "late_report"})
@@ -224,13 +224,13 @@ func TestDeadlineReportAfterDeadlineBeforeRescue(t *testing.T) {
 		w := c.Worker()
 		claim, err := w.ClaimSteps(ctx, tasker.ClaimParams{TaskID: task.ID, Owner: "ruby-worker", Limit: 1})
 		require.NoError(t, err)
-		if len(claim.Steps) == 0 { // the machine was too slow to claim within the second
+		if len(claim.Steps) == 0 { // the machine was too slow to claim within two seconds
 			requireExpired(t, c, task.ID, "first", "second")
 			return
 		}
 		step := claim.Steps[0]
 		// No runner and no rescue pass: only the report can see the deadline.
-		require.Eventually(t, func() bool { return time.Now().After(task.CreatedAt.Add(1100 * time.Millisecond)) },
+		require.Eventually(t, func() bool { return time.Now().After(task.CreatedAt.Add(2100 * time.Millisecond)) },
 			time.Minute, 10*time.Millisecond)
 		rep, err := w.ReportAndFinalize(ctx, tasker.ReportParams{TaskID: task.ID, Owner: "ruby-worker",
 			Results: []tasker.ExternalResult{{StepID: step.StepID, Attempt: step.Attempt, Success: true}}})

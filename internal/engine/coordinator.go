@@ -81,22 +81,17 @@ func (e *Engine) Handle(ctx context.Context, taskID int64) (*HandleResult, error
 // handleStarted is Handle for a task the runner's queue claim started
 // (store.QueueClaimParams.Start, committed with the claim): the start
 // event, then the first claim (the template's roots when this was the
-// task's first start, as FirstClaimNames decides for Handle's start) and
-// the coordinator's loop. A crash before the first claim leaves the task
-// in_progress with its record leased; once the lease expires, a runner
-// claims it again and Handle resumes it.
+// task's first start, store.StepClaimParams.FirstClaimNames, as for
+// Handle's start) and the coordinator's loop. A crash before the first
+// claim leaves the task in_progress with its record leased; once the lease
+// expires, a runner claims it again and Handle resumes it.
 func (e *Engine) handleStarted(ctx context.Context, st *store.QueueStarted) (*HandleResult, error) {
 	task := st.Task
 	e.bus.Publish(taskertype.Event{Kind: taskertype.EventTaskStarted, TaskID: task.ID, Time: e.now()})
-	p := e.leased(&store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps})
-	if tr := st.Transition; tr != nil && tr.Changed && tr.From == taskertype.TaskStatePending && tr.Seq == 2 {
-		p.Names = e.rootNames(task)
-	}
-	var tmpl *template.Template
-	if t, err := e.cfg.Templates.Lookup(task.Namespace, task.Name, task.Version); err == nil {
-		tmpl = t
-	}
-	first, err := e.stepClaim(context.WithoutCancel(ctx), p, tmpl)
+	p := e.leased(&store.StepClaimParams{TaskID: task.ID, Owner: e.cfg.Owner, Limit: task.MaxParallelSteps,
+		FirstNames: e.rootNames})
+	p.Names = p.FirstClaimNames(st.Transition, task)
+	first, err := e.stepClaim(context.WithoutCancel(ctx), p, e.template(task))
 	if err != nil {
 		return nil, err
 	}

@@ -357,40 +357,35 @@ func (e *Engine) slotClaimed(ctx context.Context, owner string, task *taskertype
 	}
 	drop := map[int]bool{}
 	var settled []attemptResult
+	refuse := func(i int, no *slotRefusal) {
+		drop[i] = true
+		settled = append(settled, attemptResult{claimed: claimed[i], throttle: e.slotThrottle(no)})
+	}
 	for _, class := range classes {
 		idx := byClass[class]
 		limit := e.cfg.Templates.HandlerLimit(class)
 		// Admitted in the claim's transaction, or asked for now.
-		refused := map[int]*slotRefusal{}
 		var ask []int
+		var ids []int64
 		for _, i := range idx {
-			if no, ok := e.slots.decision(claimed[i].Step); ok {
-				refused[i] = no
-			} else {
-				ask = append(ask, i)
+			no, decided := e.slots.decision(claimed[i].Step)
+			switch {
+			case !decided:
+				ask, ids = append(ask, i), append(ids, claimed[i].Step.ID)
+			case no != nil:
+				refuse(i, no)
 			}
 		}
-		if len(ask) > 0 {
-			ids := make([]int64, len(ask))
-			for j, i := range ask {
-				ids[j] = claimed[i].Step.ID
-			}
-			res, err := e.slots.take(ctx, class, limit, owner, ids)
-			for _, i := range ask {
-				switch {
-				case err != nil:
-					refused[i] = &slotRefusal{class: class, limit: limit, running: -1}
-				case !res.Granted[claimed[i].Step.ID]:
-					refused[i] = &slotRefusal{class: class, limit: limit, running: res.Running}
-				default:
-					refused[i] = nil
-				}
-			}
+		if len(ask) == 0 {
+			continue
 		}
-		for _, i := range idx {
-			if no := refused[i]; no != nil {
-				drop[i] = true
-				settled = append(settled, attemptResult{claimed: claimed[i], throttle: e.slotThrottle(no)})
+		res, err := e.slots.take(ctx, class, limit, owner, ids)
+		for _, i := range ask {
+			switch {
+			case err != nil:
+				refuse(i, &slotRefusal{class: class, limit: limit, running: -1})
+			case !res.Granted[claimed[i].Step.ID]:
+				refuse(i, &slotRefusal{class: class, limit: limit, running: res.Running})
 			}
 		}
 	}

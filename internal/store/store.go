@@ -365,6 +365,22 @@ type StepClaimParams struct {
 	FirstNames func(*taskertype.Task) []string
 }
 
+// FirstClaimNames is the name filter of the claim that follows a task's
+// start (tr, task as it is after it): p.Names, or, when this was the
+// task's first start (transition 1 created it pending, 2 starts it), the
+// names p.FirstNames gives. A task yielded or retried back to pending has
+// run steps, so any step may be ready. (An operator may resolve a step of
+// a task not yet started: its children are then ready without being
+// roots. The finalizer counts them ready and the coordinator claims them
+// with a general claim.)
+func (p *StepClaimParams) FirstClaimNames(tr *TransitionResult, task *taskertype.Task) []string {
+	if len(p.Names) > 0 || p.FirstNames == nil || tr == nil || !tr.Changed || tr.From != taskertype.TaskStatePending ||
+		tr.Seq != 2 {
+		return p.Names
+	}
+	return p.FirstNames(task)
+}
+
 // ClaimedStep is a step claimed for one attempt.
 type ClaimedStep struct {
 	Step              *taskertype.Step

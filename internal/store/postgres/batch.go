@@ -529,7 +529,7 @@ func (s *Store) claimRound(ctx context.Context, tx sqlcore.Tx, round []*claimReq
 			continue
 		}
 		d := claimDoc{N: len(docs), TaskID: r.p.TaskID, Owner: r.p.Owner, Limit: limit,
-			Names: sqlcore.FirstClaimNames(r.p, r.tr, r.task)}
+			Names: r.p.FirstClaimNames(r.tr, r.task)}
 		if r.p.Lease > 0 {
 			d.LeaseMicros = max(r.p.Lease.Microseconds(), 1)
 		} else {

@@ -160,21 +160,6 @@ func (s *Core) StepReadiness(ctx context.Context, taskID int64, now time.Time) (
 	return out, err
 }
 
-// FirstClaimNames is the name filter of the claim that follows a task's
-// start: p.Names, or, when this was the task's first start (transition 1
-// created it pending, 2 starts it), the names p.FirstNames gives. A task
-// yielded or retried back to pending has run steps, so any step may be
-// ready. (An operator may resolve a step of a task not yet started: its
-// children are then ready without being roots. The finalizer counts them
-// ready and the coordinator claims them with a general claim.)
-func FirstClaimNames(p *store.StepClaimParams, tr *store.TransitionResult, task *taskertype.Task) []string {
-	if len(p.Names) > 0 || p.FirstNames == nil || tr == nil || !tr.Changed || tr.From != taskertype.TaskStatePending ||
-		tr.Seq != 2 {
-		return p.Names
-	}
-	return p.FirstNames(task)
-}
-
 // RenewSlowClaim restarts the leases of claimed steps from the database's
 // clock now when the claim's transaction has run for more than a tenth of
 // the lease since began: the lease was granted when the claim statement

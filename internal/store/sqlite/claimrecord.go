@@ -110,7 +110,7 @@ func (s *Store) startAndClaimTx(ctx context.Context, tx sqlcore.Tx, start *store
 	if cp.Limit == 0 {
 		cp.Limit = task.MaxParallelSteps
 	}
-	cp.Names = sqlcore.FirstClaimNames(p, tr, task)
+	cp.Names = p.FirstClaimNames(tr, task)
 	if r.Claimed, err = s.claimTx(ctx, tx, &cp); err != nil {
 		return nil, err
 	}
