@@ -597,7 +597,8 @@ func TestMigrateSQLite(t *testing.T) {
 		"0014_tasks_retention",
 		"0015_task_concurrency_keys", "0016_rate_limits", "0017_concurrency_wake_skip_locked",
 		"0018_handler_limits", "0019_queue_notify_from_application", "0020_wake_triggers_notify",
-		"0021_queue_in_task_row", "0022_sqlite_trigger_plans", "0023_wake_triggers_on_task_row"}
+		"0021_queue_in_task_row", "0022_sqlite_trigger_plans", "0023_wake_triggers_on_task_row",
+		"0024_concurrency_start_after_claim"}
 	last := len(names) - 1
 	lines := func(verb string, ns ...string) string {
 		var b strings.Builder

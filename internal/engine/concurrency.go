@@ -34,6 +34,13 @@ import (
 // limit is held back from the batch and admitted by a transaction of its
 // own (TaskAdmit through admit), which applies the policy: park, cancel,
 // or start when a slot freed meanwhile, and the claim is made again.
+//
+// On PostgreSQL the runner's queue claim comes first: it admits the
+// pending tasks with a key it leased in one more statement
+// (store.QueueClaimParams.Start, tasker_concurrency_start of migration
+// 0024, the same locks and count), so most tasks with a key arrive here
+// started (handleStarted) and only those at their limit go through
+// Handle's admission and its policy.
 
 // concurrencyRecheck is how long a parked task's queue record waits at
 // most: a task with its key that stops running makes it due at once, so

@@ -275,13 +275,20 @@ func (e *Engine) now() time.Time { return e.cfg.Clock.Now().UTC() }
 // LeaseUntil), so that claims agree with the readiness the engine's clock
 // computes.
 func (e *Engine) leased(p *store.StepClaimParams) *store.StepClaimParams {
-	if _, system := e.cfg.Clock.(clock.Real); system {
+	if e.systemClock() {
 		p.Lease = e.cfg.StepLease
 		return p
 	}
 	now := e.now()
 	p.Now, p.LeaseUntil = now, now.Add(e.cfg.StepLease)
 	return p
+}
+
+// systemClock says whether the engine runs on the system clock (not a
+// test's fake): the clock the database's own agrees with.
+func (e *Engine) systemClock() bool {
+	_, system := e.cfg.Clock.(clock.Real)
+	return system
 }
 
 // since is the time elapsed on the engine's clock since t.

@@ -93,10 +93,15 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			now := e.now()
 			// The claim also starts the tasks it can (on PostgreSQL, where
 			// the record is in the task's row: one write of it instead of
-			// two); Handle's start then finds them started.
+			// two), admitting those with a concurrency key in one more
+			// statement; Handle's start then finds them started.
 			entries, err := e.store.QueueClaim(ctx, &store.QueueClaimParams{Owner: e.cfg.Owner, Limit: free, Now: now,
-				LeaseUntil: now.Add(e.cfg.QueueLease), Start: true, StartReason: coordinatorStarted})
-			if err != nil && ctx.Err() == nil {
+				LeaseUntil: now.Add(e.cfg.QueueLease), Start: true, StartReason: coordinatorStarted, DatabaseClock: e.systemClock()})
+			if err != nil && len(entries) > 0 {
+				// The claim committed but the admission of its tasks with
+				// a concurrency key failed: their coordinators admit them.
+				e.log.Warn("claim queue: admission in the claim", "err", err)
+			} else if err != nil && ctx.Err() == nil {
 				errWait = min(max(2*errWait, e.cfg.PollInterval), maxErrorWait)
 				e.log.Warn("claim queue; retrying", "err", err, "retry_in", errWait)
 				if !e.sleep(ctx, errWait) {

@@ -457,13 +457,24 @@ type QueueClaimParams struct {
 	// (a grace period before now); zero means Now.
 	DueBefore time.Time
 	// Start asks the store to also start the claimed tasks a coordinator
-	// could start without admission (pending or waiting_for_retry, no
-	// concurrency key) in the claim's own statement: the task moves to
+	// could start (waiting_for_retry, or pending: without a concurrency
+	// key at once, with one when its key is under its limit, counted as
+	// the coordinator's admission counts it): the task moves to
 	// in_progress at Now with a "start" transition (actor Owner, reason
 	// StartReason), as TaskTransition would write it. The store may start
-	// none (SQLite does not); QueueEntry.Started says which it started.
+	// none (SQLite does not); QueueEntry.Started says which it started. A
+	// pending task with a key it did not start is left to its
+	// coordinator's admission, which applies the key's policy. When the
+	// claim committed but starting the tasks with a key failed, QueueClaim
+	// returns the entries (those unstarted) and the error.
 	Start       bool
 	StartReason string
+	// DatabaseClock stamps a start made by admission (a task with a
+	// concurrency key) with the database's clock after the admission's
+	// locks, so that it never precedes the finish that made room for it;
+	// the engine sets it on the system clock. Otherwise the stamp is Now
+	// plus the time the claim has taken (a test's fake clock).
+	DatabaseClock bool
 }
 
 // QueueEntry is one durable enqueue record.

@@ -36,7 +36,7 @@ var migrationFS embed.FS
 // sqlcore.CoreQueries).
 var ownQueries = []string{"RecordBatch", "Summaries", "TaskMoves", "ClaimBatch", "LockTasks", "TaskStates",
 	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "MigrationLock", "ReadyStepIDs",
-	"ConcurrencyRunningMany", "QueueClaimStart"}
+	"ConcurrencyRunningMany", "QueueClaimStart", "ConcurrencyStart"}
 
 // Store is the PostgreSQL implementation of store.Store.
 type Store struct {

@@ -3,7 +3,9 @@ package storetest
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,37 +89,67 @@ func exerciseQueueRowMigration(t *testing.T, newStore NewStore) {
 		t.Parallel()
 		ctx := context.Background()
 		st := newStore(t)
-		plain, err := st.TaskCreate(ctx, diamond(""))
+		create := func(key string, limit int) int64 {
+			p := diamond("")
+			if key != "" {
+				p.Concurrency = &store.TaskConcurrency{Key: key, Limit: limit, Policy: "queue"}
+			}
+			res, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err)
+			return res.Task.ID
+		}
+		plain := create("", 0)
+		k1a, _ := create("k1", 1), create("k1", 1)   // room for the first only
+		k2a, k2b := create("k2", 2), create("k2", 2) // room for both
+		busy, _ := create("k3", 1), create("k3", 1)  // busy runs: no room
+		tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: busy,
+			From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
+			Event: "start", Now: t0})
 		require.NoError(t, err)
-		keyed := diamond("")
-		keyed.Concurrency = &store.TaskConcurrency{Key: "k", Limit: 1, Policy: "queue"}
-		withKey, err := st.TaskCreate(ctx, keyed)
-		require.NoError(t, err)
+		require.True(t, tr.Changed)
 		now := t0.Add(time.Second)
 		got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "o", Limit: 10, Now: now,
 			LeaseUntil: now.Add(time.Minute), Start: true, StartReason: "coordinator started"})
 		require.NoError(t, err)
-		require.Len(t, got, 2)
+		require.Len(t, got, 7)
+		var started []int64
+		for _, e := range got {
+			require.Equal(t, "o", e.LeaseOwner)
+			if e.Started != nil {
+				started = append(started, e.TaskID)
+			}
+		}
+		slices.Sort(started)
+		if len(started) == 0 {
+			t.Log("this store's claim starts no task (allowed by QueueClaimParams.Start)")
+		} else {
+			require.Equal(t, []int64{plain, k1a, k2a, k2b}, started,
+				"started: the task without a key, and those with one their key had room for")
+		}
 		for _, e := range got {
 			task, err := st.TaskGet(ctx, e.TaskID)
 			require.NoError(t, err)
 			trs, err := st.TaskTransitions(ctx, e.TaskID)
 			require.NoError(t, err)
-			require.Equal(t, "o", e.LeaseOwner)
-			if e.TaskID == withKey.Task.ID {
-				require.Nil(t, e.Started, "a task with a concurrency key is started by admission only")
-			}
 			if e.Started == nil {
-				require.Equal(t, taskertype.TaskStatePending, task.State)
+				if e.TaskID == busy {
+					require.Equal(t, taskertype.TaskStateInProgress, task.State)
+					continue
+				}
+				require.Equal(t, taskertype.TaskStatePending, task.State, "task %d", e.TaskID)
 				require.Len(t, trs, 1)
 				continue
 			}
-			require.Equal(t, plain.Task.ID, e.TaskID)
 			require.Equal(t, taskertype.TaskStateInProgress, task.State)
 			require.Equal(t, &store.TransitionResult{Changed: true, State: taskertype.TaskStateInProgress,
 				From: taskertype.TaskStatePending, Seq: 2}, e.Started.Transition)
 			require.Equal(t, task, e.Started.Task, "the started task as TaskGet reads it")
-			require.True(t, task.UpdatedAt.Equal(now), "updated_at %s", task.UpdatedAt)
+			if e.TaskID == plain {
+				require.True(t, task.UpdatedAt.Equal(now), "updated_at %s", task.UpdatedAt)
+			} else { // stamped after its key's admission: the claim's Now and the time since
+				require.False(t, task.UpdatedAt.Before(now), "updated_at %s before %s", task.UpdatedAt, now)
+				require.Less(t, task.UpdatedAt.Sub(now), time.Minute, "updated_at %s", task.UpdatedAt)
+			}
 			require.Len(t, trs, 2)
 			last := trs[len(trs)-1]
 			require.Equal(t, "pending", last.FromState)
@@ -126,12 +158,82 @@ func exerciseQueueRowMigration(t *testing.T, newStore NewStore) {
 			require.Equal(t, "o", last.Actor)
 			require.Equal(t, "coordinator started", last.Reason)
 			require.Equal(t, 2, last.SortKey)
+			require.True(t, last.CreatedAt.Equal(task.UpdatedAt), "the transition at %s, the task's update at %s",
+				last.CreatedAt, task.UpdatedAt)
 			// A coordinator's start finds it started: no second transition.
 			tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: e.TaskID,
 				From: []taskertype.TaskState{taskertype.TaskStatePending, taskertype.TaskStateWaitingForRetry},
 				To:   taskertype.TaskStateInProgress, Event: "start", Now: now})
 			require.NoError(t, err)
 			require.False(t, tr.Changed)
+		}
+	})
+
+	t.Run("ConcurrentQueueClaimsNeverExceedAKeysLimit", func(t *testing.T) {
+		t.Parallel()
+		ctx := context.Background()
+		st := newStore(t)
+		const tasks, limit, claimers = 24, 3, 8
+		for range tasks {
+			p := diamond("")
+			p.Concurrency = &store.TaskConcurrency{Key: "hot", Limit: limit, Policy: "queue"}
+			_, err := st.TaskCreate(ctx, p)
+			require.NoError(t, err)
+		}
+		now := t0.Add(time.Second)
+		var mu sync.Mutex
+		claimed, started := 0, 0
+		before := time.Now()
+		var wg sync.WaitGroup
+		errs := make(chan error, claimers)
+		for i := range claimers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					got, err := st.QueueClaim(ctx, &store.QueueClaimParams{Owner: fmt.Sprintf("o%d", i), Limit: 2,
+						Now: now, LeaseUntil: now.Add(time.Minute), Start: true, StartReason: "coordinator started",
+						DatabaseClock: true})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					mu.Lock()
+					claimed += len(got)
+					for _, e := range got {
+						if e.Started != nil {
+							started++
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		require.Equal(t, tasks, claimed, "every record claimed once")
+		list, err := st.TaskList(ctx, &store.TaskListParams{Limit: 100})
+		require.NoError(t, err)
+		after := time.Now()
+		running := 0
+		for _, task := range list {
+			if task.State == taskertype.TaskStateInProgress {
+				running++
+				// Stamped by the database's clock (DatabaseClock), the test's
+				// own on this machine: not at the claim's (fake) Now.
+				require.True(t, task.UpdatedAt.After(before.Add(-time.Second)) && task.UpdatedAt.Before(after.Add(time.Second)),
+					"task %d started at %s, not between %s and %s", task.ID, task.UpdatedAt, before, after)
+			}
+		}
+		require.Equal(t, started, running, "the claims report the starts they made")
+		if started > 0 { // a store whose claim starts tasks fills the key, no more
+			require.Equal(t, limit, started)
 		}
 	})
 

@@ -45,7 +45,21 @@ WHERE (SELECT count(*) FROM locked) >= 0;
 -- name: ConcurrencyRunningMany
 -- The running tasks of keys $1, oldest first, locked FOR SHARE (see
 -- ConcurrencyRunning); PostgreSQL's own (sqlcore.ConcurrencyLockMany runs
--- it when a database defines it).
-SELECT task_id, concurrency_key FROM tasker_tasks
-WHERE concurrency_key = ANY($1::text[]) AND completed_at IS NULL AND state IN ('in_progress', 'waiting_for_retry')
-ORDER BY task_id FOR SHARE;
+-- it when a database defines it). One key at a time: given the keys as
+-- "concurrency_key = ANY($1)", the planner read every unfinished task
+-- through tasker_tasks_unfinished (without statistics, and with them when
+-- few tasks are unfinished at the last ANALYZE); an equality per key uses
+-- tasker_tasks_concurrency.
+SELECT r.task_id, k.k FROM unnest($1::text[]) AS k (k)
+CROSS JOIN LATERAL (
+	SELECT r.task_id FROM tasker_tasks r
+	WHERE r.concurrency_key = k.k AND r.completed_at IS NULL AND r.state IN ('in_progress', 'waiting_for_retry')
+	FOR SHARE) r
+ORDER BY r.task_id;
+
+-- name: ConcurrencyStart
+-- Admits and starts the pending tasks with a key of $1 (leased by a queue
+-- claim): tasker_concurrency_start of migration 0024, actor $2, time $3
+-- (NULL: the database's clock), reason $4. It returns the tasks it
+-- started, their transition_seq and updated_at.
+SELECT started_id, started_seq, started_at FROM tasker_concurrency_start($1::bigint[], $2, $3, $4);

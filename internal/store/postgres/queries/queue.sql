@@ -56,15 +56,18 @@ FROM tasker_tasks WHERE queue_run_at IS NOT NULL;
 
 -- name: QueueClaimStart
 -- QueueClaim ($1-$5) that also starts the claimed tasks a coordinator
--- could start without admission (pending or waiting_for_retry, no
+-- could start without admission (waiting_for_retry, or pending without a
 -- concurrency key) and appends their start transitions ($6 the reason,
 -- the owner the actor): with the record in the task's row the claim is the
 -- start, one write of the row instead of two. It returns each claimed
 -- task (task_cols, after the start), the state a started task left and its
--- transition_seq, its record (queue_cols without the task id) and whether
--- the claim started it.
+-- transition_seq, its record (queue_cols without the task id), whether the
+-- claim started it and whether it waits for admission (pending with a
+-- key: QueueClaim then calls tasker_concurrency_start, migration 0024).
 WITH picked AS (
-	SELECT t.task_id AS id, t.state IN ('pending', 'waiting_for_retry') AND t.concurrency_key IS NULL AS start
+	SELECT t.task_id AS id,
+		t.state = 'waiting_for_retry' OR (t.state = 'pending' AND t.concurrency_key IS NULL) AS start,
+		t.state = 'pending' AND t.concurrency_key IS NOT NULL AS admit
 	FROM tasker_tasks t
 	WHERE t.queue_run_at <= $5 AND (t.queue_lease_expires_at IS NULL OR t.queue_lease_expires_at < $3)
 	ORDER BY t.queue_priority DESC, t.queue_run_at LIMIT $4 FOR NO KEY UPDATE SKIP LOCKED),
@@ -78,7 +81,7 @@ claimed AS (
 	WHERE t.task_id = ANY(ARRAY(SELECT id FROM picked)) AND t.task_id = p.id
 	RETURNING {{template "task_cols"}}, COALESCE(t.previous_state, '') AS from_state, t.transition_seq,
 		t.queue_operation, t.queue_run_at, t.queue_priority, t.queue_attempts, t.queue_reason,
-		COALESCE(t.queue_lease_owner, '') AS lease_owner, t.queue_lease_expires_at, t.queue_created_at, p.start),
+		COALESCE(t.queue_lease_owner, '') AS lease_owner, t.queue_lease_expires_at, t.queue_created_at, p.start, p.admit),
 tr AS (
 	INSERT INTO tasker_task_transitions (task_id, from_state, to_state, event, reason, actor, metadata, sort_key, created_at)
 	SELECT task_id, from_state, 'in_progress', 'start', $6, $1, NULL, transition_seq, $3

@@ -1,0 +1,1 @@
+DROP FUNCTION tasker_concurrency_start(bigint[], text, timestamptz, text);

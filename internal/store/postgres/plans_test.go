@@ -1,0 +1,106 @@
+package postgres_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tasker-systems/tasker/internal/store"
+	"github.com/tasker-systems/tasker/internal/store/postgres"
+	"github.com/tasker-systems/tasker/internal/testdb"
+	"github.com/tasker-systems/tasker/taskertype"
+)
+
+// Admission reads the running tasks of each key through the key's index,
+// not the backlog: on a table never analyzed (a new database, a bench's
+// schema) and with a backlog of unfinished tasks, the plans of
+// tasker_concurrency_start's statements (caught by auto_explain, nested
+// statements included) and of ConcurrencyRunningMany (generic, as the
+// engine's transactions run it) use tasker_tasks_concurrency and never
+// tasker_tasks_unfinished. Given the keys as "= ANY (array)", both read
+// every unfinished task once per admission (+50 % CPU per task with a key
+// in tasker bench).
+func TestConcurrencyAdmissionPlansUseTheKeyIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.PostgresURL(t)
+	st, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	_, err = st.MigrateUp(ctx, 0)
+	require.NoError(t, err)
+
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	create := func(key string) int64 {
+		p := &store.TaskCreateParams{Namespace: "ns", Name: "plan", Version: "1.0.0", Context: []byte(`{}`),
+			Initiator: "test", MaxParallelSteps: 1, Actor: "test", Now: t0,
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1}},
+			Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: t0}}
+		if key != "" {
+			p.Concurrency = &store.TaskConcurrency{Key: key, Limit: 2, Policy: "queue"}
+		}
+		res, err := st.TaskCreate(ctx, p)
+		require.NoError(t, err)
+		return res.Task.ID
+	}
+	for range 300 { // the backlog
+		create("")
+	}
+	running := create("a")
+	tr, err := st.TaskTransition(ctx, &store.TaskTransitionParams{TaskID: running,
+		From: []taskertype.TaskState{taskertype.TaskStatePending}, To: taskertype.TaskStateInProgress,
+		Event: "start", Now: t0})
+	require.NoError(t, err)
+	require.True(t, tr.Changed)
+	pending := []int64{create("a"), create("a"), create("b")}
+
+	var mu sync.Mutex
+	var plans []string
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		mu.Lock()
+		defer mu.Unlock()
+		plans = append(plans, n.Message)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	for _, s := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+		"SET auto_explain.log_nested_statements = on", "SET auto_explain.log_level = notice",
+		"SET client_min_messages = notice"} {
+		_, err := conn.Exec(ctx, s)
+		require.NoError(t, err, s)
+	}
+	rows, err := conn.Query(ctx, "SELECT started_id FROM tasker_concurrency_start($1, 'o', NULL, 'plan test')", pending)
+	require.NoError(t, err)
+	started, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	require.NoError(t, err)
+	require.ElementsMatch(t, []int64{pending[0], pending[2]}, started, "a had room for one more (limit 2), b for both")
+
+	q, _, err := postgres.QueriesForTest()
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "PREPARE running_many AS "+q["ConcurrencyRunningMany"])
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan")
+	require.NoError(t, err)
+	rows, err = conn.Query(ctx, "EXPLAIN EXECUTE running_many('{a,b}')")
+	require.NoError(t, err)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+
+	mu.Lock()
+	defer mu.Unlock()
+	all := strings.Join(plans, "\n")
+	require.Contains(t, all, "tasker_tasks_concurrency", "auto_explain's plans of the admission:\n%s", all)
+	require.NotContains(t, all, "tasker_tasks_unfinished", "auto_explain's plans of the admission:\n%s", all)
+	generic := strings.Join(lines, "\n")
+	require.Contains(t, generic, "tasker_tasks_concurrency", "ConcurrencyRunningMany's generic plan:\n%s", generic)
+	require.NotContains(t, generic, "tasker_tasks_unfinished", "ConcurrencyRunningMany's generic plan:\n%s", generic)
+}

@@ -1,0 +1,4 @@
+-- No change on SQLite (this number is the same change on every database).
+-- PostgreSQL's queue claim admits the tasks with a concurrency key it
+-- leased; SQLite's claim starts no task (its claim batch admits them in one
+-- statement, under the single writer's lock).
