@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -53,8 +54,9 @@ func (p pgxQ) QueryRow(ctx context.Context, q string, args ...any) sqlcore.Row {
 type pgxDB struct {
 	pgxQ
 	pool *pgxpool.Pool
-	// nextIDs is the NextStepIDs query its transactions run.
-	nextIDs string
+	// nextIDs are the NextTaskIDs and NextStepIDs queries its
+	// transactions run (by sqlcore.IDSequence).
+	nextIDs [2]string
 }
 
 // Begin implements sqlcore.Database.
@@ -131,7 +133,7 @@ func (p *pgxDB) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
 type pgxTx struct {
 	pgxQ
 	tx      pgx.Tx
-	nextIDs string
+	nextIDs [2]string
 }
 
 var _ sqlcore.Copier = (*pgxTx)(nil)
@@ -162,27 +164,28 @@ func (t *pgxTx) Rollback(ctx context.Context) error {
 	return err
 }
 
-// NextStepIDs implements sqlcore.Copier: n step ids from the steps'
-// sequence in one round trip.
-func (t *pgxTx) NextStepIDs(ctx context.Context, n int) ([]int64, error) {
-	rs, err := t.Query(ctx, t.nextIDs, n)
+// NextIDs implements sqlcore.Copier: n ids from the table's sequence in
+// one round trip.
+func (t *pgxTx) NextIDs(ctx context.Context, table sqlcore.IDSequence, n int) ([]int64, error) {
+	rs, err := t.Query(ctx, t.nextIDs[table], n)
 	if err != nil {
-		return nil, fmt.Errorf("allocate step ids: %w", err)
+		return nil, fmt.Errorf("allocate ids: %w", err)
 	}
 	defer rs.Close()
 	ids := make([]int64, 0, n)
 	for rs.Next() {
 		var id int64
 		if err := rs.Scan(&id); err != nil {
-			return nil, fmt.Errorf("allocate step ids: %w", err)
+			return nil, fmt.Errorf("allocate ids: %w", err)
 		}
 		ids = append(ids, id)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("allocate step ids: %w", err)
+		return nil, fmt.Errorf("allocate ids: %w", err)
 	}
+	slices.Sort(ids)
 	if len(ids) != n {
-		return nil, fmt.Errorf("allocate step ids: got %d of %d", len(ids), n)
+		return nil, fmt.Errorf("allocate ids: got %d of %d", len(ids), n)
 	}
 	return ids, nil
 }

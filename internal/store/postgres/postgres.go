@@ -35,7 +35,7 @@ var migrationFS embed.FS
 // ownQueries are the statements this package runs itself (beyond
 // sqlcore.CoreQueries).
 var ownQueries = []string{"RecordBatch", "Summaries", "TaskMoves", "ClaimBatch", "LockTasks", "TaskStates",
-	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "MigrationLock", "ReadyStepIDs",
+	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "NextTaskIDs", "MigrationLock", "ReadyStepIDs",
 	"ConcurrencyRunningMany", "QueueClaimStart", "ConcurrencyStart"}
 
 // Store is the PostgreSQL implementation of store.Store.
@@ -107,7 +107,7 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		}
 		s.listenPool, s.listenErr = s.listen, nil
 	}
-	s.pg = &pgxDB{pgxQ: pgxQ{q: pool, rt: core.RoundTripCounter()}, pool: pool, nextIDs: q["NextStepIDs"]}
+	s.pg = &pgxDB{pgxQ: pgxQ{q: pool, rt: core.RoundTripCounter()}, pool: pool, nextIDs: [2]string{q["NextTaskIDs"], q["NextStepIDs"]}}
 	s.announce = &announcer{pool: pool}
 	core.SetDB(s.pg)
 	return s, nil
@@ -197,7 +197,7 @@ func (s *Store) StepLeaseExtend(ctx context.Context, owner string, stepIDs []int
 // be on this store's database, with the same search_path. The result has
 // no steps.
 func (s *Store) TaskCreateTx(ctx context.Context, tx pgx.Tx, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
-	res, err := s.TaskCreateIn(ctx, &pgxTx{pgxQ: pgxQ{q: tx, rt: s.RoundTripCounter()}, tx: tx, nextIDs: s.Q("NextStepIDs")}, p)
+	res, err := s.TaskCreateIn(ctx, &pgxTx{pgxQ: pgxQ{q: tx, rt: s.RoundTripCounter()}, tx: tx, nextIDs: s.pg.nextIDs}, p)
 	if err == nil && res.Created && p.Queue.Kind == store.QueueUpsert {
 		// Runners learn of it when the caller commits (a NOTIFY is
 		// delivered at commit, and not at all on rollback); the store

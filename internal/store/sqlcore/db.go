@@ -51,14 +51,25 @@ type Database interface {
 }
 
 // Copier is an optional capability of a transaction: bulk-loading rows
-// (PostgreSQL COPY), with the ids of new steps taken beforehand. Without
-// it rows go in as multi-row INSERTs.
+// (PostgreSQL COPY), with the ids of new tasks and steps taken
+// beforehand. Without it rows go in as multi-row INSERTs.
 type Copier interface {
 	// CopyRows loads rows into table's columns cols.
 	CopyRows(ctx context.Context, table string, cols []string, rows [][]any) error
-	// NextStepIDs takes n step ids from the steps' id sequence.
-	NextStepIDs(ctx context.Context, n int) ([]int64, error)
+	// NextIDs takes n ids, in ascending order, from the id sequence of
+	// table (IDsOfTasks or IDsOfSteps).
+	NextIDs(ctx context.Context, table IDSequence, n int) ([]int64, error)
 }
+
+// IDSequence names a table whose ids a Copier takes ahead (Copier.NextIDs).
+type IDSequence int
+
+const (
+	// IDsOfTasks are tasker_tasks' task_id values.
+	IDsOfTasks IDSequence = iota
+	// IDsOfSteps are tasker_workflow_steps' step_id values.
+	IDsOfSteps
+)
 
 // IsNoRows reports a query for one row that found none, on either driver.
 func IsNoRows(err error) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams)
 			return nil, fmt.Errorf("task %d of %d: no parameters", i+1, len(ps))
 		}
 	}
+	if err := s.commitNamed(ctx, ps); err != nil {
+		return nil, err
+	}
 	var ids []int64
 	var created []bool
 	write := func(tx Tx) error {
@@ -66,6 +70,28 @@ func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams)
 }
 
 func hasKey(p *store.TaskCreateParams) bool { return p.IdempotencyKey != "" }
+
+// commitNamed writes, in a short transaction of its own, the named tasks
+// and steps of the templates of ps this process has not cached (a
+// template's first creations here), before the transaction that writes
+// the tasks. Their upserts lock the rows they touch until commit: inside
+// that transaction, concurrent first creations of a template (a backfill
+// from several producers) waited for each other's whole batch, one after
+// the other. The rows are never deleted, so writing them ahead is
+// harmless when the tasks' transaction then fails.
+func (s *Core) commitNamed(ctx context.Context, ps []*store.TaskCreateParams) error {
+	var todo []*newTask
+	for _, p := range ps {
+		key := namedKey{p.Namespace, p.Name, p.Version, p.Description, string(p.TemplateJSON)}
+		if c := s.named.get(key); c == nil || !coversSteps(c.classes, p.Steps) {
+			todo = append(todo, &newTask{p: p})
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	return s.InTx(ctx, func(tx Tx) error { return s.namedTasks(ctx, tx, todo) })
+}
 
 // TaskCreateIn is TaskCreate inside tx, a transaction the caller began
 // and commits (store.TxTaskCreator). The result has no steps.
@@ -442,59 +468,81 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	if err := s.namedTasks(ctx, tx, ts); err != nil {
 		return err
 	}
-	// Task ids come from the table's sequence (PostgreSQL) or rowid
-	// counter (SQLite), taken in the order of the VALUES rows: sorted,
-	// the returned ids are the rows' in order, whatever the order
-	// RETURNING gives them in.
-	taskIDs := make([]int64, 0, len(ts))
-	err := s.InsertRows(ctx, tx, `INSERT INTO tasker_tasks (named_task_id, namespace, name, version, state, transition_seq,
-	context, initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at,
-	run_at, retention_seconds, retention_failed_seconds, concurrency_key, concurrency_limit, concurrency_policy,
-	queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason, queue_created_at, queue_updated_at) VALUES`,
-		29, len(ts), func(i int) []any {
-			p := ts[i].p
-			tags := p.Tags
-			if tags == nil {
-				tags = []string{}
-			}
-			tagJSON, _ := json.Marshal(tags)
-			var idem any
-			if p.IdempotencyKey != "" {
-				idem = p.IdempotencyKey
-			}
-			now := s.T(ts[i].now)
-			var runAt any
-			if p.RunAt != nil {
-				runAt = s.T(*p.RunAt)
-			}
-			var key, limit, policy any
-			if c := p.Concurrency; c != nil {
-				key, limit, policy = c.Key, c.Limit, c.Policy
-			}
-			q := s.newQueueRecord(ts[i])
-			return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
-				p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt,
-				seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy,
-				q[0], q[1], q[2], q[3], q[4], q[5], q[6]}
-		}, ` RETURNING task_id`, func(r Rows) error {
-			var id int64
-			if err := r.Scan(&id); err != nil {
-				return err
-			}
-			taskIDs = append(taskIDs, id)
-			return nil
-		})
-	if err != nil {
-		return fmt.Errorf("insert tasks: %w", err)
+	taskRow := func(i int) []any {
+		p := ts[i].p
+		tags := p.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		tagJSON, _ := json.Marshal(tags)
+		var idem any
+		if p.IdempotencyKey != "" {
+			idem = p.IdempotencyKey
+		}
+		now := s.T(ts[i].now)
+		var runAt any
+		if p.RunAt != nil {
+			runAt = s.T(*p.RunAt)
+		}
+		var key, limit, policy any
+		if c := p.Concurrency; c != nil {
+			key, limit, policy = c.Key, c.Limit, c.Policy
+		}
+		q := s.newQueueRecord(ts[i])
+		return []any{ts[i].named.id, p.Namespace, p.Name, p.Version, "pending", 1, s.J(p.Context), p.Initiator,
+			p.SourceSystem, p.Reason, s.J(tagJSON), p.Priority, idem, p.MaxParallelSteps, now, now, runAt,
+			seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy,
+			q[0], q[1], q[2], q[3], q[4], q[5], q[6]}
 	}
-	if len(taskIDs) != len(ts) {
-		return fmt.Errorf("insert tasks: %d ids for %d tasks", len(taskIDs), len(ts))
+	taskCols := []string{"named_task_id", "namespace", "name", "version", "state", "transition_seq", "context",
+		"initiator", "source_system", "reason", "tags", "priority", "idempotency_key", "max_parallel_steps", "created_at",
+		"updated_at", "run_at", "retention_seconds", "retention_failed_seconds", "concurrency_key", "concurrency_limit",
+		"concurrency_policy", "queue_operation", "queue_run_at", "queue_priority", "queue_attempts", "queue_reason",
+		"queue_created_at", "queue_updated_at"}
+	if cp, ok := tx.(Copier); ok && len(ts) >= CopyMinRows {
+		// Take the ids from the sequence, then COPY the rows: a
+		// multi-row INSERT of 29 parameters a row costs PostgreSQL far
+		// more to parse and bind.
+		ids, err := cp.NextIDs(ctx, IDsOfTasks, len(ts))
+		if err != nil {
+			return fmt.Errorf("insert tasks: %w", err)
+		}
+		cols := append([]string{"task_id"}, taskCols...)
+		rows := make([][]any, len(ts))
+		for i, t := range ts {
+			t.id = ids[i]
+			rows[i] = append([]any{ids[i]}, taskRow(i)...)
+		}
+		if err := cp.CopyRows(ctx, "tasker_tasks", cols, rows); err != nil {
+			return fmt.Errorf("insert tasks: %w", err)
+		}
+	} else {
+		// Task ids come from the table's sequence (PostgreSQL) or rowid
+		// counter (SQLite), taken in the order of the VALUES rows: sorted,
+		// the returned ids are the rows' in order, whatever the order
+		// RETURNING gives them in.
+		taskIDs := make([]int64, 0, len(ts))
+		err := s.InsertRows(ctx, tx, "INSERT INTO tasker_tasks ("+strings.Join(taskCols, ", ")+") VALUES", len(taskCols), len(ts), taskRow,
+			` RETURNING task_id`, func(r Rows) error {
+				var id int64
+				if err := r.Scan(&id); err != nil {
+					return err
+				}
+				taskIDs = append(taskIDs, id)
+				return nil
+			})
+		if err != nil {
+			return fmt.Errorf("insert tasks: %w", err)
+		}
+		if len(taskIDs) != len(ts) {
+			return fmt.Errorf("insert tasks: %d ids for %d tasks", len(taskIDs), len(ts))
+		}
+		slices.Sort(taskIDs)
+		for i, t := range ts {
+			t.id = taskIDs[i]
+		}
 	}
-	slices.Sort(taskIDs)
-	for i, t := range ts {
-		t.id = taskIDs[i]
-	}
-	err = s.bulkInsert(ctx, tx, "tasker_task_transitions", []string{"task_id", "from_state", "to_state", "event", "reason",
+	err := s.bulkInsert(ctx, tx, "tasker_task_transitions", []string{"task_id", "from_state", "to_state", "event", "reason",
 		"actor", "sort_key", "created_at"}, len(ts), func(i int) []any {
 		t := ts[i]
 		return []any{t.id, nil, "pending", "initialize", t.p.Reason, t.p.Actor, 1, s.T(t.now)}
@@ -552,7 +600,7 @@ func (s *Core) insertSteps(ctx context.Context, tx Tx, steps []stepRef) error {
 	cp, canCopy := tx.(Copier)
 	if canCopy && len(steps) >= CopyMinRows {
 		// Take the ids from the sequence, then COPY the rows.
-		ids, err := cp.NextStepIDs(ctx, len(steps))
+		ids, err := cp.NextIDs(ctx, IDsOfSteps, len(steps))
 		if err != nil {
 			return err
 		}

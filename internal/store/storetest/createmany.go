@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -98,6 +99,104 @@ func exerciseTaskCreateMany(t *testing.T, newStore NewStore) {
 		last := res[len(res)-1]
 		cs := claim(t, st, last.Task.ID, "w", t0, 100)
 		require.Equal(t, []string{"a"}, claimNames(cs))
+	})
+
+	// A call of more tasks than sqlcore.CopyMinRows (their task rows go
+	// by COPY on PostgreSQL, with ids taken from the sequence first): every
+	// column a task row holds is written as asked, a key already held
+	// returns its task, and the ids follow the order asked.
+	t.Run("TaskCreateManyOfManyTasksKeepsEveryColumn", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		held, err := st.TaskCreate(ctx, diamond("held-8"))
+		require.NoError(t, err)
+		const n = 100
+		runAt := t0.Add(time.Hour)
+		keep, keepFailed := 2*time.Hour, 3*time.Hour
+		var ps []*store.TaskCreateParams
+		for i := range n {
+			p := diamond("")
+			p.Context = json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+			p.Priority = i % 5
+			p.Tags = []string{fmt.Sprintf("t%d", i%3)}
+			p.SourceSystem = fmt.Sprintf("src-%d", i)
+			switch i % 4 {
+			case 0:
+				p.IdempotencyKey = fmt.Sprintf("held-%d", i%10)
+			case 1:
+				p.RunAt = &runAt
+				p.Queue = store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: runAt}
+			case 2:
+				p.Retention, p.RetentionFailed = &keep, &keepFailed
+				p.Concurrency = &store.TaskConcurrency{Key: fmt.Sprintf("acct-%d", i), Limit: 2, Policy: "queue"}
+			case 3:
+				p.Queue = store.QueueOp{}
+			}
+			ps = append(ps, p)
+		}
+		res, err := st.TaskCreateMany(ctx, ps)
+		require.NoError(t, err)
+		require.Len(t, res, n)
+		var prev int64
+		queued := 0
+		byKey := map[string]int64{}
+		for i, r := range res {
+			p := ps[i]
+			if first, dup := byKey[p.IdempotencyKey]; p.IdempotencyKey != "" && (dup || p.IdempotencyKey == "held-8") {
+				// A key held before the call, or by an earlier request of it.
+				require.False(t, r.Created, "task %d: key %s already held", i, p.IdempotencyKey)
+				want := held.Task.ID
+				if dup {
+					want = first
+				}
+				require.Equal(t, want, r.Task.ID, "task %d: key %s", i, p.IdempotencyKey)
+				continue
+			}
+			if p.IdempotencyKey != "" {
+				byKey[p.IdempotencyKey] = r.Task.ID
+			}
+			require.True(t, r.Created, "task %d", i)
+			require.Greater(t, r.Task.ID, prev, "task %d: ids in the order asked", i)
+			prev = r.Task.ID
+			got, err := st.TaskGet(ctx, r.Task.ID)
+			require.NoError(t, err)
+			require.Equal(t, r.Task, got, "task %d: the result is the row", i)
+			require.JSONEq(t, string(p.Context), string(got.Context), "task %d", i)
+			require.Equal(t, p.Priority, got.Priority, "task %d", i)
+			require.Equal(t, p.Tags, got.Tags, "task %d", i)
+			require.Equal(t, p.SourceSystem, got.SourceSystem, "task %d", i)
+			require.Equal(t, p.IdempotencyKey, got.IdempotencyKey, "task %d", i)
+			require.Equal(t, taskertype.TaskStatePending, got.State, "task %d", i)
+			require.Equal(t, p.MaxParallelSteps, got.MaxParallelSteps, "task %d", i)
+			if p.RunAt != nil {
+				require.NotNil(t, got.RunAt, "task %d", i)
+				require.True(t, got.RunAt.Equal(runAt), "task %d: run_at %s", i, got.RunAt)
+			} else {
+				require.Nil(t, got.RunAt, "task %d", i)
+			}
+			if p.Retention != nil {
+				require.Equal(t, int64(7200), *got.RetentionSeconds, "task %d", i)
+				require.Equal(t, int64(10800), *got.RetentionFailedSeconds, "task %d", i)
+			} else {
+				require.Nil(t, got.RetentionSeconds, "task %d", i)
+			}
+			steps, err := st.StepList(ctx, r.Task.ID)
+			require.NoError(t, err)
+			require.Len(t, steps, len(p.Steps), "task %d", i)
+			if p.Queue.Kind == store.QueueUpsert {
+				queued++
+			}
+		}
+		q, err := st.QueueList(ctx, 1000)
+		require.NoError(t, err)
+		require.Len(t, q, queued+1, "the records of the created tasks queued, and the held task's")
+		due := 0
+		for _, e := range q {
+			if !e.RunAt.After(t0) {
+				due++
+			}
+		}
+		require.Equal(t, queued+1-n/4, due, "the delayed tasks' records are due at their run_at")
 	})
 
 	t.Run("TaskCreateManyHonoursIdempotencyKeys", func(t *testing.T) {

@@ -54,3 +54,7 @@ FROM tasker_workflow_steps s WHERE s.task_id = $1;
 -- name: NextStepIDs
 -- $1 step ids taken from the steps' sequence in one round trip (for COPY).
 SELECT nextval(pg_get_serial_sequence('tasker_workflow_steps', 'step_id')) FROM generate_series(1, $1::integer);
+
+-- name: NextTaskIDs
+-- $1 task ids taken from the tasks' sequence in one round trip (for COPY).
+SELECT nextval(pg_get_serial_sequence('tasker_tasks', 'task_id')) FROM generate_series(1, $1::integer);
