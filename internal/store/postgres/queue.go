@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -32,8 +34,7 @@ func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*s
 	}
 	defer rs.Close()
 	var out []*store.QueueEntry
-	var keyed []int64            // pending with a key: for admission
-	var tasks []*taskertype.Task // tasks[i] is out[i]'s
+	keyed := map[int64]keyedClaim{} // pending with a key: for admission
 	for rs.Next() {
 		var e store.QueueEntry
 		var from string
@@ -51,10 +52,9 @@ func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*s
 				From: taskertype.TaskState(from), State: task.State, Seq: seq}}
 		}
 		if admit {
-			keyed = append(keyed, task.ID)
+			keyed[task.ID] = keyedClaim{entry: &e, task: task}
 		}
 		out = append(out, &e)
-		tasks = append(tasks, task)
 	}
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("claim queue: %w", err)
@@ -65,7 +65,7 @@ func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*s
 		if !p.DatabaseClock {
 			at = s.T(p.Now.Add(time.Since(began)))
 		}
-		if err := s.startKeyed(ctx, p.Owner, at, p.StartReason, keyed, out, tasks); err != nil {
+		if err := s.startKeyed(ctx, p.Owner, at, p.StartReason, keyed); err != nil {
 			// The claim is committed: its entries are returned (unstarted,
 			// their coordinators admit them) with the error.
 			return out, err
@@ -74,44 +74,49 @@ func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*s
 	return out, nil
 }
 
-// startKeyed admits and starts the claimed pending tasks ids with a
-// concurrency key (tasker_concurrency_start, migration 0024) and marks
-// their entries in out (tasks[i] is out[i]'s task) started, as
-// QueueClaimStart marks its own. at is nil for the database's clock
-// (QueueClaimParams.DatabaseClock), or the caller's clock as the call is
-// sent, to which the database adds the time it spent in the call.
-func (s *Store) startKeyed(ctx context.Context, owner string, at any, reason string, ids []int64,
-	out []*store.QueueEntry, tasks []*taskertype.Task) error {
+// keyedClaim is a claimed pending task with a concurrency key: its entry
+// and its row as the claim read it.
+type keyedClaim struct {
+	entry *store.QueueEntry
+	task  *taskertype.Task
+}
+
+// startKeyed admits and starts the claimed pending tasks with a
+// concurrency key, by id (tasker_concurrency_start, migration 0024), and
+// marks the entries of those it started as QueueClaimStart marks its own.
+// at is nil for the database's clock (QueueClaimParams.DatabaseClock), or
+// the caller's clock as the call is sent, to which the database adds the
+// time it spent in the call.
+func (s *Store) startKeyed(ctx context.Context, owner string, at any, reason string, keyed map[int64]keyedClaim) error {
+	ids := slices.Sorted(maps.Keys(keyed))
 	rs, err := s.DB().Query(ctx, s.Q("ConcurrencyStart"), ids, owner, at, reason)
 	if err != nil {
 		return fmt.Errorf("admit claimed tasks with a concurrency key: %w", err)
 	}
 	defer rs.Close()
 	type start struct {
+		id  int64
 		seq int
 		at  sqlcore.ScanTime
 	}
-	started := map[int64]*start{}
+	var starts []start
 	for rs.Next() {
-		var id int64
-		st := &start{}
-		if err := rs.Scan(&id, &st.seq, &st.at); err != nil {
+		var st start
+		if err := rs.Scan(&st.id, &st.seq, &st.at); err != nil {
 			return fmt.Errorf("admit claimed tasks with a concurrency key: %w", err)
 		}
-		started[id] = st
+		starts = append(starts, st)
 	}
 	if err := rs.Err(); err != nil {
 		return fmt.Errorf("admit claimed tasks with a concurrency key: %w", err)
 	}
-	for i, e := range out {
-		st, ok := started[e.TaskID]
-		if !ok {
-			continue
-		}
-		task := tasks[i]
-		task.State, task.UpdatedAt = taskertype.TaskStateInProgress, st.at.T
-		e.Started = &store.QueueStarted{Task: task, Transition: &store.TransitionResult{Changed: true,
-			From: taskertype.TaskStatePending, State: task.State, Seq: st.seq}}
+	// Marked once the statement has succeeded: an entry marked started is
+	// handled as one.
+	for _, st := range starts {
+		k := keyed[st.id] // the function starts only tasks it was given
+		k.task.State, k.task.UpdatedAt = taskertype.TaskStateInProgress, st.at.T
+		k.entry.Started = &store.QueueStarted{Task: k.task, Transition: &store.TransitionResult{Changed: true,
+			From: taskertype.TaskStatePending, State: k.task.State, Seq: st.seq}}
 	}
 	return nil
 }

@@ -80,10 +80,19 @@ func hasKey(p *store.TaskCreateParams) bool { return p.IdempotencyKey != "" }
 // the other. The rows are never deleted, so writing them ahead is
 // harmless when the tasks' transaction then fails.
 func (s *Core) commitNamed(ctx context.Context, ps []*store.TaskCreateParams) error {
+	// One cache lookup per template (its key copies the stored document),
+	// and the steps of each of its tasks checked against what is cached.
+	type tmplKey struct{ ns, name, version string }
+	cached := map[tmplKey]*cachedNamed{}
 	var todo []*newTask
 	for _, p := range ps {
-		key := namedKey{p.Namespace, p.Name, p.Version, p.Description, string(p.TemplateJSON)}
-		if c := s.named.get(key); c == nil || !coversSteps(c.classes, p.Steps) {
+		k := tmplKey{p.Namespace, p.Name, p.Version}
+		c, looked := cached[k]
+		if !looked {
+			c = s.named.get(namedKey{p.Namespace, p.Name, p.Version, p.Description, string(p.TemplateJSON)})
+			cached[k] = c
+		}
+		if c == nil || !coversSteps(c.classes, p.Steps) {
 			todo = append(todo, &newTask{p: p})
 		}
 	}
@@ -452,6 +461,14 @@ type stepRef struct {
 	spec *store.StepSpec
 }
 
+// taskCols are the columns of a new task's row insertTasks writes (the
+// task_id comes from the sequence).
+var taskCols = []string{"named_task_id", "namespace", "name", "version", "state", "transition_seq", "context",
+	"initiator", "source_system", "reason", "tags", "priority", "idempotency_key", "max_parallel_steps", "created_at",
+	"updated_at", "run_at", "retention_seconds", "retention_failed_seconds", "concurrency_key", "concurrency_limit",
+	"concurrency_policy", "queue_operation", "queue_run_at", "queue_priority", "queue_attempts", "queue_reason",
+	"queue_created_at", "queue_updated_at"}
+
 // insertTasks writes the rows of the new tasks ts: their named tasks, then
 // for all of them together the tasks (with their enqueue records, in the
 // queue_* columns since migration 0021), their transitions, steps, edges
@@ -494,11 +511,6 @@ func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 			seconds(p.Retention), seconds(p.RetentionFailed), key, limit, policy,
 			q[0], q[1], q[2], q[3], q[4], q[5], q[6]}
 	}
-	taskCols := []string{"named_task_id", "namespace", "name", "version", "state", "transition_seq", "context",
-		"initiator", "source_system", "reason", "tags", "priority", "idempotency_key", "max_parallel_steps", "created_at",
-		"updated_at", "run_at", "retention_seconds", "retention_failed_seconds", "concurrency_key", "concurrency_limit",
-		"concurrency_policy", "queue_operation", "queue_run_at", "queue_priority", "queue_attempts", "queue_reason",
-		"queue_created_at", "queue_updated_at"}
 	if cp, ok := tx.(Copier); ok && len(ts) >= CopyMinRows {
 		// Take the ids from the sequence, then COPY the rows: a
 		// multi-row INSERT of 29 parameters a row costs PostgreSQL far
