@@ -35,7 +35,7 @@ var migrationFS embed.FS
 // ownQueries are the statements this package runs itself (beyond
 // sqlcore.CoreQueries).
 var ownQueries = []string{"RecordBatch", "Summaries", "TaskMoves", "ClaimBatch", "LockTasks", "TaskStates",
-	"StartedTasks", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "NextTaskIDs", "MigrationLock", "ReadyStepIDs",
+	"StartedTasks", "TaskCreateRound", "StepTransitionsInsert", "StepLeaseExtend", "RenewLeases", "NextStepIDs", "NextTaskIDs", "MigrationLock", "ReadyStepIDs",
 	"ConcurrencyRunningMany", "QueueClaimStart", "ConcurrencyStart"}
 
 // Store is the PostgreSQL implementation of store.Store.

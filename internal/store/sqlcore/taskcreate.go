@@ -50,6 +50,9 @@ func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams)
 	if err := s.commitNamed(ctx, ps); err != nil {
 		return nil, err
 	}
+	if w, ok := s.d.(RoundWriter); ok && len(ps) < CopyMinRows && !slices.ContainsFunc(ps, hasKey) {
+		return s.writeRound(ctx, w, ps)
+	}
 	var ids []int64
 	var created []bool
 	write := func(tx Tx) error {
@@ -278,7 +281,7 @@ type namedTask struct {
 // namedTasks finds or writes the named task and steps of every template
 // among ts (once per template: namespace, name and version) and sets each
 // task's.
-func (s *Core) namedTasks(ctx context.Context, tx Tx, ts []*newTask) error {
+func (s *Core) namedTasks(ctx context.Context, tx Querier, ts []*newTask) error {
 	type key struct{ ns, name, version string }
 	byKey := map[key]*namedTask{}
 	var order []key
@@ -355,7 +358,7 @@ func (c *namedCache) forget() {
 
 // namedTask finds or writes p's template's named task and the named steps
 // of steps.
-func (s *Core) namedTask(ctx context.Context, tx Tx, p *store.TaskCreateParams, steps []store.StepSpec,
+func (s *Core) namedTask(ctx context.Context, tx Querier, p *store.TaskCreateParams, steps []store.StepSpec,
 	now time.Time) (*namedTask, error) {
 	key := namedKey{p.Namespace, p.Name, p.Version, p.Description, string(p.TemplateJSON)}
 	if c := s.named.get(key); c != nil && coversSteps(c.classes, steps) {
@@ -444,7 +447,7 @@ func coversSteps(classes map[string]string, steps []store.StepSpec) bool {
 
 // namedTaskUpsert writes a template's namespace and named task (new, or
 // changed since its last task) and returns the named task's id.
-func (s *Core) namedTaskUpsert(ctx context.Context, tx Tx, p *store.TaskCreateParams, now time.Time) (int64, error) {
+func (s *Core) namedTaskUpsert(ctx context.Context, tx Querier, p *store.TaskCreateParams, now time.Time) (int64, error) {
 	var nsID, namedTaskID int64
 	if err := tx.QueryRow(ctx, s.Q("NamespaceUpsert"), p.Namespace, s.T(now)).Scan(&nsID); err != nil {
 		return 0, fmt.Errorf("upsert namespace: %w", err)
@@ -476,10 +479,8 @@ var taskCols = []string{"named_task_id", "namespace", "name", "version", "state"
 // PostgreSQL for many rows).
 func (s *Core) insertTasks(ctx context.Context, tx Tx, ts []*newTask) error {
 	for _, t := range ts {
-		switch t.p.Queue.Kind {
-		case store.QueueNone, store.QueueDelete, store.QueueUpsert:
-		default:
-			return fmt.Errorf("enqueue new task %s/%s: unknown queue operation %d", t.p.Namespace, t.p.Name, t.p.Queue.Kind)
+		if err := checkQueueOp(t.p); err != nil {
+			return err
 		}
 	}
 	if err := s.namedTasks(ctx, tx, ts); err != nil {
@@ -685,25 +686,51 @@ func (s *Core) insertEdges(ctx context.Context, tx Tx, ts []*newTask) error {
 	return nil
 }
 
-// newQueueRecord is the enqueue record a new task's INSERT writes: its
-// queue_operation, queue_run_at, queue_priority, queue_attempts,
-// queue_reason, queue_created_at and queue_updated_at, all NULL when the
-// task is not enqueued (a new task has no record, so a QueueDelete writes
-// nothing).
-func (s *Core) newQueueRecord(t *newTask) [7]any {
-	op := t.p.Queue
+// QueueRecord is the enqueue record a new task's row carries: its
+// queue_* columns (migration 0021). Set is false when the task is not
+// enqueued (a new task has no record, so a QueueDelete writes nothing).
+type QueueRecord struct {
+	Set       bool
+	Operation string // "enqueue" unless the params say otherwise
+	RunAt     time.Time
+	Priority  int
+	Reason    string
+}
+
+// NewQueueRecord is the enqueue record of a new task of p created at now.
+func NewQueueRecord(p *store.TaskCreateParams, now time.Time) QueueRecord {
+	op := p.Queue
 	if op.Kind != store.QueueUpsert {
-		return [7]any{}
+		return QueueRecord{}
 	}
 	runAt := op.RunAt
 	if runAt.IsZero() {
-		runAt = t.now
+		runAt = now
 	}
-	operation := op.Operation
-	if operation == "" {
-		operation = "enqueue"
+	return QueueRecord{Set: true, Operation: cmp.Or(op.Operation, "enqueue"), RunAt: runAt, Priority: op.Priority,
+		Reason: op.Reason}
+}
+
+// newQueueRecord is t's enqueue record as the INSERT of its row writes it:
+// queue_operation, queue_run_at, queue_priority, queue_attempts,
+// queue_reason, queue_created_at and queue_updated_at, all NULL without a
+// record.
+func (s *Core) newQueueRecord(t *newTask) [7]any {
+	q := NewQueueRecord(t.p, t.now)
+	if !q.Set {
+		return [7]any{}
 	}
-	return [7]any{operation, s.T(runAt), op.Priority, 0, op.Reason, s.T(t.now), s.T(t.now)}
+	return [7]any{q.Operation, s.T(q.RunAt), q.Priority, 0, q.Reason, s.T(t.now), s.T(t.now)}
+}
+
+// checkQueueOp refuses a new task's queue operation that is none of the
+// known kinds.
+func checkQueueOp(p *store.TaskCreateParams) error {
+	switch p.Queue.Kind {
+	case store.QueueNone, store.QueueDelete, store.QueueUpsert:
+		return nil
+	}
+	return fmt.Errorf("enqueue new task %s/%s: unknown queue operation %d", p.Namespace, p.Name, p.Queue.Kind)
 }
 
 // seconds is a retention as the tasks table keeps it: whole seconds, or
