@@ -150,7 +150,7 @@ func (e *Engine) Run(ctx context.Context, workers int) error {
 			// Notifications wake us for new work; the poll is only a floor.
 			wait = max(wait, notifiedPollFloor)
 		}
-		if next, err := e.store.QueueNextRunAt(ctx); err == nil && next != nil {
+		if next, err := e.store.QueueNextRunAt(ctx, e.now()); err == nil && next != nil {
 			wait = min(wait, max(e.until(*next), time.Millisecond))
 		}
 		timer := e.cfg.Clock.NewTimer(wait)

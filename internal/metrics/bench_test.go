@@ -16,7 +16,7 @@ import (
 // nopStore answers QueueNextRunAt without a database, to time the wrapper.
 type nopStore struct{ store.Store }
 
-func (nopStore) QueueNextRunAt(context.Context) (*time.Time, error) { return nil, nil }
+func (nopStore) QueueNextRunAt(context.Context, time.Time) (*time.Time, error) { return nil, nil }
 
 // storeCallsPerStep approximates the store calls one step of a chain costs
 // (claim, record, finalize, queue and lease calls shared across steps).
@@ -60,7 +60,7 @@ func BenchmarkPerStepOverhead(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				bus.Publish(started)
 				for range storeCallsPerStep {
-					_, _ = st.QueueNextRunAt(ctx)
+					_, _ = st.QueueNextRunAt(ctx, time.Time{})
 				}
 				bus.Publish(completed)
 			}

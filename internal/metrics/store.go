@@ -359,9 +359,9 @@ func (t *timedStore) QueueList(ctx context.Context, limit int) ([]*store.QueueEn
 }
 
 // QueueNextRunAt implements store.Store.
-func (t *timedStore) QueueNextRunAt(ctx context.Context) (*time.Time, error) {
+func (t *timedStore) QueueNextRunAt(ctx context.Context, after time.Time) (*time.Time, error) {
 	start := time.Now()
-	v, err := t.st.QueueNextRunAt(ctx)
+	v, err := t.st.QueueNextRunAt(ctx, after)
 	t.done(opQueueNextRunAt, start, err)
 	return v, err
 }

@@ -120,8 +120,13 @@ type Store interface {
 	QueueExtend(ctx context.Context, owner string, taskIDs []int64, until time.Time) (int, error)
 	// QueueList lists enqueue records (for operators and the event re-publisher).
 	QueueList(ctx context.Context, limit int) ([]*QueueEntry, error)
-	// QueueNextRunAt returns the earliest run_at of an unleased record (nil when none).
-	QueueNextRunAt(ctx context.Context) (*time.Time, error)
+	// QueueNextRunAt returns the earliest run_at later than after of an
+	// unleased record (nil when none): when a runner whose claim at after
+	// came back short has work next. Records due by after are left out:
+	// such a record was claimable, so it is leased or about to be (the
+	// records of running tasks are leased and due, and skipping them in
+	// the run_at index was a scan of every running task).
+	QueueNextRunAt(ctx context.Context, after time.Time) (*time.Time, error)
 
 	// Transact is the transaction executor: it runs fn in one transaction
 	// and commits when fn returns nil (rolls back otherwise). When the

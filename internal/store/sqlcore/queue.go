@@ -112,9 +112,9 @@ func (s *Core) QueueList(ctx context.Context, limit int) ([]*store.QueueEntry, e
 }
 
 // QueueNextRunAt implements store.Store.
-func (s *Core) QueueNextRunAt(ctx context.Context) (*time.Time, error) {
+func (s *Core) QueueNextRunAt(ctx context.Context, after time.Time) (*time.Time, error) {
 	var at ScanTime
-	if err := s.db.QueryRow(ctx, s.Q("QueueNextRunAt")).Scan(&at); err != nil {
+	if err := s.db.QueryRow(ctx, s.Q("QueueNextRunAt"), s.T(after)).Scan(&at); err != nil {
 		return nil, fmt.Errorf("next queue entry: %w", err)
 	}
 	return at.Ptr(), nil

@@ -707,10 +707,19 @@ func Exercise(t *testing.T, newStore NewStore) {
 		require.Len(t, expired, 1, "expired lease is claimable (a dead runner's work)")
 		require.Equal(t, 2, expired[0].Attempts)
 		require.NoError(t, st.QueueRelease(ctx, a.Task.ID, "r2", t0.Add(5*time.Minute)))
-		next, err := st.QueueNextRunAt(ctx)
+		next, err := st.QueueNextRunAt(ctx, t0.Add(3*time.Minute))
 		require.NoError(t, err)
 		require.NotNil(t, next)
 		require.True(t, next.Equal(t0.Add(5*time.Minute)), "next %v", next)
+		// A record due by the time asked about is left out (it was
+		// claimable); none after the last is nil.
+		next, err = st.QueueNextRunAt(ctx, t0.Add(5*time.Minute))
+		require.NoError(t, err)
+		require.NotNil(t, next)
+		require.True(t, next.Equal(t0.Add(time.Hour)), "next %v", next)
+		next, err = st.QueueNextRunAt(ctx, t0.Add(time.Hour))
+		require.NoError(t, err)
+		require.Nil(t, next)
 	})
 
 	t.Run("StepsByID", func(t *testing.T) {

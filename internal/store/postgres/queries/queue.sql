@@ -43,7 +43,8 @@ UPDATE tasker_tasks SET queue_lease_expires_at = $2 WHERE queue_lease_owner = $1
 SELECT {{template "queue_cols"}} FROM tasker_tasks WHERE queue_run_at IS NOT NULL ORDER BY queue_run_at LIMIT $1;
 
 -- name: QueueNextRunAt
-SELECT min(queue_run_at) FROM tasker_tasks WHERE queue_run_at IS NOT NULL AND queue_lease_owner IS NULL;
+-- The earliest run_at after $1 of an unleased record (store.Store.QueueNextRunAt).
+SELECT min(queue_run_at) FROM tasker_tasks WHERE queue_run_at > $1 AND queue_lease_owner IS NULL;
 
 -- name: QueueStats
 -- Due, leased and all records at $1, and the oldest due run_at.
