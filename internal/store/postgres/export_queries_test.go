@@ -13,6 +13,9 @@ func QueriesForTest() (sqlcore.Queries, []string, error) {
 	return q, ownQueries, err
 }
 
+// BatchSettingsForTest are the settings of the batch transactions.
+const BatchSettingsForTest = batchSettings
+
 // PrepareForTest prepares query on a connection of the store's pool.
 func (s *Store) PrepareForTest(ctx context.Context, query string) error {
 	conn, err := s.pg.pool.Acquire(ctx)

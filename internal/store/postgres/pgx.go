@@ -69,6 +69,10 @@ func (p *pgxDB) Begin(ctx context.Context) (sqlcore.Tx, error) {
 	return &pgxTx{pgxQ: pgxQ{q: tx, rt: p.rt}, tx: tx, nextIDs: p.nextIDs}, nil
 }
 
+// batchSettings are the settings of a combined batch's transaction (see
+// beginBatch).
+const batchSettings = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
+
 // beginBatch starts the transaction of a combined batch (see batch.go) on
 // a connection of its own. BEGIN and the transaction's settings go out in
 // one simple-protocol round trip. The batch statements read their input
@@ -92,7 +96,7 @@ func (p *pgxDB) beginBatch(ctx context.Context) (sqlcore.Tx, error) {
 		return nil, err
 	}
 	p.rt.Add(1)
-	if _, err := conn.Exec(ctx, "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"); err != nil {
+	if _, err := conn.Exec(ctx, "BEGIN; "+batchSettings); err != nil {
 		conn.Release()
 		return nil, err
 	}

@@ -104,3 +104,73 @@ func TestConcurrencyAdmissionPlansUseTheKeyIndex(t *testing.T) {
 	require.Contains(t, generic, "tasker_tasks_concurrency", "ConcurrencyRunningMany's generic plan:\n%s", generic)
 	require.NotContains(t, generic, "tasker_tasks_unfinished", "ConcurrencyRunningMany's generic plan:\n%s", generic)
 }
+
+// The batch statements' generic plans find their rows by index even when
+// they were made while the tables were a few pages (a new database or
+// bench schema): a connection keeps its generic plan, and one made with a
+// sequential scan (the cheapest on a tiny table) went on reading every
+// task and step for each batch as the tables grew. The batch transaction's
+// settings (BatchSettingsForTest) rule sequential scans out; without them,
+// the same plans scan (checked too, so that the test fails if the tables
+// ever stop being small enough to show it).
+func TestBatchPlansMadeOnTinyTablesUseIndexes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := testdb.PostgresURL(t)
+	st, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	_, err = st.MigrateUp(ctx, 0)
+	require.NoError(t, err)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for range 3 {
+		_, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "tiny", Version: "1.0.0",
+			Context: []byte(`{}`), Initiator: "test", MaxParallelSteps: 1, Actor: "test", Now: t0,
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1}}})
+		require.NoError(t, err)
+	}
+	q, _, err := postgres.QueriesForTest()
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+
+	// plans returns each statement's generic plan under settings.
+	plans := func(settings string) map[string]string {
+		_, err := conn.Exec(ctx, "BEGIN; "+settings)
+		require.NoError(t, err)
+		defer func() { _, _ = conn.Exec(ctx, "ROLLBACK") }()
+		out := map[string]string{}
+		for _, name := range []string{"RecordBatch", "Summaries", "TaskMoves", "ClaimBatch", "LockTasks", "TaskStates",
+			"StartedTasks"} {
+			_, err := conn.Exec(ctx, "PREPARE plan_"+strings.ToLower(name)+" AS "+q[name])
+			require.NoError(t, err, name)
+			var n int
+			require.NoError(t, conn.QueryRow(ctx, "SELECT cardinality(parameter_types) FROM pg_prepared_statements WHERE name = $1",
+				"plan_"+strings.ToLower(name)).Scan(&n))
+			args := strings.TrimSuffix(strings.Repeat("NULL, ", n), ", ")
+			rows, err := conn.Query(ctx, "EXPLAIN EXECUTE plan_"+strings.ToLower(name)+"("+args+")")
+			require.NoError(t, err, name)
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err, name)
+			out[name] = strings.Join(lines, "\n")
+			_, err = conn.Exec(ctx, "DEALLOCATE plan_"+strings.ToLower(name))
+			require.NoError(t, err)
+		}
+		return out
+	}
+	scans := func(plan string) bool {
+		return strings.Contains(plan, "Seq Scan on tasker_tasks") || strings.Contains(plan, "Seq Scan on tasker_workflow_steps")
+	}
+	for name, plan := range plans(postgres.BatchSettingsForTest) {
+		require.False(t, scans(plan), "%s's generic plan in a batch transaction:\n%s", name, plan)
+	}
+	without := plans("SET LOCAL plan_cache_mode = force_generic_plan")
+	scanned := 0
+	for _, plan := range without {
+		if scans(plan) {
+			scanned++
+		}
+	}
+	require.Positive(t, scanned, "without the batch settings, tiny tables give sequential scans: %v", without)
+}
