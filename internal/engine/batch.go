@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -13,6 +14,14 @@ import (
 // tasks, small enough that one transaction's rows and locks stay modest.
 const BatchChunkDefault = 1000
 
+// coalesceBatchMax is the largest InitializeTasks call whose tasks are
+// written in the rounds of concurrent InitializeTask calls (creates.go)
+// rather than in a store call of their own: alone, a small batch pays a
+// commit (a WAL flush, on a durable database) for a few tasks, and
+// producers that each create a few tasks at a time wait on each other's
+// flushes.
+const coalesceBatchMax = 64
+
 // TaskResult is taskertype.TaskResult.
 type TaskResult = taskertype.TaskResult
 
@@ -22,7 +31,11 @@ type TaskResult = taskertype.TaskResult
 // own error and does not stop the others. Idempotency keys are honoured per
 // request; a key repeated within the batch resolves to its first request's
 // task. Events are published for every task created, as InitializeTask
-// does.
+// does. A call of at most coalesceBatchMax (64) valid requests is written
+// in the rounds of concurrent InitializeTask and small InitializeTasks
+// calls (one store call, one commit, for the tasks of many callers); a
+// request the store fails there gets its own error, and the call fails as
+// a whole only when every request failed (nothing was written).
 //
 // Store failures: writing stops at the first chunk the store fails; that
 // chunk's and later chunks' valid requests get a *taskertype.StoreFailureError
@@ -52,6 +65,9 @@ func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk
 		}
 		ps, idx = append(ps, p), append(idx, i)
 	}
+	if len(ps) > 0 && len(ps) <= min(chunk, coalesceBatchMax) {
+		return e.initializeCoalesced(ctx, results, ps, idx)
+	}
 	for start := 0; start < len(ps); start += chunk {
 		end := min(start+chunk, len(ps))
 		res, err := e.store.TaskCreateMany(ctx, ps[start:end])
@@ -75,6 +91,40 @@ func (e *Engine) initializeTasks(ctx context.Context, reqs []*TaskRequest, chunk
 				e.announceCreated(ctx, p, r.Task.ID)
 			}
 		}
+	}
+	return results, nil
+}
+
+// initializeCoalesced writes the tasks of a small batch (ps, the valid
+// requests idx[k] of results) in the coalesced rounds of creates.go. A
+// request the store fails gets its own error (a round that fails is written
+// again one request at a time); when every request failed, nothing was
+// written and the first error is returned alone, as when a batch's only
+// chunk fails.
+func (e *Engine) initializeCoalesced(ctx context.Context, results []TaskResult, ps []*store.TaskCreateParams,
+	idx []int) ([]TaskResult, error) {
+	res, errs, err := e.creates.doMany(ctx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("create %d tasks: %w", len(ps), err)
+	}
+	failed := 0
+	for k, r := range res {
+		if errs[k] != nil {
+			failed++
+			err := errs[k]
+			if !errors.As(err, new(*taskertype.RequestError)) {
+				err = &taskertype.StoreFailureError{Err: err}
+			}
+			results[idx[k]].Err = &taskertype.BatchItemError{Index: idx[k], Err: err}
+			continue
+		}
+		results[idx[k]] = TaskResult{Task: r.Task, Created: r.Created}
+		if r.Created {
+			e.announceCreated(ctx, ps[k], r.Task.ID)
+		}
+	}
+	if failed == len(ps) {
+		return nil, fmt.Errorf("create %d tasks: %w", len(ps), errs[0])
 	}
 	return results, nil
 }

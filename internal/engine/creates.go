@@ -53,13 +53,50 @@ func (e *Engine) createOne(ctx context.Context, p *store.TaskCreateParams) (*sto
 	return e.creates.do(ctx, p)
 }
 
-// do queues p for the next round and waits for its result. The caller that
-// finds no round running writes the round itself; if calls queued up
-// meanwhile, a goroutine carries on with them.
+// do queues p for the next round and waits for its result.
 func (c *creates) do(ctx context.Context, p *store.TaskCreateParams) (*store.TaskCreateResult, error) {
 	r := &createRequest{ctx: ctx, p: p, done: make(chan struct{})}
+	c.queue(r)
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		// The round may still write the task: like a cancelled commit, the
+		// outcome is unknown to this caller.
+		return nil, ctx.Err()
+	}
+}
+
+// doMany queues every params of ps, together and in order, for the next
+// rounds and waits for all of their results: a small InitializeTasks call
+// shares its round (and its commit) with the calls of other goroutines.
+// Each params gets its own result or error; when ctx ends first, the
+// outcome of those not answered yet is unknown and the error is ctx's.
+func (c *creates) doMany(ctx context.Context, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, []error, error) {
+	rs := make([]*createRequest, len(ps))
+	for i, p := range ps {
+		rs[i] = &createRequest{ctx: ctx, p: p, done: make(chan struct{})}
+	}
+	c.queue(rs...)
+	res := make([]*store.TaskCreateResult, len(ps))
+	errs := make([]error, len(ps))
+	for i, r := range rs {
+		select {
+		case <-r.done:
+			res[i], errs[i] = r.res, r.err
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
+	return res, errs, nil
+}
+
+// queue adds rs to the pending calls. The caller that finds a writer free
+// writes the next round itself; if calls queued up meanwhile, a goroutine
+// carries on with them.
+func (c *creates) queue(rs ...*createRequest) {
 	c.mu.Lock()
-	c.pending = append(c.pending, r)
+	c.pending = append(c.pending, rs...)
 	lead := c.writers < cmp.Or(c.rounds, createRoundsDefault)
 	if lead {
 		c.writers++
@@ -70,14 +107,6 @@ func (c *creates) do(ctx context.Context, p *store.TaskCreateParams) (*store.Tas
 		if c.more() {
 			go c.loop()
 		}
-	}
-	select {
-	case <-r.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		// The round may still write the task: like a cancelled commit, the
-		// outcome is unknown to this caller.
-		return nil, ctx.Err()
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tasker-systems/tasker/internal/store"
@@ -254,4 +255,91 @@ func mustRegistry(t *testing.T) *template.Registry {
 	require.Empty(t, errs)
 	require.NoError(t, reg.Add(tmpl))
 	return reg
+}
+
+// TestCoalescedSmallBatches: small InitializeTasks calls from 16 goroutines
+// at once share the rounds of the coalescer with each other (some round
+// holds the tasks of more than one call); every result is its request's,
+// in order, a request whose write fails gets its own BatchItemError (the
+// store's failure, with the request's index) while the others are
+// written, a batch whose every request fails returns the error alone, and
+// a batch larger than coalesceBatchMax is written by its own store call.
+func TestCoalescedSmallBatches(t *testing.T) {
+	eachStore(t, func(t *testing.T, st store.Store, e *Engine) {
+		rec := &roundRecorder{st: st}
+		e.creates = &creates{many: rec.many, one: rec.one}
+		const goroutines, calls, per = 16, 6, 4
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		var mu sync.Mutex
+		written := 0
+		for g := range goroutines {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for c := range calls {
+					reqs := make([]*TaskRequest, per)
+					for i := range reqs {
+						reqs[i] = createsReq((g*calls+c)*per+i, "")
+					}
+					poison := -1
+					if (g+c)%5 == 0 {
+						poison = (g + c) % per
+						reqs[poison].Reason = "poison"
+					}
+					res, err := e.InitializeTasks(context.Background(), reqs)
+					assert.NoError(t, err)
+					if !assert.Len(t, res, per) {
+						return
+					}
+					for i, r := range res {
+						if i == poison {
+							var be *taskertype.BatchItemError
+							assert.ErrorAs(t, r.Err, &be)
+							assert.ErrorIs(t, r.Err, errPoison)
+							if be != nil {
+								assert.Equal(t, i, be.Index)
+							}
+							continue
+						}
+						if assert.NoError(t, r.Err) && assert.True(t, r.Created) {
+							assert.JSONEq(t, string(reqs[i].Context), string(r.Task.Context), "result %d is its request's", i)
+							mu.Lock()
+							written++
+							mu.Unlock()
+						}
+					}
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		all, err := st.TaskList(context.Background(), &store.TaskListParams{Limit: 10000})
+		require.NoError(t, err)
+		require.Len(t, all, written, "every task written once")
+		maxRound := 0
+		for _, n := range rec.rounds {
+			maxRound = max(maxRound, n)
+		}
+		require.Greater(t, maxRound, per, "small batches share rounds (rounds: %v)", rec.rounds)
+
+		poisoned := []*TaskRequest{createsReq(1, ""), createsReq(2, "")}
+		for _, r := range poisoned {
+			r.Reason = "poison"
+		}
+		res, err := e.InitializeTasks(context.Background(), poisoned)
+		require.ErrorIs(t, err, errPoison, "every request failed: the error alone")
+		require.Nil(t, res)
+
+		rounds := len(rec.rounds)
+		big := make([]*TaskRequest, coalesceBatchMax+1)
+		for i := range big {
+			big[i] = createsReq(i, "")
+		}
+		res, err = e.InitializeTasks(context.Background(), big)
+		require.NoError(t, err)
+		require.Len(t, res, len(big))
+		require.Len(t, rec.rounds, rounds, "a large batch is written by its own store call, not in rounds")
+	})
 }
