@@ -50,7 +50,7 @@ func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams)
 	if err := s.commitNamed(ctx, ps); err != nil {
 		return nil, err
 	}
-	if w, ok := s.d.(RoundWriter); ok && len(ps) < CopyMinRows && !slices.ContainsFunc(ps, hasKey) {
+	if w, ok := s.d.(RoundWriter); ok && len(ps) < RoundMaxTasks && !slices.ContainsFunc(ps, hasKey) {
 		return s.writeRound(ctx, w, ps)
 	}
 	var ids []int64
