@@ -19,8 +19,9 @@ const BatchChunkDefault = 1000
 // rather than in a store call of their own: alone, a small batch pays a
 // commit (a WAL flush, on a durable database) for a few tasks, and
 // producers that each create a few tasks at a time wait on each other's
-// flushes.
-const coalesceBatchMax = 64
+// flushes. Calls of 100 from 16 producers while the runner worked: 6.0-6.2k
+// tasks/s coalesced against 4.9-5.0k alone.
+const coalesceBatchMax = 127
 
 // TaskResult is taskertype.TaskResult.
 type TaskResult = taskertype.TaskResult
@@ -31,7 +32,7 @@ type TaskResult = taskertype.TaskResult
 // own error and does not stop the others. Idempotency keys are honoured per
 // request; a key repeated within the batch resolves to its first request's
 // task. Events are published for every task created, as InitializeTask
-// does. A call of at most coalesceBatchMax (64) valid requests is written
+// does. A call of at most coalesceBatchMax (127) valid requests is written
 // in the rounds of concurrent InitializeTask and small InitializeTasks
 // calls (one store call, one commit, for the tasks of many callers); a
 // request the store fails there gets its own error, and the call fails as
