@@ -26,3 +26,19 @@ func (s *Store) PrepareForTest(ctx context.Context, query string) error {
 	_, err = conn.Conn().Prepare(ctx, "", query)
 	return err
 }
+
+// PreparedForTest counts the statements containing substr that the
+// store's idle pool connections hold prepared (pgx's statement cache).
+func (s *Store) PreparedForTest(ctx context.Context, substr string) (int, error) {
+	n := 0
+	for _, c := range s.pg.pool.AcquireAllIdle(ctx) {
+		var k int
+		err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE strpos(statement, $1) > 0", substr).Scan(&k)
+		c.Release()
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}

@@ -174,3 +174,38 @@ func TestBatchPlansMadeOnTinyTablesUseIndexes(t *testing.T) {
 	}
 	require.Positive(t, scanned, "without the batch settings, tiny tables give sequential scans: %v", without)
 }
+
+// The queue claim and the next due time are planned for their parameters
+// on every call (sent unnamed, sqlcore.PerCallPlanner): no pool
+// connection keeps a prepared statement of them, so none keeps a plan made
+// while the tables were small. A statement the store prepares as usual
+// (TaskGet) is there, so the check can fail.
+func TestQueueStatementsArePlannedPerCall(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := testdb.Postgres(t)
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i := range 8 {
+		res, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "q", Version: "1.0.0",
+			Context: []byte(`{}`), Initiator: "test", MaxParallelSteps: 1, Actor: "test", Now: t0,
+			Steps: []store.StepSpec{{Name: "a", HandlerClass: "h", MaxAttempts: 1}},
+			Queue: store.QueueOp{Kind: store.QueueUpsert, Operation: "enqueue", RunAt: t0.Add(time.Duration(i) * time.Minute)}})
+		require.NoError(t, err)
+		_, err = st.TaskGet(ctx, res.Task.ID)
+		require.NoError(t, err)
+		_, err = st.QueueClaim(ctx, &store.QueueClaimParams{Owner: "r", Limit: 1, Now: t0, LeaseUntil: t0.Add(time.Minute), Start: i%2 == 0})
+		require.NoError(t, err)
+		_, err = st.QueueNextRunAt(ctx, t0)
+		require.NoError(t, err)
+	}
+	for _, s := range []string{"WITH picked", "min(queue_run_at)"} {
+		n, err := st.PreparedForTest(ctx, s)
+		require.NoError(t, err)
+		require.Zero(t, n, "%q is prepared on a pool connection", s)
+	}
+	q, _, err := postgres.QueriesForTest()
+	require.NoError(t, err)
+	n, err := st.PreparedForTest(ctx, q["TaskGet"])
+	require.NoError(t, err)
+	require.Positive(t, n, "TaskGet is prepared as usual")
+}

@@ -7,31 +7,10 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tasker-systems/tasker/internal/store"
 	"github.com/tasker-systems/tasker/internal/store/sqlcore"
 	"github.com/tasker-systems/tasker/taskertype"
 )
-
-// customPlan, as a statement's first argument, has pgx send it unnamed
-// (parsed, bound and run in one round trip), so that PostgreSQL plans it
-// for its parameters every time. The queue claim and the next due time
-// read the queue by its run_at indexes; a pool connection's cached generic
-// plan was made once, often while the tables were a few pages, and kept a
-// sequential scan of every task (continuous creation: 29 ms a claim and
-// 6 ms a due time after 15 s, until an ANALYZE). Planning them costs less
-// than 0.1 ms.
-const customPlan = pgx.QueryExecModeExec
-
-// QueueNextRunAt implements store.Store with a custom plan (customPlan).
-func (s *Store) QueueNextRunAt(ctx context.Context, after time.Time) (*time.Time, error) {
-	var at sqlcore.ScanTime
-	if err := s.DB().QueryRow(ctx, s.Q("QueueNextRunAt"), customPlan, s.T(after)).Scan(&at); err != nil {
-		return nil, fmt.Errorf("next queue entry: %w", err)
-	}
-	return at.Ptr(), nil
-}
 
 // QueueClaim implements store.Store. With p.Start the claim also starts
 // the tasks it can (QueueClaimStart): the enqueue record is in the task's
@@ -48,7 +27,7 @@ func (s *Store) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*s
 	if due.IsZero() {
 		due = p.Now
 	}
-	rs, err := s.DB().Query(ctx, s.Q("QueueClaimStart"), customPlan, p.Owner, s.T(p.LeaseUntil), s.T(p.Now), p.Limit, s.T(due),
+	rs, err := s.PerCall().Query(ctx, s.Q("QueueClaimStart"), p.Owner, s.T(p.LeaseUntil), s.T(p.Now), p.Limit, s.T(due),
 		p.StartReason)
 	if err != nil {
 		return nil, fmt.Errorf("claim queue: %w", err)

@@ -107,6 +107,15 @@ func (s *Core) SetDB(db Database) { s.db = db }
 // DB returns the database connection.
 func (s *Core) DB() Database { return s.db }
 
+// PerCall returns the database's PerCallPlanner querier, or the database
+// itself when it has none.
+func (s *Core) PerCall() Querier {
+	if p, ok := s.db.(PerCallPlanner); ok {
+		return p.PerCall()
+	}
+	return s.db
+}
+
 // Q returns the named query (validated to exist when the core was made).
 func (s *Core) Q(name string) string { return s.q[name] }
 

@@ -50,6 +50,17 @@ type Database interface {
 	Ping(ctx context.Context) error
 }
 
+// PerCallPlanner is an optional capability of a Database: a Querier whose
+// statements the database plans for their parameters on every call
+// (PostgreSQL: sent unnamed) instead of reusing a cached plan. It is for
+// the few statements whose best plan depends on the size of the tables and
+// the values of their parameters (the queue claim, the next due time): a
+// cached generic plan made while the tables were small keeps its
+// sequential scan as they grow.
+type PerCallPlanner interface {
+	PerCall() Querier
+}
+
 // Copier is an optional capability of a transaction: bulk-loading rows
 // (PostgreSQL COPY), with the ids of new tasks and steps taken
 // beforehand. Without it rows go in as multi-row INSERTs.

@@ -58,7 +58,7 @@ func (s *Core) QueueClaim(ctx context.Context, p *store.QueueClaimParams) ([]*st
 	if due.IsZero() {
 		due = p.Now
 	}
-	rs, err := s.db.Query(ctx, s.Q("QueueClaim"), p.Owner, s.T(p.LeaseUntil), s.T(p.Now), p.Limit, s.T(due))
+	rs, err := s.PerCall().Query(ctx, s.Q("QueueClaim"), p.Owner, s.T(p.LeaseUntil), s.T(p.Now), p.Limit, s.T(due))
 	if err != nil {
 		return nil, fmt.Errorf("claim queue: %w", err)
 	}
@@ -114,7 +114,7 @@ func (s *Core) QueueList(ctx context.Context, limit int) ([]*store.QueueEntry, e
 // QueueNextRunAt implements store.Store.
 func (s *Core) QueueNextRunAt(ctx context.Context, after time.Time) (*time.Time, error) {
 	var at ScanTime
-	if err := s.db.QueryRow(ctx, s.Q("QueueNextRunAt"), s.T(after)).Scan(&at); err != nil {
+	if err := s.PerCall().QueryRow(ctx, s.Q("QueueNextRunAt"), s.T(after)).Scan(&at); err != nil {
 		return nil, fmt.Errorf("next queue entry: %w", err)
 	}
 	return at.Ptr(), nil
