@@ -29,12 +29,7 @@ import (
 func TestConcurrencyAdmissionPlansUseTheKeyIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testdb.PostgresURL(t)
-	st, err := postgres.Open(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	_, err = st.MigrateUp(ctx, 0)
-	require.NoError(t, err)
+	st, url := migratedStore(t)
 
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	create := func(key string) int64 {
@@ -116,12 +111,7 @@ func TestConcurrencyAdmissionPlansUseTheKeyIndex(t *testing.T) {
 func TestBatchPlansMadeOnTinyTablesUseIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	url := testdb.PostgresURL(t)
-	st, err := postgres.Open(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	_, err = st.MigrateUp(ctx, 0)
-	require.NoError(t, err)
+	st, url := migratedStore(t)
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for range 3 {
 		_, err := st.TaskCreate(ctx, &store.TaskCreateParams{Namespace: "ns", Name: "tiny", Version: "1.0.0",
@@ -208,4 +198,17 @@ func TestQueueStatementsArePlannedPerCall(t *testing.T) {
 	n, err := st.PreparedForTest(ctx, q["TaskGet"])
 	require.NoError(t, err)
 	require.Positive(t, n, "TaskGet is prepared as usual")
+}
+
+// migratedStore opens a migrated store on a fresh schema and returns it
+// with its URL (for connections of the test's own).
+func migratedStore(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	url := testdb.PostgresURL(t)
+	st, err := postgres.Open(context.Background(), url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	_, err = st.MigrateUp(context.Background(), 0)
+	require.NoError(t, err)
+	return st, url
 }
