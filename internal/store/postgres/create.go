@@ -27,6 +27,7 @@ type roundColumns struct {
 	concKeys, concPolicies               []*string
 	concLimits, queuePriorities          []*int
 	queueOperations, queueReasons        []*string
+	keys                                 []*string // idempotency keys ($37)
 	// steps ($24-$34)
 	taskOrds, maxAttempts, timeouts []int
 	namedStepIDs                    []int64
@@ -77,7 +78,7 @@ func newRoundColumns(r *sqlcore.Round) *roundColumns {
 		nows: make([]time.Time, 0, n), runAts: make([]*time.Time, 0, n), queueRunAts: make([]*time.Time, 0, n),
 		retention: make([]*int64, 0, n), retentionFailed: make([]*int64, 0, n), concKeys: make([]*string, 0, n),
 		concPolicies: make([]*string, 0, n), concLimits: make([]*int, 0, n), queuePriorities: make([]*int, 0, n),
-		queueOperations: make([]*string, 0, n), queueReasons: make([]*string, 0, n)}
+		queueOperations: make([]*string, 0, n), queueReasons: make([]*string, 0, n), keys: make([]*string, 0, n)}
 	for i := range r.Tasks {
 		t := &r.Tasks[i]
 		p := t.P
@@ -126,6 +127,11 @@ func newRoundColumns(r *sqlcore.Round) *roundColumns {
 		c.queuePriorities = append(c.queuePriorities, qPriority)
 		c.queueReasons = append(c.queueReasons, reason)
 		c.actors = append(c.actors, p.Actor)
+		var idem *string
+		if p.IdempotencyKey != "" {
+			idem = &p.IdempotencyKey
+		}
+		c.keys = append(c.keys, idem)
 		for _, st := range p.Steps {
 			inputs := st.Inputs
 			if len(inputs) == 0 {
@@ -152,13 +158,13 @@ func newRoundColumns(r *sqlcore.Round) *roundColumns {
 	return c
 }
 
-// args are TaskCreateRound's parameters, $1 to $36.
+// args are TaskCreateRound's parameters, $1 to $37.
 func (c *roundColumns) args() []any {
 	return []any{c.namedTaskIDs, c.namespaces, c.names, c.versions, c.contexts, c.initiators, c.sources, c.reasons,
 		c.tags, c.priorities, c.maxParallel, c.nows, c.runAts, c.retention, c.retentionFailed, c.concKeys, c.concLimits,
 		c.concPolicies, c.queueOperations, c.queueRunAts, c.queuePriorities, c.queueReasons, c.actors,
 		c.taskOrds, c.namedStepIDs, c.stepNames, c.classes, c.configs, c.bypassed, c.retryable, c.maxAttempts,
-		c.timeouts, c.skippable, c.inputs, c.fromOrds, c.toOrds}
+		c.timeouts, c.skippable, c.inputs, c.fromOrds, c.toOrds, c.keys}
 }
 
 // seconds is a retention as the tasks table keeps it: whole seconds, or

@@ -3,6 +3,7 @@ package sqlcore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -25,8 +26,11 @@ const RoundMaxTasks = 128
 // returns the tasks as written. A round of single creates was a
 // transaction of seven round trips (BEGIN, four INSERTs, COMMIT and the
 // read-back); one statement saves six round trips and the fixed cost of
-// six statements. Rounds with idempotency keys take the transaction path,
-// which looks the keys up first.
+// six statements. A round with idempotency keys first looks its keys up
+// (one more statement); when one names a task, or another process writes
+// one of them meanwhile (the statement fails on the unique index, writing
+// nothing), the round takes the transaction path, which applies the keys'
+// windows.
 type RoundWriter interface {
 	WriteRound(ctx context.Context, q Querier, r *Round) ([]*taskertype.Task, error)
 }
@@ -52,17 +56,44 @@ type NewTask struct {
 	Queue       QueueRecord
 }
 
-// writeRound writes the tasks of ps (none with an idempotency key) with
-// w, after resolving their templates' named tasks and steps (committed by
-// commitNamed, read from the cache after a template's first rounds) and
-// checking their steps' parents.
+// errRoundKeyed reports a round whose idempotency keys name existing
+// tasks: it is written by the transaction path.
+var errRoundKeyed = errors.New("a key of the round names a task")
+
+// writeRound writes the tasks of ps with w, after looking their keys up
+// (errRoundKeyed when one names a task), resolving their templates' named
+// tasks and steps (committed by commitNamed, read from the cache after a
+// template's first rounds) and checking their steps' parents. A key
+// repeated in ps is written once: the later params get the first one's
+// task, not created.
 func (s *Core) writeRound(ctx context.Context, w RoundWriter, ps []*store.TaskCreateParams) ([]*store.TaskCreateResult, error) {
-	ts := make([]*newTask, len(ps))
-	for i, p := range ps {
+	for _, p := range ps {
 		if err := checkQueueOp(p); err != nil {
 			return nil, err
 		}
-		ts[i] = &newTask{p: p, now: UTC(p.Now)}
+	}
+	if slices.ContainsFunc(ps, hasKey) {
+		existing, err := s.keyedTasks(ctx, s.db, ps)
+		if err != nil {
+			return nil, err
+		}
+		if len(existing) > 0 {
+			return nil, errRoundKeyed
+		}
+	}
+	first := map[string]int{}  // key -> position in ts of its task
+	at := make([]int, len(ps)) // position in ts of each params' task
+	var ts []*newTask
+	for i, p := range ps {
+		if key := p.IdempotencyKey; key != "" {
+			if j, ok := first[key]; ok {
+				at[i] = j
+				continue
+			}
+			first[key] = len(ts)
+		}
+		at[i] = len(ts)
+		ts = append(ts, &newTask{p: p, now: UTC(p.Now)})
 	}
 	if err := s.namedTasks(ctx, s.db, ts); err != nil {
 		return nil, err
@@ -93,14 +124,15 @@ func (s *Core) writeRound(ctx context.Context, w RoundWriter, ps []*store.TaskCr
 	if err != nil {
 		return nil, err
 	}
-	if len(tasks) != len(ps) {
-		return nil, fmt.Errorf("write tasks: %d tasks written for %d", len(tasks), len(ps))
+	if len(tasks) != len(ts) {
+		return nil, fmt.Errorf("write tasks: %d tasks written for %d", len(tasks), len(ts))
 	}
 	out := make([]*store.TaskCreateResult, len(ps))
 	for i, p := range ps {
-		out[i] = &store.TaskCreateResult{Task: tasks[i], Created: true}
+		task := *tasks[at[i]] // each result its own copy: two params may name one task
+		out[i] = &store.TaskCreateResult{Task: &task, Created: ts[at[i]].p == p}
 		if !p.SkipStepsResult {
-			if out[i].Steps, err = s.StepList(ctx, tasks[i].ID); err != nil {
+			if out[i].Steps, err = s.StepList(ctx, task.ID); err != nil {
 				return nil, err
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -50,8 +51,14 @@ func (s *Core) taskCreateMany(ctx context.Context, ps []*store.TaskCreateParams)
 	if err := s.commitNamed(ctx, ps); err != nil {
 		return nil, err
 	}
-	if w, ok := s.d.(RoundWriter); ok && len(ps) < RoundMaxTasks && !slices.ContainsFunc(ps, hasKey) {
-		return s.writeRound(ctx, w, ps)
+	if w, ok := s.d.(RoundWriter); ok && len(ps) < RoundMaxTasks {
+		res, err := s.writeRound(ctx, w, ps)
+		if !errors.Is(err, errRoundKeyed) && !(err != nil && IsUniqueViolation(err)) {
+			return res, err
+		}
+		// A key names a task already (or another process wrote one of the
+		// keys meanwhile): the transaction below looks the keys up and
+		// applies their windows.
 	}
 	var ids []int64
 	var created []bool
@@ -241,7 +248,7 @@ type keyedTask struct {
 
 // keyedTasks returns the existing tasks with the idempotency keys of ps,
 // by key, in one query.
-func (s *Core) keyedTasks(ctx context.Context, tx Tx, ps []*store.TaskCreateParams) (map[string]keyedTask, error) {
+func (s *Core) keyedTasks(ctx context.Context, tx Querier, ps []*store.TaskCreateParams) (map[string]keyedTask, error) {
 	var keys []string
 	for _, p := range ps {
 		if p.IdempotencyKey != "" {

@@ -59,14 +59,26 @@ func variedTask(i int) *store.TaskCreateParams {
 // requests leave the same rows: every task, step, edge, transition,
 // enqueue record and concurrency setting read back is the same but for
 // ids and keys. On PostgreSQL, 7 tasks compare the statement with
-// multi-row INSERTs, 100 the statement with COPY, 300 COPY with COPY.
+// multi-row INSERTs, 100 the statement with COPY, 300 COPY with COPY (the
+// keyed call holds a key the store has, which sends it down the
+// transaction path; new keys alone would take the statement too).
 func exerciseTaskCreatePaths(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	for _, n := range []int{7, 100, 300} {
 		t.Run(fmt.Sprintf("TaskCreateManyWritesTheSameRowsWithOrWithoutKeys/%d", n), func(t *testing.T) {
 			t.Parallel()
 			st := newStore(t)
-			var keyed, plain []*store.TaskCreateParams
+			// The keyed call starts with a key the store holds already, so
+			// that it is written by the transaction that looks keys up.
+			heldKey := fmt.Sprintf("paths-held-%d", n)
+			held := variedTask(0)
+			held.IdempotencyKey = heldKey
+			_, err := st.TaskCreate(ctx, held)
+			require.NoError(t, err)
+			again := variedTask(0)
+			again.IdempotencyKey = heldKey
+			keyed := []*store.TaskCreateParams{again}
+			var plain []*store.TaskCreateParams
 			for i := range n {
 				k := variedTask(i)
 				k.IdempotencyKey = fmt.Sprintf("paths-%d-%d", n, i)
@@ -75,6 +87,8 @@ func exerciseTaskCreatePaths(t *testing.T, newStore NewStore) {
 			}
 			kres, err := st.TaskCreateMany(ctx, keyed)
 			require.NoError(t, err)
+			require.False(t, kres[0].Created, "the held key's task")
+			kres = kres[1:]
 			pres, err := st.TaskCreateMany(ctx, plain)
 			require.NoError(t, err)
 			require.Len(t, kres, n)
@@ -164,4 +178,53 @@ func createdRows(t *testing.T, st store.Store, id int64, queue map[int64]*store.
 		"queue":            q,
 		"concurrency":      doc(conc),
 	}
+}
+
+// exerciseTaskCreateNewKeys: a call whose idempotency keys are all new
+// (PostgreSQL writes it in one statement) creates one task per key, gives a
+// key repeated within the call its first request's task (created for that
+// one only), and a second call with the same keys gets the same tasks,
+// none created, whether it adds new keys or not.
+func exerciseTaskCreateNewKeys(t *testing.T, newStore NewStore) {
+	ctx := context.Background()
+	t.Run("TaskCreateManyWithNewKeys", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t)
+		var ps []*store.TaskCreateParams
+		for i := range 6 {
+			p := variedTask(i)
+			p.IdempotencyKey = fmt.Sprintf("new-%d", i%4) // keys 0 and 1 twice
+			ps = append(ps, p)
+		}
+		res, err := st.TaskCreateMany(ctx, ps)
+		require.NoError(t, err)
+		require.Len(t, res, 6)
+		byKey := map[string]int64{}
+		for i, r := range res {
+			k := ps[i].IdempotencyKey
+			if id, ok := byKey[k]; ok {
+				require.False(t, r.Created, "request %d repeats key %s", i, k)
+				require.Equal(t, id, r.Task.ID, "request %d: the first request's task", i)
+				continue
+			}
+			require.True(t, r.Created, "request %d", i)
+			require.Equal(t, k, r.Task.IdempotencyKey)
+			byKey[k] = r.Task.ID
+		}
+		all, err := st.TaskList(ctx, &store.TaskListParams{Limit: 100})
+		require.NoError(t, err)
+		require.Len(t, all, 4, "one task per key")
+
+		more := append([]*store.TaskCreateParams{}, ps...)
+		extra := variedTask(9)
+		extra.IdempotencyKey = "new-9"
+		more = append(more, extra)
+		res, err = st.TaskCreateMany(ctx, more)
+		require.NoError(t, err)
+		for i, r := range res[:6] {
+			require.False(t, r.Created, "request %d again", i)
+			require.Equal(t, byKey[ps[i].IdempotencyKey], r.Task.ID, "request %d again", i)
+		}
+		require.True(t, res[6].Created, "the new key")
+	})
 }

@@ -189,6 +189,7 @@ func Exercise(t *testing.T, newStore NewStore) {
 
 	exerciseTaskCreateMany(t, newStore)
 	exerciseTaskCreatePaths(t, newStore)
+	exerciseTaskCreateNewKeys(t, newStore)
 	exerciseTransact(t, newStore)
 	exerciseFanOut(t, newStore)
 	exerciseRetention(t, newStore)

@@ -65,7 +65,8 @@ WITH seq AS MATERIALIZED (SELECT pg_get_serial_sequence('tasker_tasks', 'task_id
 SELECT nextval(seq.id) FROM seq, generate_series(1, $1::integer);
 
 -- name: TaskCreateRound
--- A round of new tasks without idempotency keys (create.go): their rows
+-- A round of new tasks, their idempotency keys ($37) new (create.go;
+-- a key taken meanwhile fails the statement on the unique index): their rows
 -- with their enqueue records, their transitions, steps, edges and step
 -- transitions, in one statement. The tasks are parallel arrays $1-$23
 -- (roundColumns), the steps $24-$34 ($24: their task's position, from 1),
@@ -83,17 +84,18 @@ tin AS MATERIALIZED (
 	FROM seq, unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[], $8::text[],
 		$9::jsonb[], $10::integer[], $11::integer[], $12::timestamptz[], $13::timestamptz[], $14::bigint[], $15::bigint[],
 		$16::text[], $17::integer[], $18::text[], $19::text[], $20::timestamptz[], $21::integer[], $22::text[],
-		$23::text[])
+		$23::text[], $37::text[])
 		WITH ORDINALITY AS u(named_task_id, namespace, name, version, context, initiator, source_system, reason, tags,
 		priority, max_parallel_steps, now, run_at, retention_seconds, retention_failed_seconds, concurrency_key,
-		concurrency_limit, concurrency_policy, queue_operation, queue_run_at, queue_priority, queue_reason, actor, ord)),
+		concurrency_limit, concurrency_policy, queue_operation, queue_run_at, queue_priority, queue_reason, actor,
+		idempotency_key, ord)),
 t AS (
 	INSERT INTO tasker_tasks AS t (task_id, named_task_id, namespace, name, version, state, transition_seq, context,
-		initiator, source_system, reason, tags, priority, max_parallel_steps, created_at, updated_at, run_at,
+		initiator, source_system, reason, tags, priority, idempotency_key, max_parallel_steps, created_at, updated_at, run_at,
 		retention_seconds, retention_failed_seconds, concurrency_key, concurrency_limit, concurrency_policy,
 		queue_operation, queue_run_at, queue_priority, queue_attempts, queue_reason, queue_created_at, queue_updated_at)
 	SELECT task_id, named_task_id, namespace, name, version, 'pending', 1, context, initiator, source_system, reason,
-		tags, priority, max_parallel_steps, now, now, run_at, retention_seconds, retention_failed_seconds,
+		tags, priority, idempotency_key, max_parallel_steps, now, now, run_at, retention_seconds, retention_failed_seconds,
 		concurrency_key, concurrency_limit, concurrency_policy, queue_operation, queue_run_at, queue_priority,
 		CASE WHEN queue_operation IS NOT NULL THEN 0 END, queue_reason,
 		CASE WHEN queue_operation IS NOT NULL THEN now END, CASE WHEN queue_operation IS NOT NULL THEN now END
