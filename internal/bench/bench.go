@@ -130,6 +130,9 @@ type Config struct {
 	// measures admission alone, a smaller one also its waiting.
 	ConcurrencyKeys  int
 	ConcurrencyLimit int
+	// IdempotencyKeys gives every task an idempotency key of its own, as
+	// an application that creates each task once per business event does.
+	IdempotencyKeys bool
 }
 
 // Result is what a run measured. Durations are in milliseconds.
@@ -143,6 +146,7 @@ type Result struct {
 	Backlog          int    `json:"backlog,omitempty"`
 	Producers        int    `json:"producers"`
 	CreateBatch      int    `json:"create_batch,omitempty"`
+	IdempotencyKeys  bool   `json:"idempotency_keys,omitempty"`
 
 	// Init is the creation phase of a burn-down run (tasks initialized
 	// before the runner starts).
@@ -333,7 +337,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer startMetrics(eng.Bus())()
 
 	res := &Result{Mode: cfg.Mode, Shape: cfg.Shape, Dialect: st.Dialect(), StepsPerTask: len(tmpl.Steps),
-		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps, Producers: cfg.Producers, CreateBatch: cfg.CreateBatch}
+		Workers: cfg.Workers, MaxParallelSteps: cfg.MaxParallelSteps, Producers: cfg.Producers, CreateBatch: cfg.CreateBatch,
+		IdempotencyKeys: cfg.IdempotencyKeys}
 	rec := newRecorder(eng.Bus(), tmpl, len(tmpl.Steps)*cfg.Tasks)
 	defer rec.stop()
 	r := &runner{cfg: cfg, eng: eng, st: st, probe: probe, rec: rec, res: res}
@@ -362,6 +367,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 type runner struct {
 	// keyed counts the tasks given a concurrency key (Config.ConcurrencyKeys).
 	keyed atomic.Int64
+	// idem numbers the tasks' idempotency keys (Config.IdempotencyKeys).
+	idem  atomic.Int64
 	cfg   Config
 	eng   *engine.Engine
 	st    store.Store
@@ -386,6 +393,9 @@ func (r *runner) submitMany(ctx context.Context, n int) (time.Duration, error) {
 			Initiator: "tasker bench", Reason: "benchmark"}
 		if n := int64(r.cfg.ConcurrencyKeys); n > 0 {
 			req.Context = json.RawMessage(fmt.Sprintf(`{"k":%d}`, r.keyed.Add(1)%n))
+		}
+		if r.cfg.IdempotencyKeys {
+			req.IdempotencyKey = fmt.Sprintf("bench-%d", r.idem.Add(1))
 		}
 		return req
 	}

@@ -105,6 +105,7 @@ keeps it). Progress goes to stderr; --json prints the result on stdout.`,
 	fl.IntVar(&f.cfg.Backlog, "backlog", 0, "tasks kept outstanding in continuous mode (0: 2 x workers)")
 	fl.IntVar(&f.cfg.Producers, "producers", 0, "goroutines creating tasks (0: 4 on PostgreSQL, 1 on SQLite)")
 	fl.DurationVar(&f.cfg.ClaimCooldown, "claim-cooldown", 0, "least time between two runner claims that find work (0: the engine's default, 10ms; negative: none)")
+	fl.BoolVar(&f.cfg.IdempotencyKeys, "idempotency-keys", false, "give every task an idempotency key of its own")
 	fl.IntVar(&f.cfg.CreateBatch, "create-batch", 0, "producers create tasks in batches of this many (InitializeTasks; 0: one InitializeTask per task)")
 	fl.BoolVar(&f.cfg.CreateOnly, "create-only", false, "burndown: stop once the tasks are created (measure creation only)")
 	fl.DurationVar(&f.cfg.PollInterval, "poll-interval", time.Second, "runner polling floor")
