@@ -86,7 +86,7 @@ const batchSettings = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL
 // the first plans saw tables of a few pages and chose sequential scans
 // with the id lists as filters; as the tables grew, the kept plans went on
 // scanning every task and step for each batch (continuous creation at 1,400
-// tasks/s: 5,500 rows read per claim, 8.8 ms a claim, until an ANALYZE
+// tasks/s: 5,500 rows read per record batch, 8.8 ms a batch, until an ANALYZE
 // invalidated them). Every batch statement finds its rows by index from id
 // lists, so sequential scans are disabled for the transaction: its plans
 // are index plans whatever the tables' size when they were made.
