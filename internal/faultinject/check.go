@@ -221,7 +221,13 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 				rescuedAt[m.Error.Attempt] = tr.CreatedAt
 				owner := claimOwner[m.Error.Attempt]
 				if k, ok := killedAt[owner]; ok {
-					if tr.CreatedAt.Before(k) && !endedBefore(attempts[key], m.Error.Attempt, owner, tr.CreatedAt) {
+					switch {
+					case !tr.CreatedAt.Before(k) || endedBefore(attempts[key], m.Error.Attempt, owner, tr.CreatedAt):
+					case outageExplains(rep, tr.CreatedAt):
+						// Killed later, but rescued in a restart that
+						// outlasted what a lease tolerates, as below.
+						rep.RescuedNoKill++
+					default:
 						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive (killed %s)",
 							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner, k.Format(time.RFC3339Nano))
 					}
