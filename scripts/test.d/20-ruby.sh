@@ -57,4 +57,9 @@ for transport in embedded socket; do
     echo "-- transport=$transport db=$db passed in $((SECONDS - t0)) s"
   done
 done
+# Smoke form of the backfill benchmark (TaskerCore.create_tasks in batches,
+# both transports): it fails when a request fails, when fewer tasks than
+# asked were created, or when a repeated idempotency key creates a task.
+# The full form: ruby bench/backfill_bench.rb 1000000 (docs/benchmarks.md).
+(cd bindings/ruby && TASKER_BENCH_DB=${dbs[-1]} timeout 300 ruby bench/backfill_bench.rb 3000 1000)
 echo "20-ruby: all runs passed in $((SECONDS - start)) s"
