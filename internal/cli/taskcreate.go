@@ -36,7 +36,8 @@ type createFlags struct {
 // createLine is one request of the file with its line number.
 type createLine struct {
 	line int
-	req  *tasker.TaskRequest
+	req  *tasker.TaskRequest // nil when the line is not a request
+	err  error               // why it is not
 }
 
 // createSummary counts the outcomes of `tasker task create`.
@@ -64,8 +65,10 @@ single create.
 
 A line that is not a valid request (malformed JSON, unknown template,
 context that violates the schema) is reported on stderr with its line number
-and skipped; with --fail-fast the command stops at the first one (requests
-of earlier batches stay created). A request whose idempotency key exists
+and skipped; reports come in line order. With --fail-fast no line after the
+first bad one is read: the lines before it are written (and, when the core
+refused it, the other requests of its batch). A UTF-8 byte order mark and
+CRLF line ends are accepted. A request whose idempotency key exists
 counts as existing, not created. On a terminal a progress bar shows on
 stderr; at the end a summary is printed (--json: as a JSON object). The exit
 status is 0 when every line created or found its task, 1 otherwise.`,
@@ -121,59 +124,72 @@ func (a *app) taskCreate(ctx context.Context, f *createFlags) error {
 		bar.clear()
 		fmt.Fprintf(a.opts.Stderr, "%s:%d: %s\n", f.fromFile, line, oneLine(err.Error()))
 	}
+	// batch holds the lines read since the last send, bad ones included,
+	// so that every line's outcome is reported in line order.
 	var batch []createLine
+	pending := 0 // the requests in batch
 	send := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		reqs := make([]*tasker.TaskRequest, len(batch))
-		for i, l := range batch {
-			reqs[i] = l.req
+		reqs := make([]*tasker.TaskRequest, 0, pending)
+		for _, l := range batch {
+			if l.req != nil {
+				reqs = append(reqs, l.req)
+			}
 		}
-		res, err := c.InitializeTasks(ctx, reqs)
-		if err != nil {
-			return fmt.Errorf("lines %d to %d: %w", batch[0].line, batch[len(batch)-1].line, err)
+		var res []tasker.TaskResult
+		if len(reqs) > 0 {
+			var err error
+			if res, err = c.InitializeTasks(ctx, reqs); err != nil {
+				return fmt.Errorf("lines %d to %d: %w", batch[0].line, batch[len(batch)-1].line, err)
+			}
 		}
-		for i, r := range res {
-			switch {
-			case r.Err != nil:
-				sum.Failed++
-				var be *tasker.BatchItemError
-				cause := r.Err
-				if errors.As(r.Err, &be) {
-					cause = be.Err
+		k := 0
+		for _, l := range batch {
+			err := l.err
+			if l.req != nil {
+				r := res[k]
+				k++
+				if err = r.Err; err != nil {
+					var be *tasker.BatchItemError
+					if errors.As(r.Err, &be) {
+						err = be.Err
+					}
+				} else if r.Created {
+					sum.Created++
+				} else {
+					sum.Existing++
 				}
-				report(batch[i].line, cause)
+			}
+			if err != nil {
+				sum.Failed++
+				report(l.line, err)
 				sum.Stopped = sum.Stopped || f.failFast
-			case r.Created:
-				sum.Created++
-			default:
-				sum.Existing++
 			}
 		}
 		bar.set(sum.Created+sum.Existing+sum.Failed, time.Since(start))
-		batch = batch[:0]
+		batch, pending = batch[:0], 0
 		return nil
 	}
 
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), createMaxLineBytes)
 	line := 0
-	for sc.Scan() && !sum.Stopped {
+	for !sum.Stopped && sc.Scan() {
 		line++
-		raw := bytes.TrimSpace(sc.Bytes())
+		raw := requestLine(sc.Bytes(), line)
 		if len(raw) == 0 {
 			continue
 		}
 		req, err := decodeRequestLine(raw)
-		if err != nil {
-			sum.Failed++
-			report(line, err)
-			sum.Stopped = f.failFast
-			continue
+		batch = append(batch, createLine{line: line, req: req, err: err})
+		if err == nil {
+			pending++
 		}
-		batch = append(batch, createLine{line: line, req: req})
-		if len(batch) >= f.batch {
+		// With --fail-fast a bad line ends the reading; the lines before
+		// it are written first.
+		if pending >= f.batch || (err != nil && f.failFast) {
 			if err := send(); err != nil {
 				bar.clear()
 				return err
@@ -238,13 +254,28 @@ func decodeRequestLine(raw []byte) (*tasker.TaskRequest, error) {
 func countRequestLines(r io.Reader) (int, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), createMaxLineBytes)
-	n := 0
+	n, line := 0, 0
 	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
+		line++
+		if len(requestLine(sc.Bytes(), line)) > 0 {
 			n++
 		}
 	}
 	return n, sc.Err()
+}
+
+// utf8BOM is the byte order mark some editors and Windows tools write at
+// the start of a UTF-8 file.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// requestLine is line number n's text without surrounding white space
+// (a CRLF's carriage return included) and, on the first line, without a
+// byte order mark.
+func requestLine(b []byte, n int) []byte {
+	if n == 1 {
+		b = bytes.TrimPrefix(b, utf8BOM)
+	}
+	return bytes.TrimSpace(b)
 }
 
 // countBar draws "[=====>     ] done/total  rate/s" on one terminal line,

@@ -66,6 +66,8 @@ func TestTaskCreateFromFile(t *testing.T) {
 		require.Contains(t, errs, "ghost")
 		require.Contains(t, errs, "colour")
 		require.Equal(t, 4, strings.Count(errs, "\n"), errs)
+		require.Less(t, strings.Index(errs, "tasks.ndjson:7: "), strings.Index(errs, "tasks.ndjson:13: "),
+			"reports in line order: %s", errs)
 
 		code, out, _ = runCreate(t, dsn, dir, file, "--json")
 		require.Equal(t, ExitFailed, code)
@@ -85,7 +87,17 @@ func TestTaskCreateFromFile(t *testing.T) {
 		require.Contains(t, errs, "tasks.ndjson:7: ")
 		require.NotContains(t, errs, "tasks.ndjson:13: ")
 		require.Contains(t, out, "stopped at the first failure")
-		require.Contains(t, out, "failed 1")
+		// The five lines before the bad one were written (they exist).
+		require.Contains(t, out, "created 0, existing 5, failed 1")
+
+		// A byte order mark and CRLF line ends, as Windows tools write them.
+		bom := filepath.Join(dir, "bom.ndjson")
+		require.NoError(t, os.WriteFile(bom, []byte("\xef\xbb\xbf"+
+			`{"namespace":"bulk","name":"item","context":{"n":1},"idempotency_key":"bom1"}`+"\r\n\r\n"+
+			`{"namespace":"bulk","name":"item","context":{"n":2},"idempotency_key":"bom2"}`+"\r\n"), 0o600))
+		code, out, errs = runCreate(t, dsn, dir, bom)
+		require.Equal(t, ExitOK, code, errs)
+		require.Contains(t, out, "created 2, existing 0, failed 0")
 
 		good := filepath.Join(dir, "good.ndjson")
 		require.NoError(t, os.WriteFile(good, []byte(lines[0]+"\n\n"+`{"namespace":"bulk","name":"item","context":{"n":99}}`), 0o600))
