@@ -15,21 +15,11 @@
 # key finds its task instead of creating one. Needs TASKER_LIBRARY_PATH (or
 # build/libtasker.so) and TASKER_BIN (or build/tasker).
 
-$LOAD_PATH.unshift File.expand_path("../lib", __dir__)
-require "tasker_core"
-require "tmpdir"
-require "fileutils"
-require "securerandom"
-require "net/http"
-require "uri"
-require "socket"
+require_relative "support"
 
 TASKS = Integer(ARGV[0] || 100_000)
 BATCH = Integer(ARGV[1] || 1000)
-DB = (ENV["TASKER_BENCH_DB"] || "sqlite").to_sym
-BUILD = File.expand_path("../build", __dir__)
-LIB = ENV["TASKER_LIBRARY_PATH"] || File.join(BUILD, "libtasker.so")
-BIN = ENV["TASKER_BIN"] || File.join(BUILD, "tasker")
+DB = BenchSupport::DB
 TMP = Dir.mktmpdir("tasker_backfill")
 
 tdir = File.join(TMP, "templates")
@@ -42,19 +32,6 @@ File.write(File.join(tdir, "reminder.yaml"), <<~YAML)
     - {name: check_paid, handler_class: "tasker:noop"}
     - {name: send_reminder, handler_class: "tasker:noop", depends_on_steps: [check_paid]}
 YAML
-
-@schemas = []
-def database_url
-  return "sqlite:#{File.join(TMP, "backfill-#{SecureRandom.hex(4)}.db")}" if DB == :sqlite
-
-  server = ENV.fetch("TEST_DATABASE_URL")
-  schema = "tasker_backfill_#{SecureRandom.hex(4)}"
-  system("psql", "-q", server, "-c", "CREATE SCHEMA #{schema}", out: File::NULL) || abort("psql failed")
-  @schemas << schema
-  uri = URI.parse(server)
-  uri.query = URI.encode_www_form(URI.decode_www_form(uri.query.to_s) + [["search_path", schema]])
-  uri.to_s
-end
 
 def requests(from, count, prefix)
   Array.new(count) do |i|
@@ -88,8 +65,8 @@ end
 puts "backfill: #{TASKS} two-step tasks with idempotency keys, batches of #{BATCH}, #{DB}, ruby #{RUBY_VERSION}"
 TaskerCore.configure do |c|
   c.transport = :embedded
-  c.library_path = LIB
-  c.database_url = database_url
+  c.library_path = BenchSupport::LIB
+  c.database_url = BenchSupport.database_url(TMP)
   c.templates_dir = tdir
   c.auto_migrate = true
 end
@@ -97,32 +74,14 @@ backfill("embedded transport")
 TaskerCore.reset!
 
 unless ENV["SOCKET"] == "0"
-  url = database_url
-  port = TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } }
-  log = File.join(TMP, "serve.log")
-  pid = Process.spawn(BIN, "serve", "--database-url", url, "--templates", tdir, "--listen", "127.0.0.1:#{port}",
-                      "--migrate", "--log-level", "warn", out: log, err: log)
-  begin
-    deadline = Time.now + 30
-    begin
-      Net::HTTP.get_response(URI("http://127.0.0.1:#{port}/health/ready"))
-    rescue StandardError
-      abort File.read(log) if Time.now > deadline
-      sleep 0.1
-      retry
-    end
+  BenchSupport.with_serve(BenchSupport.database_url(TMP), tdir, TMP) do |base|
     TaskerCore.configure do |c|
       c.transport = :socket
-      c.server_url = "http://127.0.0.1:#{port}"
+      c.server_url = base
     end
     backfill("socket transport")
-  ensure
-    Process.kill("TERM", pid)
-    Process.wait(pid)
   end
   TaskerCore.reset!
 end
-@schemas.each do |schema|
-  system("psql", "-q", ENV["TEST_DATABASE_URL"], "-c", "DROP SCHEMA #{schema} CASCADE", out: File::NULL, err: File::NULL)
-end
+BenchSupport.drop_schemas
 FileUtils.rm_rf(TMP)
