@@ -87,7 +87,7 @@ status is 0 when every line created or found its task, 1 otherwise.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.fromFile, "from-file", "", "newline-delimited JSON task requests (- for stdin)")
-	fl.IntVar(&f.batch, "batch", createBatchDefault, "requests per batch (one transaction each)")
+	fl.IntVar(&f.batch, "batch", createBatchDefault, "lines per batch (one transaction for their requests)")
 	fl.BoolVar(&f.failFast, "fail-fast", false, "stop at the first line that fails instead of skipping it")
 	fl.BoolVar(&f.asJSON, "json", false, "print the summary as JSON")
 	return cmd
@@ -127,12 +127,11 @@ func (a *app) taskCreate(ctx context.Context, f *createFlags) error {
 	// batch holds the lines read since the last send, bad ones included,
 	// so that every line's outcome is reported in line order.
 	var batch []createLine
-	pending := 0 // the requests in batch
 	send := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		reqs := make([]*tasker.TaskRequest, 0, pending)
+		reqs := make([]*tasker.TaskRequest, 0, len(batch))
 		for _, l := range batch {
 			if l.req != nil {
 				reqs = append(reqs, l.req)
@@ -169,7 +168,7 @@ func (a *app) taskCreate(ctx context.Context, f *createFlags) error {
 			}
 		}
 		bar.set(sum.Created+sum.Existing+sum.Failed, time.Since(start))
-		batch, pending = batch[:0], 0
+		batch = batch[:0]
 		return nil
 	}
 
@@ -184,12 +183,10 @@ func (a *app) taskCreate(ctx context.Context, f *createFlags) error {
 		}
 		req, err := decodeRequestLine(raw)
 		batch = append(batch, createLine{line: line, req: req, err: err})
-		if err == nil {
-			pending++
-		}
-		// With --fail-fast a bad line ends the reading; the lines before
-		// it are written first.
-		if pending >= f.batch || (err != nil && f.failFast) {
+		// A batch is --batch lines (bad ones count: a file of bad lines is
+		// reported as it is read, not held); with --fail-fast a bad line
+		// ends the reading, and the lines before it are written first.
+		if len(batch) >= f.batch || (err != nil && f.failFast) {
 			if err := send(); err != nil {
 				bar.clear()
 				return err
