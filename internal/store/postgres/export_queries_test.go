@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/tasker-systems/tasker/internal/store/sqlcore"
 )
@@ -28,17 +29,32 @@ func (s *Store) PrepareForTest(ctx context.Context, query string) error {
 }
 
 // PreparedForTest counts the statements containing substr that the
-// store's idle pool connections hold prepared (pgx's statement cache).
+// store's pool connections hold prepared (pgx's statement cache). It
+// waits (up to ten seconds) until every connection of the pool is idle: a
+// connection busy elsewhere (a background notification, say) would hide
+// its statements from the count.
 func (s *Store) PreparedForTest(ctx context.Context, substr string) (int, error) {
-	n := 0
-	for _, c := range s.pg.pool.AcquireAllIdle(ctx) {
-		var k int
-		err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE strpos(statement, $1) > 0", substr).Scan(&k)
-		c.Release()
-		if err != nil {
-			return 0, err
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conns := s.pg.pool.AcquireAllIdle(ctx)
+		if int32(len(conns)) < s.pg.pool.Stat().TotalConns() && time.Now().Before(deadline) {
+			for _, c := range conns {
+				c.Release()
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
-		n += k
+		n := 0
+		var err error
+		for _, c := range conns {
+			var k int
+			if err == nil {
+				err = c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE strpos(statement, $1) > 0",
+					substr).Scan(&k)
+			}
+			c.Release()
+			n += k
+		}
+		return n, err
 	}
-	return n, nil
 }
