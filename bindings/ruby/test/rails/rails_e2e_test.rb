@@ -223,7 +223,7 @@ class RailsBootAndGeneratorTest < Minitest::Test
   def runner(dir, code, env = {})
     base = { "RAILS_ENV" => "test", "RAILS_LOG" => File::NULL, "TASKER_DATABASE_URL" => "sqlite:#{Dir.tmpdir}/unused.db" }
     %w[TASKER_LIBRARY_PATH].each { |k| base[k] = ENV[k] if ENV[k] }
-    out, err, st = Open3.capture3(base.merge(env), RbConfig.ruby, "bin/rails", "runner", code, chdir: dir)
+    out, err, st = RailsE2E.capture3(base.merge(env), RbConfig.ruby, "bin/rails", "runner", code, chdir: dir)
     assert st.success?, "bin/rails runner failed:\n#{out}\n#{err}"
     out
   end

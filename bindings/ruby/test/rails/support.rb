@@ -29,6 +29,35 @@ class RailsE2E
     @instance&.stop
   end
 
+  # Open3.capture3 with a deadline, in a process group of its own: a command
+  # still running after timeout seconds gets SIGQUIT (a Go program prints
+  # its goroutines' stacks), its whole group SIGKILL two seconds later, and
+  # the call raises with what it printed. A hung subprocess fails its test,
+  # with the evidence, instead of hanging the run until the stage's timeout
+  # kills it.
+  def self.capture3(env, *cmd, timeout: 90, **opts)
+    Open3.popen3(env, *cmd, pgroup: true, **opts) do |stdin, stdout, stderr, wait|
+      stdin.close
+      out = Thread.new { stdout.read }
+      err = Thread.new { stderr.read }
+      unless wait.join(timeout)
+        signal_group("QUIT", wait.pid)
+        wait.join(2)
+        signal_group("KILL", wait.pid) # the rest of the group too: it may hold the pipes
+        wait.join
+        raise "#{cmd.join(' ')} still running after #{timeout} s; killed. stdout:\n#{out.value}\nstderr:\n" \
+              "#{err.value.to_s[-30_000..] || err.value}"
+      end
+      [out.value, err.value, wait.value]
+    end
+  end
+
+  def self.signal_group(sig, pid)
+    Process.kill(sig, -pid)
+  rescue Errno::ESRCH
+    nil
+  end
+
   # transport: the app's (:socket also starts `tasker serve --event-enqueue`
   # against the test database); sidekiqs: how many Sidekiq processes;
   # extra_env: more environment for the app's processes.
@@ -96,7 +125,7 @@ class RailsE2E
   # Runs a Ruby script inside the Rails app (bin/rails runner) and returns
   # its stdout. extra_env overrides the app environment.
   def rails_runner(script, *args, extra_env: {})
-    out, err, st = Open3.capture3(env.merge(extra_env), RbConfig.ruby, "bin/rails", "runner", script, *args, chdir: APP)
+    out, err, st = RailsE2E.capture3(env.merge(extra_env), RbConfig.ruby, "bin/rails", "runner", script, *args, chdir: APP)
     raise "bin/rails runner #{script} failed (#{st}):\n#{out}\n#{err}" unless st.success?
 
     out
@@ -211,7 +240,7 @@ class RailsE2E
   def monotonic = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
   def run!(*cmd)
-    out, err, st = Open3.capture3(*cmd)
+    out, err, st = RailsE2E.capture3({}, *cmd)
     raise "#{cmd.join(' ')} failed (#{st}):\n#{out}\n#{err}" unless st.success?
 
     out
