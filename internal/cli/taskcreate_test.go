@@ -90,6 +90,15 @@ func TestTaskCreateFromFile(t *testing.T) {
 		// The five lines before the bad one were written (they exist).
 		require.Contains(t, out, "created 0, existing 5, failed 1")
 
+		// A line the core refuses followed by a malformed one in the same
+		// batch: reported in line order (the malformed line used to come
+		// first, reported as it was read).
+		mixed := filepath.Join(dir, "mixed.ndjson")
+		require.NoError(t, os.WriteFile(mixed, []byte(`{"namespace":"bulk","name":"ghost"}`+"\n"+`{"namespace":`+"\n"), 0o600))
+		code, _, errs = runCreate(t, dsn, dir, mixed)
+		require.Equal(t, ExitFailed, code)
+		require.Regexp(t, `^\S*mixed\.ndjson:1: [^\n]*ghost[^\n]*\n\S*mixed\.ndjson:2: not a JSON task request`, errs)
+
 		// A byte order mark and CRLF line ends, as Windows tools write them.
 		bom := filepath.Join(dir, "bom.ndjson")
 		require.NoError(t, os.WriteFile(bom, []byte("\xef\xbb\xbf"+

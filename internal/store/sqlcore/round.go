@@ -13,8 +13,8 @@ import (
 )
 
 // RoundMaxTasks bounds the calls a RoundWriter writes: a call of fewer
-// tasks (without idempotency keys) is one statement, a larger one a
-// transaction whose rows go by COPY. Measured on a durable cluster: calls
+// tasks is one statement (after a lookup of its idempotency keys, if it
+// has any, all new), a larger one a transaction whose rows go by COPY. Measured on a durable cluster: calls
 // of 1,000 tasks made 13.6k tasks/s by COPY against 11.0k by the statement;
 // calls of 100 while the runner works made 5.8-6.4k tasks/s by the
 // statement against 5.7-5.8k by COPY.
