@@ -142,6 +142,46 @@ func claimCutOff(rep *Report, t time.Time) bool {
 		!t.After(rep.PGRestartAt.Add(rep.PGDowntime))
 }
 
+// rescueJudgement is what the checker makes of a rescue (an attempt failed
+// with lease_expired).
+type rescueJudgement int
+
+const (
+	// rescueAfterKill: the attempt's owner was killed before the rescue
+	// (or the attempt had ended): the rescue is what a kill calls for.
+	rescueAfterKill rescueJudgement = iota
+	// rescueExcused: no kill explains it, but a graceful stop (a handler
+	// outlived the grace), a PostgreSQL restart longer than a lease
+	// tolerates, or a claim whose commit the restart cut off does.
+	rescueExcused
+	// rescueWhileAlive: the owner was alive and extending its lease: the
+	// rescue failed work still running (a violation).
+	rescueWhileAlive
+)
+
+// judgeRescue judges a rescue at `at` of an attempt claimed at claimAt,
+// whose owner was killed at *killed or stopped at *stopped (nil: not);
+// ended reports whether the attempt had ended before the rescue.
+func judgeRescue(rep *Report, at, claimAt time.Time, killed, stopped *time.Time, ended func() bool) rescueJudgement {
+	switch {
+	case killed != nil && (!at.Before(*killed) || ended()):
+		return rescueAfterKill
+	case stopped != nil && !at.Before(*stopped):
+		return rescueExcused
+	case outageExplains(rep, at):
+		// Also when the owner was killed later: the restart outlasted
+		// what a lease tolerates (the documented limit).
+		return rescueExcused
+	case killed == nil && claimCutOff(rep, claimAt):
+		// The claim's commit may have landed as the restart cut its
+		// connection: the runner saw an error and never ran or held the
+		// step (an unknowable commit, as for events).
+		return rescueExcused
+	default:
+		return rescueWhileAlive
+	}
+}
+
 func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, attempts map[attemptKey][]*logAttempt,
 	enqueues []Record, killedAt, stoppedAt map[string]time.Time, dropped map[string]string, eventMode bool, rep *Report,
 	violate func(string, ...any)) error {
@@ -220,31 +260,27 @@ func checkTask(ctx context.Context, c *tasker.Client, id int64, plan TaskPlan, a
 				rep.Rescued++
 				rescuedAt[m.Error.Attempt] = tr.CreatedAt
 				owner := claimOwner[m.Error.Attempt]
+				var killed, stopped *time.Time
 				if k, ok := killedAt[owner]; ok {
-					switch {
-					case !tr.CreatedAt.Before(k) || endedBefore(attempts[key], m.Error.Attempt, owner, tr.CreatedAt):
-					case outageExplains(rep, tr.CreatedAt):
-						// Killed later, but rescued in a restart that
-						// outlasted what a lease tolerates, as below.
-						rep.RescuedNoKill++
-					default:
-						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive (killed %s)",
-							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner, k.Format(time.RFC3339Nano))
-					}
-				} else if s, ok := stoppedAt[owner]; ok && !tr.CreatedAt.Before(s) {
-					rep.RescuedNoKill++ // left by a graceful stop (a handler outlived the grace)
-				} else if outageExplains(rep, tr.CreatedAt) {
-					rep.RescuedNoKill++ // the restart outlasted what a lease tolerates
-				} else if claimCutOff(rep, claimAt[m.Error.Attempt]) {
-					// The claim's commit may have landed as the restart cut
-					// its connection: the runner saw an error and never ran
-					// or held the step (an unknowable commit, as for events).
+					killed = &k
+				} else if sa, ok := stoppedAt[owner]; ok {
+					stopped = &sa
+				}
+				ended := func() bool { return endedBefore(attempts[key], m.Error.Attempt, owner, tr.CreatedAt) }
+				switch judgeRescue(rep, tr.CreatedAt, claimAt[m.Error.Attempt], killed, stopped, ended) {
+				case rescueExcused:
 					rep.RescuedNoKill++
-				} else {
-					// The owner was alive and its lease keeper extending:
-					// a rescue here fails work that is still running.
-					violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive and extending its lease",
-						id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner)
+				case rescueWhileAlive:
+					if killed != nil {
+						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive (killed %s)",
+							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner,
+							killed.Format(time.RFC3339Nano))
+					} else {
+						// The owner was alive and its lease keeper extending:
+						// a rescue here fails work that is still running.
+						violate("task %d step %s: attempt %d rescued at %s while its runner %s was alive and extending its lease",
+							id, st.Name, m.Error.Attempt, tr.CreatedAt.Format(time.RFC3339Nano), owner)
+					}
 				}
 			}
 		}

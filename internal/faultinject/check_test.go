@@ -104,3 +104,40 @@ func TestOutageExplainsOnlyLongRestarts(t *testing.T) {
 		}
 	}
 }
+
+// A rescue is excused by its owner's kill before it, by a graceful stop,
+// by a restart longer than a lease tolerates (also when the owner is
+// killed later: CI once saw that case reported as a violation) or by a
+// claim the restart cut off; otherwise it failed work that was running.
+func TestJudgeRescue(t *testing.T) {
+	at := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	later, earlier := at.Add(4*time.Second), at.Add(-time.Second)
+	long := &Report{PGRestarts: 1, PGRestartAt: at.Add(-time.Second), PGDowntime: StepLease}
+	short := &Report{PGRestarts: 1, PGRestartAt: at.Add(-time.Second), PGDowntime: 100 * time.Millisecond}
+	none := &Report{}
+	no := func() bool { return false }
+	yes := func() bool { return true }
+	for _, c := range []struct {
+		name            string
+		rep             *Report
+		claimAt         time.Time
+		killed, stopped *time.Time
+		ended           func() bool
+		want            rescueJudgement
+	}{
+		{"killed before", none, earlier, &earlier, nil, no, rescueAfterKill},
+		{"killed later, attempt ended first", none, earlier, &later, nil, yes, rescueAfterKill},
+		{"killed later, no outage", none, earlier, &later, nil, no, rescueWhileAlive},
+		{"killed later, short outage", short, earlier, &later, nil, no, rescueWhileAlive},
+		{"killed later, outage past the lease", long, earlier, &later, nil, no, rescueExcused},
+		{"stopped before", none, earlier, nil, &earlier, no, rescueExcused},
+		{"stopped later, no outage", none, earlier, nil, &later, no, rescueWhileAlive},
+		{"alive, outage past the lease", long, earlier, nil, nil, no, rescueExcused},
+		{"alive, claim cut off by the restart", short, at.Add(-time.Second), nil, nil, no, rescueExcused},
+		{"alive", none, earlier, nil, nil, no, rescueWhileAlive},
+	} {
+		if got := judgeRescue(c.rep, at, c.claimAt, c.killed, c.stopped, c.ended); got != c.want {
+			t.Errorf("%s: judgeRescue = %d, want %d", c.name, got, c.want)
+		}
+	}
+}
